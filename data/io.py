@@ -1,0 +1,139 @@
+"""Atomic file writes and the per-video landmark file format.
+
+A landmark file is ``<dir>/<video name with extension>.npy``: float32 (T, L, 3), x and y
+normalised to the frame width and height, z MediaPipe's relative depth (same scale as x), the
+format of the published landmark files. Its metadata lives in the sidecar
+``<dir>/<video name with extension>.json`` (see :data:`META_KEYS`). Published files have no
+sidecar; readers then fall back to a per-dataset default frame size and rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Keys of the sidecar written next to every landmark array.
+META_KEYS = (
+    "video",  # video name with extension (the file stem of the .npy)
+    "fps",  # frame rate of the array rows (source fps / stride)
+    "source_fps",  # frame rate of the source video
+    "n_frames",  # rows of the array
+    "width",  # source frame width in pixels
+    "height",  # source frame height in pixels
+    "backend",  # "mediapipe" | "dlib"
+    "backend_version",
+    "n_landmarks",
+    "face_found",  # list of 0/1 per row; 0 rows were filled by interpolation
+    "stride",
+    "max_frames",
+    "source",  # source path as given
+    "source_size",  # bytes
+    "source_mtime",  # seconds since the epoch
+)
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """``np.save`` that never leaves a partial file behind (temp file + rename)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    return _atomic(path, write)
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``np.savez`` (uncompressed) written atomically; ``path`` keeps its name as given."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return _atomic(path, write)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically."""
+    return _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON (indented, UTF-8) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def landmark_path(out_dir: str | os.PathLike, video_name: str) -> Path:
+    """``<out_dir>/<video name with extension>.npy``."""
+    return Path(out_dir) / f"{video_name}.npy"
+
+
+def meta_path(npy_path: str | os.PathLike) -> Path:
+    """Sidecar of a landmark file: ``x.mp4.npy`` -> ``x.mp4.json``."""
+    p = Path(npy_path)
+    return p.with_name(p.name.removesuffix(".npy") + ".json")
+
+
+def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dict) -> None:
+    """Write a landmark array and its sidecar atomically (array first, sidecar last).
+
+    The sidecar is the completion marker: a file with an array but no sidecar is incomplete.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.ndim != 3 or landmarks.shape[-1] != 3:
+        raise ValueError(f"{npy_path}: landmarks must be (T, L, 3), got {landmarks.shape}")
+    if not np.isfinite(landmarks).all():
+        raise ValueError(f"{npy_path}: landmarks contain NaN or inf")
+    atomic_save_npy(npy_path, landmarks)
+    atomic_write_json(meta_path(npy_path), meta)
+
+
+def load_meta(npy_path: str | os.PathLike) -> dict | None:
+    """The sidecar of a landmark file, or None when it has none (published files)."""
+    p = meta_path(npy_path)
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def load_landmarks(npy_path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, dict | None]:
+    """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
+
+    Raises ValueError naming the file when it is not a (T, L, 3) array.
+    """
+    npy_path = Path(npy_path)
+    try:
+        arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); re-run extract_landmarks.py") from e
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
+    if not mmap:
+        arr = arr.astype(np.float32, copy=False)
+    return arr, load_meta(npy_path)
+
+
+def to_isotropic(landmarks: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Normalised (x/W, y/H, z/W) landmarks -> pixel units on all three axes. (..., 3) -> (..., 3)."""
+    scale = np.array([width, height, width], dtype=np.float32)
+    return np.asarray(landmarks, dtype=np.float32) * scale
