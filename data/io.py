@@ -38,7 +38,11 @@ META_KEYS = (
 )
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +51,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -60,7 +65,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
         with open(tmp, "wb") as f:
             np.save(f, array)
 
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
@@ -70,12 +75,12 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text atomically."""
-    return _atomic(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -1,0 +1,353 @@
+"""A dataset = landmark files + labels + subjects + folds, for UvA-NEMO, BBC, MMI, SPOS, any folder
+of videos with a labels CSV, and the synthetic demo.
+
+Layout under a dataset root (``uva/``, ``bbc/``, ...):
+
+- ``npy/<video name with extension>.npy`` (+ optional sidecar ``.json``); MMI ``npy/<session>.npy``,
+  SPOS ``npy/<clip folder>.npy``.
+- ``labels/<k>/{train,test}.json``: fold files, ``{name: 1 spontaneous | 0 posed}``; names with or
+  without the video extension. Without fold files, stratified subject-independent folds are made
+  from ``seed`` and written there (with ``folds_meta.json``; delete the folder to regenerate).
+- ``labels.csv`` (required for ``folder``/``demo``, optional otherwise): video,label,subject
+  [,fps,width,height]; it overrides the per-kind subject rules (see data/subjects.py).
+- ``dmarkers.npz``: the D-Marker cache (``dmarker.py``), under the root or the landmarks folder.
+- ``demo.json``: marks a generated demo dataset (``python -m data.demo --out DIR``).
+
+Frame rate and size come from each sidecar; published files have none, so the per-kind
+:data:`DATASET_DEFAULTS` apply (then labels.csv columns for folder data).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.folds import (
+    GENERATED_META,
+    Fold,
+    check_folds,
+    fold_dirs,
+    make_folds,
+    read_fold_files,
+    resolve_fold,
+    split_train_val,
+    write_folds,
+)
+from data.io import atomic_write_json, load_meta
+from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
+from data.subjects import (
+    LabelsTable,
+    folder_labels,
+    landmark_index,
+    match_names,
+    name_label,
+    read_labels_csv,
+    strip_video_ext,
+    subjects_for,
+)
+
+KINDS = ("uva", "bbc", "mmi", "spos", "folder", "demo")
+
+
+@dataclass(frozen=True)
+class FrameDefaults:
+    """Frame size (pixels) and rate (frames/s) assumed for landmark files without a sidecar."""
+
+    width: int
+    height: int
+    fps: float
+
+
+#: Published landmark files carry no metadata. UvA-NEMO: 1920x1080 @ 50 (documented by the
+#: dataset). BBC 1280x720 @ 25, MMI 720x576 @ 25, SPOS 640x480 @ 25: assumptions; pass files
+#: with sidecars (our extraction writes them) or fps/width/height columns in labels.csv to override.
+DATASET_DEFAULTS = {
+    "uva": FrameDefaults(1920, 1080, 50.0),
+    "bbc": FrameDefaults(1280, 720, 25.0),
+    "mmi": FrameDefaults(720, 576, 25.0),
+    "spos": FrameDefaults(640, 480, 25.0),
+}
+#: Folds made when none exist: k per kind (SPOS: leave one subject out, k = number of subjects).
+DEFAULT_FOLDS_K = {"uva": 10, "bbc": 10, "mmi": 9, "spos": None, "folder": 10, "demo": 5}
+
+
+@dataclass(frozen=True)
+class Video:
+    name: str  # the key used in fold files
+    file: Path  # landmark .npy
+    label: int  # 1 spontaneous, 0 posed
+    subject: str
+    fps: float  # of the array rows
+    width: int
+    height: int
+    n_frames: int = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """Names of one fold's parts: inner train, inner validation (from the fold's train), test."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+class SmileDataset:
+    """Videos, folds and landmark access of one dataset. Build it with :func:`open_dataset`."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        root: Path,
+        videos: dict[str, Video],
+        folds: list[Fold],
+        n_landmarks: int,
+        landmarks_dir: Path,
+        store: FileStore | PackedStore | None = None,
+    ):
+        self.kind = kind
+        self.root = Path(root)
+        self.videos = videos
+        self.folds = folds
+        self.n_landmarks = n_landmarks
+        self.landmarks_dir = Path(landmarks_dir)
+        scales = {v.file.name: (v.width, v.height) for v in videos.values()}
+        self.store = store if store is not None else FileStore(scales)
+        self._dmarkers = None
+        self._dmarkers_read = False
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __repr__(self) -> str:
+        return (
+            f"SmileDataset({self.kind!r}, {str(self.root)!r}: {len(self.videos)} videos, "
+            f"{len(set(self.subjects.values()))} subjects, {len(self.folds)} folds)"
+        )
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return {n: v.label for n, v in self.videos.items()}
+
+    @property
+    def subjects(self) -> dict[str, str]:
+        return {n: v.subject for n, v in self.videos.items()}
+
+    def landmarks(self, name: str) -> np.ndarray:
+        """(T, L, 3) float32 isotropic pixels (x*W, y*H, z*W) of one video; a read-only view when
+        packed (copy before writing). The only way training code reads landmark data."""
+        return self.store.get(self.videos[name].file)
+
+    def dmarkers(self):
+        """The D-Marker cache (``DMarkerTable``) from ``dmarkers.npz`` under the root or the
+        landmarks folder, or None when there is none."""
+        if not self._dmarkers_read:
+            for path in (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz"):
+                if path.exists():
+                    from data.dmarker_cache import load_dmarker_table
+
+                    self._dmarkers = load_dmarker_table(path)
+                    break
+            self._dmarkers_read = True
+        return self._dmarkers
+
+    def fold(self, n: int | str) -> Fold:
+        """``--fold N``: the N-th fold folder in numeric order (1-based)."""
+        return resolve_fold(self.folds, n)[0]
+
+    def split(self, n: int | str, val_fraction: float = 0.15, seed: int = 0) -> Split:
+        """Fold N's parts, with the inner validation carved from its training part by subject."""
+        fold = self.fold(n)
+        train, val = split_train_val(fold.train, self.labels, self.subjects, val_fraction, seed)
+        return Split(train=tuple(train), val=tuple(val), test=fold.test)
+
+
+def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
+    if kind == "demo":
+        return FileNotFoundError(f"no demo dataset at {root}: run python -m data.demo --out {root}")
+    return FileNotFoundError(
+        f"no landmarks under {landmarks_dir}: run extract_landmarks.py --dataset {kind} ... "
+        f"--output {landmarks_dir} or use --dataset demo"
+    )
+
+
+def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[str, int]:
+    """Labels from fold files, then labels.csv, then the source layout or the name; consistent."""
+    layout = folder_labels(kind, root)
+    out, conflicts, lacking = {}, [], []
+    for n in names:
+        options = []
+        if n in fold_labels:
+            options.append(("fold files", fold_labels[n]))
+        if table is not None and n in table.labels:
+            options.append((str(table.path), table.labels[n]))
+        if not options:
+            key = strip_video_ext(n)
+            if key in layout:
+                options.append(("source folders", layout[key]))
+            elif name_label(kind, n) is not None:
+                options.append(("name", name_label(kind, n)))
+        if not options:
+            lacking.append(n)
+            continue
+        if len({lab for _, lab in options}) > 1:
+            conflicts.append(f"{n} ({', '.join(f'{w}: {lab}' for w, lab in options)})")
+        out[n] = options[0][1]
+    if conflicts:
+        raise ValueError(f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}")
+    if lacking:
+        raise ValueError(
+            f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; add fold files "
+            f"labels/<k>/{{train,test}}.json or {root / 'labels.csv'} (video,label,subject)"
+        )
+    return out
+
+
+def _frame_info(
+    kind: str, name: str, file: Path, table: LabelsTable | None
+) -> tuple[float, int, int]:
+    """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS."""
+    meta = load_meta(file) or {}
+    csv_meta = table.meta.get(name, {}) if table is not None else {}
+    default = DATASET_DEFAULTS.get(kind)
+    out = []
+    for key in ("fps", "width", "height"):
+        value = meta.get(key) or csv_meta.get(key) or (getattr(default, key) if default else None)
+        if not value:
+            raise ValueError(
+                f"{file}: no {key} (no sidecar .json and no {key} column in labels.csv); "
+                "re-extract with extract_landmarks.py or add fps,width,height to labels.csv"
+            )
+        out.append(value)
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed):
+    k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
+    if folds_k is None:
+        k = min(k, len(set(subjects.values())))
+    folds = make_folds(names, labels, subjects, k, seed)
+    try:
+        write_folds(folds_dir, folds, labels)
+        atomic_write_json(
+            Path(folds_dir) / GENERATED_META,
+            {
+                "generated_by": "data.folds.make_folds",
+                "k": k,
+                "seed": seed,
+                "subject_rule": rule,
+                "note": "delete this folder to make new folds",
+            },
+        )
+    except OSError as e:
+        warnings.warn(
+            f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
+            stacklevel=3,
+        )
+    return folds
+
+
+def open_dataset(
+    kind: str,
+    root,
+    folds_dir=None,
+    landmarks_dir=None,
+    folds_k: int | None = None,
+    seed: int = 0,
+    pack: bool = True,
+) -> SmileDataset:
+    """Open a dataset and check it: every listed video has a landmark file (missing ones are named),
+    no subject is in both parts of a fold, the test parts cover every video exactly once.
+
+    ``folds_k`` (default per kind, :data:`DEFAULT_FOLDS_K`) and ``seed`` apply only when no fold
+    files exist. ``pack`` uses (and builds if needed) the memory-mapped packed store.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}: use one of {', '.join(KINDS)}")
+    root = Path(root)
+    landmarks_dir = Path(landmarks_dir) if landmarks_dir is not None else root / "npy"
+    folds_dir = Path(folds_dir) if folds_dir is not None else root / "labels"
+    if kind == "demo" and not (root / "demo.json").exists():
+        raise _no_landmarks(kind, root, landmarks_dir)
+    index = landmark_index(landmarks_dir) if landmarks_dir.is_dir() else {}
+    if not index:
+        raise _no_landmarks(kind, root, landmarks_dir)
+    csv_path = root / "labels.csv"
+    table = read_labels_csv(csv_path) if csv_path.exists() else None
+    if kind in ("folder", "demo") and table is None:
+        raise FileNotFoundError(f"{csv_path}: missing; a {kind} dataset needs video,label,subject")
+
+    folds, fold_labels = read_fold_files(folds_dir) if fold_dirs(folds_dir) else (None, {})
+    if folds is not None and folds_k is not None and folds_k != len(folds):
+        raise ValueError(
+            f"{folds_dir} holds {len(folds)} folds; folds_k={folds_k} applies only "
+            "when no fold files exist (delete generated folds or pass another folds_dir)"
+        )
+    if folds is not None:
+        names = sorted(fold_labels)
+    elif table is not None:
+        names = sorted(table.labels)
+    else:
+        names = sorted({strip_video_ext(p.name[: -len(".npy")]) for p in index.values() if p})
+    files, missing = match_names(names, index)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "
+            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; extract them "
+            "(extract_landmarks.py) or remove them from the fold files / labels.csv"
+        )
+    labels = _labels(kind, names, root, fold_labels, table)
+    subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
+    if folds is None:
+        folds = _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed)
+    problems = check_folds(folds, subjects, labels)
+    if problems:
+        raise ValueError(
+            f"{folds_dir}: {'; '.join(problems)} (inspect with: python -m data.folds "
+            f"check {folds_dir} --dataset {kind})"
+        )
+
+    shapes = {files[n]: npy_shape(files[n]) for n in names}
+    counts = {s[1] for s in shapes.values()}
+    if len(counts) != 1:
+        raise ValueError(f"{landmarks_dir}: landmark files mix point counts {sorted(counts)}")
+    videos = {}
+    for n in names:
+        if shapes[files[n]][0] == 0:
+            raise ValueError(f"{files[n]}: no frames; re-extract it or drop it from the folds")
+        fps, width, height = _frame_info(kind, n, files[n], table)
+        videos[n] = Video(
+            name=n,
+            file=files[n],
+            label=labels[n],
+            subject=subjects[n],
+            fps=fps,
+            width=width,
+            height=height,
+            n_frames=shapes[files[n]][0],
+        )
+    store = None
+    if pack:
+        ordered = sorted(set(files.values()))
+        scales = {v.file.name: (v.width, v.height) for v in videos.values()}
+        store = open_packed(ordered, scales)
+        if store is None:
+            try:
+                store = build_packed(ordered, scales, shapes)
+            except OSError as e:
+                warnings.warn(
+                    f"could not pack {landmarks_dir} ({e}); reading files one by one", stacklevel=2
+                )
+    return SmileDataset(
+        kind=kind,
+        root=root,
+        videos=videos,
+        folds=folds,
+        n_landmarks=counts.pop(),
+        landmarks_dir=landmarks_dir,
+        store=store,
+    )

@@ -1,0 +1,356 @@
+"""The per-dataset D-Marker table: every video's 225 descriptors, signals and phases in one file.
+
+Default location ``<landmark_dir>/dmarkers.npz`` (plain ``np.savez``, readable with
+``allow_pickle=False``), written atomically. Arrays in the file (n videos, T = total frames):
+
+====================  ==============  =====================================================
+key                   shape, dtype    meaning
+====================  ==============  =====================================================
+version               () int64        :data:`CACHE_VERSION` of the code that wrote it
+eyelid                () str          eyelid mode (``data.dmarker.EYELID_MODES``)
+phase_rule            () str          onset/offset rule (``data.dmarker.PHASE_RULES``)
+names                 (n,) str        landmark file names without ``.npy`` ("x.mp4")
+features              (n, 225) f32    descriptors, columns ``feature_names``
+feature_names         (225,) str      ``data.dmarker.FEATURE_NAMES``
+signals, raw_signals  (T, 9) f32      smoothed / raw per-frame signals of all videos, stacked
+offsets               (n + 1,) int64  video i owns rows ``offsets[i]:offsets[i + 1]``
+signal_names          (9,) str        ``data.dmarker.SIGNAL_NAMES``
+phases                (n, 4) int64    (onset_start, apex_start, offset_start, offset_end)
+fps                   (n,) f64        frame rate used (omega)
+frame_size            (n, 2) f64      width, height used for the isotropic conversion
+cheek_available       (n,) bool       False for dlib-68 (cheek block = CHEEK_FILL)
+status                (n,) str        ``data.dmarker.STATUSES``
+fingerprints          (n, 4) int64    size, mtime_ns of the .npy and of its sidecar (-1: none)
+====================  ==============  =====================================================
+
+A rebuild reuses a video's row when its fingerprint (and the fps / frame size it would use) is
+unchanged, recomputes changed or new files, and drops rows of files that are gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.dmarker import (
+    DEFAULT_EYELID,
+    DEFAULT_PHASE_RULE,
+    EYELID_MODES,
+    FEATURE_NAMES,
+    N_DMARKERS,
+    PHASE_RULES,
+    SIGNAL_NAMES,
+    DMarkerResult,
+    video_descriptors,
+)
+from data.io import atomic_save_npz, load_landmarks, load_meta, meta_path, to_isotropic
+
+CACHE_NAME = "dmarkers.npz"
+#: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
+CACHE_VERSION = 1
+_N_SIG = len(SIGNAL_NAMES)
+
+
+def _key(name: str) -> str:
+    return str(name).removesuffix(".npy")
+
+
+@dataclass(eq=False, kw_only=True)
+class DMarkerTable:
+    """D-Markers of every video of a dataset (see the module docstring for the file layout)."""
+
+    names: list[str]
+    features: np.ndarray  # (n, 225) float32
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32, smoothed
+    raw_signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32
+    phases: np.ndarray | None = None  # (n, 4) int64
+    fps: np.ndarray | None = None  # (n,) float64
+    frame_size: np.ndarray | None = None  # (n, 2) float64
+    cheek_available: np.ndarray | None = None  # (n,) bool
+    status: list[str] = field(default_factory=list)
+    fingerprints: np.ndarray | None = None  # (n, 4) int64
+    eyelid: str = DEFAULT_EYELID
+    phase_rule: str = DEFAULT_PHASE_RULE
+    errors: dict[str, str] = field(default_factory=dict)  # files that failed (last build only)
+    reused: int = 0  # rows taken unchanged from the previous file (last build only)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.names = [str(n) for n in self.names]
+        self._index = {n: i for i, n in enumerate(self.names)}
+        stems: dict[str, list[str]] = {}
+        for n in self.names:
+            stems.setdefault(Path(n).stem, []).append(n)
+        self._stems = stems
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.index(name)
+        except KeyError:
+            return False
+        return True
+
+    def index(self, name: str) -> int:
+        """Row of a video; ``name`` with or without its video extension (or ``.npy``)."""
+        key = _key(name)
+        if key in self._index:
+            return self._index[key]
+        found = self._stems.get(key, [])
+        if len(found) == 1:
+            return self._index[found[0]]
+        where = f" {self.path}" if self.path else ""
+        if found:
+            raise KeyError(f"{name!r} is ambiguous in the D-Marker table{where}: {found}")
+        raise KeyError(
+            f"{name!r} is not in the D-Marker table{where} ({len(self)} videos); "
+            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+        )
+
+    def get(self, name: str) -> np.ndarray:
+        """The 225 descriptors (225,) float32 of a video."""
+        return self.features[self.index(name)]
+
+    def result(self, name: str) -> DMarkerResult:
+        """Everything stored for one video."""
+        i = self.index(name)
+        return DMarkerResult(
+            features=self.features[i],
+            signals=self.signals[i],
+            raw_signals=self.raw_signals[i],
+            phases=tuple(int(b) for b in self.phases[i]),
+            cheek_available=bool(self.cheek_available[i]),
+            status=self.status[i],
+        )
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(Counter(self.status))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the table atomically as an npz (no pickled objects)."""
+        lengths = [len(s) for s in self.signals]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+        def stacked(parts: list[np.ndarray]) -> np.ndarray:
+            if not parts:
+                return np.zeros((0, _N_SIG), dtype=np.float32)
+            return np.concatenate(parts).astype(np.float32)
+
+        self.path = atomic_save_npz(
+            path,
+            version=np.int64(CACHE_VERSION),
+            eyelid=np.str_(self.eyelid),
+            phase_rule=np.str_(self.phase_rule),
+            names=np.array(self.names, dtype=str),
+            features=np.asarray(self.features, dtype=np.float32).reshape(-1, N_DMARKERS),
+            feature_names=np.array(self.feature_names, dtype=str),
+            signals=stacked(self.signals),
+            raw_signals=stacked(self.raw_signals),
+            offsets=offsets,
+            signal_names=np.array(SIGNAL_NAMES, dtype=str),
+            phases=np.asarray(self.phases, dtype=np.int64).reshape(-1, 4),
+            fps=np.asarray(self.fps, dtype=np.float64),
+            frame_size=np.asarray(self.frame_size, dtype=np.float64).reshape(-1, 2),
+            cheek_available=np.asarray(self.cheek_available, dtype=bool),
+            status=np.array(self.status, dtype=str),
+            fingerprints=np.asarray(self.fingerprints, dtype=np.int64).reshape(-1, 4),
+        )
+        return self.path
+
+
+def _read(path: Path) -> tuple[DMarkerTable, int]:
+    """Table and the version it was written with. Raises ValueError when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            offsets = z["offsets"]
+            spans = list(zip(offsets[:-1], offsets[1:], strict=True))
+            signals, raw = z["signals"], z["raw_signals"]
+            table = DMarkerTable(
+                names=list(z["names"]),
+                features=z["features"],
+                feature_names=tuple(str(n) for n in z["feature_names"]),
+                signals=[signals[a:b] for a, b in spans],
+                raw_signals=[raw[a:b] for a, b in spans],
+                phases=z["phases"],
+                fps=z["fps"],
+                frame_size=z["frame_size"],
+                cheek_available=z["cheek_available"],
+                status=[str(s) for s in z["status"]],
+                fingerprints=z["fingerprints"],
+                eyelid=str(z["eyelid"]),
+                phase_rule=str(z["phase_rule"]),
+                path=path,
+            )
+            version = int(z["version"])
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ValueError(
+            f"{path}: not a readable D-Marker table ({e}); "
+            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+        ) from e
+    return table, version
+
+
+def load_dmarker_table(path: str | os.PathLike) -> DMarkerTable:
+    """Read a table written by :func:`build_dmarker_table`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no D-Marker table; "
+            "create it with python dmarker.py --landmarks <landmark dir>"
+        )
+    table, version = _read(path)
+    if version != CACHE_VERSION or table.feature_names != FEATURE_NAMES:
+        raise ValueError(
+            f"{path}: D-Marker table version {version}, this code reads {CACHE_VERSION}; "
+            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+        )
+    return table
+
+
+def fingerprint(npy: Path) -> tuple[int, int, int, int]:
+    """(size, mtime_ns) of a landmark file and of its sidecar ((-1, -1) when it has none)."""
+    st = npy.stat()
+    side = meta_path(npy)
+    sst = side.stat() if side.exists() else None
+    return st.st_size, st.st_mtime_ns, sst.st_size if sst else -1, sst.st_mtime_ns if sst else -1
+
+
+def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float, float, float]:
+    """(fps, width, height): the sidecar's values, else the arguments; ValueError if neither."""
+    meta = meta or {}
+    rate = meta.get("fps") or fps
+    width, height = meta.get("width"), meta.get("height")
+    if not (width and height) and frame_size is not None:
+        width, height = frame_size
+    if rate and width and height:
+        return float(rate), float(width), float(height)
+    side = meta_path(npy).name
+    missing = " and ".join(
+        flag for flag, ok in (("--fps F", rate), ("--frame-size WxH", width and height)) if not ok
+    )
+    raise ValueError(
+        f"{npy}: no frame rate / frame size (sidecar {side} missing or incomplete); "
+        f"pass {missing} (UvA-NEMO: --fps 50 --frame-size 1920x1080)"
+    )
+
+
+def _compute(npy: Path, fps, frame_size, **options) -> tuple[DMarkerResult, tuple[float, ...]]:
+    arr, meta = load_landmarks(npy)
+    rate, width, height = _rate_and_size(npy, meta, fps, frame_size)
+    face_found = (meta or {}).get("face_found")
+    try:
+        iso = to_isotropic(arr, width, height)
+        res = video_descriptors(iso, rate, face_found=face_found, **options)
+    except ValueError as e:
+        raise ValueError(f"{npy}: {e}") from e
+    return res, (rate, width, height)
+
+
+def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_size) -> int | None:
+    """Row of ``old`` that still holds this file's D-Markers, else None."""
+    if old is None or name not in old._index:
+        return None
+    i = old._index[name]
+    if tuple(int(x) for x in old.fingerprints[i]) != tuple(fp):
+        return None
+    try:
+        used = _rate_and_size(npy, load_meta(npy), fps, frame_size)
+    except ValueError:  # no sidecar and no arguments now: keep what was computed before
+        return i
+    cached = (float(old.fps[i]), *(float(x) for x in old.frame_size[i]))
+    return i if used == cached else None
+
+
+def build_dmarker_table(
+    landmark_dir: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    fps: float | None = None,
+    frame_size: tuple[float, float] | None = None,
+    *,
+    eyelid: str = DEFAULT_EYELID,
+    phase_rule: str = DEFAULT_PHASE_RULE,
+    force: bool = False,
+    progress: bool = False,
+) -> DMarkerTable:
+    """D-Markers of every ``*.npy`` in ``landmark_dir``, cached in ``output``.
+
+    fps and frame size (width, height) come from each file's sidecar, else from the arguments.
+    Files that fail (unreadable, no rate/size, degenerate face) are listed in ``table.errors`` and
+    left out; the others are still computed. The table is written (atomically) when anything
+    changed. ``eyelid`` and ``phase_rule`` are passed to ``video_descriptors`` (a table built
+    with other settings is recomputed). ``force`` recomputes everything.
+    """
+    if eyelid not in EYELID_MODES:
+        raise ValueError(f"eyelid must be one of {EYELID_MODES}, got {eyelid!r}")
+    if phase_rule not in PHASE_RULES:
+        raise ValueError(f"phase_rule must be one of {PHASE_RULES}, got {phase_rule!r}")
+    landmark_dir = Path(landmark_dir)
+    if not landmark_dir.is_dir():
+        raise FileNotFoundError(
+            f"{landmark_dir}: no such folder; "
+            f"run extract_landmarks.py --output {landmark_dir} first"
+        )
+    files = sorted(landmark_dir.glob("*.npy"))
+    if not files:
+        raise FileNotFoundError(
+            f"no landmark files (*.npy) under {landmark_dir}: run extract_landmarks.py first"
+        )
+    output = Path(output) if output else landmark_dir / CACHE_NAME
+    old = None
+    if output.is_file() and not force:
+        try:
+            old, version = _read(output)
+            if (
+                version != CACHE_VERSION
+                or old.feature_names != FEATURE_NAMES
+                or (old.eyelid, old.phase_rule) != (eyelid, phase_rule)
+            ):
+                old = None
+        except ValueError:
+            old = None
+    rows: list[tuple] = []  # (name, result, (fps, w, h), fingerprint)
+    errors: dict[str, str] = {}
+    reused = 0
+    for npy in tqdm(files, desc="D-Markers", unit="video", disable=not progress):
+        name = _key(npy.name)
+        try:
+            fp = fingerprint(npy)
+            i = _reusable(old, name, npy, fp, fps, frame_size)
+            if i is not None:
+                reused += 1
+                rows.append((name, old.result(name), (old.fps[i], *old.frame_size[i]), fp))
+                continue
+            res, used = _compute(npy, fps, frame_size, eyelid=eyelid, phase_rule=phase_rule)
+            rows.append((name, res, used, fp))
+        except (ValueError, OSError) as e:
+            errors[name] = str(e)
+    empty = np.zeros((0, N_DMARKERS), dtype=np.float32)
+    table = DMarkerTable(
+        names=[r[0] for r in rows],
+        features=np.stack([r[1].features for r in rows]) if rows else empty,
+        signals=[r[1].signals for r in rows],
+        raw_signals=[r[1].raw_signals for r in rows],
+        phases=np.array([r[1].phases for r in rows], dtype=np.int64).reshape(-1, 4),
+        fps=np.array([r[2][0] for r in rows], dtype=np.float64),
+        frame_size=np.array([r[2][1:] for r in rows], dtype=np.float64).reshape(-1, 2),
+        cheek_available=np.array([r[1].cheek_available for r in rows], dtype=bool),
+        status=[r[1].status for r in rows],
+        fingerprints=np.array([r[3] for r in rows], dtype=np.int64).reshape(-1, 4),
+        eyelid=eyelid,
+        phase_rule=phase_rule,
+        errors=errors,
+        reused=reused,
+    )
+    if old is None or reused != len(rows) or len(old) != len(rows):
+        table.save(output)
+    else:
+        table.path = output
+    return table

@@ -1,0 +1,396 @@
+"""Batch landmark extraction: dataset layouts -> jobs, worker processes, resume, summary.
+
+Output names follow the published landmark files: ``<video file name>.npy`` (UvA-NEMO, BBC, any
+video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame folders), each with
+its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
+exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
+the source's current size and mtime, and the array loads with the recorded shape and is newer than
+the source.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.contact_sheet import contact_sheet
+from data.extraction import extract_video, make_backend
+from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks
+from data.video import VIDEO_EXTS, is_frame_folder, is_video, natural_key, open_source
+
+DATASETS = ("uva", "bbc", "mmi", "spos", "folder")
+OUTPUT_DIRNAME = "npy"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One source (video file or frame folder) -> ``output`` (``<dir>/<name>.npy``).
+
+    ``error`` marks a source found unusable while listing (reported as failed)."""
+
+    source: Path
+    name: str
+    output: Path
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to extract. ``plot``: None (no sheet), a folder, or a ``.png`` file (one job)."""
+
+    backend: str = "mediapipe"
+    stride: int = 1
+    max_frames: int | None = None
+    frame_fps: float = 25.0
+    overwrite: bool = False
+    plot: Path | None = None
+
+
+@dataclass
+class JobResult:
+    name: str
+    source: str
+    status: str  # "done" | "skipped" | "failed"
+    reason: str = ""
+    frames: int = 0
+    face_frames: int = 0
+    timings: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- listing
+
+
+def _child(root: Path, name: str) -> Path | None:
+    """The sub-folder of ``root`` called ``name``, compared case-insensitively."""
+    if not root.is_dir():
+        return None
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def _videos(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    found = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
+    """Every video file and frame folder below ``root`` (hidden folders, ``output`` and folders
+    named ``npy`` skipped) as (source, output name)."""
+    found = []
+    skip = output.resolve()
+    for folder, dirs, _ in os.walk(root):
+        folder = Path(folder)
+        dirs[:] = sorted(
+            (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME
+             and (folder / d).resolve() != skip),
+            key=natural_key,
+        )  # fmt: skip
+        if is_frame_folder(folder):
+            found.append((folder, folder.name))
+        found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]
+    return found
+
+
+def _layout_error(kind: str, root: Path, layout: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{root}: no {kind} videos found; expected {layout} (point --dataset {kind} at the "
+        "dataset root)"
+    )
+
+
+def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tuple]:
+    """(source, output name[, error]) for every video of a dataset laid out as published."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (the {kind} dataset root)")
+    if kind == "uva":
+        folder = _child(root, "videos") or root
+        found = [(p, p.name) for p in _videos(folder, (".mp4",))]
+        layout = "<root>/videos/*.mp4 or <root>/*.mp4"
+    elif kind == "bbc":
+        folders = [f for f in (_child(root, "Genuine"), _child(root, "posed")) if f]
+        found = [(p, p.name) for f in folders for p in _videos(f, (".mp4",))]
+        layout = "<root>/Genuine/*.mp4 and <root>/posed/*.mp4"
+    elif kind == "mmi":
+        sessions = _child(root, "Sessions")
+        found = []
+        for s in _subdirs(sessions) if sessions else []:
+            avis = _videos(s, (".avi",))
+            if len(avis) == 1:
+                found.append((avis[0], s.name))
+            elif avis:  # sessions with only still images have no .avi and are not videos
+                names = ", ".join(p.name for p in avis)
+                found.append((s, s.name, f"{s}: several .avi files ({names}); keep one"))
+        layout = "<root>/Sessions/<id>/*.avi"
+    elif kind == "spos":
+        found = []
+        for label in ("posed", "spontaneous"):
+            happy = _child(_child(root, label) or root / label, "happy")
+            found += [(c, c.name) for c in (_subdirs(happy) if happy else []) if is_frame_folder(c)]
+        layout = "<root>/{posed,spontaneous}/happy/<clip>/*.bmp"
+    elif kind == "folder":
+        found = _walk(root, output)
+        layout = "video files or frame-image folders anywhere below it"
+    else:
+        raise ValueError(f"unknown dataset {kind!r}: choose one of {', '.join(DATASETS)}")
+    if not found:
+        raise _layout_error(kind, root, layout)
+    return found
+
+
+def make_jobs(
+    inputs: str | os.PathLike, dataset: str | None = None, output: str | os.PathLike | None = None
+) -> tuple[list[Job], Path]:
+    """Jobs for an input (video file, folder of videos, frame folder) or a dataset root.
+
+    Default output folder: ``<dataset root or input folder>/npy`` (``<parent>/npy`` for a single
+    video or frame folder). Raises ValueError when two sources map to one output name.
+    """
+    path = Path(inputs)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    single = dataset is None and (path.is_file() or is_frame_folder(path))
+    out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
+    if dataset is not None:
+        found = dataset_sources(dataset, path, out)
+    elif single:
+        if path.is_file() and not is_video(path):
+            raise ValueError(f"{path}: not a video file ({', '.join(sorted(VIDEO_EXTS))})")
+        found = [(path, path.name)]
+    else:
+        found = dataset_sources("folder", path, out)
+    jobs, seen = [], {}
+    for src, name, *err in found:
+        if name in seen:
+            raise ValueError(
+                f"{src} and {seen[name]} would both write {name}.npy; rename one or run them "
+                "with different --output folders"
+            )
+        seen[name] = src
+        jobs.append(Job(src, name, landmark_path(out, name), err[0] if err else ""))
+    return jobs, out
+
+
+# ---------------------------------------------------------------- one job
+
+
+def is_complete(job: Job, settings: Settings) -> bool:
+    """True when ``job.output`` holds a finished extraction of the current source made with the
+    same backend, stride and max-frames."""
+    try:
+        meta = load_meta(job.output)
+        if meta is None or any(k not in meta for k in META_KEYS):
+            return False
+        wanted = (settings.backend, settings.stride, settings.max_frames)
+        if (meta["backend"], meta["stride"], meta["max_frames"]) != wanted:
+            return False
+        if job.source.is_dir() and meta["source_fps"] != settings.frame_fps:
+            return False
+        size, mtime = open_source(job.source, settings.frame_fps).fingerprint()
+        if meta["source_size"] != size:
+            return False
+        if not math.isclose(meta["source_mtime"], mtime, rel_tol=0, abs_tol=1e-6):
+            return False
+        if job.output.stat().st_mtime < mtime:
+            return False
+        arr = np.load(job.output, mmap_mode="r", allow_pickle=False)
+        return arr.dtype == np.float32 and arr.shape == (meta["n_frames"], meta["n_landmarks"], 3)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def plot_path(job: Job, plot: Path | None) -> Path | None:
+    """Where the contact sheet of ``job`` goes: ``plot`` itself if it ends in .png, else
+    ``<plot>/<name>.png``."""
+    if plot is None:
+        return None
+    return plot if plot.suffix.lower() == ".png" else plot / f"{job.name}.png"
+
+
+def _clean_temp_files(job: Job) -> None:
+    """Remove temp files a killed run left for this output (``.<file name>.*.tmp``, data.io)."""
+    for stem in (job.output.name, meta_path(job.output).name):
+        for tmp in job.output.parent.glob(f".{stem}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def run_job(job: Job, settings: Settings, backend) -> JobResult:
+    """Extract one job (or skip it when complete); never raises for a bad source."""
+    result = JobResult(job.name, str(job.source), "failed", reason=job.error)
+    if job.error:
+        return result
+    t0 = time.perf_counter()
+    png = plot_path(job, settings.plot)
+    try:
+        if not settings.overwrite and is_complete(job, settings):
+            result.status = "skipped"
+            meta = load_meta(job.output)
+            result.frames, result.face_frames = meta["n_frames"], sum(meta["face_found"])
+            if png is not None and not png.exists():
+                arr = np.load(job.output, allow_pickle=False)
+                _plot(job, settings, arr, meta, png)
+            return result
+        _clean_temp_files(job)
+        meta_path(job.output).unlink(missing_ok=True)  # no stale completion marker meanwhile
+        source = open_source(job.source, settings.frame_fps)
+        ext = extract_video(
+            source, backend, name=job.name, stride=settings.stride, max_frames=settings.max_frames
+        )
+        save_landmarks(job.output, ext.landmarks, ext.meta)
+        if png is not None:
+            _plot(job, settings, ext.landmarks, ext.meta, png)
+        result.status = "done"
+        result.frames, result.face_frames = ext.meta["n_frames"], sum(ext.meta["face_found"])
+        result.timings = {**ext.timings, "total_s": time.perf_counter() - t0}
+    except Exception as e:  # the batch goes on; the reason is reported
+        known = isinstance(e, (OSError, ValueError))
+        result.reason = str(e) if known else f"{type(e).__name__}: {e}"
+    return result
+
+
+def _plot(job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: Path) -> None:
+    source = open_source(job.source, settings.frame_fps)
+    found = np.asarray(meta["face_found"])
+    title = (
+        f"{job.name}  {meta['backend']} {meta['n_landmarks']} points  "
+        f"face in {int(found.sum())}/{len(found)} rows  stride {meta['stride']}"
+    )
+    contact_sheet(source, landmarks, found, png, stride=meta["stride"], title=title)
+
+
+# ---------------------------------------------------------------- workers
+
+_WORKER_BACKEND = None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Leave when the parent is gone (kill -9 of the run): orphans would wait on it forever."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(backend_name: str, parent: int) -> None:
+    import cv2
+
+    global _WORKER_BACKEND
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER_BACKEND = make_backend(backend_name)
+
+
+def _worker_job(job: Job, settings: Settings) -> JobResult:
+    return run_job(job, settings, _WORKER_BACKEND)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def run_batch(
+    jobs: list[Job], settings: Settings, *, workers: int | None = None, progress: bool = True
+) -> list[JobResult]:
+    """Run every job with ``workers`` processes (default: all cores; 1 = in this process), with a
+    tqdm bar over videos. Returns one result per job, in natural order of names."""
+    workers = max(1, min(workers or default_workers(), len(jobs)))
+    ordered = sorted(jobs, key=_source_bytes, reverse=True)  # longest first balances workers
+    bar = tqdm(total=len(jobs), unit="video", desc="extract", disable=not progress)
+    results = []
+
+    def record(r: JobResult) -> None:
+        results.append(r)
+        bar.update(1)
+        bar.set_postfix(failed=sum(x.status == "failed" for x in results), refresh=False)
+
+    try:
+        if workers == 1:
+            backend = make_backend(settings.backend)
+            for job in ordered:
+                record(run_job(job, settings, backend))
+        else:
+            _run_pool(ordered, settings, workers, record)
+    finally:
+        bar.close()
+    return sorted(results, key=lambda r: natural_key(r.name))
+
+
+def _run_pool(jobs: list[Job], settings: Settings, workers: int, record) -> None:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a parent with threads
+    init_args = (settings.backend, os.getpid())
+    with ProcessPoolExecutor(workers, ctx, _init_worker, init_args) as pool:
+        futures = {pool.submit(_worker_job, job, settings): job for job in jobs}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    record(fut.result())
+                except BrokenProcessPool:
+                    job = futures[fut]
+                    reason = "worker process died (crash in the backend?); rerun to resume"
+                    record(JobResult(job.name, str(job.source), "failed", reason))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _source_bytes(job: Job) -> int:
+    try:
+        if job.source.is_dir():
+            return sum(p.stat().st_size for p in job.source.iterdir())
+        return job.source.stat().st_size
+    except OSError:
+        return 0
+
+
+# ---------------------------------------------------------------- summary
+
+
+def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -> str:
+    """Counts per status, then one row per video (only the failed ones past ``max_rows``)."""
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    lines = [
+        f"summary: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+        f"of {len(results)} -> {output}"
+    ]
+    rows = results if len(results) <= max_rows else [r for r in results if r.status == "failed"]
+    if rows:
+        width = max(len("video"), *(len(r.name) for r in rows))
+        lines.append(f"  {'video':<{width}}  {'status':<7}  {'frames':>6}  {'face':>5}  reason")
+        for r in rows:
+            face = f"{100 * r.face_frames / r.frames:.0f}%" if r.frames else "-"
+            frames = r.frames or "-"
+            lines.append(
+                f"  {r.name:<{width}}  {r.status:<7}  {frames:>6}  {face:>5}  {r.reason}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def with_plot_default(settings: Settings, plot: str | None, output: Path, n_jobs: int) -> Settings:
+    """Resolve ``--plot``: "" -> next to the outputs; a .png path needs a single job."""
+    if plot is None:
+        return settings
+    target = output if plot == "" else Path(plot)
+    if target.suffix.lower() == ".png" and n_jobs > 1:
+        raise ValueError(
+            f"--plot {plot}: a single .png file needs a single video ({n_jobs} found); "
+            "give a folder instead"
+        )
+    return replace(settings, plot=target)

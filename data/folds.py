@@ -1,0 +1,387 @@
+"""Cross-validation folds: the published ``labels/<k>/{train,test}.json`` format,
+subject-independent stratified fold generation, the inner validation split, and checks.
+
+A fold folder holds ``train.json`` and ``test.json``, each
+``{video name: 1 spontaneous | 0 posed}``. Fold folders are sorted numerically ("1", "2", ...,
+"10"; the published code sorted them as text: 1, 10, 2, ...). ``Fold.index`` is the 1-based
+position in that order, so ``--fold N`` means the N-th folder in numeric order, which for the
+published sets is the folder named ``N``.
+
+CLI: ``python -m data.folds check DIR`` prints per-fold counts and exits non-zero on a leak (a
+subject in both train and test), an overlap (a video in both) or test folds that do not cover
+every video exactly once. DIR is a folds folder or a dataset root holding ``labels/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.io import atomic_write_json
+
+#: Written beside generated folds; its presence marks the folds as generated (not published).
+GENERATED_META = "folds_meta.json"
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold; ``index`` is 1-based in numeric folder order."""
+
+    index: int
+    name: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def _fold_sort_key(name: str) -> tuple:
+    """Numeric order for digit names ("2" < "10"), natural order for others, digits first."""
+    if name.isdigit():
+        return (0, int(name), name)
+    parts = re.split(r"(\d+)", name)
+    return (1, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), name)
+
+
+def fold_dirs(folds_dir: str | Path) -> list[Path]:
+    """Sub-folders of ``folds_dir`` with a ``train.json`` or ``test.json``, numerically sorted."""
+    folds_dir = Path(folds_dir)
+    if not folds_dir.is_dir():
+        return []
+    found = [
+        d
+        for d in folds_dir.iterdir()
+        if d.is_dir() and ((d / "train.json").exists() or (d / "test.json").exists())
+    ]
+    return sorted(found, key=lambda d: _fold_sort_key(d.name))
+
+
+def _read_split(path: Path) -> dict[str, int]:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: missing; every fold folder needs train.json and test.json"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); expected {{video name: 0 or 1}}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{video name: 0 posed | 1 spontaneous}}")
+    out = {}
+    for name, label in data.items():
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ValueError(
+                f"{path}: label of {name!r} is {label!r}; use 1 spontaneous or 0 posed"
+            )
+        out[str(name)] = int(label)
+    return out
+
+
+def read_fold_files(folds_dir: str | Path) -> tuple[list[Fold], dict[str, int]]:
+    """Folds and the labels they give, from ``<folds_dir>/<k>/{train,test}.json``.
+
+    Raises FileNotFoundError when there are no fold folders, ValueError on malformed files or on a
+    video labelled differently in two files.
+    """
+    folds_dir = Path(folds_dir)
+    dirs = fold_dirs(folds_dir)
+    if not dirs:
+        raise FileNotFoundError(
+            f"no fold folders under {folds_dir}: expected {folds_dir}/<k>/train.json and test.json"
+        )
+    folds, labels, seen_in = [], {}, {}
+    for index, d in enumerate(dirs, start=1):
+        parts = {}
+        for split in ("train", "test"):
+            path = d / f"{split}.json"
+            part = _read_split(path)
+            for name, label in part.items():
+                if name in labels and labels[name] != label:
+                    raise ValueError(
+                        f"{path}: {name!r} is labelled {label} here but {labels[name]} in "
+                        f"{seen_in[name]}; fix one of the two files"
+                    )
+                labels[name] = label
+                seen_in.setdefault(name, path)
+            parts[split] = tuple(part)
+        folds.append(Fold(index=index, name=d.name, train=parts["train"], test=parts["test"]))
+    return folds, labels
+
+
+def read_folds(folds_dir: str | Path) -> list[Fold]:
+    """Folds from ``<folds_dir>/<k>/{train,test}.json``, numerically sorted, 1-based ``index``."""
+    return read_fold_files(folds_dir)[0]
+
+
+def write_folds(folds_dir: str | Path, folds: Iterable[Fold], labels: Mapping[str, int]) -> None:
+    """Write folds in the published format (atomic per file): ``<folds_dir>/<fold.name>/*.json``."""
+    folds_dir = Path(folds_dir)
+    for fold in folds:
+        for split, names in (("train", fold.train), ("test", fold.test)):
+            atomic_write_json(
+                folds_dir / fold.name / f"{split}.json", {n: int(labels[n]) for n in names}
+            )
+
+
+def _class_counts(groups: list[list[str]], labels: Mapping[str, int]) -> np.ndarray:
+    """(n_groups, 2) counts of posed (0) and spontaneous (1) videos per group."""
+    counts = np.zeros((len(groups), 2))
+    for g, names in enumerate(groups):
+        for n in names:
+            counts[g, labels[n]] += 1
+    return counts
+
+
+def _groups(names, labels, subjects) -> tuple[list[str], list[list[str]]]:
+    """Subjects (sorted) and their videos (sorted); errors on a name without label or subject."""
+    by_subject: dict[str, list[str]] = defaultdict(list)
+    for n in sorted(set(names)):
+        if n not in labels:
+            raise ValueError(f"video {n!r} has no label")
+        if n not in subjects:
+            raise ValueError(f"video {n!r} has no subject")
+        by_subject[str(subjects[n])].append(n)
+    subj = sorted(by_subject)
+    return subj, [by_subject[s] for s in subj]
+
+
+def make_folds(
+    names: Iterable[str],
+    labels: Mapping[str, int],
+    subjects: Mapping[str, str],
+    k: int,
+    seed: int,
+) -> list[Fold]:
+    """Stratified, subject-independent k folds, deterministic in ``seed`` (input order ignored).
+
+    Subjects are taken largest first (ties in a seeded random order) and each goes to the fold
+    whose per-class counts, relative to the per-class target total/k, it brings closest to target
+    (squared error); ties go to the smaller fold. Every fold gets at least one subject. Fold names
+    are "1".."k"; train = every other video.
+    """
+    subj, groups = _groups(names, labels, subjects)
+    if not 2 <= k <= len(subj):
+        raise ValueError(f"cannot make {k} subject-independent folds from {len(subj)} subjects")
+    counts = _class_counts(groups, labels)
+    target = counts.sum(0) / k
+    norm = np.maximum(target, 1.0)
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(subj))
+    order = shuffled[np.argsort(-counts.sum(1)[shuffled], kind="stable")]
+    fold_counts = np.zeros((k, 2))
+    members: list[list[str]] = [[] for _ in range(k)]
+    for g in order:
+        before = (((fold_counts - target) / norm) ** 2).sum(1)
+        after = (((fold_counts + counts[g] - target) / norm) ** 2).sum(1)
+        best = min(range(k), key=lambda f: (after[f] - before[f], fold_counts[f].sum(), f))
+        fold_counts[best] += counts[g]
+        members[best].extend(groups[g])
+    everyone = [n for grp in groups for n in grp]
+    folds = []
+    for f in range(k):
+        test = set(members[f])
+        folds.append(
+            Fold(
+                index=f + 1,
+                name=str(f + 1),
+                train=tuple(sorted(n for n in everyone if n not in test)),
+                test=tuple(sorted(test)),
+            )
+        )
+    return folds
+
+
+def split_train_val(
+    names: Iterable[str],
+    labels: Mapping[str, int],
+    subjects: Mapping[str, str],
+    val_fraction: float = 0.15,
+    seed: int = 0,
+) -> tuple[list[str], list[str]]:
+    """Carve a validation part out of ``names`` (the training part of a fold), by subject.
+
+    Subjects are visited in a seeded random order; one joins validation when that brings the
+    per-class validation counts closer to ``val_fraction`` of each class. Returns (train, val),
+    both in the order of ``names``; both non-empty (needs >= 2 subjects).
+    """
+    names = list(dict.fromkeys(names))
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    subj, groups = _groups(names, labels, subjects)
+    if len(subj) < 2:
+        raise ValueError(f"cannot split {len(names)} videos of {len(subj)} subject(s) by subject")
+    counts = _class_counts(groups, labels)
+    target = val_fraction * counts.sum(0)
+    norm = np.maximum(counts.sum(0), 1.0)
+    order = np.random.default_rng(seed).permutation(len(subj))
+    val_counts, chosen = np.zeros(2), []
+    for g in order:
+        if len(chosen) == len(subj) - 1:
+            break
+        err_now = (((val_counts - target) / norm) ** 2).sum()
+        err_new = (((val_counts + counts[g] - target) / norm) ** 2).sum()
+        if err_new < err_now or not chosen:
+            val_counts += counts[g]
+            chosen.append(g)
+    val_set = {n for g in chosen for n in groups[g]}
+    return [n for n in names if n not in val_set], [n for n in names if n in val_set]
+
+
+def _short(items, n: int = 5) -> str:
+    items = sorted(items)
+    more = f" ... (+{len(items) - n})" if len(items) > n else ""
+    return ", ".join(map(str, items[:n])) + more
+
+
+def check_folds(
+    folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]
+) -> list[str]:
+    """Problems with a fold set (empty list = fine): a video in both train and test of a fold, a
+    subject in both (leak), an empty test part, videos without subject or label, and test parts that
+    do not cover every video of the set exactly once."""
+    problems = []
+    test_of: dict[str, list[int]] = defaultdict(list)
+    everyone: set[str] = set()
+    for fold in folds:
+        where = f"fold {fold.index} ({fold.name!r})"
+        train, test = set(fold.train), set(fold.test)
+        everyone |= train | test
+        if not test:
+            problems.append(f"{where}: empty test part")
+        both = train & test
+        if both:
+            problems.append(f"{where}: {len(both)} video(s) in both train and test: {_short(both)}")
+        for n in fold.test:
+            test_of[n].append(fold.index)
+        s_train = {subjects[n] for n in train if n in subjects}
+        s_test = {subjects[n] for n in test if n in subjects}
+        leak = s_train & s_test
+        if leak:
+            problems.append(
+                f"{where}: {len(leak)} subject(s) in both train and test (leak): {_short(leak)}"
+            )
+    no_subject = [n for n in everyone if n not in subjects]
+    if no_subject:
+        problems.append(f"{len(no_subject)} video(s) without a subject: {_short(no_subject)}")
+    no_label = [n for n in everyone if n not in labels]
+    if no_label:
+        problems.append(f"{len(no_label)} video(s) without a label: {_short(no_label)}")
+    never = [n for n in everyone if n not in test_of]
+    if never:
+        problems.append(f"{len(never)} video(s) in no test part: {_short(never)}")
+    twice = {n: f for n, f in test_of.items() if len(f) > 1}
+    if twice:
+        shown = [f"{n} (folds {', '.join(map(str, twice[n]))})" for n in sorted(twice)[:5]]
+        problems.append(f"{len(twice)} video(s) in more than one test part: {'; '.join(shown)}")
+    return problems
+
+
+def resolve_fold(folds: list[Fold], spec: int | str) -> list[Fold]:
+    """``--fold`` value -> folds: ``N`` = the N-th folder in numeric order (1-based), ``all``."""
+    if str(spec).lower() == "all":
+        return list(folds)
+    try:
+        n = int(spec)
+    except ValueError:
+        raise ValueError(
+            f"--fold {spec!r}: expected a fold number 1..{len(folds)} or 'all'"
+        ) from None
+    if not 1 <= n <= len(folds):
+        raise ValueError(f"--fold {n} is out of range: there are folds 1..{len(folds)}")
+    return [folds[n - 1]]
+
+
+def fold_table(folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]) -> str:
+    """Per-fold counts of videos, subjects and labels (posed/spontaneous) as a text table."""
+
+    def stats(names):
+        c = Counter(labels.get(n) for n in names)
+        return len(names), len({subjects.get(n) for n in names}), c[0], c[1]
+
+    head = ("fold", "folder", "train", "subj", "posed", "spont", "test", "subj", "posed", "spont")
+    rows = [head]
+    for f in folds:
+        rows.append((f.index, f.name, *stats(f.train), *stats(f.test)))
+    everyone = sorted({n for f in folds for n in (*f.train, *f.test)})
+    rows.append(("all", "", *stats(everyone), "", "", "", ""))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows
+    )
+
+
+def _find_folds_dir(path: Path) -> Path:
+    if fold_dirs(path):
+        return path
+    if fold_dirs(path / "labels"):
+        return path / "labels"
+    raise FileNotFoundError(
+        f"no fold folders under {path} or {path / 'labels'}: expected <k>/train.json"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m data.folds", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="print per-fold counts; exit 1 on a leak or an overlap")
+    check.add_argument("dir", type=Path, help="a folds folder (<k>/train.json) or a dataset root")
+    check.add_argument(
+        "--dataset",
+        default="auto",
+        help="subject rule: uva, bbc, mmi, spos, folder, demo or auto (guess from the names)",
+    )
+    check.add_argument(
+        "--landmarks", type=Path, help="also check that every video has a landmark file"
+    )
+    args = parser.parse_args(argv)
+
+    from data.subjects import (
+        guess_kind,
+        landmark_index,
+        match_names,
+        read_labels_csv,
+        subjects_for,
+    )
+
+    try:
+        folds_dir = _find_folds_dir(args.dir)
+        folds, labels = read_fold_files(folds_dir)
+        names = sorted(labels)
+        root = folds_dir.parent
+        kind = guess_kind(names, root) if args.dataset == "auto" else args.dataset
+        csv = root / "labels.csv"
+        table = read_labels_csv(csv) if csv.exists() else None
+        subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
+        missing = []
+        if args.landmarks is not None:
+            missing = match_names(names, landmark_index(args.landmarks))[1]
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{folds_dir}: {len(folds)} folds, {len(names)} videos, {len(set(subjects.values()))} "
+        f"subjects (subject rule: {rule})"
+    )
+    print(fold_table(folds, subjects, labels))
+    problems = check_folds(folds, subjects, labels)
+    if missing:
+        problems.append(
+            f"{len(missing)} video(s) without a landmark file in {args.landmarks}: "
+            f"{_short(missing)}"
+        )
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

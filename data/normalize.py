@@ -1,0 +1,126 @@
+"""Per-video landmark normalisation, face-centred, replacing the published global min-max constants.
+
+Methods (input: (T, V, 3) isotropic pixels from ``SmileDataset.landmarks``):
+
+- ``face``: subtract the video's mean eye midpoint (eye centre = mean of its two corners) and
+  divide by the video's median inter-ocular distance (3-D). Head motion within the video is kept;
+  the result is invariant to translating or scaling the whole video. Units: inter-ocular distances.
+- ``face_frontal``: ``face`` plus one rotation per video that makes the mean face frontal: the eye
+  axis becomes +x, the eyes-to-mouth direction (orthogonalised) +y (down, as in images) and +z
+  points away from the camera. Invariant to any rigid motion and scale of the whole video.
+- ``face_frame``: the same centring, scaling and rotation computed for every frame on its own
+  (head motion removed entirely).
+- ``minmax``: the published scaling, for comparison: back to the landmark files' units (x/W, y/H,
+  z/W), then ``(p - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN)`` per axis with the constants
+  hard-coded in the published MeshSmileNet loader (global per-axis extremes of the UvA-NEMO files;
+  anisotropic, identical for every video and dataset).
+- ``none``: pixels as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.mesh import eye_pairs_for, points_for
+
+NORMALIZATIONS = ("face", "face_frontal", "face_frame", "minmax", "none")
+#: Per-axis constants of the published loader (x/W, y/H, z/W units).
+PUBLISHED_MIN = np.array([0.06372425, 0.05751023, -0.08976112], dtype=np.float32)
+PUBLISHED_MAX = np.array([0.63246971, 1.01475966, 0.14436169], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class NormParams:
+    """What :func:`apply_normalization` needs for one video."""
+
+    method: str
+    center: np.ndarray | None = None  # (3,) pixels
+    scale: float = 1.0  # pixels per output unit
+    rotation: np.ndarray | None = None  # (3, 3), rows = face x, y, z axes
+    frame_size: tuple[float, float] | None = None  # (W, H) for minmax
+
+
+def face_points(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Right eye centre, left eye centre and mouth centre (lip corners): each (..., 3) float64."""
+    n = x.shape[-2]
+    (r1, r2), (l1, l2) = eye_pairs_for(n)
+    pts = points_for(n)
+    idx = [r1, r2, l1, l2, pts.right_lip_corner, pts.left_lip_corner]
+    k = np.asarray(x[..., idx, :], dtype=np.float64)  # (..., 6, 3): only the points needed
+    return (
+        (k[..., 0, :] + k[..., 1, :]) / 2,
+        (k[..., 2, :] + k[..., 3, :]) / 2,
+        (k[..., 4, :] + k[..., 5, :]) / 2,
+    )
+
+
+def face_axes(right: np.ndarray, left: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """Rotation (..., 3, 3) whose rows are the face's x (eye axis), y (to the mouth) and z axes."""
+    ex = left - right
+    ex = ex / np.linalg.norm(ex, axis=-1, keepdims=True)
+    down = mouth - (left + right) / 2
+    ey = down - np.sum(down * ex, axis=-1, keepdims=True) * ex
+    ey = ey / np.linalg.norm(ey, axis=-1, keepdims=True)
+    ez = np.cross(ex, ey)
+    return np.stack([ex, ey, ez], axis=-2)
+
+
+def _check_scale(scale, what: str) -> None:
+    if not np.all(np.isfinite(scale)) or np.any(np.asarray(scale) <= 1e-9):
+        raise ValueError(f"degenerate face in {what}: inter-ocular distance is zero or not finite")
+
+
+def fit_normalization(
+    video: np.ndarray, method: str, frame_size: tuple[float, float] | None = None
+) -> NormParams:
+    """Parameters of ``method`` for a whole video (T, V, 3) in isotropic pixels."""
+    if method not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown normalisation {method!r}: use one of {', '.join(NORMALIZATIONS)}"
+        )
+    if method == "minmax":
+        if frame_size is None:
+            raise ValueError("minmax normalisation needs the frame size (W, H) of the video")
+        return NormParams(method, frame_size=(float(frame_size[0]), float(frame_size[1])))
+    if method in ("none", "face_frame"):
+        return NormParams(method)
+    right, left, mouth = face_points(video)
+    scale = float(np.median(np.linalg.norm(left - right, axis=-1)))
+    _check_scale(scale, "video")
+    center = ((right + left) / 2).mean(0)
+    rotation = None
+    if method == "face_frontal":
+        rotation = face_axes(right.mean(0), left.mean(0), mouth.mean(0))
+    return NormParams(method, center=center, scale=scale, rotation=rotation)
+
+
+def apply_normalization(x: np.ndarray, params: NormParams) -> np.ndarray:
+    """Normalise frames (t, V, 3) of a video with its parameters; float32 (t, V, 3)."""
+    x = np.asarray(x, dtype=np.float32)
+    if params.method == "none":
+        return x.copy()
+    if params.method == "minmax":
+        w, h = params.frame_size
+        raw = x / np.array([w, h, w], dtype=np.float32)
+        return (raw - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN)
+    if params.method == "face_frame":
+        right, left, mouth = face_points(x)
+        scale = np.linalg.norm(left - right, axis=-1)  # (t,)
+        _check_scale(scale, "frame")
+        center = (right + left) / 2  # (t, 3)
+        rot = face_axes(right, left, mouth)  # (t, 3, 3)
+        out = np.einsum("tij,tvj->tvi", rot, x - center[:, None, :]) / scale[:, None, None]
+        return out.astype(np.float32)
+    out = (x - params.center.astype(np.float32)) / np.float32(params.scale)
+    if params.rotation is not None:
+        out = out @ params.rotation.T.astype(np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def normalize_video(
+    video: np.ndarray, method: str, frame_size: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Fit and apply ``method`` on a whole video: (T, V, 3) pixels -> (T, V, 3) float32."""
+    return apply_normalization(video, fit_normalization(video, method, frame_size))

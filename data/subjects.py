@@ -1,0 +1,284 @@
+"""Per-dataset rules: which subject a video belongs to, its label when no fold file gives it, the
+``labels.csv`` table, and matching video names to landmark files.
+
+Subject rules (a ``<root>/labels.csv`` with a ``subject`` column overrides them for any kind):
+
+- ``uva``: the 3-digit prefix of the name (``001_deliberate_smile_2`` -> ``001``).
+- ``bbc``: every video is its own subject (20 videos of 20 people).
+- ``spos``: the one token of the clip name, split on anything that is not a letter, that equals
+  a SPOS subject (:data:`SPOS_SUBJECTS`); exact token match, so ``yi`` never matches ``ying``.
+- ``mmi``: the subject id of the session metadata ``<root>/Sessions/<id>/session.xml`` (a
+  ``<subject id=..>`` element or a ``subjectId``-like attribute), else the ``S<nnn>-`` prefix of the
+  session's video file; when neither exists, the fold membership: the published MMI folds hold one
+  subject group per test fold, so the subject is ``group<k>``, k = the test fold of the session.
+- ``folder`` / ``demo``: the ``subject`` column of ``labels.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The seven SPOS subjects (as the published SPOS protocol names them).
+SPOS_SUBJECTS = ("tomas", "nelly", "riku", "yi", "ying", "rui", "xiaopeng")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".wmv",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".flv",
+    ".3gp",
+)
+_UVA = re.compile(r"^(\d{3})_(deliberate|spontaneous|posed)_smile", re.IGNORECASE)
+_LABEL_WORDS = {
+    "1": 1,
+    "spontaneous": 1,
+    "genuine": 1,
+    "felt": 1,
+    "0": 0,
+    "posed": 0,
+    "deliberate": 0,
+    "fake": 0,
+}
+
+
+def nfc(name: str) -> str:
+    """Unicode NFC form (file names from macOS come decomposed)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def strip_video_ext(name: str) -> str:
+    """``"a b.mp4"`` -> ``"a b"``; names without a known video extension are returned unchanged."""
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and f".{ext.lower()}" in VIDEO_EXTENSIONS else name
+
+
+def landmark_index(landmarks_dir: str | Path) -> dict[str, Path | None]:
+    """Keys under which each ``<dir>/<name>.npy`` can be found: its full stem (``x.mp4``) and the
+    stem without video extension (``x``). A full stem always wins; a stripped key two files claim
+    maps to None (ambiguous)."""
+    paths = sorted(Path(landmarks_dir).glob("*.npy"))
+    stems = {nfc(p.name[: -len(".npy")]): p for p in paths}
+    index: dict[str, Path | None] = {}
+    for stem, path in stems.items():
+        key = strip_video_ext(stem)
+        index[key] = None if key in index else path
+    index.update(stems)
+    return index
+
+
+def match_names(names, index: dict[str, Path | None]) -> tuple[dict[str, Path], list[str]]:
+    """Landmark file of each name (with or without video extension, spaces kept); (found, missing).
+
+    Raises ValueError when a name fits two files (e.g. ``x.mp4.npy`` and ``x.avi.npy``).
+    """
+    found, missing = {}, []
+    for name in names:
+        key = nfc(name)
+        if key not in index:
+            missing.append(name)
+        elif index[key] is None:
+            raise ValueError(f"{name!r} matches several landmark files; name it with its extension")
+        else:
+            found[name] = index[key]
+    return found, missing
+
+
+@dataclass
+class LabelsTable:
+    """``labels.csv``: columns video,label,subject (+ optional fps,width,height)."""
+
+    path: Path
+    labels: dict[str, int] = field(default_factory=dict)
+    subjects: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def parse_label(value: str, where: str) -> int:
+    """1/0 or a word (spontaneous, genuine, felt / posed, deliberate, fake) -> 1/0."""
+    label = _LABEL_WORDS.get(str(value).strip().lower())
+    if label is None:
+        raise ValueError(f"{where}: label {value!r} is not 1/spontaneous or 0/posed")
+    return label
+
+
+def read_labels_csv(path: str | Path) -> LabelsTable:
+    """Read ``labels.csv`` (header required: video,label,subject; optional fps,width,height)."""
+    path = Path(path)
+    table = LabelsTable(path=path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        need = {"video", "label", "subject"}
+        if not need <= set(cols):
+            raise ValueError(f"{path}: header must hold video,label,subject (got {','.join(cols)})")
+        reader.fieldnames = cols
+        for row_no, row in enumerate(reader, start=2):
+            where = f"{path} line {row_no}"
+            name = nfc((row["video"] or "").strip())
+            if not name:
+                raise ValueError(f"{where}: empty video name")
+            if name in table.labels:
+                raise ValueError(f"{where}: video {name!r} is listed twice")
+            table.labels[name] = parse_label(row["label"], where)
+            subject = (row["subject"] or "").strip()
+            if not subject:
+                raise ValueError(f"{where}: empty subject for {name!r}")
+            table.subjects[name] = subject
+            meta = {}
+            for key in ("fps", "width", "height"):
+                value = (row.get(key) or "").strip()
+                if value:
+                    try:
+                        meta[key] = float(value)
+                    except ValueError:
+                        raise ValueError(f"{where}: {key} {value!r} is not a number") from None
+            if meta:
+                table.meta[name] = meta
+    if not table.labels:
+        raise ValueError(f"{path}: no rows; expected video,label,subject lines")
+    return table
+
+
+def uva_subject(name: str) -> str:
+    m = _UVA.match(name)
+    if not m:
+        raise ValueError(
+            f"UvA-NEMO name {name!r} does not start with a 3-digit subject id and "
+            "deliberate/spontaneous (e.g. 001_deliberate_smile_2); add a labels.csv"
+        )
+    return m.group(1)
+
+
+def uva_label(name: str) -> int:
+    uva_subject(name)
+    return 1 if _UVA.match(name).group(2).lower() == "spontaneous" else 0
+
+
+def spos_subject(name: str, subjects: tuple[str, ...] = SPOS_SUBJECTS) -> str:
+    """The SPOS subject whose name is a whole token of the clip name (never a substring)."""
+    tokens = set(re.split(r"[^a-z]+", name.lower()))
+    hits = [s for s in subjects if s in tokens]
+    if len(hits) != 1:
+        what = "no" if not hits else "several"
+        raise ValueError(
+            f"SPOS clip {name!r}: {what} subject token among {', '.join(subjects)}; "
+            "add a labels.csv with a subject column"
+        )
+    return hits[0]
+
+
+def mmi_session_subject(root: Path, session: str) -> str | None:
+    """Subject id of an MMI session from ``Sessions/<id>/session.xml`` or its ``S<nnn>-*`` video."""
+    folder = Path(root) / "Sessions" / session
+    xml = folder / "session.xml"
+    if xml.exists():
+        try:
+            tree = ET.parse(xml)
+        except ET.ParseError as e:
+            raise ValueError(f"{xml}: unreadable session metadata ({e})") from e
+        for el in tree.iter():
+            attrs = {k.lower(): v for k, v in el.attrib.items()}
+            if el.tag.lower() == "subject" and attrs.get("id"):
+                return attrs["id"].strip()
+            for key in ("subjectid", "subject_id", "subject"):
+                if attrs.get(key):
+                    return attrs[key].strip()
+    if folder.is_dir():
+        for video in sorted(folder.iterdir()):
+            m = re.match(r"^S(\d+)-", video.name, re.IGNORECASE)
+            if m:
+                return str(int(m.group(1)))
+    return None
+
+
+def folder_labels(kind: str, root: Path) -> dict[str, int]:
+    """Labels from a source layout: BBC ``{Genuine,posed}/*.<video>`` (under root or root/videos),
+    SPOS ``{posed,spontaneous}/happy/<clip>/``; keys are names without video extension."""
+    out: dict[str, int] = {}
+    if kind == "bbc":
+        for base in (root, root / "videos"):
+            for sub, label in (("Genuine", 1), ("posed", 0)):
+                for d in (base / sub, base / sub.lower(), base / sub.capitalize()):
+                    if d.is_dir():
+                        out.update({nfc(strip_video_ext(p.name)): label for p in d.iterdir()})
+    if kind == "spos":
+        for sub, label in (("spontaneous", 1), ("posed", 0)):
+            d = root / sub / "happy"
+            if d.is_dir():
+                out.update({nfc(p.name): label for p in d.iterdir() if p.is_dir()})
+    return out
+
+
+def name_label(kind: str, name: str) -> int | None:
+    """Label read from the name where the dataset encodes it (UvA, BBC), else None."""
+    if kind == "uva":
+        return uva_label(name)
+    if kind == "bbc":
+        low = name.lower()
+        if "genuine" in low:
+            return 1
+        if "posed" in low:
+            return 0
+    return None
+
+
+def subjects_for(
+    kind: str, names, *, root: Path | None = None, folds=None, table: LabelsTable | None = None
+) -> tuple[dict[str, str], str]:
+    """Subject of every name and a one-line description of the rule used."""
+    names = list(names)
+    if table is not None and all(n in table.subjects for n in names):
+        return {n: table.subjects[n] for n in names}, f"subject column of {table.path}"
+    if kind in ("folder", "demo"):
+        where = table.path if table is not None else "labels.csv"
+        lacking = [n for n in names if table is None or n not in table.subjects]
+        raise ValueError(f"{where}: no subject for {len(lacking)} video(s), e.g. {lacking[:3]}")
+    if kind == "uva":
+        return {n: uva_subject(n) for n in names}, "UvA-NEMO 3-digit name prefix"
+    if kind == "spos":
+        return {n: spos_subject(n) for n in names}, "SPOS subject name as an exact token"
+    if kind in ("bbc", "name"):
+        return {n: n for n in names}, "every video its own subject"
+    if kind == "mmi":
+        meta = {n: mmi_session_subject(root, n) for n in names} if root is not None else {}
+        if names and all(meta.get(n) for n in names):
+            return {n: f"S{meta[n]}" for n in names}, "MMI session metadata"
+        if folds:
+            out = {}
+            for fold in folds:
+                for n in fold.test:
+                    out.setdefault(n, f"group{fold.index}")
+            lacking = [n for n in names if n not in out]
+            if lacking:
+                raise ValueError(f"MMI sessions in no test fold, subject unknown: {lacking[:5]}")
+            return out, "MMI fold membership (one subject group per published test fold)"
+        raise ValueError(
+            "MMI subjects unknown: no Sessions/<id>/session.xml and no fold files; "
+            "add a labels.csv with a subject column"
+        )
+    raise ValueError(f"unknown dataset kind {kind!r}: use uva, bbc, mmi, spos, folder or demo")
+
+
+def guess_kind(names, root: Path | None = None) -> str:
+    """Subject rule for fold files of unknown origin (``data.folds check`` without --dataset)."""
+    names = list(names)
+    if root is not None and (Path(root) / "labels.csv").exists():
+        return "folder"
+    if names and all(_UVA.match(n) for n in names):
+        return "uva"
+    spos = set(SPOS_SUBJECTS)
+    if names and all(len(spos & set(re.split(r"[^a-z]+", n.lower()))) == 1 for n in names):
+        return "spos"
+    if names and all(n.isdigit() for n in names):
+        return "mmi"
+    return "name"

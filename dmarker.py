@@ -1,0 +1,172 @@
+"""Compute the D-Markers (Duchenne-marker descriptors) of every landmark file in a folder.
+
+    python dmarker.py --landmarks DIR [--output FILE] [--fps F] [--frame-size WxH]
+                      [--eyelid paper|vertical] [--phases longest|largest] [--force]
+                      [--plot VIDEO_NAME]
+
+Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_cache.py``) with
+225 descriptors per video (``data.dmarker.FEATURE_NAMES``), the per-frame signals and the phase
+boundaries. A rerun reuses every video whose landmark file and sidecar are unchanged. Files that
+fail are listed at the end; the others are still computed; the exit status is 1 if any failed.
+``--plot NAME`` also draws that video's three signals with the phases shaded into
+``<table folder>/<NAME>.dmarkers.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from data.dmarker import (
+    DEFAULT_EYELID,
+    DEFAULT_PHASE_RULE,
+    EYELID_MODES,
+    PHASE_RULES,
+    PHASES,
+    REGIONS,
+)
+from data.dmarker_cache import CACHE_NAME, DMarkerTable, build_dmarker_table
+from data.io import atomic_write
+
+PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
+
+
+def plot_video(table: DMarkerTable, name: str, path: str | Path) -> Path:
+    """PNG of one video's lip, eyelid and cheek signals over time, phases shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    i = table.index(name)
+    res = table.result(name)
+    fps = float(table.fps[i])
+    t = np.arange(len(res.signals)) / fps
+    bounds = np.asarray(res.phases) / fps
+    fig, axes = plt.subplots(len(REGIONS), 1, sharex=True, figsize=(9, 7.5))
+    for k, (ax, region) in enumerate(zip(axes, REGIONS, strict=True)):
+        c = 3 * k
+        for p, phase in enumerate(PHASES):
+            if bounds[p + 1] > bounds[p]:
+                ax.axvspan(bounds[p], bounds[p + 1], color=PHASE_COLOURS[phase], alpha=0.18,
+                           label=phase)  # fmt: skip
+        if region == "cheek" and not res.cheek_available:
+            ax.text(0.5, 0.5, "no cheek points in this landmark set (dlib-68)",
+                    transform=ax.transAxes, ha="center", va="center")  # fmt: skip
+        else:
+            ax.plot(t, res.raw_signals[:, c], color="0.6", lw=0.8, label="raw")
+            ax.plot(t, res.signals[:, c + 1], color="tab:blue", lw=1, label="right half")
+            ax.plot(t, res.signals[:, c + 2], color="tab:red", lw=1, label="left half")
+            ax.plot(t, res.signals[:, c], color="black", lw=2, label="smoothed")
+        ax.set_ylabel(f"D_{region}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=8, ncol=4)
+    axes[-1].set_xlabel("time (s)")
+    fig.suptitle(f"{table.names[i]}: {res.status}, {fps:g} fps, {len(t)} frames")
+    fig.tight_layout()
+    path = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not m or int(m[1]) == 0 or int(m[2]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
+    return int(m[1]), int(m[2])
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive frame rate, e.g. 50")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python dmarker.py", description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--landmarks",
+        type=Path,
+        required=True,
+        help="folder of <video>.npy landmark files (+ <video>.json sidecars)",
+    )
+    ap.add_argument("--output", type=Path, help=f"table file (default: LANDMARKS/{CACHE_NAME})")
+    ap.add_argument(
+        "--fps", type=_fps, help="frame rate for files without a sidecar (a sidecar's value wins)"
+    )
+    ap.add_argument(
+        "--frame-size",
+        type=_frame_size,
+        metavar="WxH",
+        help="frame size in pixels for files without a sidecar, e.g. 1920x1080",
+    )
+    ap.add_argument(
+        "--eyelid",
+        choices=EYELID_MODES,
+        default=DEFAULT_EYELID,
+        help="eyelid distance: the paper's signed 3-D distance or the signed "
+        "height (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--phases",
+        choices=PHASE_RULES,
+        default=DEFAULT_PHASE_RULE,
+        help="onset/offset = the longest (paper) or largest-amplitude rise/fall "
+        "(default: %(default)s)",
+    )
+    ap.add_argument("--force", action="store_true", help="recompute every video")
+    ap.add_argument(
+        "--plot",
+        metavar="VIDEO_NAME",
+        help="also draw this video's signals and phases into a PNG beside the table",
+    )
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        table = build_dmarker_table(
+            args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size,
+            eyelid=args.eyelid, phase_rule=args.phases, force=args.force, progress=not args.quiet,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    computed = len(table) - table.reused
+    print(f"D-Markers of {len(table)} videos -> {table.path} "
+          f"(computed {computed}, reused {table.reused})")  # fmt: skip
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(table.status_counts().items()))
+    if counts:
+        print(f"status: {counts}")
+    no_cheeks = int((~table.cheek_available).sum())
+    if no_cheeks:
+        print(f"{no_cheeks} videos have no cheek points (dlib-68): cheek block filled with 0")
+    rc = 0
+    if args.plot:
+        try:
+            name = table.names[table.index(args.plot)]
+            png = plot_video(table, name, Path(table.path).parent / f"{name}.dmarkers.png")
+            print(f"plot: {png}")
+        except KeyError as e:
+            print(f"error: --plot: {e.args[0]}", file=sys.stderr)
+            rc = 1
+    if table.errors:
+        print(f"failed ({len(table.errors)}):", file=sys.stderr)
+        for name, reason in table.errors.items():
+            print(f"  {name}: {reason}", file=sys.stderr)
+        rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Config: YAML + --set overrides, type checks, unknown keys."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.config import Config, load_config, save_config
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.data.dataset == path.stem
+    assert cfg.train.lr > 0 and cfg.data.window > 0
+
+
+def test_overrides_dotted_and_bare_keys():
+    cfg = load_config(None, ["train.lr=1e-3", "window=8", "model.name=meshsmilenet", "data.folds=null"])
+    assert cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.data.window == 8
+    assert cfg.model.name == "meshsmilenet"
+    assert cfg.data.folds is None
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse():
+    assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+    with pytest.raises(ValueError, match="train.epochs"):
+        load_config(None, ["train.epochs=1.5"])
+
+
+@pytest.mark.parametrize("item", ["train.nope=1", "nope=1", "train.lr", "train.amp=maybe"])
+def test_bad_overrides_raise(item):
+    with pytest.raises(ValueError):
+        load_config(None, [item])
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config(None, ["train.epochs=7", "data.window=12"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["train"]["epochs"] == 7
+    assert isinstance(again, Config)

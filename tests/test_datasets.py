@@ -1,0 +1,228 @@
+"""open_dataset for every kind, on small synthetic landmark files in tmp dirs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
+
+from data.datasets import DATASET_DEFAULTS, open_dataset
+from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
+from data.store import FileStore, PackedStore
+
+
+def _write_folds(root, folds, labels):
+    write_folds(
+        root / "labels",
+        [Fold(i + 1, str(i + 1), tuple(tr), tuple(te)) for i, (tr, te) in enumerate(folds)],
+        labels,
+    )
+
+
+def test_uva_published_folds_and_defaults(tmp_path, repo_root):
+    _, labels = read_fold_files(repo_root / "uva" / "labels")
+    arr = synth_video(3, 68, seed=0)
+    for name in labels:  # published files: "<name>.mp4.npy", no sidecar
+        write_video(tmp_path / "npy", f"{name}.mp4", arr, fps=None)
+    ds = open_dataset("uva", tmp_path, folds_dir=repo_root / "uva" / "labels")
+    assert len(ds.videos) == 1240 and len(ds.folds) == 10
+    assert len(set(ds.subjects.values())) == 400
+    v = ds.videos["001_deliberate_smile_2"]
+    assert (v.subject, v.label, v.fps, v.width, v.height) == ("001", 0, 50.0, 1920, 1080)
+    assert v.file.name == "001_deliberate_smile_2.mp4.npy"
+    assert ds.fold(10).name == "10"
+    np.testing.assert_allclose(ds.landmarks(v.name), arr * np.array([1920, 1080, 1920]), rtol=1e-6)
+
+
+def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
+    for s in range(1, 13):
+        for kind, j in (("deliberate", 1), ("spontaneous", 2), ("spontaneous", 3)):
+            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_{j}.mp4", synth_video(5, 68, s))
+    ds = open_dataset("uva", tmp_path, folds_k=4, seed=1)
+    assert len(ds.folds) == 4 and len(ds.videos) == 36
+    assert ds.videos["003_spontaneous_smile_2"].label == 1
+    assert ds.videos["003_spontaneous_smile_2"].fps == 25.0  # sidecar beats the default
+    meta = json.loads((tmp_path / "labels" / GENERATED_META).read_text())
+    assert (meta["k"], meta["seed"]) == (4, 1)
+    again = open_dataset("uva", tmp_path)  # reads the written files
+    assert [(f.name, set(f.test)) for f in again.folds] == [(f.name, set(f.test)) for f in ds.folds]
+    with pytest.raises(ValueError, match="holds 4 folds"):
+        open_dataset("uva", tmp_path, folds_k=5)
+
+
+def test_names_with_spaces_with_or_without_extension(tmp_path):
+    names = {"my clip 1": 0, "my clip 2.mp4": 1, "other one": 0, "other two.avi": 1}
+    for n in ("my clip 1.mp4", "my clip 2.mp4", "other one.mov", "other two.avi"):
+        write_video(tmp_path / "npy", n, synth_video(6, 68))
+    write_csv(tmp_path / "labels.csv", [(n, lab, n.split()[0]) for n, lab in names.items()])
+    _write_folds(
+        tmp_path,
+        [
+            (["other one", "other two.avi"], ["my clip 1", "my clip 2.mp4"]),
+            (["my clip 1", "my clip 2.mp4"], ["other one", "other two.avi"]),
+        ],
+        names,
+    )
+    ds = open_dataset("folder", tmp_path)
+    assert ds.videos["my clip 1"].file.name == "my clip 1.mp4.npy"
+    assert ds.videos["my clip 2.mp4"].file.name == "my clip 2.mp4.npy"
+    assert ds.videos["other one"].file.name == "other one.mov.npy"
+
+
+def test_missing_landmark_files_are_named(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    (tmp_path / "npy" / "subj 1 clip 0.mp4.npy").unlink()
+    (tmp_path / "npy" / "subj 2 clip 1.mp4.npy").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        open_dataset("folder", tmp_path)
+    assert "2 listed video(s)" in str(err.value)
+    assert "subj 1 clip 0.mp4" in str(err.value) and "subj 2 clip 1.mp4" in str(err.value)
+
+
+def test_no_landmarks_message(tmp_path):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no landmarks under .*uva/npy: run extract_landmarks"
+        r".py --dataset uva .* or use --dataset demo",
+    ):
+        open_dataset("uva", tmp_path / "uva")
+    with pytest.raises(FileNotFoundError, match="python -m data.demo --out"):
+        open_dataset("demo", tmp_path / "demo")
+
+
+def test_leak_raises(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    labels = {f"subj {s} clip {j}.mp4": (s + j) % 2 for s in range(3) for j in range(2)}
+    names = sorted(labels)  # subj 0 clip 0 in test, subj 0 clip 1 in train: a leak
+    _write_folds(tmp_path, [(names[1:], names[:1]), (names[:1], names[1:])], labels)
+    with pytest.raises(ValueError, match=r"subject\(s\) in both train and test \(leak\): s0"):
+        open_dataset("folder", tmp_path)
+
+
+def test_spos_exact_subject_tokens(tmp_path):
+    clips = {
+        "yi_smile_1": 0,
+        "yi_smile_2": 1,
+        "ying_smile_1": 0,
+        "ying_smile_2": 1,
+        "rui_smile_1": 0,
+        "rui_smile_2": 1,
+    }
+    for name, label in clips.items():
+        write_video(tmp_path / "npy", name, synth_video(8, 68), fps=None)
+        (tmp_path / ("spontaneous" if label else "posed") / "happy" / name).mkdir(parents=True)
+    ds = open_dataset("spos", tmp_path)
+    assert ds.videos["ying_smile_1"].subject == "ying" and ds.videos["yi_smile_1"].subject == "yi"
+    assert ds.videos["yi_smile_2"].label == 1 and ds.videos["yi_smile_1"].fps == 25.0
+    assert len(ds.folds) == 3  # leave one subject out
+    for f in ds.folds:
+        assert len({ds.subjects[n] for n in f.test}) == 1
+    yi = next(f for f in ds.folds if "yi_smile_1" in f.test)
+    assert set(yi.test) == {"yi_smile_1", "yi_smile_2"}
+
+
+def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
+    labels = {str(i): i % 2 for i in range(100, 106)}
+    for name in labels:
+        write_video(tmp_path / "npy", name, synth_video(8, 68), fps=None)
+    groups = [["100", "101"], ["102", "103"], ["104", "105"]]
+    folds = [([n for g in groups if g is not t for n in g], t) for t in groups]
+    _write_folds(tmp_path, folds, labels)
+    ds = open_dataset("mmi", tmp_path)
+    assert ds.videos["102"].subject == "group2" and ds.videos["100"].width == 720
+    for i, name in enumerate(labels):  # session metadata: subject 7 appears in two test folds
+        folder = tmp_path / "Sessions" / name
+        folder.mkdir(parents=True)
+        subject = 7 if name in ("101", "102") else i
+        (folder / "session.xml").write_text(f'<session><subject id="{subject}"/></session>')
+    with pytest.raises(ValueError, match=r"leak.*S7"):
+        open_dataset("mmi", tmp_path)
+    for name in ("101", "102"):
+        (tmp_path / "Sessions" / name / "session.xml").unlink()
+        (tmp_path / "Sessions" / name / f"S00{name[-1]}-001.avi").touch()
+    assert open_dataset("mmi", tmp_path).videos["102"].subject == "S2"
+
+
+def test_bbc_labels_from_source_folders(tmp_path):
+    for sub, stem in (("Genuine", "Genuinesmilecontent"), ("posed", "posedsmilecontent")):
+        (tmp_path / "videos" / sub).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "videos" / sub / f"{stem}{i}.mp4").touch()
+            write_video(tmp_path / "npy", f"{stem}{i}.mp4", synth_video(8, 68), fps=None)
+    ds = open_dataset("bbc", tmp_path)
+    assert ds.videos["Genuinesmilecontent1"].label == 1
+    assert ds.videos["posedsmilecontent2"].label == 0
+    assert len(set(ds.subjects.values())) == 6 and len(ds.folds) == 6
+    assert ds.videos["posedsmilecontent2"].width == DATASET_DEFAULTS["bbc"].width
+
+
+def test_folder_needs_frame_info(tmp_path):
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / "npy", name, synth_video(4, 68), fps=None)
+    write_csv(tmp_path / "labels.csv", [("a.mp4", 1, "s1"), ("b.mp4", 0, "s2")])
+    with pytest.raises(ValueError, match=r"a.mp4.npy: no fps"):
+        open_dataset("folder", tmp_path)
+    write_csv(
+        tmp_path / "labels.csv",
+        [("a.mp4", 1, "s1", 30, 320, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
+    )
+    assert open_dataset("folder", tmp_path).videos["a.mp4"].fps == 30.0
+
+
+def test_demo_layout_with_dmarkers(tmp_path):
+    root = make_folder_dataset(tmp_path / "demo", n_subjects=4, per_subject=2)
+    (root / "demo.json").write_text("{}")
+    from data.dmarker_cache import build_dmarker_table
+
+    build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
+    ds = open_dataset("demo", root)
+    table = ds.dmarkers()
+    assert table is not None and table.features.shape == (8, 225)
+    assert "subj 0 clip 1.mp4" in table
+    assert open_dataset("folder", root).dmarkers() is not None
+    shutil.rmtree(root / "labels")
+    (root / "dmarkers.npz").unlink()
+    assert open_dataset("demo", root).dmarkers() is None
+
+
+def test_packed_store_matches_files_and_refreshes(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    packed = open_dataset("folder", tmp_path)
+    plain = open_dataset("folder", tmp_path, pack=False)
+    assert isinstance(packed.store, PackedStore) and isinstance(plain.store, FileStore)
+    for name in packed.videos:
+        np.testing.assert_array_equal(packed.landmarks(name), plain.landmarks(name))
+    assert len(pickle.dumps(packed)) < 20_000  # workers re-open the memory map
+    name = "subj 1 clip 1.mp4"
+    new = synth_video(40, 478, seed=99)
+    write_video(tmp_path / "npy", name, new)
+    again = open_dataset("folder", tmp_path)
+    assert again.videos[name].n_frames == 40
+    np.testing.assert_allclose(again.landmarks(name), new * np.array([640, 480, 640]), rtol=1e-6)
+    assert len(list((tmp_path / "npy" / ".packed").glob("landmarks-*.npy"))) == 1
+
+
+def test_split_is_subject_independent(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=8, per_subject=3)
+    ds = open_dataset("folder", tmp_path, folds_k=4)
+    sp = ds.split(2, val_fraction=0.3, seed=0)
+    assert set(sp.train) | set(sp.val) == set(ds.fold(2).train) and sp.test == ds.fold(2).test
+    subj = ds.subjects
+    assert not {subj[n] for n in sp.train} & {subj[n] for n in sp.val}
+
+
+def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
+    from data.subjects import landmark_index, match_names
+
+    for n in ("a.mp4", "a.avi", "b", "b.mp4"):
+        write_video(tmp_path, n, synth_video(2, 68))
+    index = landmark_index(tmp_path)
+    found, missing = match_names(["a.mp4", "b", "b.mp4", "c"], index)
+    assert found["a.mp4"].name == "a.mp4.npy" and found["b"].name == "b.npy"
+    assert found["b.mp4"].name == "b.mp4.npy" and missing == ["c"]
+    with pytest.raises(ValueError, match="several landmark files"):
+        match_names(["a"], index)

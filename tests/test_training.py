@@ -1,0 +1,158 @@
+"""smile_point.py end to end on a small demo set with a tiny model: outputs, determinism,
+kill-and-resume equivalence, test-fold isolation, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import smile_point
+from data.datasets import open_dataset
+from data.demo import generate
+from training.config import load_config
+from training.loop import fit, resolve_device
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = {
+    "k": 4, "lpfa_dim": 8, "cic_dims": [8, 8], "cic_bottlenecks": [2, 2], "cic_curves": [4, 0],
+    "curve_length": 2, "virtual_landmarks": 4, "dim": 8, "depth": 2, "temporal_depth": 1,
+    "heads": 2, "dim_head": 4, "mlp_dim": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    generate(root, subjects=6, folds=3, seed=1)
+    return root
+
+
+def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
+    cfg = {
+        "data": {"dataset": "demo", "root": str(root), "window": 8, "target_fps": 12.5},
+        "model": TINY_MODEL,
+        "train": {"epochs": epochs, "batch_size": 8, "warmup_epochs": 1, **train},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def metric_rows(fold_dir: Path) -> list[dict]:
+    """metrics.csv without the wall-clock column."""
+    with open(fold_dir / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def test_fold_all_writes_every_output(tmp_path, demo_root):
+    out = tmp_path / "run"
+    assert smile_point.main(["--config", str(tiny_config(tmp_path, demo_root)), "--fold", "all", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["fold"] for r in results["folds"]] == [1, 2, 3]
+    assert 0 <= results["summary"]["accuracy"]["mean"] <= 1
+    assert "mean +- std" in (out / "results.md").read_text()
+    all_test = set()
+    for k in (1, 2, 3):
+        fold = out / f"fold_{k:02d}"
+        for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "test.json", "selection.json"):
+            assert (fold / name).exists(), name
+        assert list((fold / "tb").glob("events.out.tfevents.*"))
+        assert len(metric_rows(fold)) == 3
+        test = json.loads((fold / "test.json").read_text())
+        assert {"accuracy", "auc", "f1", "confusion", "threshold", "videos"} <= set(test)
+        assert sum(map(sum, test["confusion"])) == len(test["videos"])
+        all_test |= set(test["videos"])
+        ckpt = torch.load(fold / "best.pt", weights_only=False)
+        assert {"model", "optimizer", "scheduler", "state", "rng", "config"} <= set(ckpt)
+        assert load_config(fold / "config.yaml").model.dim == 8  # the resolved config
+    assert len(all_test) == len(open_dataset("demo", demo_root).videos)  # test folds cover all
+
+
+def test_cpu_runs_are_deterministic(tmp_path, demo_root):
+    cfg = tiny_config(tmp_path, demo_root)
+    for run in ("a", "b"):
+        assert smile_point.main(["--config", str(cfg), "--fold", "2", "--out", str(tmp_path / run)]) == 0
+    a, b = (tmp_path / r / "fold_02" for r in ("a", "b"))
+    assert metric_rows(a) == metric_rows(b)
+    assert json.loads((a / "test.json").read_text()) == json.loads((b / "test.json").read_text())
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
+    cfg = tiny_config(tmp_path, demo_root, epochs=6)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(ref)]) == 0
+
+    cmd = [sys.executable, "smile_point.py", "--config", str(cfg), "--fold", "1", "--out", str(killed)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "fold_01" / "metrics.csv"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:  # header + 2 epochs
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "fold_01" / "test.json").exists()
+    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed)]) == 2  # needs --resume
+    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed), "--resume"]) == 0
+
+    assert metric_rows(killed / "fold_01") == metric_rows(ref / "fold_01")
+    assert json.loads((killed / "fold_01" / "test.json").read_text()) == json.loads(
+        (ref / "fold_01" / "test.json").read_text()
+    )
+
+
+def test_training_never_reads_the_test_fold(tmp_path, demo_root):
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    forbidden = set(split.test)
+    read = set()
+    real = dataset.landmarks
+
+    def guarded(name):
+        if name in forbidden:
+            raise AssertionError(f"training read test video {name}")
+        read.add(name)
+        return real(name)
+
+    dataset.landmarks = guarded
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=2))
+    fit(cfg, dataset, list(split.train), list(split.val), tmp_path / "f", resolve_device("cpu"))
+    assert read == set(split.train) | set(split.val)
+
+
+def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root):
+    (demo_root / "dmarkers.npz").rename(tmp_path / "dmarkers.npz")
+    try:
+        cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+        assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "d")]) == 2
+        assert smile_point.main(["--config", cfg, "--fold", "1", "--model", "meshsmilenet", "--out", str(tmp_path / "m")]) == 0
+        assert load_config(tmp_path / "m" / "fold_01" / "config.yaml").train.dmarker_weight == 0
+    finally:
+        (tmp_path / "dmarkers.npz").rename(demo_root / "dmarkers.npz")
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
+    code = smile_point.main(["--dataset", "uva", "--data-root", str(tmp_path / "uva"), "--fold", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no landmarks under" in err and "--dataset demo" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root))
+    assert smile_point.main(["--config", cfg, "--fold", "9", "--out", str(tmp_path / "x")]) == 2
+    assert smile_point.main(["--config", cfg, "--set", "train.nope=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err

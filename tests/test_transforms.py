@@ -1,0 +1,160 @@
+"""Mirror permutations, normalisation invariances and landmark augmentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from landmark_synth import synth_video
+
+from data.mirror import (
+    ASSET,
+    derive_mirror,
+    edge_report,
+    face_meshes,
+    mirror_landmarks,
+    mirror_permutation,
+)
+from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, normalize_video
+from data.transforms import (
+    AugmentConfig,
+    RandomRotation,
+    RandomScale,
+    SpeedJitter,
+    build_augment,
+    rotation_matrix,
+)
+
+
+@pytest.mark.parametrize("n", [478, 468, 68])
+def test_mirror_permutation_is_an_involution(n):
+    perm = mirror_permutation(n)
+    assert sorted(perm) == list(range(n))
+    np.testing.assert_array_equal(perm[perm], np.arange(n))
+    x = synth_video(5, n)
+    np.testing.assert_allclose(mirror_landmarks(mirror_landmarks(x, perm), perm), x, atol=1e-6)
+
+
+def test_known_mirror_pairs():
+    mp478 = mirror_permutation(478)
+    for a, b in ((33, 263), (61, 291), (468, 473), (133, 362), (159, 386), (50, 280)):
+        assert mp478[a] == b and mp478[b] == a
+    assert mp478[1] == 1 and mp478[0] == 0  # nose tip, upper lip centre on the midline
+    dlib = mirror_permutation(68)
+    for a, b in ((36, 45), (39, 42), (48, 54), (0, 16), (31, 35)):
+        assert dlib[a] == b
+    assert dlib[30] == 30 and dlib[8] == 8 and dlib[51] == 51
+
+
+def test_mirror_preserves_mesh_connectivity():
+    conn = pytest.importorskip("mediapipe").solutions.face_mesh_connections
+    perm = mirror_permutation(478)
+    report = edge_report(perm, conn.FACEMESH_TESSELATION)
+    assert report["broken"] == []
+    assert report["kept"] + len(report["flipped_diagonals"]) == report["edges"]
+    assert len(report["flipped_diagonals"]) <= 6  # asymmetric quads of the published tessellation
+    for name in ("LIPS", "FACE_OVAL", "NOSE", "IRISES", "CONTOURS"):
+        edges = {frozenset(e) for e in getattr(conn, f"FACEMESH_{name}")}
+        assert {frozenset(perm[list(e)]) for e in edges} == edges, name
+    for left, right in (
+        ("LEFT_EYE", "RIGHT_EYE"),
+        ("LEFT_EYEBROW", "RIGHT_EYEBROW"),
+        ("LEFT_IRIS", "RIGHT_IRIS"),
+    ):
+        mapped = {frozenset(perm[list(e)]) for e in getattr(conn, f"FACEMESH_{left}")}
+        assert mapped == {frozenset(e) for e in getattr(conn, f"FACEMESH_{right}")}
+    stored = json.loads(ASSET.read_text())["tessellation"]
+    assert stored["broken"] == [] and stored["flipped_diagonals"] == report["flipped_diagonals"]
+
+
+def test_mirror_asset_regenerates_from_real_photos(pyfeat_data):
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+
+    images = {
+        n: np.asarray(Image.open(pyfeat_data / n).convert("RGB"))
+        for n in ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "single_face.jpg")
+    }
+    meshes = face_meshes(images)
+    assert len(meshes) == 3
+    np.testing.assert_array_equal(derive_mirror(list(meshes.values())), mirror_permutation(478))
+
+
+def test_mirror_of_symmetric_face_is_itself():
+    perm = mirror_permutation(478)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(478, 3))
+    side = np.arange(478) < perm  # one point of every left/right pair
+    x[perm[side]] = x[side] * np.array([-1.0, 1.0, 1.0])  # its partner is its reflection
+    x[perm == np.arange(478), 0] = 0.0  # midline points
+    np.testing.assert_allclose(mirror_landmarks(x[None], perm, center_x=0.0)[0], x, atol=1e-6)
+
+
+def _random_similarity(rng):
+    r = rotation_matrix(rng.uniform(-0.5, 0.5, 3))
+    return r, rng.uniform(0.5, 2.0), rng.uniform(-200, 200, 3)
+
+
+@pytest.mark.parametrize(
+    "method,rotation", [("face", False), ("face_frontal", True), ("face_frame", True)]
+)
+def test_normalisation_invariance(method, rotation):
+    rng = np.random.default_rng(1)
+    video = synth_video(12, 478) * np.array([640, 480, 640], dtype=np.float32)
+    r, s, t = _random_similarity(rng)
+    if not rotation:
+        r = np.eye(3)
+    moved = (video @ r.T * s + t).astype(np.float32)
+    np.testing.assert_allclose(
+        normalize_video(moved, method), normalize_video(video, method), atol=2e-4
+    )
+
+
+def test_face_normalisation_units():
+    video = synth_video(12, 478) * np.array([640, 480, 640], dtype=np.float32)
+    out = normalize_video(video, "face_frame")
+    right, left = out[:, [33, 133]].mean(1), out[:, [362, 263]].mean(1)
+    np.testing.assert_allclose(right, [[-0.5, 0, 0]] * 12, atol=1e-5)  # eye centres on the x axis
+    np.testing.assert_allclose(left, [[0.5, 0, 0]] * 12, atol=1e-5)  # 1 inter-ocular apart
+    np.testing.assert_allclose(out[:, 263, 0] - out[:, 33, 0], 1.5, atol=2e-2)
+    assert np.all(out[:, 61, 1] > 0)  # mouth below the eyes (+y down)
+    face = normalize_video(video, "face")
+    iod = np.linalg.norm(face[:, [362, 263]].mean(1) - face[:, [33, 133]].mean(1), axis=-1)
+    assert abs(np.median(iod) - 1) < 1e-5
+
+
+def test_minmax_reproduces_published_scaling():
+    raw = synth_video(5, 478)
+    video = raw * np.array([1920, 1080, 1920], dtype=np.float32)
+    out = normalize_video(video, "minmax", frame_size=(1920, 1080))
+    np.testing.assert_allclose(
+        out, (raw - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="frame size"):
+        normalize_video(video, "minmax")
+    np.testing.assert_array_equal(normalize_video(video, "none"), video)
+
+
+def test_augment_parts():
+    x = normalize_video(synth_video(8, 478) * np.float32(500), "face")
+    rng = np.random.default_rng(0)
+    y = RandomRotation(10.0)(x, rng)
+    d = np.linalg.norm(x[0, 1:] - x[0, :-1], axis=-1)
+    np.testing.assert_allclose(np.linalg.norm(y[0, 1:] - y[0, :-1], axis=-1), d, rtol=1e-4)
+    assert not np.allclose(x, y)
+    z = RandomScale(0.1)(x, rng)
+    ratio = np.linalg.norm(z[0, 1:] - z[0, :-1], axis=-1) / d
+    assert np.allclose(ratio, ratio[0], rtol=1e-4) and 0.9 <= ratio[0] <= 1.1
+    factors = [SpeedJitter(0.2).factor(rng) for _ in range(200)]
+    assert 0.8 <= min(factors) and max(factors) <= 1.2
+    aug = build_augment(AugmentConfig(mirror=1.0), 478)
+    a = aug(x, np.random.default_rng(5))
+    b = aug(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == x.shape and a.dtype == np.float32
+    off = build_augment(
+        AugmentConfig(rotate_degrees=0, scale=0, translate=0, speed=0, mirror=0), 68
+    )
+    assert off.transforms == () and off.speed_factor(rng) == 1.0
+    np.testing.assert_array_equal(off(x, rng), x)

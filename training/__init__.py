@@ -1,0 +1,1 @@
+"""Training and evaluation under subject-independent cross-validation (used by smile_point.py)."""

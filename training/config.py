@@ -1,0 +1,176 @@
+"""Run configuration: dataclass defaults <- YAML file <- ``--set key=value`` overrides.
+
+Keys are ``section.field`` (``train.lr``, ``model.dim``, ``data.window``, ``augment.mirror``); a bare field name is
+accepted when only one section has it. Unknown keys and values of the wrong type are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.transforms import AugmentConfig
+from models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "uva"  # uva | bbc | mmi | spos | folder | demo
+    root: str = "uva"  # dataset folder: landmarks in <root>/npy, folds in <root>/labels
+    folds: str | None = None  # fold folder; default <root>/labels (generated if absent)
+    landmarks: str | None = None  # landmark folder; default <root>/npy
+    n_folds: int | None = None  # folds generated when the dataset has no fold files (None: per kind)
+    window: int = 16  # W frames per clip (paper: 16)
+    target_fps: float = 25.0  # every video is resampled to this rate before windowing
+    normalize: str = "face"  # face | face_frontal | minmax (published scaling) | none
+    test_stride: int | None = None  # stride of the deterministic test windows (default W)
+    val_fraction: float = 0.15  # inner validation split, carved from the training part
+    num_workers: int = 0  # DataLoader workers
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 16
+    lr: float = 5e-4  # AdamW, as the paper
+    weight_decay: float = 0.01
+    warmup_epochs: int = 5  # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    bce_weight: float = 0.2  # paper: 0.2 BCE + 0.8 D-Marker term
+    dmarker_weight: float = 0.8  # 0 = MeshSmileNet training
+    dmarker_loss: str = "mse"  # mse | smooth_l1, on standardised targets (no sigmoid around it)
+    select_metric: str = "auc"  # auc | accuracy, on the inner validation split only
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    threshold: str = "val"  # val: chosen on the validation split | fixed: 0.5
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training clips only
+    out: str | None = None  # run folder; default <root>/runs/<config name>-<model name>
+
+
+SECTIONS = ("model", "data", "train", "augment")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict, source: str = "config") -> Config:
+    """Build a Config from a nested dict; unknown sections or keys raise ValueError."""
+    cfg = Config()
+    for key, value in d.items():
+        if key == "out":
+            cfg.out = None if value is None else str(value)
+            continue
+        if key not in SECTIONS or not isinstance(value, dict):
+            raise ValueError(f"{source}: unknown section {key!r} (sections: model, data, train, augment, out)")
+        for k, v in value.items():
+            set_value(cfg, f"{key}.{k}", v, source)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Defaults <- YAML ``path`` <- ``key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: config not found (see configs/ for the shipped ones)")
+        cfg = from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set train.lr=1e-3")
+        set_value(cfg, key.strip(), yaml.safe_load(raw), f"--set {item}")
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from data.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def set_value(cfg: Config, key: str, value: Any, source: str) -> None:
+    """Set ``section.field`` (or a unique bare field) to ``value``, checking its type."""
+    section, name = _resolve(cfg, key, source)
+    target = getattr(cfg, section)
+    hint = typing.get_type_hints(type(target))[name]
+    setattr(target, name, _coerce(value, hint, f"{source}: {section}.{name}"))
+
+
+def _resolve(cfg: Config, key: str, source: str) -> tuple[str, str]:
+    sections = SECTIONS
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in sections and name in _field_names(getattr(cfg, section)):
+            return section, name
+        raise ValueError(f"{source}: unknown key {key!r}")
+    owners = [s for s in sections if key in _field_names(getattr(cfg, s))]
+    if len(owners) == 1:
+        return owners[0], key
+    if not owners:
+        raise ValueError(f"{source}: unknown key {key!r}")
+    raise ValueError(f"{source}: key {key!r} is ambiguous, write one of " + ", ".join(f"{s}.{key}" for s in owners))
+
+
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, tuple[...], X | None)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0])
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        arg = (typing.get_args(hint) or (Any,))[0]
+        return origin(_coerce(v, arg, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is Any:
+        return value
+    raise ValueError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

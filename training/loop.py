@@ -1,0 +1,296 @@
+"""Fit one fold with model selection on the inner validation split, then test once.
+
+``fit`` sees only the training and validation names of a fold; the test names reach nothing but
+``test``, which runs once with the selected checkpoint on deterministic windows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from colorama import Fore, Style
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from data.clips import ClipConfig, TestWindows, TrainClips, video_scores
+from data.datasets import SmileDataset
+from data.io import atomic_write_json, atomic_write_text
+from data.targets import DMarkerScaler
+from data.transforms import build_augment
+from models import build_model, count_parameters
+from training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from training.config import Config, to_dict
+from training.metrics import best_threshold, classification_metrics
+
+METRIC_COLUMNS = ("epoch", "loss", "bce", "dmarker", "val_auc", "val_accuracy", "val_bce", "lr", "seconds", "best")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; asking for cuda without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device visible to torch; use --device auto or cpu")
+    return torch.device(name)
+
+
+def clip_config(cfg: Config) -> ClipConfig:
+    d = cfg.data
+    return ClipConfig(window=d.window, target_fps=d.target_fps, normalize=d.normalize, test_stride=d.test_stride)
+
+
+def uses_dmarkers(cfg: Config) -> bool:
+    return cfg.model.name == "deepmarkernet" and cfg.train.dmarker_weight > 0
+
+
+def _autocast(cfg: Config, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda")
+
+
+def _lr_lambda(cfg: Config) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_epochs`` then cosine decay to ``min_lr_ratio`` (per epoch)."""
+    t = cfg.train
+
+    def factor(epoch: int) -> float:
+        if epoch < t.warmup_epochs:
+            return (epoch + 1) / t.warmup_epochs
+        span = max(t.epochs - t.warmup_epochs, 1)
+        cos = 0.5 * (1 + math.cos(math.pi * min(epoch - t.warmup_epochs, span) / span))
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * cos
+
+    return factor
+
+
+def _batch_to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Weighted BCE + D-Marker regression on standardised targets (no sigmoid around it)."""
+    bce = F.binary_cross_entropy_with_logits(out.logits.float(), batch["label"].float())
+    parts = {"bce": bce.detach()}
+    loss = cfg.train.bce_weight * bce
+    if uses_dmarkers(cfg) and out.dmarkers is not None:
+        has = batch["has_dmarker"].bool()
+        if has.any():
+            reg = F.mse_loss if cfg.train.dmarker_loss == "mse" else F.smooth_l1_loss
+            dm = reg(out.dmarkers.float()[has], batch["dmarker"].float()[has])
+            loss = loss + cfg.train.dmarker_weight * dm
+            parts["dmarker"] = dm.detach()
+    return loss, parts
+
+
+@torch.no_grad()
+def predict(cfg: Config, model, windows: TestWindows, n_videos: int, device: torch.device) -> np.ndarray:
+    """Per-video spontaneous probability: the mean over its deterministic windows. -> (n_videos,)"""
+    model.eval()
+    loader = DataLoader(windows, batch_size=cfg.train.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers)
+    probs, index = [], []
+    for batch in loader:
+        batch = _batch_to(batch, device)
+        with _autocast(cfg, device):
+            out = model(batch["x"], batch["mask"])
+        probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
+        index.append(batch["index"].cpu().numpy())
+    return video_scores(np.concatenate(probs), np.concatenate(index), n_videos)
+
+
+def _targets(cfg: Config, dataset: SmileDataset, train: list[str], names: list[str]):
+    """Standardised D-Marker targets, statistics from ``train`` only; None when not used."""
+    if not uses_dmarkers(cfg):
+        return None
+    table = dataset.dmarkers()
+    if table is None:
+        raise FileNotFoundError(
+            f"no D-Marker cache for {dataset.root}: run `python dmarker.py --landmarks "
+            f"{dataset.root / 'npy'}`, or train MeshSmileNet with --model meshsmilenet"
+        )
+    return DMarkerScaler.fit(table, train).targets(table, names)
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [r for r in csv.DictReader(f) if int(r["epoch"]) <= upto_epoch]
+
+
+def _summary_line(cfg: Config, row: dict, improved: bool) -> str:
+    best = f" {Fore.GREEN}* best{Style.RESET_ALL}" if improved else ""
+    dm = f" dm {row['dmarker']:.3f}" if row["dmarker"] == row["dmarker"] else ""
+    return (
+        f"{Fore.CYAN}epoch {row['epoch']:>3}/{cfg.train.epochs}{Style.RESET_ALL} "
+        f"loss {row['loss']:.3f} (bce {row['bce']:.3f}{dm}) | "
+        f"{Fore.YELLOW}val auc {row['val_auc']:.3f} acc {row['val_accuracy']:.3f}{Style.RESET_ALL} | "
+        f"lr {row['lr']:.2e} | {row['seconds']:.1f}s{best}"
+    )
+
+
+def fit(
+    cfg: Config,
+    dataset: SmileDataset,
+    train: list[str],
+    val: list[str],
+    out_dir: Path,
+    device: torch.device,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = tqdm.write,
+) -> dict:
+    """Train on ``train``, select the epoch on ``val``; writes metrics.csv, tb/, last.pt, best.pt.
+
+    Returns {"best_epoch", "best_score", "threshold"}; the threshold is chosen on ``val``.
+    """
+    t = cfg.train
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ccfg = clip_config(cfg)
+    targets = _targets(cfg, dataset, train, train + val)
+    train_set = TrainClips(
+        dataset, train, ccfg, transform=build_augment(cfg.augment, dataset.n_landmarks), targets=targets, seed=t.seed
+    )
+    val_set = TestWindows(dataset, val, ccfg, targets=targets)
+    val_labels = np.array([dataset.videos[n].label for n in val])
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg.model, dataset.n_landmarks).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    log(f"{cfg.model.name}: {count_parameters(model):,} parameters on {device}")
+
+    state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "stale": 0}
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        ckpt = load_checkpoint(last, device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        set_rng_state(ckpt["rng"])
+        log(f"resumed from {last} after epoch {state['epoch']}")
+    done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
+    rows = _read_metrics(out_dir / "metrics.csv", done)
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=done + 1)
+
+    for epoch in range(state["epoch"] + 1, t.epochs):
+        if t.patience and state["stale"] >= t.patience:
+            log(f"early stop: no validation improvement for {t.patience} epochs")
+            break
+        start = time.perf_counter()
+        # Every random draw of an epoch is a function of (seed, epoch): resuming is exact.
+        torch.manual_seed(t.seed * 100_003 + epoch)
+        train_set.set_epoch(epoch)
+        loader = DataLoader(
+            train_set,
+            batch_size=t.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch),
+            num_workers=cfg.data.num_workers,
+        )
+        model.train()
+        sums = {"loss": 0.0, "bce": 0.0, "dmarker": 0.0}
+        n_dm = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = _batch_to(batch, device)
+            with _autocast(cfg, device):
+                out = model(batch["x"], batch["mask"])
+            loss, parts = compute_loss(cfg, out, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            sums["loss"] += loss.item()
+            sums["bce"] += parts["bce"].item()
+            if "dmarker" in parts:
+                sums["dmarker"] += parts["dmarker"].item()
+                n_dm += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        probs = predict(cfg, model, val_set, len(val), device)
+        vm = classification_metrics(val_labels, probs)
+        clipped = np.clip(probs, 1e-6, 1 - 1e-6)
+        val_bce = float(-np.mean(val_labels * np.log(clipped) + (1 - val_labels) * np.log(1 - clipped)))
+        score = vm[t.select_metric]
+        improved = score == score and score > state["best_score"]
+        row = {
+            "epoch": epoch + 1,
+            "loss": sums["loss"] / len(loader),
+            "bce": sums["bce"] / len(loader),
+            "dmarker": sums["dmarker"] / n_dm if n_dm else float("nan"),
+            "val_auc": vm["auc"],
+            "val_accuracy": vm["accuracy"],
+            "val_bce": val_bce,
+            "lr": lr,
+            "seconds": time.perf_counter() - start,
+            "best": int(improved),
+        }
+        state = {
+            "epoch": epoch,
+            "best_score": score if improved else state["best_score"],
+            "best_epoch": epoch + 1 if improved else state["best_epoch"],
+            "stale": 0 if improved else state["stale"] + 1,
+        }
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": state,
+            "config": to_dict(cfg),
+            "n_landmarks": dataset.n_landmarks,
+        }
+        if improved:
+            save_checkpoint(out_dir / "best.pt", **payload)
+        rows.append(row)
+        _write_metrics(out_dir / "metrics.csv", rows)
+        for key in ("loss", "bce", "dmarker", "val_auc", "val_accuracy", "val_bce", "lr"):
+            writer.add_scalar(key, row[key], epoch + 1)
+        writer.flush()
+        save_checkpoint(last, **payload)
+        log(_summary_line(cfg, row, improved))
+    writer.close()
+
+    best = load_checkpoint(out_dir / "best.pt", device)
+    model.load_state_dict(best["model"])
+    probs = predict(cfg, model, val_set, len(val), device)
+    threshold = best_threshold(val_labels, probs) if t.threshold == "val" else 0.5
+    summary = {"best_epoch": state["best_epoch"], "best_score": state["best_score"], "threshold": threshold}
+    atomic_write_json(out_dir / "selection.json", {**summary, "select_metric": t.select_metric, "val": val})
+    return summary
+
+
+def test(
+    cfg: Config, dataset: SmileDataset, names: list[str], out_dir: Path, device: torch.device, threshold: float
+) -> dict:
+    """Evaluate ``best.pt`` once on ``names`` (the test fold); writes and returns test.json."""
+    ckpt = load_checkpoint(out_dir / "best.pt", device)
+    model = build_model(cfg.model, dataset.n_landmarks).to(device)
+    model.load_state_dict(ckpt["model"])
+    labels = np.array([dataset.videos[n].label for n in names])
+    probs = predict(cfg, model, TestWindows(dataset, names, clip_config(cfg)), len(names), device)
+    result = {
+        **classification_metrics(labels, probs, threshold),
+        "best_epoch": ckpt["state"]["best_epoch"],
+        "videos": {n: {"label": int(y), "probability": float(p)} for n, y, p in zip(names, labels, probs, strict=True)},
+    }
+    atomic_write_json(out_dir / "test.json", result)
+    return result

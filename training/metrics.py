@@ -1,0 +1,49 @@
+"""Binary classification metrics on per-video probabilities (1 = spontaneous)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """ROC AUC; NaN when only one class is present."""
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return float("nan")
+    return float(roc_auc_score(labels, probs))
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
+    """Accuracy, AUC, F1 (spontaneous = positive) and confusion matrix at ``threshold``.
+
+    labels, probs: (n,). The confusion matrix is [[TN, FP], [FN, TP]] (rows = truth).
+    """
+    labels = np.asarray(labels).astype(int)
+    pred = (np.asarray(probs) >= threshold).astype(int)
+    tp = int(((pred == 1) & (labels == 1)).sum())
+    tn = int(((pred == 0) & (labels == 0)).sum())
+    fp = int(((pred == 1) & (labels == 0)).sum())
+    fn = int(((pred == 0) & (labels == 1)).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {
+        "accuracy": (tp + tn) / max(len(labels), 1),
+        "auc": auc(labels, probs),
+        "f1": f1,
+        "confusion": [[tn, fp], [fn, tp]],
+        "threshold": float(threshold),
+        "n": len(labels),
+    }
+
+
+def best_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The threshold maximising accuracy on (validation) data: midpoint between sorted scores.
+
+    Ties go to the candidate closest to 0.5, so a flat optimum keeps the conventional threshold.
+    """
+    s = np.unique(np.asarray(probs, dtype=float))
+    cands = np.concatenate([[0.5], (s[:-1] + s[1:]) / 2, [s[0] - 1e-6, s[-1] + 1e-6]])
+    labels = np.asarray(labels).astype(int)
+    accs = np.array([((probs >= c).astype(int) == labels).mean() for c in cands])
+    best = np.flatnonzero(accs >= accs.max() - 1e-12)
+    return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
