@@ -23,4 +23,8 @@ lint: venv
 	$(PY) -m ruff check .
 
 demo: venv
-	@echo "demo: landmark extraction on a real video (training lands with the models issue)"
+	test -f demo_data/demo.json || $(PY) -m data.demo --out demo_data
+	$(PY) extract_landmarks.py "$$($(PY) -m data.sample_media)/single_face.mp4" --output demo_data/real --plot --workers 1
+	@echo "real video: landmarks in demo_data/real/single_face.mp4.npy, mesh drawn in demo_data/real/single_face.mp4.png"
+	$(PY) smile_point.py --dataset demo --fold all --resume
+	@cat demo_data/runs/demo-deepmarkernet-seed0/results.md

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -20,30 +19,53 @@ from colorama import Fore, Style
 from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
-from data.io import atomic_write_json, atomic_write_text
-from training.config import Config, load_config, save_config
+from training.config import Config, check_choices, load_config, save_config, set_value
 from training.loop import fit, resolve_device, test
-
-DEFAULT_ROOTS = {"uva": "uva", "demo": "demo_data"}
-REPORTED = ("accuracy", "auc", "f1")
+from training.memory import reuse_freed_memory
+from training.report import write_results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="uva | bbc | mmi | spos | folder | demo (default: from the config, else uva)")
-    p.add_argument("--data-root", help="dataset folder (default: uva/ for uva, demo_data/ for demo)")
-    p.add_argument("--folds", help="fold folder labels/<k>/{train,test}.json (default: <root>/labels)")
-    p.add_argument("--fold", default="all", help="fold number N (N-th fold folder in numeric order) or 'all'")
-    p.add_argument("--model", choices=("deepmarkernet", "meshsmilenet"), help="meshsmilenet also sets the D-Marker loss weight to 0")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dataset",
+        help="uva | bbc | mmi | spos | folder | demo (default: from the config, else uva)",
+    )
+    p.add_argument(
+        "--data-root", help="dataset folder (default: uva/ for uva, demo_data/ for demo)"
+    )
+    p.add_argument(
+        "--folds", help="fold folder labels/<k>/{train,test}.json (default: <root>/labels)"
+    )
+    p.add_argument(
+        "--fold", default="all", help="fold number N (N-th fold folder in numeric order) or 'all'"
+    )
+    p.add_argument(
+        "--model",
+        choices=("deepmarkernet", "meshsmilenet"),
+        help="meshsmilenet also sets the D-Marker loss weight to 0",
+    )
     p.add_argument("--config", help="YAML config (default: configs/<dataset>.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr=1e-3 (repeatable)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--out", help="run folder (default: <root>/runs/<dataset>-<model>-seed<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue each fold from its last.pt; finished folds are kept")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each fold from its last.pt; finished folds are kept",
+    )
     return p.parse_args(argv)
 
 
@@ -53,38 +75,57 @@ def build_config(args: argparse.Namespace) -> Config:
     if config is None:
         candidate = Path(__file__).parent / "configs" / f"{args.dataset or 'uva'}.yaml"
         config = candidate if candidate.exists() else None
-    overrides = list(args.set)
-    for flag, key in (("dataset", "data.dataset"), ("data_root", "data.root"), ("folds", "data.folds"),
-                      ("model", "model.name"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
-                      ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device")):
+    cfg = load_config(config, args.set)
+    flags = {
+        "dataset": "data.dataset",
+        "data_root": "data.root",
+        "folds": "data.folds",
+        "model": "model.name",
+        "epochs": "train.epochs",
+        "batch_size": "train.batch_size",
+        "lr": "train.lr",
+        "seed": "train.seed",
+        "device": "train.device",
+    }
+    for flag, key in flags.items():
         value = getattr(args, flag)
         if value is not None:
-            overrides.append(f"{key}={value}")
+            set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
     if args.model == "meshsmilenet":
-        overrides.append("train.dmarker_weight=0")
-    cfg = load_config(config, overrides)
-    if args.data_root is None and args.dataset is not None:
-        cfg.data.root = DEFAULT_ROOTS.get(cfg.data.dataset, cfg.data.root)
+        cfg.train.dmarker_weight = 0.0
+    check_choices(cfg)
     if args.out is not None:
         cfg.out = args.out
     if cfg.out is None:
-        cfg.out = str(Path(cfg.data.root) / "runs" / f"{cfg.data.dataset}-{cfg.model.name}-seed{cfg.train.seed}")
+        name = f"{cfg.data.dataset}-{cfg.model.name}-seed{cfg.train.seed}"
+        cfg.out = str(Path(cfg.data.root) / "runs" / name)
     return cfg
 
 
 def load_dataset(cfg: Config) -> SmileDataset:
     d = cfg.data
-    return open_dataset(d.dataset, d.root, folds_dir=d.folds, landmarks_dir=d.landmarks, folds_k=d.n_folds, seed=cfg.train.seed)
+    return open_dataset(
+        d.dataset,
+        d.root,
+        folds_dir=d.folds,
+        landmarks_dir=d.landmarks,
+        folds_k=d.n_folds,
+        seed=cfg.train.seed,
+    )
 
 
-def run_fold(cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False) -> dict:
+def run_fold(
+    cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
+) -> dict:
     """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
     dataset = dataset or load_dataset(cfg)
     if not 1 <= fold <= len(dataset.folds):
         raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
     out_dir = Path(cfg.out) / f"fold_{fold:02d}"
     if (out_dir / "last.pt").exists() and not resume:
-        raise FileExistsError(f"{out_dir} already holds a run: pass --resume to continue it, or --out for a new one")
+        raise FileExistsError(
+            f"{out_dir} already holds a run: pass --resume to continue it, or --out for a new one"
+        )
     if resume and (out_dir / "test.json").exists():
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
         return json.loads((out_dir / "test.json").read_text())
@@ -95,43 +136,25 @@ def run_fold(cfg: Config, fold: int, dataset: SmileDataset | None = None, resume
     groups = {"train": train, "val": val, "test": list(split.test)}
     seen = {k: {subjects[n] for n in names} for k, names in groups.items()}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        shared = seen[a] & seen[b]
-        assert not shared, f"fold {fold}: subjects {sorted(shared)[:5]} are in both {a} and {b}"
+        if shared := seen[a] & seen[b]:
+            raise ValueError(f"fold {fold}: subjects {sorted(shared)[:5]} are in both {a} and {b}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
     device = resolve_device(cfg.train.device)
     print(
-        f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: train {len(train)} videos, "
-        f"val {len(val)}, test {len(split.test)} ({len(seen['train'])}/{len(seen['val'])}/{len(seen['test'])} subjects)"
+        f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos train "
+        f"{len(train)}, val {len(val)}, test {len(split.test)}; subjects "
+        + "/".join(str(len(seen[k])) for k in groups)
     )
     selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
     result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
     print(
-        f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} auc {result['auc']:.3f} "
-        f"f1 {result['f1']:.3f} (epoch {selection['best_epoch']} chosen on validation, threshold {selection['threshold']:.3f})"
+        f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
+        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} (epoch {selection['best_epoch']} and "
+        f"threshold {selection['threshold']:.3f} chosen on validation)"
     )
     return result
-
-
-def summarise(cfg: Config, results: dict[int, dict]) -> dict:
-    """results.json and results.md: per-fold rows and mean +- std over folds."""
-    rows = [{"fold": k, "n": r["n"], "best_epoch": r["best_epoch"], "threshold": r["threshold"],
-             **{m: r[m] for m in REPORTED}} for k, r in sorted(results.items())]
-    summary = {}
-    for m in REPORTED:
-        values = [r[m] for r in rows if r[m] == r[m]]
-        summary[m] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)} if values else None
-    out = Path(cfg.out)
-    atomic_write_json(out / "results.json", {"dataset": cfg.data.dataset, "model": cfg.model.name, "folds": rows, "summary": summary})
-    lines = [f"# {cfg.model.name} on {cfg.data.dataset} ({len(rows)} folds)", "",
-             "| fold | test videos | best epoch | threshold | accuracy | AUC | F1 |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['fold']} | {r['n']} | {r['best_epoch']} | {r['threshold']:.3f} | {r['accuracy']:.3f} | {r['auc']:.3f} | {r['f1']:.3f} |" for r in rows]
-    lines.append("| **mean +- std** | | | | " + " | ".join(
-        f"{summary[m]['mean']:.3f} +- {summary[m]['std']:.3f}" if summary[m] else "n/a" for m in REPORTED) + " |")
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
         dataset = load_dataset(cfg)
+        if args.fold != "all" and not args.fold.isdigit():
+            raise ValueError(
+                f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
+            )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
+        if cfg.train.device != "cuda":
+            reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")
         results = {k: run_fold(cfg, k, dataset, resume=args.resume) for k in folds}
@@ -148,10 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
     if args.fold == "all":
-        summary = summarise(cfg, results)
-        acc = summary["accuracy"]
-        print(f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- {acc['std']:.3f}; "
-              f"table in {Path(cfg.out) / 'results.md'}")
+        summary = write_results(Path(cfg.out), cfg.data.dataset, cfg.model.name, results)
+        acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
+        print(
+            f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "
+            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f}, AUC {pool['auc']:.3f}); "
+            f"table in {Path(cfg.out) / 'results.md'}"
+        )
     return 0
 
 

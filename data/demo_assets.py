@@ -278,10 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         media = args.media
         if media is None:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from tests.conftest import pyfeat_data_dir
+            from data.sample_media import pyfeat_media_dir
 
-            media = pyfeat_data_dir()
+            media = pyfeat_media_dir()
         if not (media / "single_face.mp4").exists():
             raise FileNotFoundError(
                 f"{media}/single_face.mp4 not found: pass --media with "

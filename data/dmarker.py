@@ -14,7 +14,7 @@ Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
    ``eyelid_R = k * |mid(l1, l3) - l2| / |l1 - l3|`` and ``eyelid_L`` with l4, l5, l6 over the
    same right-eye width |l1 - l3| (so ``eyelid = (eyelid_R + eyelid_L) / 2`` as in the paper),
    all in frame t; k = -1 when the lid lies below the corner midpoint on the face's vertical
-   axis, else +1 (``eyelid="paper"``, the default). ``eyelid="vertical"`` uses the signed lid
+   axis, else +1 (``eyelid="paper"``). ``eyelid="vertical"`` (the default) uses the signed lid
    height above the corner midpoint on that axis instead of k * rho: with 3-D MediaPipe points
    the lid sits ~0.3 eye widths in front of its corners, so k * rho is almost +-0.3 and mainly
    flips sign as the lid crosses the (pitched) horizontal. Either way, eye narrowing lowers it;
@@ -366,7 +366,7 @@ def video_descriptors(
         fps: the frame rate of the rows (omega), frames per second.
         face_found: optional (t,) 0/1 per frame from the extraction sidecar; all 0 -> "no_face".
         smooth: 4253H,twice before phases and descriptors (False only for analysis and tests).
-        eyelid: eyelid distance, one of :data:`EYELID_MODES` (default: the paper's).
+        eyelid: eyelid distance, one of :data:`EYELID_MODES` (default: :data:`DEFAULT_EYELID`).
         phase_rule: onset/offset choice, one of :data:`PHASE_RULES` (default: the paper's).
     Raises ValueError for malformed input (shape, landmark count, NaN, fps, degenerate faces).
     """

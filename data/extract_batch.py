@@ -333,22 +333,34 @@ def run_batch(
     return sorted(results, key=lambda r: natural_key(r.name))
 
 
-def _run_pool(jobs: list[Job], settings: Settings, workers: int, record) -> None:
+def _run_pool(jobs: list[Job], settings: Settings, workers: int, record, work=None) -> None:
+    """Run ``jobs`` in a process pool. A worker that dies (a crash in the backend) breaks the pool
+    and loses every job still queued; those are retried one per fresh process, so only the job
+    that crashes again is reported failed and the rest of the batch still finishes."""
+    work = work or _worker_job
+    for job in _pool_pass(jobs, settings, workers, record, work):
+        if _pool_pass([job], settings, 1, record, work):
+            reason = "worker process died (crash in the backend?); rerun to retry"
+            record(JobResult(job.name, str(job.source), "failed", reason))
+
+
+def _pool_pass(jobs: list[Job], settings: Settings, workers: int, record, work) -> list[Job]:
+    """One pool over ``jobs``; returns the jobs lost to a dead worker."""
     ctx = multiprocessing.get_context("spawn")  # no fork of a parent with threads
     init_args = (settings.backend, os.getpid())
+    lost = []
     with ProcessPoolExecutor(workers, ctx, _init_worker, init_args) as pool:
-        futures = {pool.submit(_worker_job, job, settings): job for job in jobs}
+        futures = {pool.submit(work, job, settings): job for job in jobs}
         try:
             for fut in as_completed(futures):
                 try:
                     record(fut.result())
                 except BrokenProcessPool:
-                    job = futures[fut]
-                    reason = "worker process died (crash in the backend?); rerun to resume"
-                    record(JobResult(job.name, str(job.source), "failed", reason))
+                    lost.append(futures[fut])
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    return lost
 
 
 def _source_bytes(job: Job) -> int:

@@ -207,8 +207,9 @@ def split_train_val(
     """Carve a validation part out of ``names`` (the training part of a fold), by subject.
 
     Subjects are visited in a seeded random order; one joins validation when that brings the
-    per-class validation counts closer to ``val_fraction`` of each class. Returns (train, val),
-    both in the order of ``names``; both non-empty (needs >= 2 subjects).
+    per-class validation counts closer to ``val_fraction`` of each class; then, if validation
+    lacks a class that two or more remaining subjects have, the smallest of them joins it.
+    Returns (train, val), both in the order of ``names``; both non-empty (needs >= 2 subjects).
     """
     names = list(dict.fromkeys(names))
     if not 0.0 < val_fraction < 1.0:
@@ -227,6 +228,12 @@ def split_train_val(
         err_now = (((val_counts - target) / norm) ** 2).sum()
         err_new = (((val_counts + counts[g] - target) / norm) ** 2).sum()
         if err_new < err_now or not chosen:
+            val_counts += counts[g]
+            chosen.append(g)
+    for c in (0, 1):  # a one-class validation part cannot rank (AUC) or pick a threshold
+        holders = [g for g in order if g not in chosen and counts[g, c] > 0]
+        if val_counts[c] == 0 and len(holders) >= 2:  # keep one holder in training
+            g = min(holders, key=lambda g: counts[g].sum())
             val_counts += counts[g]
             chosen.append(g)
     val_set = {n for g in chosen for n in groups[g]}

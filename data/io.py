@@ -121,7 +121,9 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
     return json.loads(p.read_text())
 
 
-def load_landmarks(npy_path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, dict | None]:
+def load_landmarks(
+    npy_path: str | os.PathLike, mmap: bool = False
+) -> tuple[np.ndarray, dict | None]:
     """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
 
     Raises ValueError naming the file when it is not a (T, L, 3) array.
@@ -130,7 +132,9 @@ def load_landmarks(npy_path: str | os.PathLike, mmap: bool = False) -> tuple[np.
     try:
         arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); re-run extract_landmarks.py") from e
+        raise ValueError(
+            f"{npy_path}: not a readable .npy landmark file ({e}); re-run extract_landmarks.py"
+        ) from e
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:
@@ -139,6 +143,6 @@ def load_landmarks(npy_path: str | os.PathLike, mmap: bool = False) -> tuple[np.
 
 
 def to_isotropic(landmarks: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Normalised (x/W, y/H, z/W) landmarks -> pixel units on all three axes. (..., 3) -> (..., 3)."""
+    """Normalised (x/W, y/H, z/W) landmarks -> pixels on all three axes. (..., 3) -> (..., 3)."""
     scale = np.array([width, height, width], dtype=np.float32)
     return np.asarray(landmarks, dtype=np.float32) * scale

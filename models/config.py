@@ -23,6 +23,11 @@ class ModelConfig:
     point_encoder: str = "curvenet"  # curvenet | linear (ablation: per-point linear embedding)
     attention: str = "alternate"  # alternate | time | landmarks (ablations: one axis only)
     in_channels: int = 3  # coordinates per landmark
+    # BatchNorm over the v x c input coordinates of the real frames (as ST-GCN's data_bn), not in
+    # the published model. Every face is mostly the mean face: without it the first layers see
+    # one large common component and the smile deformation barely moves them (a 64-clip set
+    # could not even be overfitted). CurveNet's k-NN graph still uses the raw geometry.
+    input_norm: bool = True
 
     # CurveNet relativity encoder (per frame, landmarks as a point cloud).
     k: int = 20  # neighbours of the k-NN graph (built once per cloud: no down-sampling)
@@ -74,8 +79,17 @@ class ModelConfig:
                     f"model.cic_bottlenecks[{i}] = {ratio}: the block input width {width} must "
                     "divide by it into at least 2 features"
                 )
-        positive = ("in_channels", "k", "lpfa_dim", "curve_length", "virtual_landmarks", "dim",
-                    "heads", "dim_head", "mlp_dim")
+        positive = (
+            "in_channels",
+            "k",
+            "lpfa_dim",
+            "curve_length",
+            "virtual_landmarks",
+            "dim",
+            "heads",
+            "dim_head",
+            "mlp_dim",
+        )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} = {getattr(self, key)}: must be at least 1")

@@ -10,9 +10,10 @@ Vectorised over every cloud of the batch (n = b x t frames):
   exact: without down-sampling the published code rebuilds the same graph from the same
   coordinates in every block. Its ball radii (0.08 / 0.16) only act in the down-sampling step,
   which never runs, so they are not parameters here.
-- Per-point features are rows of (N, d), N = n x v; a 1x1 convolution of the published code is a
-  Linear on the last axis, a BatchNorm1d/2d a BatchNorm1d over rows; gathers are index_select on
-  flattened rows (cloud offsets added once to the graph).
+- Per-point features are rows of (N, d), N = n x v; a 1x1 convolution + BatchNorm of the published
+  code is a Linear on the last axis + ``RowNorm``; gathers index these rows directly (cloud offsets
+  added once to the graph).
+- LPFA never builds its (N, k, 9) geometric edge tensor nor normalises one (``LPFA``).
 - Curve walks run for all clouds and all curves at once; only the few walk steps loop.
 """
 
@@ -25,6 +26,30 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 LEAK = 0.2  # LeakyReLU slope used throughout CurveNet
+
+
+class RowNorm(nn.BatchNorm2d):
+    """BatchNorm over the last axis of x (..., d), every leading position one sample, then an
+    optional LeakyReLU of slope ``leak`` (0 = ReLU) in place.
+
+    It runs on x viewed as an (M, d, 1, 1) image, which is channels-last: PyTorch's CPU kernels are
+    several times faster and steadier on that than on an (M, d) matrix (the backward above all).
+    """
+
+    def __init__(self, dim: int, *, leak: float | None = None):
+        super().__init__(dim)
+        self.leak = leak
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x.reshape(-1, x.shape[-1], 1, 1))
+        if self.leak is not None:
+            y = F.leaky_relu_(y, self.leak)
+        return y.view(x.shape)
+
+
+def row_block(in_dim: int, out_dim: int, leak: float | None = None) -> nn.Sequential:
+    """Linear without bias + RowNorm: the published 1x1 convolution + BatchNorm (+ activation)."""
+    return nn.Sequential(nn.Linear(in_dim, out_dim, bias=False), RowNorm(out_dim, leak=leak))
 
 
 class Geometry(NamedTuple):
@@ -59,11 +84,13 @@ def knn_graph(xyz: Tensor, k: int) -> Tensor:
         return (idx + torch.arange(n, device=xyz.device).view(n, 1, 1) * v).reshape(n * v, k + 1)
 
 
-def geometry(xyz: Tensor, k: int) -> Geometry:
-    """Neighbourhoods of the clouds xyz (n, v, c), shared by every block."""
+def geometry(xyz: Tensor, k: int, points: Tensor | None = None) -> Geometry:
+    """Neighbourhoods of the clouds xyz (n, v, c), shared by every block. The k-NN graph comes
+    from ``xyz``; the per-point coordinates the blocks see are ``points`` (n, v, c) if given
+    (e.g. standardised coordinates), else ``xyz``."""
     n, v, c = xyz.shape
     graph = knn_graph(xyz, k)
-    points = xyz.reshape(n * v, c)
+    points = (xyz if points is None else points).reshape(n * v, c)
     nbrs = graph[:, :k]
     with torch.no_grad():
         in_degree = torch.bincount(nbrs.reshape(-1), minlength=n * v).to(points.dtype)
@@ -71,8 +98,9 @@ def geometry(xyz: Tensor, k: int) -> Geometry:
     return Geometry(points, nbrs, nbr_sum, in_degree.unsqueeze(1), graph[:, 1:], v)
 
 
-def edge_norm_affine(bn: nn.BatchNorm1d, a: Tensor, b: Tensor, b_nbr_sum: Tensor,
-                     geo: Geometry) -> tuple[Tensor, Tensor]:
+def edge_norm_affine(
+    bn: RowNorm, a: Tensor, b: Tensor, b_nbr_sum: Tensor, geo: Geometry
+) -> tuple[Tensor, Tensor]:
     """Per-feature scale and shift (d,) that BatchNorm ``bn`` applies to the edge values
     g_ij = a_i + b_j (j in nbrs of i), with the batch statistics over all N x k edges computed
     from per-point sums, without building the (N, k, d) edge tensor (the running statistics are
@@ -113,13 +141,11 @@ class LPFA(nn.Module):
 
     def __init__(self, *, in_channels: int, out_dim: int, point_dim: int | None = None):
         super().__init__()
-        self.point_dim = point_dim
         edge_dim = out_dim if point_dim is None else point_dim
         self.edge = nn.Linear(3 * in_channels, edge_dim, bias=False)
-        self.edge_norm = nn.BatchNorm1d(edge_dim)
+        self.edge_norm = RowNorm(edge_dim)  # its parameters, applied by edge_norm_affine
         if point_dim is not None:
-            self.mlp = nn.Linear(point_dim, out_dim, bias=False)
-            self.mlp_norm = nn.BatchNorm1d(out_dim)
+            self.mlp = row_block(point_dim, out_dim, LEAK)
 
     def forward(self, geo: Geometry, x: Tensor | None = None) -> Tensor:
         """Point features x (N, point_dim) or None -> (N, out_dim)."""
@@ -135,17 +161,22 @@ class LPFA(nn.Module):
             return F.leaky_relu(a * scale + shift + nbr.gather(0, best), LEAK)
         edge = (x + b * scale)[geo.nbrs]  # (N, k, d): x_j + s b_j
         edge.add_((a * scale + shift - x).unsqueeze(1))  # + s a_i + t - x_i
-        edge = F.leaky_relu_(edge, LEAK).flatten(0, 1)  # (N k, d)
-        out = F.leaky_relu_(self.mlp_norm(F.linear(edge, self.mlp.weight)), LEAK)
-        return out.view(*geo.nbrs.shape, -1).sum(1) / geo.nbrs.shape[1]
+        out = self.mlp(F.leaky_relu_(edge, LEAK))  # (N, k, out_dim)
+        return out.sum(1) / out.shape[1]
 
 
-def crossover_weights(direction: Tensor, candidates: Tensor) -> Tensor:
-    """Crossover suppression of the walk: 1 + cos(direction, candidate step) clipped to [0, 1],
-    without gradient. direction (M, d), candidates (M, k, d) -> (M, k)."""
+def crossover_weights(cand: Tensor, feat: Tensor, curve: Tensor) -> Tensor:
+    """Crossover suppression of the walk, without gradient: 1 + cos(feat - curve, cand - feat)
+    clipped to [0, 1], i.e. candidates that turn back get a smaller score.
+    cand (M, k, d) candidates, feat (M, d) current point, curve (M, d) descriptor -> (M, k)."""
     with torch.no_grad():
-        cos = F.cosine_similarity(candidates, direction.unsqueeze(1), dim=-1, eps=1e-8)
-        return (1.0 + cos).clamp(0.0, 1.0)
+        direction = feat - curve  # (M, d)
+        # dot products and norms of cand - feat from cand @ [direction, feat]: no (M, k, d) temp
+        proj = torch.bmm(cand, torch.stack((direction, feat), dim=2))  # (M, k, 2)
+        dot = proj[..., 0] - (feat * direction).sum(-1, keepdim=True)
+        sq = (cand * cand).sum(-1) - 2 * proj[..., 1] + (feat * feat).sum(-1, keepdim=True)
+        norms = sq.clamp_min(0.0).sqrt() * direction.norm(dim=-1, keepdim=True)
+        return (1.0 + dot / norms.clamp_min(1e-8)).clamp(0.0, 1.0)
 
 
 class CurveWalk(nn.Module):
@@ -175,25 +206,27 @@ class CurveWalk(nn.Module):
         x = x * score
         start = score.view(n, v).topk(m, dim=1).indices  # (n, m)
         cur = (start + torch.arange(n, device=x.device)[:, None] * v).reshape(-1)  # (M,) rows
-        w_cand, w_curve = self.agent.weight.chunk(2, dim=1)
-        curve = x.index_select(0, cur)  # (M, d) descriptor, starts at the start point
+        w_cand, w_curve = self.agent.weight.view(2, d)
+        curve = x[cur]  # (M, d) descriptor, starts at the start point
         steps, feat = [], None
         for _ in range(self.length):
-            nbr = geo.adj.index_select(0, cur)  # (M, k)
+            nbr = geo.adj[cur]  # (M, k)
             cand = x[nbr]  # (M, k, d)
             if feat is not None:  # after the first step: update the descriptor with momentum
                 mix = self.momentum(torch.cat((feat, curve), dim=-1))
                 mix = self.momentum_norm(mix).softmax(-1)  # (M, 2)
                 curve = mix[:, :1] * feat + mix[:, 1:] * curve
-            logits = F.linear(cand, w_cand).squeeze(-1) + F.linear(curve, w_curve)  # (M, k)
-            logits = self.agent_norm(logits.reshape(-1, 1)).view(logits.shape)
+            logits = cand @ w_cand + (curve @ w_curve).unsqueeze(1)  # (M, k)
+            logits = self.agent_norm(logits.view(1, 1, -1)).view(logits.shape)
             if feat is not None:
-                logits = logits * crossover_weights(feat - curve, cand - feat.unsqueeze(1))
+                logits = logits * crossover_weights(cand, feat, curve)
             probs = logits.softmax(-1)
-            choice = probs.argmax(-1)  # (M,)
-            weights = F.one_hot(choice, probs.shape[-1]).to(probs.dtype) + probs - probs.detach()
-            feat = (weights.unsqueeze(-1) * cand).sum(1)  # (M, d): the chosen neighbour
-            cur = nbr.gather(1, choice[:, None]).squeeze(1)
+            choice = probs.argmax(-1, keepdim=True)  # (M, 1)
+            cur = nbr.gather(1, choice).squeeze(1)
+            # Straight-through hard softmax: the value is the chosen neighbour's features, the
+            # gradient reaches the scores through sum_k (p_k - stop_grad(p_k)) cand_k (= 0).
+            soft = ((probs - probs.detach()).unsqueeze(-1) * cand.detach()).sum(1)
+            feat = x[cur] + soft  # (M, d)
             steps.append(feat)
         return torch.stack(steps, dim=1).view(n, m, self.length, d)
 
@@ -211,8 +244,7 @@ class CurveAggregation(nn.Module):
         self.query = nn.Linear(dim, mid, bias=False)
         self.inter_value = nn.Linear(mid, mid, bias=False)
         self.intra_value = nn.Linear(mid, mid, bias=False)
-        self.out = nn.Linear(2 * mid, dim, bias=False)
-        self.out_norm = nn.BatchNorm1d(dim)
+        self.out = row_block(2 * mid, dim)
 
     def forward(self, x: Tensor, curves: Tensor) -> Tensor:
         """x (n, v, d), curves (n, m, l, d) -> (n, v, d)."""
@@ -225,8 +257,7 @@ class CurveAggregation(nn.Module):
         out = torch.cat(
             (to_inter @ self.inter_value(inter), to_intra @ self.intra_value(intra)), dim=-1
         )
-        out = self.out_norm(self.out(out).flatten(0, 1)).view(x.shape)
-        return F.leaky_relu(x + out, LEAK)
+        return F.leaky_relu(x + self.out(out), LEAK)
 
 
 class CIC(nn.Module):
@@ -246,27 +277,20 @@ class CIC(nn.Module):
     ):
         super().__init__()
         planes = in_dim // bottleneck
-        self.reduce = nn.Linear(in_dim, planes, bias=False)
-        self.reduce_norm = nn.BatchNorm1d(planes)
+        self.reduce = row_block(in_dim, planes, LEAK)
         self.walk = CurveWalk(dim=planes, curves=curves, length=curve_length) if curves else None
         self.aggregate = CurveAggregation(dim=planes) if curves else None
         self.lpfa = LPFA(in_channels=in_channels, out_dim=planes, point_dim=planes)
-        self.expand = nn.Linear(planes, out_dim, bias=False)
-        self.expand_norm = nn.BatchNorm1d(out_dim)
-        self.shortcut = (
-            nn.Sequential(nn.Linear(in_dim, out_dim, bias=False), nn.BatchNorm1d(out_dim))
-            if in_dim != out_dim
-            else nn.Identity()
-        )
+        self.expand = row_block(planes, out_dim)
+        self.shortcut = row_block(in_dim, out_dim) if in_dim != out_dim else nn.Identity()
 
     def forward(self, x: Tensor, geo: Geometry) -> Tensor:
         """x (N, in_dim) -> (N, out_dim)."""
-        h = F.leaky_relu(self.reduce_norm(self.reduce(x)), LEAK)  # (N, planes)
+        h = self.reduce(x)  # (N, planes)
         if self.walk is not None:
             curves = self.walk(h, geo)
             h = self.aggregate(h.view(-1, geo.v, h.shape[-1]), curves).view(h.shape)
-        h = self.expand_norm(self.expand(self.lpfa(geo, h)))
-        return F.leaky_relu(h + self.shortcut(x), LEAK)
+        return F.leaky_relu(self.expand(self.lpfa(geo, h)) + self.shortcut(x), LEAK)
 
 
 class CurveNet(nn.Module):
@@ -299,13 +323,13 @@ class CurveNet(nn.Module):
             )
             for i in range(len(cic_dims))
         )
-        self.head = nn.Sequential(
-            nn.Linear(widths[-1], out_dim, bias=False), nn.BatchNorm1d(out_dim), nn.ReLU()
-        )
+        self.head = row_block(widths[-1], out_dim, leak=0.0)  # Linear + BatchNorm + ReLU
 
-    def forward(self, xyz: Tensor) -> Tensor:
+    def forward(self, xyz: Tensor, points: Tensor | None = None) -> Tensor:
+        """xyz (n, v, c) builds the k-NN graph; ``points`` (n, v, c), if given, are the
+        coordinates the layers see."""
         n, v, _ = xyz.shape
-        geo = geometry(xyz, self.k)
+        geo = geometry(xyz, self.k, points)
         x = self.lpfa(geo)  # (N, lpfa_dim)
         for block in self.blocks:
             x = block(x, geo)

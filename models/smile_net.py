@@ -11,6 +11,12 @@ standardised D-Marker descriptors.
 Padding frames (mask False) never reach the point encoder (so they do not enter its BatchNorm
 statistics either), are never attended to and are left out of the temporal mean: a padded clip
 gives the same outputs as the clip without its padding.
+
+Deliberate differences from the published code: padding is masked (it fed zero frames); the
+landmark count comes from the data (478 was hard-coded); logits are returned (it applied a
+sigmoid before BCELoss); each attention layer adds the sinusoidal table of its axis to its
+normalised input once (it added x + Dropout(x + table), doubling the input); the D-Marker head is
+a Linear on the same LayerNorm-ed pooled feature as the class head.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class SmileNet(nn.Module):
         cfg = config
         self.n_landmarks = n_landmarks
         self.in_channels = cfg.in_channels
+        self.input_norm = nn.BatchNorm1d(n_landmarks * cfg.in_channels) if cfg.input_norm else None
         if cfg.point_encoder == "curvenet":
             self.encoder = CurveNet(
                 in_channels=cfg.in_channels,
@@ -79,7 +86,14 @@ class SmileNet(nn.Module):
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
         frames = x[mask]  # (f, v, c): the real frames only
-        feats = self.encoder_dropout(self.encoder(frames))  # (f, v, d)
+        points = frames
+        if self.input_norm is not None:
+            points = self.input_norm(frames.flatten(1)).view_as(frames)  # (f, v, c) standardised
+        if isinstance(self.encoder, CurveNet):
+            feats = self.encoder(frames, points)  # graph from the geometry, features from points
+        else:
+            feats = self.encoder(points)
+        feats = self.encoder_dropout(feats)  # (f, v, d)
         feats = self.mix_norm(torch.einsum("fvd,wv->fwd", feats, self.mix.weight))  # (f, w, d)
         w, d = feats.shape[1:]
         tokens = feats.new_zeros(b, t, w, d)

@@ -16,6 +16,7 @@ from data.clips import (
     window_starts,
 )
 from data.datasets import open_dataset
+from data.dmarker import FEATURE_NAMES
 from data.dmarker_cache import DMarkerTable
 from data.targets import DMarkerScaler
 from data.transforms import AugmentConfig, build_augment
@@ -155,8 +156,53 @@ def test_dmarker_scaler_uses_training_part_only():
     assert np.all(z[:, 10] == 0)
     test = scaler.targets(table, ["v7", "missing"])
     assert list(test) == ["v7"] and test["v7"].mean() > 100
-    back = DMarkerScaler.from_state_dict(scaler.state_dict())
-    np.testing.assert_allclose(back.inverse(test["v7"]), table.get("v7"), rtol=1e-4)
+
+
+def test_dmarker_targets_follow_mirror_and_speed():
+    table = _table()
+    scaler = DMarkerScaler.fit(table, [f"v{i}" for i in range(6)])
+    z = scaler.targets(table, ["v1"])["v1"]
+    raw = table.get("v1").astype(np.float64)
+    np.testing.assert_allclose(scaler.adjust(z, mirrored=False, speed=1.0), z, atol=1e-5)
+
+    def as_raw(zz):
+        return zz * scaler.std + scaler.mean
+
+    i = {
+        n: FEATURE_NAMES.index(n)
+        for n in (
+            "lip_onset_lr_amplitude_diff",
+            "lip_onset_duration",
+            "lip_onset_duration_ratio_inc",
+            "eyelid_apex_speed_max_inc",
+            "cheek_offset_accel_mean_dec",
+            "lip_onset_amplitude_max",
+            "lip_offset_net_amplitude_duration_ratio",
+        )
+    }
+    mirrored = as_raw(scaler.adjust(z, mirrored=True, speed=1.0))
+    assert mirrored[i["lip_onset_lr_amplitude_diff"]] == pytest.approx(
+        -raw[i["lip_onset_lr_amplitude_diff"]], rel=1e-4
+    )
+    assert mirrored[i["lip_onset_amplitude_max"]] == pytest.approx(
+        raw[i["lip_onset_amplitude_max"]], rel=1e-4
+    )
+    fast = as_raw(scaler.adjust(z, mirrored=False, speed=1.25))
+    for name, power in (
+        ("lip_onset_duration", -1),
+        ("lip_onset_duration_ratio_inc", 0),
+        ("eyelid_apex_speed_max_inc", 1),
+        ("cheek_offset_accel_mean_dec", 2),
+        ("lip_offset_net_amplitude_duration_ratio", 1),
+    ):
+        assert fast[i[name]] == pytest.approx(raw[i[name]] * 1.25**power, rel=1e-4), name
+
+
+def test_videos_without_a_face_give_no_target():
+    table = _table()
+    table.status = ["ok"] * 9 + ["no_face"]
+    scaler = DMarkerScaler.fit(table, [f"v{i}" for i in range(10)])
+    assert "v9" not in scaler.targets(table, ["v8", "v9"])
 
 
 def test_clips_carry_dmarker_targets(tmp_path):

@@ -18,7 +18,9 @@ def test_shipped_configs_load(path):
 
 
 def test_overrides_dotted_and_bare_keys():
-    cfg = load_config(None, ["train.lr=1e-3", "window=8", "model.name=meshsmilenet", "data.folds=null"])
+    cfg = load_config(
+        None, ["train.lr=1e-3", "window=8", "model.name=meshsmilenet", "data.folds=null"]
+    )
     assert cfg.train.lr == pytest.approx(1e-3)
     assert cfg.data.window == 8
     assert cfg.model.name == "meshsmilenet"

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.extract_batch import make_jobs
+from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
 from data.io import META_KEYS, load_landmarks, load_meta
 from data.video import open_source
 from extract_landmarks import main
@@ -235,3 +235,26 @@ def test_cli_input_errors(tmp_path, pyfeat_data, capsys):
     assert "single .png file needs a single video" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(pyfeat_data), "--stride", "0"])
+
+
+def crash_on_bad(job: Job, settings: Settings) -> JobResult:
+    """Stands in for a backend that kills its worker process on one video."""
+    if job.name == "bad":
+        os._exit(3)
+    time.sleep(0.3)  # let the crash catch the other jobs in flight or queued
+    return JobResult(job.name, str(job.source), "done")
+
+
+def test_dead_worker_fails_only_its_own_video(tmp_path):
+    names = ("a", "bad", "c", "d", "e")
+    jobs = [Job(tmp_path / f"{n}.mp4", n, tmp_path / f"{n}.npy") for n in names]
+    results = []
+    _run_pool(jobs, Settings(backend="dlib"), 2, results.append, work=crash_on_bad)
+    assert sorted((r.name, r.status) for r in results) == [
+        ("a", "done"),
+        ("bad", "failed"),
+        ("c", "done"),
+        ("d", "done"),
+        ("e", "done"),
+    ]
+    assert "worker process died" in next(r.reason for r in results if r.name == "bad")

@@ -194,3 +194,22 @@ def test_cli_check_folder_dataset_with_csv_and_landmarks(tmp_path, repo_root):
     (tmp_path / "npy" / "subj 3 clip 1.mp4.npy").unlink()
     res = _cli(tmp_path, "--landmarks", tmp_path / "npy", cwd=repo_root)
     assert res.returncode == 1 and "subj 3 clip 1.mp4" in res.stdout
+
+
+def test_validation_part_gets_both_classes_when_it_can():
+    """SPOS-like layouts: few subjects, one class rare. Whenever two or more training subjects
+    hold each class, the validation part must hold both (AUC and threshold need them)."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n_subj = int(rng.integers(3, 8))
+        labels, subjects = {}, {}
+        for s in range(n_subj):
+            for j in range(int(rng.integers(1, 6))):
+                name = f"s{s}_{j}"
+                labels[name] = int(rng.random() < 0.8)  # posed (0) is rare
+                subjects[name] = f"s{s}"
+        train, val = split_train_val(list(labels), labels, subjects, 0.15, seed=trial)
+        assert {subjects[n] for n in train}.isdisjoint(subjects[n] for n in val)
+        holders = [{subjects[n] for n in labels if labels[n] == c} for c in (0, 1)]
+        if all(len(h) >= 2 for h in holders):
+            assert {labels[n] for n in val} == {0, 1}, trial

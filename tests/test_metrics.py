@@ -15,7 +15,9 @@ def test_metrics_by_hand():
     assert m["confusion"] == [[2, 1], [1, 2]]
     assert m["accuracy"] == 4 / 6
     assert m["f1"] == 2 * 2 / (2 * 2 + 1 + 1)
-    assert m["auc"] == pytest.approx(7 / 9)  # 7 of the 9 (positive, negative) pairs ordered correctly
+    assert m["auc"] == pytest.approx(
+        7 / 9
+    )  # 7 of the 9 (positive, negative) pairs ordered correctly
 
 
 def test_auc_is_nan_with_one_class():

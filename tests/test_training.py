@@ -24,9 +24,19 @@ from training.loop import fit, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
-    "k": 4, "lpfa_dim": 8, "cic_dims": [8, 8], "cic_bottlenecks": [2, 2], "cic_curves": [4, 0],
-    "curve_length": 2, "virtual_landmarks": 4, "dim": 8, "depth": 2, "temporal_depth": 1,
-    "heads": 2, "dim_head": 4, "mlp_dim": 16,
+    "k": 4,
+    "lpfa_dim": 8,
+    "cic_dims": [8, 8],
+    "cic_bottlenecks": [2, 2],
+    "cic_curves": [4, 0],
+    "curve_length": 2,
+    "virtual_landmarks": 4,
+    "dim": 8,
+    "depth": 2,
+    "temporal_depth": 1,
+    "heads": 2,
+    "dim_head": 4,
+    "mlp_dim": 16,
 }
 
 
@@ -56,15 +66,29 @@ def metric_rows(fold_dir: Path) -> list[dict]:
 
 def test_fold_all_writes_every_output(tmp_path, demo_root):
     out = tmp_path / "run"
-    assert smile_point.main(["--config", str(tiny_config(tmp_path, demo_root)), "--fold", "all", "--out", str(out)]) == 0
+    assert (
+        smile_point.main(
+            ["--config", str(tiny_config(tmp_path, demo_root)), "--fold", "all", "--out", str(out)]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert [r["fold"] for r in results["folds"]] == [1, 2, 3]
-    assert 0 <= results["summary"]["accuracy"]["mean"] <= 1
-    assert "mean +- std" in (out / "results.md").read_text()
+    assert 0 <= results["summary"]["mean_std"]["accuracy"]["mean"] <= 1
+    assert results["summary"]["pooled"]["n"] == len(open_dataset("demo", demo_root).videos)
+    table = (out / "results.md").read_text()
+    assert "mean +- std" in table and "pooled" in table
     all_test = set()
     for k in (1, 2, 3):
         fold = out / f"fold_{k:02d}"
-        for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "test.json", "selection.json"):
+        for name in (
+            "config.yaml",
+            "metrics.csv",
+            "last.pt",
+            "best.pt",
+            "test.json",
+            "selection.json",
+        ):
             assert (fold / name).exists(), name
         assert list((fold / "tb").glob("events.out.tfevents.*"))
         assert len(metric_rows(fold)) == 3
@@ -81,7 +105,10 @@ def test_fold_all_writes_every_output(tmp_path, demo_root):
 def test_cpu_runs_are_deterministic(tmp_path, demo_root):
     cfg = tiny_config(tmp_path, demo_root)
     for run in ("a", "b"):
-        assert smile_point.main(["--config", str(cfg), "--fold", "2", "--out", str(tmp_path / run)]) == 0
+        assert (
+            smile_point.main(["--config", str(cfg), "--fold", "2", "--out", str(tmp_path / run)])
+            == 0
+        )
     a, b = (tmp_path / r / "fold_02" for r in ("a", "b"))
     assert metric_rows(a) == metric_rows(b)
     assert json.loads((a / "test.json").read_text()) == json.loads((b / "test.json").read_text())
@@ -92,7 +119,16 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(ref)]) == 0
 
-    cmd = [sys.executable, "smile_point.py", "--config", str(cfg), "--fold", "1", "--out", str(killed)]
+    cmd = [
+        sys.executable,
+        "smile_point.py",
+        "--config",
+        str(cfg),
+        "--fold",
+        "1",
+        "--out",
+        str(killed),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = killed / "fold_01" / "metrics.csv"
     deadline = time.time() + 120
@@ -104,8 +140,13 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "fold_01" / "test.json").exists()
-    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed)]) == 2  # needs --resume
-    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed), "--resume"]) == 0
+    assert (
+        smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed)]) == 2
+    )  # needs --resume
+    assert (
+        smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed), "--resume"])
+        == 0
+    )
 
     assert metric_rows(killed / "fold_01") == metric_rows(ref / "fold_01")
     assert json.loads((killed / "fold_01" / "test.json").read_text()) == json.loads(
@@ -137,14 +178,30 @@ def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root):
     try:
         cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
         assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "d")]) == 2
-        assert smile_point.main(["--config", cfg, "--fold", "1", "--model", "meshsmilenet", "--out", str(tmp_path / "m")]) == 0
+        assert (
+            smile_point.main(
+                [
+                    "--config",
+                    cfg,
+                    "--fold",
+                    "1",
+                    "--model",
+                    "meshsmilenet",
+                    "--out",
+                    str(tmp_path / "m"),
+                ]
+            )
+            == 0
+        )
         assert load_config(tmp_path / "m" / "fold_01" / "config.yaml").train.dmarker_weight == 0
     finally:
         (tmp_path / "dmarkers.npz").rename(demo_root / "dmarkers.npz")
 
 
 def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
-    code = smile_point.main(["--dataset", "uva", "--data-root", str(tmp_path / "uva"), "--fold", "1"])
+    code = smile_point.main(
+        ["--dataset", "uva", "--data-root", str(tmp_path / "uva"), "--fold", "1"]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "no landmarks under" in err and "--dataset demo" in err
@@ -156,3 +213,18 @@ def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
     assert smile_point.main(["--config", cfg, "--fold", "9", "--out", str(tmp_path / "x")]) == 2
     assert smile_point.main(["--config", cfg, "--set", "train.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
+    import shutil
+
+    import numpy as np
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    first = sorted((root / "npy").glob("*.npy"))[0]
+    arr = np.load(first)
+    time.sleep(0.01)
+    np.save(first, arr + 0.001)  # re-extracted landmarks: the table no longer describes them
+    with pytest.raises(ValueError, match="changed since the table was built.*dmarker.py"):
+        open_dataset("demo", root).dmarkers()

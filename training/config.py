@@ -1,7 +1,8 @@
 """Run configuration: dataclass defaults <- YAML file <- ``--set key=value`` overrides.
 
-Keys are ``section.field`` (``train.lr``, ``model.dim``, ``data.window``, ``augment.mirror``); a bare field name is
-accepted when only one section has it. Unknown keys and values of the wrong type are errors.
+Keys are ``section.field`` (``train.lr``, ``model.dim``, ``data.window``, ``augment.mirror``); a
+bare field name is accepted when only one section has it. Unknown keys and values of the wrong
+type are errors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class DataConfig:
     root: str = "uva"  # dataset folder: landmarks in <root>/npy, folds in <root>/labels
     folds: str | None = None  # fold folder; default <root>/labels (generated if absent)
     landmarks: str | None = None  # landmark folder; default <root>/npy
-    n_folds: int | None = None  # folds generated when the dataset has no fold files (None: per kind)
+    n_folds: int | None = (
+        None  # folds generated when the dataset has no fold files (None: per kind)
+    )
     window: int = 16  # W frames per clip (paper: 16)
     target_fps: float = 25.0  # every video is resampled to this rate before windowing
     normalize: str = "face"  # face | face_frontal | minmax (published scaling) | none
@@ -78,7 +81,9 @@ def from_dict(d: dict, source: str = "config") -> Config:
             cfg.out = None if value is None else str(value)
             continue
         if key not in SECTIONS or not isinstance(value, dict):
-            raise ValueError(f"{source}: unknown section {key!r} (sections: model, data, train, augment, out)")
+            raise ValueError(
+                f"{source}: unknown section {key!r} (sections: model, data, train, augment, out)"
+            )
         for k, v in value.items():
             set_value(cfg, f"{key}.{k}", v, source)
     return cfg
@@ -91,13 +96,40 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: config not found (see configs/ for the shipped ones)")
-        cfg = from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+        cfg = from_dict(raw, str(path))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"--set {item!r}: expected key=value, e.g. --set train.lr=1e-3")
-        set_value(cfg, key.strip(), yaml.safe_load(raw), f"--set {item}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_value(cfg, key.strip(), value, f"--set {item}")
+    check_choices(cfg)
     return cfg
+
+
+#: Allowed values of the string options that are not checked elsewhere.
+CHOICES = {
+    ("data", "dataset"): ("uva", "bbc", "mmi", "spos", "folder", "demo"),
+    ("train", "dmarker_loss"): ("mse", "smooth_l1"),
+    ("train", "select_metric"): ("auc", "accuracy"),
+    ("train", "threshold"): ("val", "fixed"),
+}
+
+
+def check_choices(cfg: Config) -> None:
+    """Raise ValueError naming the key when a string option has an unknown value."""
+    for (section, name), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ValueError(f"{section}.{name} = {value!r}: use one of {', '.join(allowed)}")
+    cfg.model.validate()
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -126,7 +158,10 @@ def _resolve(cfg: Config, key: str, source: str) -> tuple[str, str]:
         return owners[0], key
     if not owners:
         raise ValueError(f"{source}: unknown key {key!r}")
-    raise ValueError(f"{source}: key {key!r} is ambiguous, write one of " + ", ".join(f"{s}.{key}" for s in owners))
+    raise ValueError(
+        f"{source}: key {key!r} is ambiguous, write one of "
+        + ", ".join(f"{s}.{key}" for s in owners)
+    )
 
 
 def _field_names(obj: Any) -> set[str]:

@@ -31,7 +31,18 @@ from training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from training.config import Config, to_dict
 from training.metrics import best_threshold, classification_metrics
 
-METRIC_COLUMNS = ("epoch", "loss", "bce", "dmarker", "val_auc", "val_accuracy", "val_bce", "lr", "seconds", "best")
+METRIC_COLUMNS = (
+    "epoch",
+    "loss",
+    "bce",
+    "dmarker",
+    "val_auc",
+    "val_accuracy",
+    "val_bce",
+    "lr",
+    "seconds",
+    "best",
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,13 +50,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device visible to torch; use --device auto or cpu")
+        raise RuntimeError(
+            "--device cuda: no CUDA device visible to torch; use --device auto or cpu"
+        )
     return torch.device(name)
 
 
 def clip_config(cfg: Config) -> ClipConfig:
     d = cfg.data
-    return ClipConfig(window=d.window, target_fps=d.target_fps, normalize=d.normalize, test_stride=d.test_stride)
+    return ClipConfig(
+        window=d.window, target_fps=d.target_fps, normalize=d.normalize, test_stride=d.test_stride
+    )
 
 
 def uses_dmarkers(cfg: Config) -> bool:
@@ -53,7 +68,9 @@ def uses_dmarkers(cfg: Config) -> bool:
 
 
 def _autocast(cfg: Config, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda")
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"
+    )
 
 
 def _lr_lambda(cfg: Config) -> Callable[[int], float]:
@@ -71,7 +88,9 @@ def _lr_lambda(cfg: Config) -> Callable[[int], float]:
 
 
 def _batch_to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
 
 
 def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -90,10 +109,17 @@ def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
 
 
 @torch.no_grad()
-def predict(cfg: Config, model, windows: TestWindows, n_videos: int, device: torch.device) -> np.ndarray:
+def predict(
+    cfg: Config, model, windows: TestWindows, n_videos: int, device: torch.device
+) -> np.ndarray:
     """Per-video spontaneous probability: the mean over its deterministic windows. -> (n_videos,)"""
     model.eval()
-    loader = DataLoader(windows, batch_size=cfg.train.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers)
+    loader = DataLoader(
+        windows,
+        batch_size=cfg.train.batch_size * 2,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+    )
     probs, index = [], []
     for batch in loader:
         batch = _batch_to(batch, device)
@@ -104,17 +130,18 @@ def predict(cfg: Config, model, windows: TestWindows, n_videos: int, device: tor
     return video_scores(np.concatenate(probs), np.concatenate(index), n_videos)
 
 
-def _targets(cfg: Config, dataset: SmileDataset, train: list[str], names: list[str]):
-    """Standardised D-Marker targets, statistics from ``train`` only; None when not used."""
+def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScaler | None:
+    """D-Marker standardisation fitted on ``train`` only; None when the D-Marker loss is off."""
     if not uses_dmarkers(cfg):
         return None
     table = dataset.dmarkers()
     if table is None:
         raise FileNotFoundError(
-            f"no D-Marker cache for {dataset.root}: run `python dmarker.py --landmarks "
-            f"{dataset.root / 'npy'}`, or train MeshSmileNet with --model meshsmilenet"
+            f"no D-Marker table for {dataset.root}: run `python dmarker.py --landmarks "
+            f"{dataset.landmarks_dir}` (add --fps and --frame-size for files without a sidecar), "
+            "or train MeshSmileNet with --model meshsmilenet"
         )
-    return DMarkerScaler.fit(table, train).targets(table, names)
+    return DMarkerScaler.fit(table, train)
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -138,7 +165,8 @@ def _summary_line(cfg: Config, row: dict, improved: bool) -> str:
     return (
         f"{Fore.CYAN}epoch {row['epoch']:>3}/{cfg.train.epochs}{Style.RESET_ALL} "
         f"loss {row['loss']:.3f} (bce {row['bce']:.3f}{dm}) | "
-        f"{Fore.YELLOW}val auc {row['val_auc']:.3f} acc {row['val_accuracy']:.3f}{Style.RESET_ALL} | "
+        f"{Fore.YELLOW}val auc {row['val_auc']:.3f} acc {row['val_accuracy']:.3f}"
+        f"{Style.RESET_ALL} | "
         f"lr {row['lr']:.2e} | {row['seconds']:.1f}s{best}"
     )
 
@@ -161,9 +189,16 @@ def fit(
     t = cfg.train
     out_dir.mkdir(parents=True, exist_ok=True)
     ccfg = clip_config(cfg)
-    targets = _targets(cfg, dataset, train, train + val)
+    scaler = _scaler(cfg, dataset, train)
+    targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
     train_set = TrainClips(
-        dataset, train, ccfg, transform=build_augment(cfg.augment, dataset.n_landmarks), targets=targets, seed=t.seed
+        dataset,
+        train,
+        ccfg,
+        transform=build_augment(cfg.augment, dataset.n_landmarks),
+        targets=targets,
+        target_adjust=scaler.adjust if scaler else None,
+        seed=t.seed,
     )
     val_set = TestWindows(dataset, val, ccfg, targets=targets)
     val_labels = np.array([dataset.videos[n].label for n in val])
@@ -176,6 +211,8 @@ def fit(
 
     state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "stale": 0}
     last = out_dir / "last.pt"
+    if not resume:
+        (out_dir / "best.pt").unlink(missing_ok=True)  # never select a checkpoint of another run
     if resume and last.exists():
         ckpt = load_checkpoint(last, device)
         model.load_state_dict(ckpt["model"])
@@ -229,9 +266,13 @@ def fit(
         probs = predict(cfg, model, val_set, len(val), device)
         vm = classification_metrics(val_labels, probs)
         clipped = np.clip(probs, 1e-6, 1 - 1e-6)
-        val_bce = float(-np.mean(val_labels * np.log(clipped) + (1 - val_labels) * np.log(1 - clipped)))
+        val_bce = float(
+            -np.mean(val_labels * np.log(clipped) + (1 - val_labels) * np.log(1 - clipped))
+        )
         score = vm[t.select_metric]
-        improved = score == score and score > state["best_score"]
+        if score != score:  # AUC is undefined on a one-class validation part
+            score = vm["accuracy"]
+        improved = score > state["best_score"]
         row = {
             "epoch": epoch + 1,
             "loss": sums["loss"] / len(loader),
@@ -257,6 +298,7 @@ def fit(
             "state": state,
             "config": to_dict(cfg),
             "n_landmarks": dataset.n_landmarks,
+            "dmarker_scaler": {"mean": scaler.mean, "std": scaler.std} if scaler else None,
         }
         if improved:
             save_checkpoint(out_dir / "best.pt", **payload)
@@ -273,13 +315,24 @@ def fit(
     model.load_state_dict(best["model"])
     probs = predict(cfg, model, val_set, len(val), device)
     threshold = best_threshold(val_labels, probs) if t.threshold == "val" else 0.5
-    summary = {"best_epoch": state["best_epoch"], "best_score": state["best_score"], "threshold": threshold}
-    atomic_write_json(out_dir / "selection.json", {**summary, "select_metric": t.select_metric, "val": val})
+    summary = {
+        "best_epoch": state["best_epoch"],
+        "best_score": state["best_score"],
+        "threshold": threshold,
+    }
+    atomic_write_json(
+        out_dir / "selection.json", {**summary, "select_metric": t.select_metric, "val": val}
+    )
     return summary
 
 
 def test(
-    cfg: Config, dataset: SmileDataset, names: list[str], out_dir: Path, device: torch.device, threshold: float
+    cfg: Config,
+    dataset: SmileDataset,
+    names: list[str],
+    out_dir: Path,
+    device: torch.device,
+    threshold: float,
 ) -> dict:
     """Evaluate ``best.pt`` once on ``names`` (the test fold); writes and returns test.json."""
     ckpt = load_checkpoint(out_dir / "best.pt", device)
@@ -290,7 +343,10 @@ def test(
     result = {
         **classification_metrics(labels, probs, threshold),
         "best_epoch": ckpt["state"]["best_epoch"],
-        "videos": {n: {"label": int(y), "probability": float(p)} for n, y, p in zip(names, labels, probs, strict=True)},
+        "videos": {
+            n: {"label": int(y), "probability": float(p)}
+            for n, y, p in zip(names, labels, probs, strict=True)
+        },
     }
     atomic_write_json(out_dir / "test.json", result)
     return result

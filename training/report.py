@@ -1,0 +1,90 @@
+"""The cross-validation table: per-fold rows, mean +- std over folds, pooled over test videos."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from data.io import atomic_write_json, atomic_write_text
+from training.metrics import auc
+
+REPORTED = ("accuracy", "auc", "f1")
+
+
+def fold_rows(results: dict[int, dict]) -> list[dict]:
+    """One row per fold from its test.json content."""
+    keep = ("n", "best_epoch", "threshold", *REPORTED)
+    return [{"fold": k, **{m: r[m] for m in keep}} for k, r in sorted(results.items())]
+
+
+def mean_std(rows: list[dict]) -> dict:
+    """Mean and population std over folds; folds where a metric is undefined (AUC of a
+    one-class test fold) are left out of it and the count says so."""
+    out = {}
+    for m in REPORTED:
+        values = [r[m] for r in rows if r[m] == r[m]]
+        out[m] = (
+            {
+                "mean": statistics.fmean(values),
+                "std": statistics.pstdev(values),
+                "folds": len(values),
+            }
+            if values
+            else None
+        )
+    return out
+
+
+def pooled(results: dict[int, dict]) -> dict:
+    """Accuracy over all test videos (each at its fold's threshold) and the AUC of the pooled
+    probabilities (models of different folds: a rough figure)."""
+    labels, probs, correct = [], [], []
+    for r in results.values():
+        for v in r["videos"].values():
+            labels.append(v["label"])
+            probs.append(v["probability"])
+            correct.append((v["probability"] >= r["threshold"]) == bool(v["label"]))
+    return {
+        "accuracy": float(np.mean(correct)),
+        "auc": auc(np.array(labels), np.array(probs)),
+        "n": len(labels),
+    }
+
+
+def write_results(out: Path, dataset: str, model: str, results: dict[int, dict]) -> dict:
+    """Write results.json and results.md under ``out``; returns the summary."""
+    rows = fold_rows(results)
+    summary = {"mean_std": mean_std(rows), "pooled": pooled(results)}
+    atomic_write_json(
+        out / "results.json",
+        {"dataset": dataset, "model": model, "folds": rows, "summary": summary},
+    )
+    ms, pool = summary["mean_std"], summary["pooled"]
+    lines = [
+        f"# {model} on {dataset} ({len(rows)} folds)",
+        "",
+        "| fold | test videos | best epoch | threshold | accuracy | AUC | F1 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['fold']} | {r['n']} | {r['best_epoch']} | {r['threshold']:.3f} | "
+            f"{r['accuracy']:.3f} | {r['auc']:.3f} | {r['f1']:.3f} |"
+            for r in rows
+        ),
+        "| **mean +- std** | | | | "
+        + " | ".join(
+            f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms[m] else "n/a" for m in REPORTED
+        )
+        + " |",
+        f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
+        "",
+        "Epoch and threshold chosen on each fold's inner validation split; each test fold read "
+        "once. Pooled: all test videos together, each at its own fold's threshold.",
+    ]
+    if ms["auc"] and ms["auc"]["folds"] < len(rows):
+        lines.append(
+            f"AUC mean over the {ms['auc']['folds']} folds whose test part has both classes."
+        )
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    return summary
