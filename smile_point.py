@@ -19,7 +19,14 @@ from colorama import Fore, Style
 from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
-from training.config import Config, check_choices, load_config, save_config, set_value
+from training.config import (
+    Config,
+    check_choices,
+    load_config,
+    save_config,
+    set_value,
+    to_dict,
+)
 from training.loop import fit, resolve_device, test
 from training.memory import reuse_freed_memory
 from training.report import write_results
@@ -34,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="uva | bbc | mmi | spos | folder | demo (default: from the config, else uva)",
     )
     p.add_argument(
-        "--data-root", help="dataset folder (default: uva/ for uva, demo_data/ for demo)"
+        "--data-root", help="dataset folder (default: the config's data.root: uva/, demo_data/ ...)"
     )
     p.add_argument(
         "--folds", help="fold folder labels/<k>/{train,test}.json (default: <root>/labels)"
@@ -114,6 +121,25 @@ def load_dataset(cfg: Config) -> SmileDataset:
     )
 
 
+def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
+    """--resume continues a run only with the config it started with (the device may change)."""
+    old, new = to_dict(saved), to_dict(cfg)
+    for d in (old, new):
+        d["train"].pop("device")
+    diff = [
+        f"{s}.{k}"
+        for s in new
+        if isinstance(new[s], dict)
+        for k in new[s]
+        if old[s].get(k) != new[s][k]
+    ]
+    if diff:
+        raise ValueError(
+            f"{out_dir} was started with another config ({', '.join(diff[:5])} differ): "
+            "resume it with the same settings, or use --out for a new run"
+        )
+
+
 def run_fold(
     cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
 ) -> dict:
@@ -126,6 +152,8 @@ def run_fold(
         raise FileExistsError(
             f"{out_dir} already holds a run: pass --resume to continue it, or --out for a new one"
         )
+    if resume and (out_dir / "config.yaml").exists():
+        check_same_run(load_config(out_dir / "config.yaml"), cfg, out_dir)
     if resume and (out_dir / "test.json").exists():
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
         return json.loads((out_dir / "test.json").read_text())

@@ -140,13 +140,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "fold_01" / "test.json").exists()
-    assert (
-        smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed)]) == 2
-    )  # needs --resume
-    assert (
-        smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(killed), "--resume"])
-        == 0
-    )
+    args = ["--config", str(cfg), "--fold", "1", "--out", str(killed)]
+    assert smile_point.main(args) == 2  # needs --resume
+    assert smile_point.main([*args, "--resume", "--epochs", "9"]) == 2  # another schedule
+    assert smile_point.main([*args, "--resume"]) == 0
 
     assert metric_rows(killed / "fold_01") == metric_rows(ref / "fold_01")
     assert json.loads((killed / "fold_01" / "test.json").read_text()) == json.loads(

@@ -165,7 +165,8 @@ def _summary_line(cfg: Config, row: dict, improved: bool) -> str:
     return (
         f"{Fore.CYAN}epoch {row['epoch']:>3}/{cfg.train.epochs}{Style.RESET_ALL} "
         f"loss {row['loss']:.3f} (bce {row['bce']:.3f}{dm}) | "
-        f"{Fore.YELLOW}val auc {row['val_auc']:.3f} acc {row['val_accuracy']:.3f}"
+        f"{Fore.YELLOW}val bce {row['val_bce']:.3f} auc {row['val_auc']:.3f} "
+        f"acc {row['val_accuracy']:.3f}"
         f"{Style.RESET_ALL} | "
         f"lr {row['lr']:.2e} | {row['seconds']:.1f}s{best}"
     )
@@ -269,7 +270,7 @@ def fit(
         val_bce = float(
             -np.mean(val_labels * np.log(clipped) + (1 - val_labels) * np.log(1 - clipped))
         )
-        score = vm[t.select_metric]
+        score = -val_bce if t.select_metric == "bce" else vm[t.select_metric]
         if score != score:  # AUC is undefined on a one-class validation part
             score = vm["accuracy"]
         improved = score > state["best_score"]
