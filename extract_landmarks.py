@@ -13,7 +13,6 @@ import argparse
 import sys
 
 from data.extract_batch import (
-    DATASETS,
     Settings,
     format_summary,
     make_jobs,
@@ -21,6 +20,7 @@ from data.extract_batch import (
     with_plot_default,
 )
 from data.extraction import BACKENDS, check_backend
+from data.video_sources import DATASETS
 
 
 def _positive(kind):

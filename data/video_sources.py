@@ -1,0 +1,100 @@
+"""Where the videos of a dataset are: its published layout -> (source, output name) pairs.
+
+Output names follow the published landmark files: ``<video file name>`` (UvA-NEMO, BBC, any
+video), ``<session id>`` (MMI), ``<clip folder>`` (SPOS and other frame folders).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from data.video import VIDEO_EXTS, is_frame_folder, natural_key
+
+DATASETS = ("uva", "bbc", "mmi", "spos", "folder")
+OUTPUT_DIRNAME = "npy"
+
+
+def _child(root: Path, name: str) -> Path | None:
+    """The sub-folder of ``root`` called ``name``, compared case-insensitively."""
+    if not root.is_dir():
+        return None
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def _videos(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    found = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
+    """Every video file and frame folder below ``root`` (hidden folders, ``output`` and folders
+    named ``npy`` skipped) as (source, output name)."""
+    found = []
+    skip = output.resolve()
+    for folder, dirs, _ in os.walk(root):
+        folder = Path(folder)
+        dirs[:] = sorted(
+            (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME
+             and (folder / d).resolve() != skip),
+            key=natural_key,
+        )  # fmt: skip
+        if is_frame_folder(folder):
+            found.append((folder, folder.name))
+        found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]
+    return found
+
+
+def _layout_error(kind: str, root: Path, layout: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{root}: no {kind} videos found; expected {layout} (point --dataset {kind} at the "
+        "dataset root)"
+    )
+
+
+def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tuple]:
+    """(source, output name[, error]) for every video of a dataset laid out as published."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (the {kind} dataset root)")
+    if kind == "uva":
+        folder = _child(root, "videos") or root
+        found = [(p, p.name) for p in _videos(folder, (".mp4",))]
+        layout = "<root>/videos/*.mp4 or <root>/*.mp4"
+    elif kind == "bbc":
+        folders = [f for f in (_child(root, "Genuine"), _child(root, "posed")) if f]
+        found = [(p, p.name) for f in folders for p in _videos(f, (".mp4",))]
+        layout = "<root>/Genuine/*.mp4 and <root>/posed/*.mp4"
+    elif kind == "mmi":
+        sessions = _child(root, "Sessions")
+        found = []
+        for s in _subdirs(sessions) if sessions else []:
+            avis = _videos(s, (".avi",))
+            if len(avis) == 1:
+                found.append((avis[0], s.name))
+            elif avis:  # sessions with only still images have no .avi and are not videos
+                names = ", ".join(p.name for p in avis)
+                found.append((s, s.name, f"{s}: several .avi files ({names}); keep one"))
+        layout = "<root>/Sessions/<id>/*.avi"
+    elif kind == "spos":
+        found = []
+        for label in ("posed", "spontaneous"):
+            happy = _child(_child(root, label) or root / label, "happy")
+            found += [(c, c.name) for c in (_subdirs(happy) if happy else []) if is_frame_folder(c)]
+        layout = "<root>/{posed,spontaneous}/happy/<clip>/*.bmp"
+    elif kind == "folder":
+        found = _walk(root, output)
+        layout = "video files or frame-image folders anywhere below it"
+    else:
+        raise ValueError(f"unknown dataset {kind!r}: choose one of {', '.join(DATASETS)}")
+    if not found:
+        raise _layout_error(kind, root, layout)
+    return found
