@@ -177,10 +177,14 @@ def run_fold(
     )
     selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
     result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
+    chosen = (
+        f"epoch {selection['best_epoch']} and threshold {selection['threshold']:.3f} chosen"
+        if cfg.train.threshold == "val"
+        else f"threshold 0.5 fixed, epoch {selection['best_epoch']} chosen"
+    )
     print(
         f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
-        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} (epoch {selection['best_epoch']} and "
-        f"threshold {selection['threshold']:.3f} chosen on validation)"
+        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} ({chosen} on validation)"
     )
     return result
 
@@ -205,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
     if args.fold == "all":
-        summary = write_results(Path(cfg.out), cfg.data.dataset, cfg.model.name, results)
+        summary = write_results(
+            Path(cfg.out), cfg.data.dataset, cfg.model.name, results, cfg.train.threshold
+        )
         acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
         print(
             f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "

@@ -8,6 +8,10 @@ embedding for the ablation) -> Dropout -> 1x1 mix of the v landmarks into w virt
 a class logit (spontaneous = 1; the sigmoid belongs to the loss) and, for DeepMarkerNet, the
 standardised D-Marker descriptors.
 
+The linear ablation mixes the coordinates first and embeds the w virtual points: a per-point
+linear map commutes with the mix, so the function class is the same for v / w times less work
+(its dropout acts on the w virtual points).
+
 Padding frames (mask False) never reach the point encoder (so they do not enter its BatchNorm
 statistics either), are never attended to and are left out of the temporal mean: a padded clip
 gives the same outputs as the clip without its padding.
@@ -91,10 +95,12 @@ class SmileNet(nn.Module):
             points = self.input_norm(frames.flatten(1)).view_as(frames)  # (f, v, c) standardised
         if isinstance(self.encoder, CurveNet):
             feats = self.encoder(frames, points)  # graph from the geometry, features from points
-        else:
-            feats = self.encoder(points)
-        feats = self.encoder_dropout(feats)  # (f, v, d)
-        feats = self.mix_norm(torch.einsum("fvd,wv->fwd", feats, self.mix.weight))  # (f, w, d)
+            feats = self.encoder_dropout(feats)  # (f, v, d)
+            feats = torch.einsum("fvd,wv->fwd", feats, self.mix.weight)  # (f, w, d)
+        else:  # a per-point linear map commutes with the mix: mix the coordinates first
+            feats = self.encoder(torch.einsum("fvc,wv->fwc", points, self.mix.weight))
+            feats = self.encoder_dropout(feats)  # (f, w, d)
+        feats = self.mix_norm(feats)
         w, d = feats.shape[1:]
         tokens = feats.new_zeros(b, t, w, d)
         tokens[mask] = feats  # (b, t, w, d), zeros at padding frames

@@ -304,3 +304,22 @@ def test_learns_a_small_deformation_of_a_shared_face():
     with torch.no_grad():
         accuracy = ((model(x).logits > 0).float() == y).float().mean().item()
     assert accuracy >= 0.9, accuracy
+
+
+def test_linear_ablation_mixes_first_exactly():
+    """The linear ablation embeds the mixed coordinates; with its bias at zero that equals the
+    published order (embed every landmark, then mix) to float precision."""
+    torch.manual_seed(0)
+    v = 68
+    model = build_model(tiny(point_encoder="linear", encoder_dropout=0.0), v).eval()
+    with torch.no_grad():
+        model.encoder.bias.zero_()
+    seen = {}
+    model.mix_norm.register_forward_hook(lambda m, inp, out: seen.update(mixed=inp[0]))
+    x = clip(v=v)
+    with torch.no_grad():
+        model(x)
+        points = model.input_norm(x.flatten(0, 1).flatten(1)).view(-1, v, 3)
+        published = torch.einsum("fvd,wv->fwd", model.encoder(points), model.mix.weight)
+    assert seen["mixed"].shape == published.shape == (x.shape[0] * x.shape[1], 4, 16)
+    torch.testing.assert_close(seen["mixed"], published, rtol=1e-4, atol=1e-5)

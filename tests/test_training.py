@@ -21,6 +21,7 @@ from data.datasets import open_dataset
 from data.demo import generate
 from training.config import load_config
 from training.loop import fit, resolve_device
+from training.report import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
@@ -225,3 +226,21 @@ def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
     np.save(first, arr + 0.001)  # re-extracted landmarks: the table no longer describes them
     with pytest.raises(ValueError, match="changed since the table was built.*dmarker.py"):
         open_dataset("demo", root).dmarkers()
+
+
+@pytest.mark.parametrize(
+    ("rule", "footer"),
+    [("val", "Epoch and threshold chosen"), ("fixed", "Threshold fixed at 0.5, epoch chosen")],
+)
+def test_results_table_names_the_threshold_rule(tmp_path, rule, footer):
+    videos = {
+        "a": {"label": 1, "probability": 0.7},
+        "b": {"label": 0, "probability": 0.6},
+        "c": {"label": 0, "probability": 0.2},
+    }
+    fold = dict(n=3, best_epoch=4, threshold=0.5, accuracy=2 / 3, auc=1.0, f1=0.8, videos=videos)
+    summary = write_results(tmp_path, "demo", "deepmarkernet", {1: fold, 2: fold}, rule)
+    assert summary["pooled"] == {"accuracy": pytest.approx(2 / 3), "auc": 1.0, "n": 6}
+    table = (tmp_path / "results.md").read_text()
+    assert footer in table
+    assert "| 1 | 3 | 4 | 0.500 | 0.667 | 1.000 | 0.800 |" in table

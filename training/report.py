@@ -53,8 +53,13 @@ def pooled(results: dict[int, dict]) -> dict:
     }
 
 
-def write_results(out: Path, dataset: str, model: str, results: dict[int, dict]) -> dict:
-    """Write results.json and results.md under ``out``; returns the summary."""
+def write_results(
+    out: Path, dataset: str, model: str, results: dict[int, dict], threshold_rule: str = "val"
+) -> dict:
+    """Write results.json and results.md under ``out``; returns the summary.
+
+    ``threshold_rule``: ``train.threshold`` of the run (val: chosen on validation | fixed: 0.5).
+    """
     rows = fold_rows(results)
     summary = {"mean_std": mean_std(rows), "pooled": pooled(results)}
     atomic_write_json(
@@ -79,8 +84,13 @@ def write_results(out: Path, dataset: str, model: str, results: dict[int, dict])
         + " |",
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
         "",
-        "Epoch and threshold chosen on each fold's inner validation split; each test fold read "
-        "once. Pooled: all test videos together, each at its own fold's threshold.",
+        (
+            "Epoch and threshold chosen"
+            if threshold_rule == "val"
+            else "Threshold fixed at 0.5, epoch chosen"
+        )
+        + " on each fold's inner validation split; each test fold read once. Pooled: all test "
+        "videos together, each at its own fold's threshold.",
     ]
     if ms["auc"] and ms["auc"]["folds"] < len(rows):
         lines.append(
