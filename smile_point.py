@@ -29,7 +29,7 @@ from training.config import (
 )
 from training.loop import fit, resolve_device, test
 from training.memory import reuse_freed_memory
-from training.report import write_results
+from training.report import what_validation_chose, write_results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -177,14 +177,10 @@ def run_fold(
     )
     selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
     result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
-    chosen = (
-        f"epoch {selection['best_epoch']} and threshold {selection['threshold']:.3f} chosen"
-        if cfg.train.threshold == "val"
-        else f"threshold 0.5 fixed, epoch {selection['best_epoch']} chosen"
-    )
     print(
         f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
-        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} ({chosen} on validation)"
+        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} (epoch {selection['best_epoch']}, "
+        f"threshold {selection['threshold']:.3f}; {what_validation_chose(cfg.train.threshold)})"
     )
     return result
 

@@ -53,8 +53,17 @@ def pooled(results: dict[int, dict]) -> dict:
     }
 
 
+def what_validation_chose(threshold_rule: str) -> str:
+    """How a fold's epoch and threshold were set, for ``train.threshold`` = val | fixed."""
+    return (
+        "epoch and threshold chosen on validation"
+        if threshold_rule == "val"
+        else "threshold fixed at 0.5, epoch chosen on validation"
+    )
+
+
 def write_results(
-    out: Path, dataset: str, model: str, results: dict[int, dict], threshold_rule: str = "val"
+    out: Path, dataset: str, model: str, results: dict[int, dict], threshold_rule: str
 ) -> dict:
     """Write results.json and results.md under ``out``; returns the summary.
 
@@ -84,13 +93,9 @@ def write_results(
         + " |",
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
         "",
-        (
-            "Epoch and threshold chosen"
-            if threshold_rule == "val"
-            else "Threshold fixed at 0.5, epoch chosen"
-        )
-        + " on each fold's inner validation split; each test fold read once. Pooled: all test "
-        "videos together, each at its own fold's threshold.",
+        what_validation_chose(threshold_rule).capitalize()
+        + " (each fold's inner split); each test fold read once. Pooled: all test videos "
+        "together, each at its own fold's threshold.",
     ]
     if ms["auc"] and ms["auc"]["folds"] < len(rows):
         lines.append(
