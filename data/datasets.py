@@ -359,7 +359,7 @@ def open_dataset(
     if pack:
         ordered = sorted(set(files.values()))
         scales = {v.file.name: (v.width, v.height) for v in videos.values()}
-        store = open_packed(ordered, scales)
+        store = open_packed(ordered, scales, shapes)
         if store is None:
             try:
                 store = build_packed(ordered, scales, shapes)

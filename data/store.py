@@ -1,11 +1,13 @@
 """Landmark storage for training: one packed, memory-mapped array instead of one file per video.
 
-``<landmarks dir>/.packed/landmarks-<id>.npy`` holds every video's rows back to back, float32
-(sum T, L, 3), already in isotropic pixels (x*W, y*H, z*W); ``index.json`` (written last,
-atomically) lists each file's offset, length, frame size, byte size and mtime. It is rebuilt when a
-source file or a frame size changes. Opening is a memory map (no read) and a video is a read-only
-view, so a training clip touches only the frames it uses; a worker process re-opens the map lazily
-after pickling, so DataLoader workers share the page cache instead of copying arrays.
+``<landmarks dir>/.packed/landmarks-<key>.npy`` holds every video's rows back to back, float32
+(sum T, L, 3), already in isotropic pixels (x*W, y*H, z*W); ``landmarks-<key>.json`` lists each
+file's offset, length, frame size, byte size and mtime. The key hashes that list, so a pack is
+found again only for the same files with the same content and frame sizes, and two runs on
+different subsets of one folder each keep their own pack. Opening is a memory map (no read) and a
+video is a read-only view, so a training clip touches only the frames it uses; a worker process
+re-opens the map lazily after pickling, so DataLoader workers share the page cache instead of
+copying arrays.
 
 Both stores answer ``get(file) -> (T, L, 3) float32`` isotropic pixels; ``scales`` maps each
 landmark file name to its frame size (W, H).
@@ -13,6 +15,7 @@ landmark file name to its frame size (W, H).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -23,7 +26,6 @@ import numpy as np
 from data.io import atomic_write_json, to_isotropic
 
 PACK_DIR = ".packed"
-INDEX = "index.json"
 
 
 def npy_shape(path: str | Path) -> tuple[int, ...]:
@@ -82,27 +84,38 @@ class PackedStore:
         return self._array()[offset : offset + length]
 
 
-def open_packed(files: list[Path], scales: dict[str, tuple[int, int]]) -> PackedStore | None:
-    """The packed store of ``files`` (all in one folder) if one exists and is up to date."""
+def _pack_entries(files: list[Path], scales, shapes) -> list[dict]:
+    """Per file, in pack order: name, offset, length, frame size and source fingerprint."""
+    entries, offset = [], 0
+    for f in files:
+        size, mtime = _fingerprint(f)
+        length = shapes[f][0]
+        scale = list(scales[f.name])
+        entries.append({"file": f.name, "offset": offset, "length": length, "scale": scale,
+                        "size": size, "mtime_ns": mtime})  # fmt: skip
+        offset += length
+    return entries
+
+
+def _pack_key(entries: list[dict]) -> str:
+    """Content key of a pack: changes with the file set, any file's bytes or frame size."""
+    return hashlib.sha1(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _store(data_path: Path, entries: list[dict]) -> PackedStore:
+    return PackedStore(data_path, {e["file"]: (e["offset"], e["length"]) for e in entries})
+
+
+def open_packed(
+    files: list[Path], scales: dict[str, tuple[int, int]], shapes: dict | None = None
+) -> PackedStore | None:
+    """The packed store of ``files`` (one folder) if one was built for exactly this content."""
     if not files:
         return None
-    pack = files[0].parent / PACK_DIR
-    try:
-        index = json.loads((pack / INDEX).read_text())
-        by_name = {e["file"]: e for e in index["entries"]}
-        data_path = pack / index["data"]
-        if not data_path.exists():
-            return None
-        entries = {}
-        for f in files:
-            e = by_name.get(f.name)
-            fresh = e is not None and tuple(_fingerprint(f)) == (e["size"], e["mtime_ns"])
-            if not fresh or tuple(e["scale"]) != tuple(scales[f.name]):
-                return None
-            entries[f.name] = (e["offset"], e["length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return PackedStore(data_path, entries)
+    shapes = shapes or {f: npy_shape(f) for f in files}
+    entries = _pack_entries(files, scales, shapes)
+    data_path = files[0].parent / PACK_DIR / f"landmarks-{_pack_key(entries)}.npy"
+    return _store(data_path, entries) if data_path.exists() else None
 
 
 def build_packed(
@@ -110,8 +123,9 @@ def build_packed(
 ) -> PackedStore:
     """Pack ``files`` (one folder, same landmark count) into ``<folder>/.packed``; atomic.
 
-    The data file gets a fresh name and the index is replaced last, so a reader never sees a half
-    written pack; older data files are removed afterwards.
+    The pack is named by its content key and appears by a rename, so a reader never sees a half
+    written pack, and runs packing different file sets of one folder keep each other's packs.
+    Packs whose sources changed or vanished are removed afterwards.
     """
     if not files:
         raise ValueError("no landmark files to pack")
@@ -121,29 +135,46 @@ def build_packed(
     n_points = {shapes[f][1] for f in files}
     if len(n_points) != 1:
         raise ValueError(f"{files[0].parent}: landmark files mix point counts {sorted(n_points)}")
-    total = sum(shapes[f][0] for f in files)
-    data_name = f"landmarks-{uuid.uuid4().hex[:12]}.npy"
-    tmp = pack / f".{data_name}.tmp"
-    entries, offset = [], 0
+    entries = _pack_entries(files, scales, shapes)
+    stem = f"landmarks-{_pack_key(entries)}"
+    atomic_write_json(pack / f"{stem}.json", {"entries": entries})
+    tmp = pack / f".{stem}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        total = entries[-1]["offset"] + entries[-1]["length"]
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float32, shape=(total, n_points.pop(), 3)
         )
-        for f in files:
-            size, mtime = _fingerprint(f)
+        for f, e in zip(files, entries, strict=True):
             w, h = scales[f.name]
-            arr = to_isotropic(np.load(f, mmap_mode="r"), w, h)
-            out[offset : offset + len(arr)] = arr
-            entries.append({"file": f.name, "offset": offset, "length": len(arr),
-                            "scale": [w, h], "size": size, "mtime_ns": mtime})  # fmt: skip
-            offset += len(arr)
+            out[e["offset"] : e["offset"] + e["length"]] = to_isotropic(
+                np.load(f, mmap_mode="r"), w, h
+            )
         out.flush()
         del out
-        os.replace(tmp, pack / data_name)
+        os.replace(tmp, pack / f"{stem}.npy")
     finally:
         tmp.unlink(missing_ok=True)
-    atomic_write_json(pack / INDEX, {"version": 2, "data": data_name, "entries": entries})
-    for old in pack.glob("landmarks-*.npy"):
-        if old.name != data_name:
-            old.unlink(missing_ok=True)
-    return PackedStore(pack / data_name, {e["file"]: (e["offset"], e["length"]) for e in entries})
+    _remove_stale(pack)
+    return _store(pack / f"{stem}.npy", entries)
+
+
+def _remove_stale(pack: Path) -> None:
+    """Delete packs whose index names a source file that changed or vanished, and packs of the
+    older single-index layout (data without an index of its own)."""
+    (pack / "index.json").unlink(missing_ok=True)
+    for index in pack.glob("landmarks-*.json"):
+        try:
+            entries = json.loads(index.read_text())["entries"]
+            stale = any(
+                _fingerprint(pack.parent / e["file"]) != (e["size"], e["mtime_ns"]) for e in entries
+            )
+        except FileNotFoundError:
+            stale = True
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if stale:
+            index.with_suffix(".npy").unlink(missing_ok=True)
+            index.unlink(missing_ok=True)
+    for data in pack.glob("landmarks-*.npy"):
+        if not data.with_suffix(".json").exists():
+            data.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from landmark_synth import make_folder_dataset, synth_video, write_csv, write_vi
 
 from data.datasets import DATASET_DEFAULTS, open_dataset
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
-from data.store import FileStore, PackedStore
+from data.store import FileStore, PackedStore, build_packed, open_packed
 
 
 def _write_folds(root, folds, labels):
@@ -205,6 +205,27 @@ def test_packed_store_matches_files_and_refreshes(tmp_path):
     assert again.videos[name].n_frames == 40
     np.testing.assert_allclose(again.landmarks(name), new * np.array([640, 480, 640]), rtol=1e-6)
     assert len(list((tmp_path / "npy" / ".packed").glob("landmarks-*.npy"))) == 1
+
+
+def test_packs_of_different_file_sets_coexist(tmp_path):
+    """Two runs packing different subsets of one folder keep each other's packs; a pack of the
+    older single-index layout is removed."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    files = sorted((tmp_path / "npy").glob("*.npy"))
+    scales = {f.name: (640, 480) for f in files}
+    legacy = tmp_path / "npy" / ".packed" / "landmarks-0123abcd.npy"
+    legacy.parent.mkdir()
+    np.save(legacy, np.zeros((1, 1, 3), np.float32))
+    first, second = files[:4], files[2:]
+    a, b = build_packed(first, scales), build_packed(second, scales)
+    assert not legacy.exists()
+    for subset, built in ((first, a), (second, b)):
+        reopened = open_packed(subset, scales)
+        assert reopened is not None and reopened.data_path == built.data_path
+        for f in subset:
+            np.testing.assert_array_equal(reopened.get(f), FileStore(scales).get(f))
+    assert a.data_path != b.data_path
+    assert open_packed(first, {**scales, first[0].name: (320, 240)}) is None  # frame size is keyed
 
 
 def test_split_is_subject_independent(tmp_path):
