@@ -16,6 +16,7 @@ from einops import einsum
 
 from data.demo_geometry import DemoAssets
 from data.demo_motion import phase_curve
+from data.pose import rotation_matrix
 
 FRAME_SIZES = ((1920, 1080), (1280, 720))
 FRAME_RATES = (25.0, 30.0, 50.0)
@@ -49,44 +50,6 @@ def make_identity(assets: DemoAssets, rng: np.random.Generator) -> tuple[np.ndar
     mesh = mesh + (rng.normal(0, 0.5, k) * sv / np.sqrt(k) @ modes).reshape(mesh.shape)
     mesh = mesh * (1 + rng.normal(0, [0.03, 0.04, 0.05]))
     return mesh, int(np.argmax(weights))
-
-
-def rotation(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) rotations Rz(roll) @ Rx(pitch) @ Ry(yaw) from angles (T,) in radians."""
-    cy, sy, cp, sp, cr, sr = (
-        np.cos(yaw),
-        np.sin(yaw),
-        np.cos(pitch),
-        np.sin(pitch),
-        np.cos(roll),
-        np.sin(roll),
-    )
-    one, zero = np.ones_like(yaw), np.zeros_like(yaw)
-    ry = np.stack(
-        [
-            np.stack([cy, zero, sy], -1),
-            np.stack([zero, one, zero], -1),
-            np.stack([-sy, zero, cy], -1),
-        ],
-        -2,
-    )
-    rx = np.stack(
-        [
-            np.stack([one, zero, zero], -1),
-            np.stack([zero, cp, -sp], -1),
-            np.stack([zero, sp, cp], -1),
-        ],
-        -2,
-    )
-    rz = np.stack(
-        [
-            np.stack([cr, -sr, zero], -1),
-            np.stack([sr, cr, zero], -1),
-            np.stack([zero, zero, one], -1),
-        ],
-        -2,
-    )
-    return rz @ rx @ ry
 
 
 def _drift(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndarray:
@@ -176,7 +139,7 @@ def render_video(
         ],
         axis=1,
     )  # (T, 3) pixels: where the eye midpoint is
-    rot = rotation(*angles)
+    rot = rotation_matrix(*angles)  # (T, 3, 3)
     px = mesh @ rot.transpose(0, 2, 1) * iod_px[:, None, None] + centre[:, None]  # (T, V, 3)
 
     # tracking jitter (depth noisier), common per-frame shake, lost frames

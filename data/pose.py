@@ -11,7 +11,8 @@ Every frame is mapped into a face-centred frame (Dibeklioglu et al., ECCV 2012):
 - scale: the inter-ocular distance (between the eye centres) becomes :data:`IOD`.
 
 The rotation is built directly from these axes (no Euler angles), so there is no degree/radian
-conversion to get wrong; :func:`rotation_matrix` (radians) exists for tests and augmentation.
+conversion to get wrong; :func:`rotation_matrix` (radians) serves tests, augmentation and the
+demo generator.
 Input coordinates must be isotropic (pixels on all three axes, see ``data.io.to_isotropic``).
 """
 
@@ -81,12 +82,19 @@ def normalize_pose(landmarks: np.ndarray) -> np.ndarray:
     return apply_frames(landmarks, *face_frames(right, left, landmarks[:, nose]))
 
 
-def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotation (3, 3) from radians: yaw about y, pitch about x, roll about z; R = Rz Rx Ry."""
+def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
+    """Rotations (..., 3, 3) from radians (broadcast arrays or floats): yaw about y, pitch about
+    x, roll about z; R = Rz Rx Ry."""
+    yaw, pitch, roll = np.broadcast_arrays(*(np.asarray(a, float) for a in (yaw, pitch, roll)))
+    one, zero = np.ones_like(yaw), np.zeros_like(yaw)
+
+    def matrix(rows):  # 3 rows of 3 arrays (...) -> (..., 3, 3)
+        return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
     cy, sy = np.cos(yaw), np.sin(yaw)
     cp, sp = np.cos(pitch), np.sin(pitch)
     cr, sr = np.cos(roll), np.sin(roll)
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
-    rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    ry = matrix([[cy, zero, sy], [zero, one, zero], [-sy, zero, cy]])
+    rx = matrix([[one, zero, zero], [zero, cp, -sp], [zero, sp, cp]])
+    rz = matrix([[cr, -sr, zero], [sr, cr, zero], [zero, zero, one]])
     return rz @ rx @ ry

@@ -14,16 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.mirror import mirror_landmarks, mirror_permutation
-
-
-def rotation_matrix(angles: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation from angles (radians) about x, y, z, applied in that order."""
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
+from data.pose import rotation_matrix
 
 
 def _centroid(x: np.ndarray) -> np.ndarray:
@@ -39,7 +30,7 @@ class RandomRotation:
     max_degrees: float = 10.0
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        r = rotation_matrix(np.deg2rad(rng.uniform(-self.max_degrees, self.max_degrees, 3)))
+        r = rotation_matrix(*np.deg2rad(rng.uniform(-self.max_degrees, self.max_degrees, 3)))
         r = r.T.astype(np.float32)
         c = _centroid(x)
         return x @ r + (c - c @ r)  # (x - c) R^T + c

@@ -19,6 +19,15 @@ def test_rotation_matrix_uses_radians():
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
 
 
+def test_rotation_matrix_broadcasts_over_frames():
+    angles = np.random.default_rng(0).uniform(-1, 1, (3, 5))
+    batched = rotation_matrix(*angles)
+    assert batched.shape == (5, 3, 3)
+    for t in range(5):
+        np.testing.assert_array_equal(batched[t], rotation_matrix(*angles[:, t]))
+    assert rotation_matrix(angles[0], 0.0, 0.0).shape == (5, 3, 3)
+
+
 def test_canonical_frame_of_a_face():
     video = synthetic_video(478, 3)
     out = normalize_pose(video)

@@ -17,13 +17,13 @@ from data.mirror import (
     mirror_permutation,
 )
 from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, normalize_video
+from data.pose import rotation_matrix
 from data.transforms import (
     AugmentConfig,
     RandomRotation,
     RandomScale,
     SpeedJitter,
     build_augment,
-    rotation_matrix,
 )
 
 
@@ -92,7 +92,7 @@ def test_mirror_of_symmetric_face_is_itself():
 
 
 def _random_similarity(rng):
-    r = rotation_matrix(rng.uniform(-0.5, 0.5, 3))
+    r = rotation_matrix(*rng.uniform(-0.5, 0.5, 3))
     return r, rng.uniform(0.5, 2.0), rng.uniform(-200, 200, 3)
 
 
