@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,10 @@ import numpy as np
 from data.io import atomic_write_json, to_isotropic
 
 PACK_DIR = ".packed"
+#: Part of every pack key: bump it when the packed layout or units change, so old packs go unused.
+PACK_FORMAT = 3
+#: A pack nobody opened for this long is removed by the next build in its folder.
+UNUSED_DAYS = 30
 
 
 def npy_shape(path: str | Path) -> tuple[int, ...]:
@@ -75,6 +80,11 @@ class PackedStore:
 
     def _array(self) -> np.ndarray:
         if self._mm is None:
+            if not self.data_path.exists():
+                raise FileNotFoundError(
+                    f"{self.data_path}: packed landmarks removed while in use (a landmark file "
+                    "changed during this run); run again to repack"
+                )
             self._mm = np.load(self.data_path, mmap_mode="r")
         return self._mm
 
@@ -99,7 +109,8 @@ def _pack_entries(files: list[Path], scales, shapes) -> list[dict]:
 
 def _pack_key(entries: list[dict]) -> str:
     """Content key of a pack: changes with the file set, any file's bytes or frame size."""
-    return hashlib.sha1(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:16]
+    content = json.dumps({"format": PACK_FORMAT, "entries": entries}, sort_keys=True)
+    return hashlib.sha1(content.encode()).hexdigest()[:16]
 
 
 def _store(data_path: Path, entries: list[dict]) -> PackedStore:
@@ -115,7 +126,13 @@ def open_packed(
     shapes = shapes or {f: npy_shape(f) for f in files}
     entries = _pack_entries(files, scales, shapes)
     data_path = files[0].parent / PACK_DIR / f"landmarks-{_pack_key(entries)}.npy"
-    return _store(data_path, entries) if data_path.exists() else None
+    if not data_path.exists():
+        return None
+    try:
+        os.utime(data_path.with_suffix(".json"))  # marks the pack as in use (see UNUSED_DAYS)
+    except OSError:
+        pass
+    return _store(data_path, entries)
 
 
 def build_packed(
@@ -125,7 +142,8 @@ def build_packed(
 
     The pack is named by its content key and appears by a rename, so a reader never sees a half
     written pack, and runs packing different file sets of one folder keep each other's packs.
-    Packs whose sources changed or vanished are removed afterwards.
+    Packs whose sources changed or vanished, or that nobody opened for :data:`UNUSED_DAYS`, are
+    removed afterwards.
     """
     if not files:
         raise ValueError("no landmark files to pack")
@@ -159,13 +177,17 @@ def build_packed(
 
 
 def _remove_stale(pack: Path) -> None:
-    """Delete packs whose index names a source file that changed or vanished, and packs of the
-    older single-index layout (data without an index of its own)."""
-    (pack / "index.json").unlink(missing_ok=True)
+    """Delete packs whose index names a source file that changed or vanished or that were not
+    opened for :data:`UNUSED_DAYS`, data without an index (the older single-index layout), and
+    temporary files of builds killed over a day ago. A file that cannot be deleted (mapped on
+    Windows, say) is left for a later build."""
+    now = time.time()
+    _unlink(pack / "index.json")
     for index in pack.glob("landmarks-*.json"):
         try:
+            unused = now - index.stat().st_mtime > UNUSED_DAYS * 86400
             entries = json.loads(index.read_text())["entries"]
-            stale = any(
+            stale = unused or any(
                 _fingerprint(pack.parent / e["file"]) != (e["size"], e["mtime_ns"]) for e in entries
             )
         except FileNotFoundError:
@@ -173,8 +195,21 @@ def _remove_stale(pack: Path) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if stale:
-            index.with_suffix(".npy").unlink(missing_ok=True)
-            index.unlink(missing_ok=True)
+            _unlink(index.with_suffix(".npy"))
+            _unlink(index)
     for data in pack.glob("landmarks-*.npy"):
         if not data.with_suffix(".json").exists():
-            data.unlink(missing_ok=True)
+            _unlink(data)
+    for tmp in pack.glob(".landmarks-*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > 86400:
+                _unlink(tmp)
+        except OSError:
+            pass
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass

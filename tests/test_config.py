@@ -33,7 +33,10 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         load_config(None, ["train.epochs=1.5"])
 
 
-@pytest.mark.parametrize("item", ["train.nope=1", "nope=1", "train.lr", "train.amp=maybe"])
+@pytest.mark.parametrize(
+    "item",
+    ["train.nope=1", "nope=1", "train.lr", "train.amp=maybe", "ema_decay=1", "ema_decay=-0.1"],
+)
 def test_bad_overrides_raise(item):
     with pytest.raises(ValueError):
         load_config(None, [item])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -208,8 +210,8 @@ def test_packed_store_matches_files_and_refreshes(tmp_path):
 
 
 def test_packs_of_different_file_sets_coexist(tmp_path):
-    """Two runs packing different subsets of one folder keep each other's packs; a pack of the
-    older single-index layout is removed."""
+    """Two runs packing different subsets of one folder keep each other's packs; packs of the
+    older single-index layout and packs unused for a month are removed."""
     make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
     files = sorted((tmp_path / "npy").glob("*.npy"))
     scales = {f.name: (640, 480) for f in files}
@@ -226,6 +228,10 @@ def test_packs_of_different_file_sets_coexist(tmp_path):
             np.testing.assert_array_equal(reopened.get(f), FileStore(scales).get(f))
     assert a.data_path != b.data_path
     assert open_packed(first, {**scales, first[0].name: (320, 240)}) is None  # frame size is keyed
+    month_ago = time.time() - 31 * 86400
+    os.utime(a.data_path.with_suffix(".json"), (month_ago, month_ago))
+    build_packed(files, scales)  # a third set: the pack unused for a month goes
+    assert not a.data_path.exists() and b.data_path.exists()
 
 
 def test_split_is_subject_independent(tmp_path):

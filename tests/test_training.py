@@ -12,15 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 import smile_point
+from data.clips import TestWindows
 from data.datasets import open_dataset
 from data.demo import generate
+from models import build_model
 from training.config import load_config
-from training.loop import fit, resolve_device
+from training.loop import clip_config, fit, predict, resolve_device
 from training.report import write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +153,49 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
     assert json.loads((killed / "fold_01" / "test.json").read_text()) == json.loads(
         (ref / "fold_01" / "test.json").read_text()
     )
+
+
+def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
+    """With train.ema_decay the checkpoints hold the average ("model", tested) beside the trained
+    weights, and a fit stopped after a checkpoint resumes to the same average."""
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4, ema_decay=0.8))
+    fit_args = (cfg, dataset, list(split.train), list(split.val))
+    cpu = resolve_device("cpu")
+    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+
+    class Killed(Exception):
+        pass
+
+    lines = []
+
+    def dies_after_two_epochs(line):  # line 1: parameter count, then one per epoch
+        lines.append(line)
+        if len(lines) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(*fit_args, tmp_path / "cut", cpu, log=dies_after_two_epochs)
+    assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
+    assert metric_rows(tmp_path / "cut") == metric_rows(tmp_path / "ref")
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=False) for r in ("ref", "cut"))
+    assert a["ema_updates"] == b["ema_updates"] > 0
+    for key in ("model", "train_model"):
+        for name, value in a[key].items():
+            torch.testing.assert_close(value, b[key][name], rtol=0, atol=0)
+    averaged = {n for n, v in a["model"].items() if v.is_floating_point()}
+    assert any(not torch.equal(a["model"][n], a["train_model"][n]) for n in averaged)
+    # the last epoch's validation log-loss is that of the average, not of the trained weights
+    val = TestWindows(dataset, list(split.val), clip_config(cfg))
+    labels = np.array([dataset.videos[n].label for n in split.val])
+    logged = float(metric_rows(tmp_path / "ref")[-1]["val_bce"])
+    for key, matches in (("model", True), ("train_model", False)):
+        model = build_model(cfg.model, dataset.n_landmarks)
+        model.load_state_dict(a[key])
+        p = np.clip(predict(cfg, model, val, len(split.val), cpu), 1e-6, 1 - 1e-6)
+        bce = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+        assert np.isclose(bce, logged, rtol=1e-5) == matches
 
 
 def test_training_never_reads_the_test_fold(tmp_path, demo_root):

@@ -143,6 +143,12 @@ def test_augment_parts():
     d = np.linalg.norm(x[0, 1:] - x[0, :-1], axis=-1)
     np.testing.assert_allclose(np.linalg.norm(y[0, 1:] - y[0, :-1], axis=-1), d, rtol=1e-4)
     assert not np.allclose(x, y)
+    flat_x, flat_y = x.reshape(-1, 3), y.reshape(-1, 3)
+    centred = flat_x - flat_x.mean(0)
+    r_t = np.linalg.lstsq(centred, flat_y - flat_y.mean(0), rcond=None)[0]  # y - c = (x - c) R^T
+    assert np.isclose(np.linalg.det(r_t), 1.0, atol=1e-4)  # a rotation, not a reflection
+    turned = np.degrees(np.arccos(np.clip((np.trace(r_t) - 1) / 2, -1, 1)))
+    assert 0 < turned <= 30.0  # three turns of at most 10 degrees
     z = RandomScale(0.1)(x, rng)
     ratio = np.linalg.norm(z[0, 1:] - z[0, :-1], axis=-1) / d
     assert np.allclose(ratio, ratio[0], rtol=1e-4) and 0.9 <= ratio[0] <= 1.1

@@ -1,4 +1,5 @@
-"""Checkpoints: model, optimizer, scheduler, epoch, selection state, RNG states, resolved config."""
+"""Checkpoints: model, optimizer, scheduler, epoch, selection state, RNG states, resolved config
+(with weight averaging also the trained weights and the number of averaging updates)."""
 
 from __future__ import annotations
 

@@ -56,6 +56,9 @@ class TrainConfig:
     # still 0.69), while the log-loss curve is smooth.
     select_metric: str = "bce"
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    # Exponential moving average of the weights, updated every optimizer step; validation,
+    # selection and test use the average. 0 = off; 0.99 averages over ~100 steps.
+    ema_decay: float = 0.0
     threshold: str = "val"  # val: chosen on the validation split | fixed: 0.5
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -134,6 +137,10 @@ def check_choices(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{section}.{name} = {value!r}: use one of {', '.join(allowed)}")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise ValueError(
+            f"train.ema_decay = {cfg.train.ema_decay}: use 0 (off) or a value in (0, 1)"
+        )
     cfg.model.validate()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from colorama import Fore, Style
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -85,6 +86,14 @@ def _lr_lambda(cfg: Config) -> Callable[[int], float]:
         return t.min_lr_ratio + (1 - t.min_lr_ratio) * cos
 
     return factor
+
+
+def _update_average(ema: AveragedModel, model: torch.nn.Module) -> None:
+    """One EMA step; integer buffers (BatchNorm's batch counter) are copied, not averaged."""
+    ema.update_parameters(model)
+    for mine, theirs in zip(ema.module.buffers(), model.buffers(), strict=True):
+        if not mine.is_floating_point():
+            mine.copy_(theirs)
 
 
 def _batch_to(batch: dict, device: torch.device) -> dict:
@@ -185,6 +194,9 @@ def fit(
 ) -> dict:
     """Train on ``train``, select the epoch on ``val``; writes metrics.csv, tb/, last.pt, best.pt.
 
+    With ``train.ema_decay`` the validated, selected and tested weights are an exponential moving
+    average of the trained ones; checkpoints then hold both ("model": the average, "train_model":
+    the weights the optimizer moves).
     Returns {"best_epoch", "best_score", "threshold"}; the threshold is chosen on ``val``.
     """
     t = cfg.train
@@ -208,6 +220,12 @@ def fit(
     model = build_model(cfg.model, dataset.n_landmarks).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+        if t.ema_decay
+        else None
+    )
+    scored = ema.module if ema else model  # the weights that are validated, selected and tested
     log(f"{cfg.model.name}: {count_parameters(model):,} parameters on {device}")
 
     state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "stale": 0}
@@ -216,7 +234,10 @@ def fit(
         (out_dir / "best.pt").unlink(missing_ok=True)  # never select a checkpoint of another run
     if resume and last.exists():
         ckpt = load_checkpoint(last, device)
-        model.load_state_dict(ckpt["model"])
+        scored.load_state_dict(ckpt["model"])
+        if ema:
+            model.load_state_dict(ckpt["train_model"])
+            ema.n_averaged.fill_(ckpt["ema_updates"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
@@ -255,6 +276,8 @@ def fit(
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
+            if ema:
+                _update_average(ema, model)
             sums["loss"] += loss.item()
             sums["bce"] += parts["bce"].item()
             if "dmarker" in parts:
@@ -264,7 +287,7 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
 
-        probs = predict(cfg, model, val_set, len(val), device)
+        probs = predict(cfg, scored, val_set, len(val), device)
         vm = classification_metrics(val_labels, probs)
         clipped = np.clip(probs, 1e-6, 1 - 1e-6)
         val_bce = float(
@@ -293,7 +316,12 @@ def fit(
             "stale": 0 if improved else state["stale"] + 1,
         }
         payload = {
-            "model": model.state_dict(),
+            "model": scored.state_dict(),
+            **(
+                {"train_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
+                if ema
+                else {}
+            ),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": state,
