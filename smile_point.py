@@ -140,11 +140,9 @@ def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
         )
 
 
-def run_fold(
-    cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
-) -> dict:
-    """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
-    dataset = dataset or load_dataset(cfg)
+def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
+    """The fold exists and its folder may be written: a new run never overwrites one, --resume
+    continues only with the same config. -> the fold's output folder."""
     if not 1 <= fold <= len(dataset.folds):
         raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
     out_dir = Path(cfg.out) / f"fold_{fold:02d}"
@@ -154,6 +152,15 @@ def run_fold(
         )
     if resume and (out_dir / "config.yaml").exists():
         check_same_run(load_config(out_dir / "config.yaml"), cfg, out_dir)
+    return out_dir
+
+
+def run_fold(
+    cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
+) -> dict:
+    """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
+    dataset = dataset or load_dataset(cfg)
+    out_dir = check_fold(cfg, fold, dataset, resume)
     if resume and (out_dir / "test.json").exists():
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
         return json.loads((out_dir / "test.json").read_text())
@@ -196,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
             )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
-        if cfg.train.device != "cuda":
+        for k in folds:  # before anything is written: a refused run leaves the folder as it was
+            check_fold(cfg, k, dataset, args.resume)
+        if resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")

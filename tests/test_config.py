@@ -34,11 +34,26 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
 
 
 @pytest.mark.parametrize(
-    "item",
-    ["train.nope=1", "nope=1", "train.lr", "train.amp=maybe", "ema_decay=1", "ema_decay=-0.1"],
+    ("item", "message"),
+    [
+        ("train.nope=1", "unknown key"),
+        ("nope=1", "unknown key"),
+        ("train.lr", "expected key=value"),
+        ("train.amp=maybe", "train.amp"),
+        ("ema_decay=1", "train.ema_decay = 1.0: must be 0"),
+        ("ema_decay=-0.1", "train.ema_decay"),
+        ("epochs=0", "train.epochs = 0: must be at least 1"),
+        ("batch_size=0", "train.batch_size"),
+        ("lr=0", "train.lr"),
+        ("bce_weight=0", "train.bce_weight"),
+        ("dmarker_weight=-1", "train.dmarker_weight"),
+        ("patience=-1", "train.patience"),
+        ("grad_clip=-1", "train.grad_clip"),
+        ("warmup_epochs=-1", "train.warmup_epochs"),
+    ],
 )
-def test_bad_overrides_raise(item):
-    with pytest.raises(ValueError):
+def test_bad_overrides_raise(item, message):
+    with pytest.raises(ValueError, match=message):
         load_config(None, [item])
 
 

@@ -22,8 +22,16 @@ from data.clips import TestWindows
 from data.datasets import open_dataset
 from data.demo import generate
 from models import build_model
+from models.smile_net import SmileOutput
 from training.config import load_config
-from training.loop import clip_config, fit, predict, resolve_device
+from training.loop import (
+    METRIC_COLUMNS,
+    clip_config,
+    compute_loss,
+    fit,
+    predict,
+    resolve_device,
+)
 from training.report import write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,8 +103,15 @@ def test_fold_all_writes_every_output(tmp_path, demo_root):
         ):
             assert (fold / name).exists(), name
         assert list((fold / "tb").glob("events.out.tfevents.*"))
-        assert len(metric_rows(fold)) == 3
+        rows = metric_rows(fold)
+        with open(fold / "metrics.csv") as f:
+            assert tuple(next(csv.reader(f))) == METRIC_COLUMNS
+        assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+        assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss", "bce", "val_bce"))
         test = json.loads((fold / "test.json").read_text())
+        improved = [int(r["epoch"]) for r in rows if r["best"] == "1"]
+        selection = json.loads((fold / "selection.json").read_text())
+        assert improved[-1] == selection["best_epoch"] == test["best_epoch"]
         assert {"accuracy", "auc", "f1", "confusion", "threshold", "videos"} <= set(test)
         assert sum(map(sum, test["confusion"])) == len(test["videos"])
         all_test |= set(test["videos"])
@@ -147,6 +162,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
     args = ["--config", str(cfg), "--fold", "1", "--out", str(killed)]
     assert smile_point.main(args) == 2  # needs --resume
     assert smile_point.main([*args, "--resume", "--epochs", "9"]) == 2  # another schedule
+    assert load_config(killed / "config.yaml").train.epochs == 6  # the refusal wrote nothing
     assert smile_point.main([*args, "--resume"]) == 0
 
     assert metric_rows(killed / "fold_01") == metric_rows(ref / "fold_01")
@@ -199,22 +215,97 @@ def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
 
 
 def test_training_never_reads_the_test_fold(tmp_path, demo_root):
+    """Neither landmarks (through the dataset or its store) nor D-Markers of a test video."""
     dataset = open_dataset("demo", demo_root)
     split = dataset.split(1, seed=0)
+    by_file = {dataset.videos[n].file: n for n in dataset.videos}
     forbidden = set(split.test)
-    read = set()
-    real = dataset.landmarks
+    read = {"landmarks": set(), "dmarkers": set()}
 
-    def guarded(name):
-        if name in forbidden:
-            raise AssertionError(f"training read test video {name}")
-        read.add(name)
-        return real(name)
+    def guard(kind, real, name_of):
+        def guarded(key):
+            name = name_of(key)
+            if name in forbidden:
+                raise AssertionError(f"training read the {kind} of test video {name}")
+            read[kind].add(name)
+            return real(key)
 
-    dataset.landmarks = guarded
+        return guarded
+
+    dataset.store.get = guard("landmarks", dataset.store.get, by_file.__getitem__)
+    table = dataset.dmarkers()
+    table.index = guard("dmarkers", table.index, lambda name: name)
     cfg = load_config(tiny_config(tmp_path, demo_root, epochs=2))
     fit(cfg, dataset, list(split.train), list(split.val), tmp_path / "f", resolve_device("cpu"))
-    assert read == set(split.train) | set(split.val)
+    assert read["landmarks"] == set(split.train) | set(split.val)
+    assert read["dmarkers"] and read["dmarkers"] <= set(split.train) | set(split.val)
+
+
+@pytest.mark.parametrize("metric", ["bce", "auc", "accuracy"])
+def test_selection_metric_and_early_stopping(tmp_path, demo_root, metric):
+    """The kept epoch is the first best validation score of the chosen metric, and training
+    stops ``patience`` epochs after it."""
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(
+        tiny_config(tmp_path, demo_root, epochs=15, lr=3e-3, select_metric=metric, patience=3)
+    )
+    out = tmp_path / metric
+    chosen = fit(cfg, dataset, list(split.train), list(split.val), out, resolve_device("cpu"))
+    rows = metric_rows(out)
+    column = {"bce": "val_bce", "auc": "val_auc", "accuracy": "val_accuracy"}[metric]
+    scores = [float(r[column]) * (-1 if metric == "bce" else 1) for r in rows]
+    assert chosen["best_epoch"] == 1 + scores.index(max(scores))
+    assert chosen["best_score"] == pytest.approx(max(scores))
+    assert len(rows) < 15  # stopped early (deterministic on CPU)
+    assert len(rows) - chosen["best_epoch"] == 3
+    best = torch.load(out / "best.pt", weights_only=False)
+    assert best["state"]["best_epoch"] == chosen["best_epoch"]
+
+
+def test_loss_is_the_weighted_sum_without_a_sigmoid(tmp_path, demo_root):
+    cfg = load_config(tiny_config(tmp_path, demo_root, bce_weight=0.2, dmarker_weight=0.8))
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    targets = torch.zeros(3, 4)
+    dmarkers = targets + torch.tensor([[10.0], [99.0], [10.0]])  # row 2 has no D-Markers
+    batch = {
+        "label": torch.tensor([1.0, 0.0, 0.0]),
+        "dmarker": targets,
+        "has_dmarker": torch.tensor([True, False, True]),
+    }
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"])
+    loss, parts = compute_loss(cfg, SmileOutput(logits, dmarkers), batch)
+    assert parts["dmarker"] == pytest.approx(100.0)  # unbounded: no sigmoid, row 2 left out
+    assert loss == pytest.approx(0.2 * bce + 0.8 * 100.0)
+    cfg.train.dmarker_loss = "smooth_l1"
+    loss, parts = compute_loss(cfg, SmileOutput(logits, dmarkers), batch)
+    assert parts["dmarker"] == pytest.approx(9.5)
+    cfg.train.dmarker_weight = 0.0  # MeshSmileNet training: the class term alone
+    loss, parts = compute_loss(cfg, SmileOutput(logits, dmarkers), batch)
+    assert "dmarker" not in parts and loss == pytest.approx(0.2 * bce)
+
+
+def test_flags_override_the_config(tmp_path, demo_root):
+    cfg = smile_point.build_config(
+        smile_point.parse_args(
+            [
+                "--config", str(tiny_config(tmp_path, demo_root)),
+                "--set", "train.lr=0.5",
+                "--folds", "my_folds",
+                "--epochs", "7",
+                "--batch-size", "5",
+                "--lr", "0.003",
+                "--seed", "4",
+                "--device", "cpu",
+                "--model", "meshsmilenet",
+            ]
+        )
+    )  # fmt: skip
+    t = cfg.train
+    assert (t.epochs, t.batch_size, t.lr, t.seed, t.device) == (7, 5, 0.003, 4, "cpu")
+    assert cfg.data.folds == "my_folds" and cfg.model.name == "meshsmilenet"
+    assert t.dmarker_weight == 0.0
+    assert cfg.out == str(demo_root / "runs" / "demo-meshsmilenet-seed4")
 
 
 def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root):

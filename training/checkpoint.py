@@ -35,8 +35,10 @@ def save_checkpoint(path: str | Path, **payload) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+def load_checkpoint(path: str | Path) -> dict:
+    """Every tensor on the CPU: ``load_state_dict`` copies weights and optimizer state to the
+    device of the module they load into, and the RNG states must stay CPU byte tensors."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint (train first, or drop --resume)")
-    return torch.load(path, map_location=device, weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -137,10 +137,20 @@ def check_choices(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{section}.{name} = {value!r}: use one of {', '.join(allowed)}")
-    if not 0 <= cfg.train.ema_decay < 1:
-        raise ValueError(
-            f"train.ema_decay = {cfg.train.ema_decay}: use 0 (off) or a value in (0, 1)"
-        )
+    t = cfg.train
+    for key, ok, rule in (
+        ("epochs", t.epochs >= 1, "at least 1"),
+        ("batch_size", t.batch_size >= 1, "at least 1"),
+        ("lr", t.lr > 0, "positive"),
+        ("bce_weight", t.bce_weight > 0, "positive (the class head must learn)"),
+        ("dmarker_weight", t.dmarker_weight >= 0, "0 (MeshSmileNet training) or positive"),
+        ("warmup_epochs", t.warmup_epochs >= 0, "0 or more"),
+        ("patience", t.patience >= 0, "0 (off) or more"),
+        ("grad_clip", t.grad_clip >= 0, "0 (off) or positive"),
+        ("ema_decay", 0 <= t.ema_decay < 1, "0 (off) or a value in (0, 1)"),
+    ):
+        if not ok:
+            raise ValueError(f"train.{key} = {getattr(t, key)}: must be {rule}")
     cfg.model.validate()
 
 

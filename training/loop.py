@@ -233,7 +233,7 @@ def fit(
     if not resume:
         (out_dir / "best.pt").unlink(missing_ok=True)  # never select a checkpoint of another run
     if resume and last.exists():
-        ckpt = load_checkpoint(last, device)
+        ckpt = load_checkpoint(last)
         scored.load_state_dict(ckpt["model"])
         if ema:
             model.load_state_dict(ckpt["train_model"])
@@ -340,7 +340,7 @@ def fit(
         log(_summary_line(cfg, row, improved))
     writer.close()
 
-    best = load_checkpoint(out_dir / "best.pt", device)
+    best = load_checkpoint(out_dir / "best.pt")
     model.load_state_dict(best["model"])
     probs = predict(cfg, model, val_set, len(val), device)
     threshold = best_threshold(val_labels, probs) if t.threshold == "val" else 0.5
@@ -364,7 +364,7 @@ def test(
     threshold: float,
 ) -> dict:
     """Evaluate ``best.pt`` once on ``names`` (the test fold); writes and returns test.json."""
-    ckpt = load_checkpoint(out_dir / "best.pt", device)
+    ckpt = load_checkpoint(out_dir / "best.pt")
     model = build_model(cfg.model, dataset.n_landmarks).to(device)
     model.load_state_dict(ckpt["model"])
     labels = np.array([dataset.videos[n].label for n in names])
