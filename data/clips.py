@@ -109,8 +109,13 @@ class _Clips(torch.utils.data.Dataset):
         speed: float = 1.0,
     ) -> dict:
         v = self.dataset.videos[name]
-        params = fit_normalization(video, self.cfg.normalize, (v.width, v.height))
-        x = apply_normalization(sample_frames(video, positions), params)  # (w, v, c)
+        try:
+            params = fit_normalization(video, self.cfg.normalize, (v.width, v.height))
+            x = apply_normalization(sample_frames(video, positions), params)  # (w, v, c)
+        except ValueError as e:
+            raise ValueError(
+                f"{v.file}: {e}; re-extract the video or remove it from the dataset"
+            ) from e
         mirrored = False
         if hasattr(transform, "apply"):
             x, mirrored = transform.apply(x, rng)

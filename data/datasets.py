@@ -45,6 +45,7 @@ from data.subjects import (
     landmark_index,
     match_names,
     name_label,
+    nfc,
     read_labels_csv,
     strip_video_ext,
     subjects_for,
@@ -310,8 +311,12 @@ def open_dataset(
         names = sorted(fold_labels)
     elif table is not None:
         names = sorted(table.labels)
-    else:
-        names = sorted({strip_video_ext(p.name[: -len(".npy")]) for p in index.values() if p})
+    else:  # a file's name without its video extension, unless another file shares that name
+        stems = {nfc(p.name[: -len(".npy")]): p for p in index.values() if p}
+        names = sorted(
+            strip_video_ext(stem) if index.get(strip_video_ext(stem)) == path else stem
+            for stem, path in stems.items()
+        )
     files, missing = match_names(names, index)
     if missing:
         raise FileNotFoundError(

@@ -262,11 +262,19 @@ def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_siz
     if tuple(int(x) for x in old.fingerprints[i]) != tuple(fp):
         return None
     try:
-        used = _rate_and_size(npy, load_meta(npy), fps, frame_size)
-    except ValueError:  # no sidecar and no arguments now: keep what was computed before
-        return i
-    cached = (float(old.fps[i]), *(float(x) for x in old.frame_size[i]))
-    return i if used == cached else None
+        meta = load_meta(npy) or {}
+    except ValueError:  # unreadable sidecar: recompute, which reports it
+        return None
+    # What is known now (sidecar, else arguments) must match the row; what is not known now
+    # (no sidecar, flag left out) keeps the value the row was computed with.
+    rate = meta.get("fps") or fps
+    size = (meta["width"], meta["height"]) if meta.get("width") and meta.get("height") else None
+    size = size or frame_size
+    if rate and float(rate) != float(old.fps[i]):
+        return None
+    if size is not None and tuple(map(float, size)) != tuple(map(float, old.frame_size[i])):
+        return None
+    return i
 
 
 def build_dmarker_table(

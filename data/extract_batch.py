@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,6 +171,7 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
         result.frames, result.face_frames = ext.meta["n_frames"], sum(ext.meta["face_found"])
         result.timings = {**ext.timings, "total_s": time.perf_counter() - t0}
     except Exception as e:  # the batch goes on; the reason is reported
+        result.status = "failed"  # also when a skipped job's contact sheet could not be drawn
         known = isinstance(e, (OSError, ValueError))
         result.reason = str(e) if known else f"{type(e).__name__}: {e}"
     return result
@@ -183,6 +184,8 @@ def _plot(job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: 
         f"{job.name}  {meta['backend']} {meta['n_landmarks']} points  "
         f"face in {int(found.sum())}/{len(found)} rows  stride {meta['stride']}"
     )
+    if "variable_frame_rate" in meta:  # rows are resampled in time: tile r shows frame r * stride
+        title += "  variable frame rate: overlays approximate"
     contact_sheet(source, landmarks, found, png, stride=meta["stride"], title=title)
 
 
@@ -245,13 +248,24 @@ def run_batch(
 
 def _run_pool(jobs: list[Job], settings: Settings, workers: int, record, work=None) -> None:
     """Run ``jobs`` in a process pool. A worker that dies (a crash in the backend) breaks the pool
-    and loses every job still queued; those are retried one per fresh process, so only the job
-    that crashes again is reported failed and the rest of the batch still finishes."""
+    and loses every job still queued; those are retried each in a process of its own, ``workers``
+    at a time, so only the job that crashes again is reported failed and the rest of the batch
+    still finishes on every worker."""
     work = work or _worker_job
-    for job in _pool_pass(jobs, settings, workers, record, work):
-        if _pool_pass([job], settings, 1, record, work):
+    lost = _pool_pass(jobs, settings, workers, record, work)
+    lock = threading.Lock()
+
+    def locked(result: JobResult) -> None:
+        with lock:
+            record(result)
+
+    def alone(job: Job) -> None:
+        if _pool_pass([job], settings, 1, locked, work):
             reason = "worker process died (crash in the backend?); rerun to retry"
-            record(JobResult(job.name, str(job.source), "failed", reason))
+            locked(JobResult(job.name, str(job.source), "failed", reason))
+
+    with ThreadPoolExecutor(workers) as threads:
+        list(threads.map(alone, lost))
 
 
 def _pool_pass(jobs: list[Job], settings: Settings, workers: int, record, work) -> list[Job]:

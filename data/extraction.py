@@ -213,6 +213,38 @@ def fill_gaps(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
     return ((1.0 - w) * src[lo] + w * src[hi]).astype(np.float32)
 
 
+#: A frame interval further than this fraction from 1 / fps marks a variable-frame-rate video.
+VFR_TOLERANCE = 0.25
+
+
+def uniform_times(times: np.ndarray, fps: float) -> np.ndarray | None:
+    """A uniform grid (n,) of seconds at ``fps`` over the frame ``times`` (T,) when they are
+    uneven (a variable-frame-rate video, or dropped frames), else None: even already, or
+    timestamps that do not increase (a container without usable ones, left as it was)."""
+    times = np.asarray(times, dtype=np.float64)
+    steps = np.diff(times)
+    if len(times) < 3 or not np.all(steps > 0):
+        return None
+    if np.max(np.abs(steps * fps - 1.0)) <= VFR_TOLERANCE:
+        return None
+    n = int(np.floor((times[-1] - times[0]) * fps + 1e-6)) + 1
+    return times[0] + np.arange(n) / fps
+
+
+def resample_rows(
+    landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks (T, L, 3) and face flags (T,) of frames at ``times`` (T,) -> at ``grid`` (n,):
+    linear interpolation between the two frames around each grid time; a row's face flag is that
+    of the nearer frame. Returns (n, L, 3) float32 and (n,) bool."""
+    times = np.asarray(times, dtype=np.float64)
+    j = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 2)
+    w = np.clip((grid - times[j]) / (times[j + 1] - times[j]), 0.0, 1.0)  # (n,)
+    src = landmarks.astype(np.float64)
+    out = (1.0 - w)[:, None, None] * src[j] + w[:, None, None] * src[j + 1]
+    return out.astype(np.float32), np.asarray(found, dtype=bool)[np.where(w < 0.5, j, j + 1)]
+
+
 @dataclass
 class Extraction:
     """Result for one video: landmarks (T, L, 3) float32, the sidecar dict (data.io.META_KEYS),
@@ -233,7 +265,10 @@ def extract_video(
 ) -> Extraction:
     """Run ``backend`` over every ``stride``-th frame (at most ``max_frames``) of ``source``.
 
-    ``name`` is the output name recorded in the sidecar (default: the source's file name).
+    ``name`` is the output name recorded in the sidecar (default: the source's file name). Rows
+    are 1 / fps apart: when the container's frame times are uneven (a variable-frame-rate video,
+    dropped frames) the landmarks are resampled to an even grid at the container's average rate
+    and the sidecar says so (``variable_frame_rate``: source rows, shortest and longest step).
     Raises NoFaceError when no frame has a face, DecodeError when no frame can be read.
     """
     t_start = time.perf_counter()
@@ -258,11 +293,23 @@ def extract_video(
     landmarks = np.zeros((len(rows), previous.shape[0], 3), dtype=np.float32)  # (t, v, c)
     landmarks[found] = np.stack([r for r in rows if r is not None])
     landmarks = fill_gaps(landmarks, found)
+    fps = source.fps / stride
+    times = np.asarray(source.times[: len(rows)])
+    grid = uniform_times(times, fps) if len(times) == len(rows) else None
+    uneven = None
+    if grid is not None:  # rows must be 1 / fps apart for every later step (D-Markers, clips)
+        landmarks, found = resample_rows(landmarks, found, times, grid)
+        steps = np.diff(times)
+        uneven = {
+            "source_rows": len(rows),
+            "min_step_s": float(steps.min()),
+            "max_step_s": float(steps.max()),
+        }
     meta = {
         "video": name or source.path.name,
-        "fps": source.fps / stride,
+        "fps": fps,
         "source_fps": source.fps,
-        "n_frames": len(rows),
+        "n_frames": len(landmarks),
         "width": source.width,
         "height": source.height,
         "backend": backend.name,
@@ -275,6 +322,8 @@ def extract_video(
         "source_size": size,
         "source_mtime": mtime,
     }
+    if uneven is not None:  # resampled to an even grid at fps
+        meta["variable_frame_rate"] = uneven
     timings = {
         "decode_s": source.decode_s,
         "infer_s": infer_s,

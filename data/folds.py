@@ -207,9 +207,11 @@ def split_train_val(
     """Carve a validation part out of ``names`` (the training part of a fold), by subject.
 
     Subjects are visited in a seeded random order; one joins validation when that brings the
-    per-class validation counts closer to ``val_fraction`` of each class; then, if validation
-    lacks a class that two or more remaining subjects have, the smallest of them joins it.
-    Returns (train, val), both in the order of ``names``; both non-empty (needs >= 2 subjects).
+    per-class validation counts closer to ``val_fraction`` of each class (the first one always
+    joins); then, if validation lacks a class that two or more remaining subjects have, the
+    smallest of them joins it. A subject never joins when training would lose its last video of a
+    class. Returns (train, val), both in the order of ``names``; both non-empty (needs >= 2
+    subjects, and one subject whose videos training can spare).
     """
     names = list(dict.fromkeys(names))
     if not 0.0 < val_fraction < 1.0:
@@ -222,9 +224,15 @@ def split_train_val(
     norm = np.maximum(counts.sum(0), 1.0)
     order = np.random.default_rng(seed).permutation(len(subj))
     val_counts, chosen = np.zeros(2), []
+
+    def spared(g) -> bool:  # training keeps every class of the set without subject g
+        return bool(np.all((counts.sum(0) - val_counts - counts[g] > 0) | (counts.sum(0) == 0)))
+
     for g in order:
         if len(chosen) == len(subj) - 1:
             break
+        if not spared(g):
+            continue
         err_now = (((val_counts - target) / norm) ** 2).sum()
         err_new = (((val_counts + counts[g] - target) / norm) ** 2).sum()
         if err_new < err_now or not chosen:
@@ -232,10 +240,17 @@ def split_train_val(
             chosen.append(g)
     for c in (0, 1):  # a one-class validation part cannot rank (AUC) or pick a threshold
         holders = [g for g in order if g not in chosen and counts[g, c] > 0]
-        if val_counts[c] == 0 and len(holders) >= 2:  # keep one holder in training
-            g = min(holders, key=lambda g: counts[g].sum())
+        movable = [g for g in holders if spared(g)]
+        if val_counts[c] == 0 and movable:  # spared: another holder stays in training
+            g = min(movable, key=lambda g: counts[g].sum())
             val_counts += counts[g]
             chosen.append(g)
+    if not chosen:
+        raise ValueError(
+            f"cannot carve a validation part out of {len(names)} videos of {len(subj)} subjects "
+            "without leaving training a single class: add subjects, or give each class to more "
+            "than one subject"
+        )
     val_set = {n for g in chosen for n in groups[g]}
     return [n for n in names if n not in val_set], [n for n in names if n in val_set]
 

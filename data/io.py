@@ -118,7 +118,13 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
     p = meta_path(npy_path)
     if not p.exists():
         return None
-    return json.loads(p.read_text())
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{p}: unreadable sidecar ({e}); run extract_landmarks.py again, it re-extracts "
+            "this video"
+        ) from e
 
 
 def load_landmarks(

@@ -231,12 +231,16 @@ def subjects_for(
     """Subject of every name and a one-line description of the rule used (it starts with
     :data:`UNVERIFIABLE` when the subjects come from the folds themselves)."""
     names = list(names)
-    if table is not None and all(n in table.subjects for n in names):
-        return {n: table.subjects[n] for n in names}, f"subject column of {table.path}"
+    if table is not None:  # it names the subjects of all the videos or of none (a typo hides leaks)
+        lacking = [n for n in names if n not in table.subjects]
+        if not lacking:
+            return {n: table.subjects[n] for n in names}, f"subject column of {table.path}"
+        raise ValueError(
+            f"{table.path}: no row for {len(lacking)} of {len(names)} video(s), e.g. "
+            f"{lacking[:3]}; add them (video,label,subject) with the names of the landmark files"
+        )
     if kind in ("folder", "demo"):
-        where = table.path if table is not None else "labels.csv"
-        lacking = [n for n in names if table is None or n not in table.subjects]
-        raise ValueError(f"{where}: no subject for {len(lacking)} video(s), e.g. {lacking[:3]}")
+        raise ValueError(f"labels.csv: no subject for {len(names)} video(s), e.g. {names[:3]}")
     if kind == "uva":
         return {n: uva_subject(n) for n in names}, "UvA-NEMO 3-digit name prefix"
     if kind == "spos":

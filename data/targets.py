@@ -8,8 +8,10 @@ Videos whose every frame was filled by interpolation (status ``no_face``: all-ze
 are neither fitted nor used as targets.
 
 Augmentation changes what the descriptors of a clip's video would be: a mirror swaps left and
-right (the left/right amplitude differences change sign), a playback speed s divides durations by
-s and multiplies speeds by s, accelerations by s^2 and the net amplitude-duration ratio by s.
+right (the left/right amplitude differences change sign); a playback speed s leaves 1/s of the
+frames at the same frame rate, so it divides durations and the amplitude totals (sums over frames)
+by s, multiplies speeds by s and accelerations by s^2, and leaves means, ratios and the net
+amplitude-duration ratio (a sum times fps over a frame count) as they are.
 :meth:`DMarkerScaler.adjust` applies that to a standardised target.
 """
 
@@ -31,7 +33,7 @@ class DMarkerScaler:
         kind = np.array([_kind(n) for n in feature_names])
         self._mirror_sign = np.where(kind == "lr", -1.0, 1.0)  # (d,)
         self._speed_power = np.select(
-            [kind == "duration", kind == "speed", kind == "accel"], [-1.0, 1.0, 2.0], 0.0
+            [kind == "per_frame_sum", kind == "speed", kind == "accel"], [-1.0, 1.0, 2.0], 0.0
         )  # (d,): raw value scales by speed ** power
 
     @classmethod
@@ -62,14 +64,25 @@ class DMarkerScaler:
         return self.transform(raw)
 
 
+#: Descriptors that add up frames: durations (frame counts / fps) and amplitude totals.
+PER_FRAME_SUMS = (
+    "duration_inc",
+    "duration_dec",
+    "duration",
+    "amplitude_total_inc",
+    "amplitude_total_dec",
+    "amplitude_net",
+)
+
+
 def _kind(name: str) -> str:
-    """How a descriptor responds to augmentation: lr | duration | speed | accel | other."""
+    """How a descriptor responds to augmentation: lr | per_frame_sum | speed | accel | other."""
     desc = name.split("_", 2)[2]  # <region>_<phase>_<descriptor>
     if desc == "lr_amplitude_diff":
         return "lr"
-    if desc in ("duration_inc", "duration_dec", "duration"):
-        return "duration"
-    if desc.startswith("speed_") or desc == "net_amplitude_duration_ratio":
+    if desc in PER_FRAME_SUMS:
+        return "per_frame_sum"
+    if desc.startswith("speed_"):
         return "speed"
     return "accel" if desc.startswith("accel_") else "other"
 

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +64,11 @@ def is_frame_folder(path: Path) -> bool:
 class FrameSource:
     """One video file or frame folder; :meth:`frames` yields RGB frames (H, W, 3) uint8.
 
-    ``width``/``height`` in pixels, ``fps`` frames per second of the source, ``n_frames`` as the
-    container announces it (exact for a frame folder). ``decode_s`` accumulates the seconds spent
-    reading and converting frames, for the benchmark.
+    ``width``/``height`` in pixels, ``fps`` frames per second of the source (for a video the
+    container's average), ``n_frames`` as the container announces it (exact for a frame folder).
+    ``times`` holds the time in seconds of every frame the last :meth:`frames` call yielded (the
+    container's timestamps; uneven in a variable-frame-rate video). ``decode_s`` accumulates the
+    seconds spent reading and converting frames, for the benchmark.
     """
 
     path: Path
@@ -75,6 +77,7 @@ class FrameSource:
     height: int
     n_frames: int
     decode_s: float = 0.0
+    times: list[float] = field(default_factory=list)
 
     @property
     def is_folder(self) -> bool:
@@ -99,6 +102,7 @@ class FrameSource:
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         reader = self._folder_frames if self.is_folder else self._video_frames
+        self.times = []
         yield from reader(stride, max_frames, indices)
 
     def _keep(self, i: int, stride: int, indices: set[int] | None) -> bool:
@@ -123,6 +127,7 @@ class FrameSource:
                     break
                 if keep:
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    self.times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
                     self.decode_s += time.perf_counter() - t0
                     yield i, rgb
                     kept += 1
@@ -151,6 +156,7 @@ class FrameSource:
                     f"cannot decode {self.path}: frame {f.name} is {rgb.shape[1]}x{rgb.shape[0]}, "
                     f"the first frame {self.width}x{self.height}; keep one frame size per folder"
                 )
+            self.times.append(i / self.fps)
             self.decode_s += time.perf_counter() - t0
             yield i, rgb
             kept += 1

@@ -26,7 +26,11 @@ def _child(root: Path, name: str) -> Path | None:
 
 
 def _videos(folder: Path, exts: tuple[str, ...]) -> list[Path]:
-    found = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts]
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    ]  # hidden files: macOS "._x.mp4" resource forks are not videos
     return sorted(found, key=lambda p: natural_key(p.name))
 
 

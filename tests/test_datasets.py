@@ -163,6 +163,31 @@ def test_bbc_labels_from_source_folders(tmp_path):
     assert ds.videos["posedsmilecontent2"].width == DATASET_DEFAULTS["bbc"].width
 
 
+def test_two_videos_of_one_name_keep_their_extensions(tmp_path):
+    """Without fold files or labels.csv the names come from the landmark files: x.mp4 and x.avi
+    would both be "x", so they keep their extensions; the others lose theirs."""
+    for stem in ("Genuine x.mp4", "Genuine x.avi", "posed y.mp4", "posed z.mp4"):
+        write_video(tmp_path / "npy", stem, synth_video(4, 68), fps=None)
+    ds = open_dataset("bbc", tmp_path, folds_k=2)
+    assert sorted(ds.videos) == ["Genuine x.avi", "Genuine x.mp4", "posed y", "posed z"]
+    assert ds.videos["Genuine x.avi"].file.name == "Genuine x.avi.npy"
+
+
+def test_labels_csv_must_name_every_video(tmp_path):
+    """A labels.csv that misses a video would silently hand subjects to the name rule, where a
+    leak could hide: it is refused, naming the file and the videos."""
+    for name in ("Genuine a.mp4", "posed b.mp4", "posed c.mp4"):
+        write_video(tmp_path / "npy", name, synth_video(4, 68), fps=None)
+    _write_folds(
+        tmp_path,
+        [(["Genuine a", "posed b"], ["posed c"]), (["posed c"], ["Genuine a", "posed b"])],
+        {"Genuine a": 1, "posed b": 0, "posed c": 0},
+    )
+    write_csv(tmp_path / "labels.csv", [("Genuine a", 1, "alice"), ("posed b", 0, "alice")])
+    with pytest.raises(ValueError, match=r"labels.csv: no row for 1 of 3 video\(s\).*posed c"):
+        open_dataset("bbc", tmp_path)
+
+
 def test_folder_needs_frame_info(tmp_path):
     for name in ("a.mp4", "b.mp4"):
         write_video(tmp_path / "npy", name, synth_video(4, 68), fps=None)

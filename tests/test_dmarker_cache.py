@@ -124,6 +124,9 @@ def test_file_without_sidecar_needs_rate_and_size(dataset, calls):
     table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))  # another rate: recomputed
     assert len(calls) == 1 and table.fps[table.index("published")] == 25.0
     assert build_dmarker_table(dataset).reused == 4 and len(calls) == 1  # no flags: keep
+    assert build_dmarker_table(dataset, fps=25.0).reused == 4 and len(calls) == 1  # same rate
+    table = build_dmarker_table(dataset, frame_size=(W / 2, H / 2))  # a new size, not kept stale
+    assert "published.mp4" not in table and "--fps" in table.errors["published.mp4"]
 
 
 def test_bad_files_are_reported_and_the_rest_computed(dataset):

@@ -2,7 +2,8 @@
 
 Expected face frames were pinned by looking at the frames themselves: face_noface.mov shows the
 face in frames 0-71, a black frame at 72 and a cartoon (sky, title) from 73 to 168;
-noface_face.mov shows the cartoon in 0-95, the face in 96-167 and a black frame at 168.
+noface_face.mov shows the cartoon in 0-95, the face in 96-167 and a black frame at 168. Both are
+splices of a 30 fps and a 24 fps clip (uneven frame times), so their rows are resampled in time.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from vfr_video import write_vfr_mp4
 
-from data.extraction import choose_face, fill_gaps
+from data.extraction import (
+    choose_face,
+    extract_video,
+    fill_gaps,
+    make_backend,
+    resample_rows,
+    uniform_times,
+)
 from data.io import META_KEYS, load_landmarks, to_isotropic
 from data.mesh import eye_pairs_for, points_for
 from data.video import frame_images, natural_key, open_source
@@ -68,6 +77,50 @@ def test_fill_gaps_interpolates_and_copies_edges():
         fill_gaps(arr, np.zeros(8, dtype=bool))
 
 
+def test_uneven_frame_times_are_resampled_to_an_even_grid():
+    assert uniform_times(np.arange(10) / 25, 25.0) is None
+    assert uniform_times(np.round(np.arange(10) / 30, 3), 30.0) is None  # millisecond stamps
+    assert uniform_times(np.zeros(10), 25.0) is None  # a container without timestamps
+    times = np.r_[np.arange(5) * 0.08, 0.32 + np.arange(1, 6) * 0.04]  # 12.5 fps, then 25 fps
+    grid = uniform_times(times, 25.0)
+    np.testing.assert_allclose(grid, np.arange(14) * 0.04)
+    landmarks = times[:, None, None] * np.ones((1, 2, 3))  # every coordinate = its frame's time
+    found = np.ones(10, dtype=bool)
+    found[1] = False
+    out, ok = resample_rows(landmarks, found, times, grid)
+    assert out.dtype == np.float32 and out.shape == (14, 2, 3)
+    np.testing.assert_allclose(out[:, 1, 2], grid, atol=1e-6)
+    np.testing.assert_array_equal(ok[[0, 2, 4]], [True, False, True])  # at frames 0, 1, 2
+
+
+def test_variable_frame_rate_video_gets_even_rows(pyfeat_data, tmp_path):
+    """single_face.mp4 re-encoded twice: as is, and with its first 36 frames shown for 2/30 s
+    each. The uneven file's rows, 1/fps apart, are the even file's landmarks at the content
+    frame shown at each row's time."""
+    frames = [rgb for _, rgb in open_source(pyfeat_data / "single_face.mp4").frames()]
+    assert len(frames) == 72
+    write_vfr_mp4(tmp_path / "even.mp4", frames, 30.0, slow=0)
+    write_vfr_mp4(tmp_path / "uneven.mp4", frames, 30.0, slow=36)
+    even, uneven = (
+        extract_video(open_source(tmp_path / f"{n}.mp4"), make_backend("mediapipe"))
+        for n in ("even", "uneven")
+    )
+    assert "variable_frame_rate" not in even.meta and even.meta["n_frames"] == 72
+    vfr = uneven.meta["variable_frame_rate"]
+    assert vfr["source_rows"] == 72
+    assert vfr["max_step_s"] == pytest.approx(2 / 30, abs=1e-3)
+    assert vfr["min_step_s"] == pytest.approx(1 / 30, abs=1e-3)
+    fps = uneven.meta["fps"]  # the container's average: 72 frames in 3.6 s
+    assert fps == pytest.approx(20.0, rel=0.02)
+    t = np.arange(uneven.meta["n_frames"]) / fps
+    assert uneven.landmarks.shape[0] == len(uneven.meta["face_found"]) and t[-1] <= 3.57
+    shown = np.where(t < 2.4, t * 15, 36 + (t - 2.4) * 30)  # content frame (fractional)
+    lo = np.minimum(np.floor(shown).astype(int), 70)
+    w = (shown - lo)[:, None, None]
+    expected = (1 - w) * even.landmarks[lo] + w * even.landmarks[lo + 1]
+    np.testing.assert_allclose(uneven.landmarks, expected, atol=1e-4)
+
+
 def _square(cx, cy, half):
     pts = [(cx - half, cy - half, 0), (cx + half, cy + half, 0), (cx - half, cy + half, 0)]
     return np.array(pts, dtype=np.float32)
@@ -99,18 +152,38 @@ def test_single_face_smiles(extracted):
     assert last >= first * (1 + 1 / 3), (first, last)  # he smiles
 
 
-def test_face_then_cartoon_mask(extracted):
+def nearest_frames(video, meta) -> np.ndarray:
+    """(n_frames,) the source frame nearest in time to each row of a resampled extraction."""
+    source = open_source(video)
+    for _ in source.frames():
+        pass
+    times = np.asarray(source.times)
+    rows = times[0] + np.arange(meta["n_frames"]) / meta["fps"]
+    return np.abs(rows[:, None] - times[None, :]).argmin(1)
+
+
+def test_face_then_cartoon_mask(extracted, pyfeat_data):
+    """Both .mov files splice a 30 fps face clip and a 24 fps cartoon: their frame times are
+    uneven, so rows are resampled to the average rate (26.4 fps) and a row has a face when the
+    frame nearest its time has one (source frames 0-71 here)."""
     arr, meta = load_landmarks(extracted / "face_noface.mov.npy")
     assert arr.shape == (169, 478, 3) and np.isfinite(arr).all()
-    assert meta["face_found"] == [1] * 72 + [0] * 97
-    np.testing.assert_array_equal(arr[72:], np.broadcast_to(arr[71], arr[72:].shape))  # nearest
+    assert meta["variable_frame_rate"]["source_rows"] == 169
+    shown = nearest_frames(pyfeat_data / "face_noface.mov", meta)
+    assert meta["face_found"] == (shown <= 71).astype(int).tolist()
+    k = sum(meta["face_found"])
+    assert meta["face_found"][:k] == [1] * k and 60 < k < 72  # 2.4 s of face at 26.4 rows/s
+    np.testing.assert_array_equal(arr[k:], np.broadcast_to(arr[k], arr[k:].shape))  # nearest
 
 
-def test_cartoon_then_face_mask(extracted):
+def test_cartoon_then_face_mask(extracted, pyfeat_data):
+    """Source frames 96-167 show the face (see above)."""
     arr, meta = load_landmarks(extracted / "noface_face.mov.npy")
     assert arr.shape == (169, 478, 3) and np.isfinite(arr).all()
-    assert meta["face_found"] == [0] * 96 + [1] * 72 + [0]
-    np.testing.assert_array_equal(arr[:96], np.broadcast_to(arr[96], arr[:96].shape))
+    shown = nearest_frames(pyfeat_data / "noface_face.mov", meta)
+    assert meta["face_found"] == ((shown >= 96) & (shown <= 167)).astype(int).tolist()
+    first = meta["face_found"].index(1)
+    np.testing.assert_array_equal(arr[:first], np.broadcast_to(arr[first - 1], arr[:first].shape))
 
 
 def test_dlib_backend(pyfeat_data, tmp_path):

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data import extract_batch
 from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
 from data.io import META_KEYS, load_landmarks, load_meta
 from data.video import open_source
@@ -251,10 +253,24 @@ def test_dead_worker_fails_only_its_own_video(tmp_path):
     results = []
     _run_pool(jobs, Settings(backend="dlib"), 2, results.append, work=crash_on_bad)
     assert sorted((r.name, r.status) for r in results) == [
-        ("a", "done"),
-        ("bad", "failed"),
-        ("c", "done"),
-        ("d", "done"),
-        ("e", "done"),
+        (n, "failed" if n == "bad" else "done") for n in names
     ]
     assert "worker process died" in next(r.reason for r in results if r.name == "bad")
+
+
+def test_jobs_lost_to_a_crash_are_retried_on_every_worker(tmp_path, monkeypatch):
+    """The retry of lost jobs (each in a process of its own) keeps all workers busy."""
+    jobs = [Job(tmp_path / f"{n}.mp4", n, tmp_path / f"{n}.npy") for n in "abcdef"]
+    together = threading.Barrier(3, timeout=30)  # breaks unless 3 retries run at once
+
+    def fake_pass(batch, settings, workers, record, work):
+        if len(batch) > 1:
+            return list(batch)  # the shared pool broke: everything lost
+        together.wait()
+        record(JobResult(batch[0].name, str(batch[0].source), "done"))
+        return []
+
+    monkeypatch.setattr(extract_batch, "_pool_pass", fake_pass)
+    results = []
+    _run_pool(jobs, Settings(backend="dlib"), 3, results.append)
+    assert sorted(r.name for r in results) == list("abcdef")

@@ -143,6 +143,19 @@ def test_split_train_val():
         split_train_val(["x", "y"], {"x": 0, "y": 1}, {"x": "s", "y": "s"})
 
 
+def test_validation_never_takes_a_class_out_of_training():
+    """Subject A holds every spontaneous video: whichever subject the seeded order visits first,
+    A stays in training; with one subject per class there is no split to make."""
+    labels = {f"a{i}": 1 for i in range(10)} | {f"{s}{i}": 0 for s in "bc" for i in range(5)}
+    subjects = {n: n[0] for n in labels}
+    for seed in range(20):
+        train, val = split_train_val(list(labels), labels, subjects, 0.15, seed=seed)
+        assert {labels[n] for n in train} == {0, 1} and val, seed
+        assert {subjects[n] for n in val} in ({"b"}, {"c"})
+    with pytest.raises(ValueError, match="single class: add subjects"):
+        split_train_val(["a", "b"], {"a": 1, "b": 0}, {"a": "A", "b": "B"})
+
+
 def _cli(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "data.folds", "check", *map(str, args)],
