@@ -203,8 +203,9 @@ def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[s
         options = []
         if n in fold_labels:
             options.append(("fold files", fold_labels[n]))
-        if table is not None and n in table.labels:
-            options.append((str(table.path), table.labels[n]))
+        row = table.row(n) if table is not None else None
+        if row is not None:
+            options.append((str(table.path), table.labels[row]))
         if not options:
             key = strip_video_ext(n)
             if key in layout:
@@ -232,7 +233,8 @@ def _frame_info(
 ) -> tuple[float, int, int]:
     """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS."""
     meta = load_meta(file) or {}
-    csv_meta = table.meta.get(name, {}) if table is not None else {}
+    row = table.row(name) if table is not None else None
+    csv_meta = table.meta.get(row, {}) if row is not None else {}
     default = DATASET_DEFAULTS.get(kind)
     out = []
     for key in ("fps", "width", "height"):

@@ -217,18 +217,24 @@ def fill_gaps(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
 VFR_TOLERANCE = 0.25
 
 
-def uniform_times(times: np.ndarray, fps: float) -> np.ndarray | None:
-    """A uniform grid (n,) of seconds at ``fps`` over the frame ``times`` (T,) when they are
-    uneven (a variable-frame-rate video, or dropped frames), else None: even already, or
-    timestamps that do not increase (a container without usable ones, left as it was)."""
+def even_rows(times: np.ndarray, fps: float) -> tuple[float, np.ndarray | None]:
+    """(rate, grid) for rows of frames at ``times`` (T,) s from a container that says ``fps``.
+
+    rate: ``fps``, unless the timestamps' average rate differs from it by more than the tolerance
+    (some containers report nonsense, e.g. 1000 fps); grid: an even grid (n,) of seconds at that
+    rate when the frame steps are uneven (a variable-frame-rate video, dropped frames), else None.
+    Timestamps that do not increase (a container without usable ones) leave both as they are.
+    """
     times = np.asarray(times, dtype=np.float64)
     steps = np.diff(times)
     if len(times) < 3 or not np.all(steps > 0):
-        return None
-    if np.max(np.abs(steps * fps - 1.0)) <= VFR_TOLERANCE:
-        return None
-    n = int(np.floor((times[-1] - times[0]) * fps + 1e-6)) + 1
-    return times[0] + np.arange(n) / fps
+        return fps, None
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    rate = fps if abs(measured / fps - 1.0) <= VFR_TOLERANCE else measured
+    if np.max(np.abs(steps * rate - 1.0)) <= VFR_TOLERANCE:
+        return rate, None
+    n = int(np.floor((times[-1] - times[0]) * rate + 1e-6)) + 1
+    return rate, times[0] + np.arange(n) / rate
 
 
 def resample_rows(
@@ -266,9 +272,10 @@ def extract_video(
     """Run ``backend`` over every ``stride``-th frame (at most ``max_frames``) of ``source``.
 
     ``name`` is the output name recorded in the sidecar (default: the source's file name). Rows
-    are 1 / fps apart: when the container's frame times are uneven (a variable-frame-rate video,
-    dropped frames) the landmarks are resampled to an even grid at the container's average rate
-    and the sidecar says so (``variable_frame_rate``: source rows, shortest and longest step).
+    are 1 / fps apart (see :func:`even_rows`): when the frame times are uneven (a
+    variable-frame-rate video, dropped frames) the landmarks are resampled to an even grid at the
+    average rate and the sidecar says so (``variable_frame_rate``: source rows, shortest and
+    longest step); a container rate that the timestamps contradict is replaced by theirs.
     Raises NoFaceError when no frame has a face, DecodeError when no frame can be read.
     """
     t_start = time.perf_counter()
@@ -293,9 +300,10 @@ def extract_video(
     landmarks = np.zeros((len(rows), previous.shape[0], 3), dtype=np.float32)  # (t, v, c)
     landmarks[found] = np.stack([r for r in rows if r is not None])
     landmarks = fill_gaps(landmarks, found)
-    fps = source.fps / stride
+    fps, grid = source.fps / stride, None
     times = np.asarray(source.times[: len(rows)])
-    grid = uniform_times(times, fps) if len(times) == len(rows) else None
+    if len(times) == len(rows):
+        fps, grid = even_rows(times, fps)
     uneven = None
     if grid is not None:  # rows must be 1 / fps apart for every later step (D-Markers, clips)
         landmarks, found = resample_rows(landmarks, found, times, grid)

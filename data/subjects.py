@@ -21,6 +21,7 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from data.video import VIDEO_EXTS
@@ -90,6 +91,22 @@ class LabelsTable:
     labels: dict[str, int] = field(default_factory=dict)
     subjects: dict[str, str] = field(default_factory=dict)
     meta: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def row(self, name: str) -> str | None:
+        """The row naming video ``name``, matched as landmark files are (``match_names``): with
+        or without its video extension, Unicode-normalised; None when absent or ambiguous."""
+        key = nfc(name)
+        index = self._row_index
+        return index[key] if key in index else index.get(strip_video_ext(key))
+
+    @cached_property
+    def _row_index(self) -> dict[str, str | None]:  # built once the file is read
+        index: dict[str, str | None] = {}
+        for key in self.labels:
+            short = strip_video_ext(key)
+            index[short] = None if short in index else key
+        index.update({key: key for key in self.labels})
+        return index
 
 
 def parse_label(value: str, where: str) -> int:
@@ -232,12 +249,14 @@ def subjects_for(
     :data:`UNVERIFIABLE` when the subjects come from the folds themselves)."""
     names = list(names)
     if table is not None:  # it names the subjects of all the videos or of none (a typo hides leaks)
-        lacking = [n for n in names if n not in table.subjects]
+        rows = {n: table.row(n) for n in names}
+        lacking = [n for n, row in rows.items() if row is None]
         if not lacking:
-            return {n: table.subjects[n] for n in names}, f"subject column of {table.path}"
+            subjects = {n: table.subjects[r] for n, r in rows.items()}
+            return subjects, f"subject column of {table.path}"
         raise ValueError(
             f"{table.path}: no row for {len(lacking)} of {len(names)} video(s), e.g. "
-            f"{lacking[:3]}; add them (video,label,subject) with the names of the landmark files"
+            f"{lacking[:3]}; add them (video,label,subject), named as in the fold files"
         )
     if kind in ("folder", "demo"):
         raise ValueError(f"labels.csv: no subject for {len(names)} video(s), e.g. {names[:3]}")

@@ -186,6 +186,11 @@ def test_labels_csv_must_name_every_video(tmp_path):
     write_csv(tmp_path / "labels.csv", [("Genuine a", 1, "alice"), ("posed b", 0, "alice")])
     with pytest.raises(ValueError, match=r"labels.csv: no row for 1 of 3 video\(s\).*posed c"):
         open_dataset("bbc", tmp_path)
+    # rows named with the video extension match fold names without it, as landmark files do
+    rows = [("Genuine a.mp4", 1, "alice"), ("posed b.mp4", 0, "alice"), ("posed c.mp4", 0, "bob")]
+    write_csv(tmp_path / "labels.csv", rows)
+    ds = open_dataset("bbc", tmp_path)
+    assert ds.subjects == {"Genuine a": "alice", "posed b": "alice", "posed c": "bob"}
 
 
 def test_folder_needs_frame_info(tmp_path):

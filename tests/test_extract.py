@@ -15,11 +15,11 @@ from vfr_video import write_vfr_mp4
 
 from data.extraction import (
     choose_face,
+    even_rows,
     extract_video,
     fill_gaps,
     make_backend,
     resample_rows,
-    uniform_times,
 )
 from data.io import META_KEYS, load_landmarks, to_isotropic
 from data.mesh import eye_pairs_for, points_for
@@ -78,19 +78,24 @@ def test_fill_gaps_interpolates_and_copies_edges():
 
 
 def test_uneven_frame_times_are_resampled_to_an_even_grid():
-    assert uniform_times(np.arange(10) / 25, 25.0) is None
-    assert uniform_times(np.round(np.arange(10) / 30, 3), 30.0) is None  # millisecond stamps
-    assert uniform_times(np.zeros(10), 25.0) is None  # a container without timestamps
+    assert even_rows(np.arange(10) / 25, 25.0) == (25.0, None)
+    assert even_rows(np.round(np.arange(10) / 30, 3), 30.0) == (30.0, None)  # millisecond stamps
+    assert even_rows(np.zeros(10), 25.0) == (25.0, None)  # a container without timestamps
+    rate, grid = even_rows(np.arange(300) / 30, 1000.0)  # a container rate that is nonsense
+    assert rate == pytest.approx(30.0) and grid is None
     times = np.r_[np.arange(5) * 0.08, 0.32 + np.arange(1, 6) * 0.04]  # 12.5 fps, then 25 fps
-    grid = uniform_times(times, 25.0)
-    np.testing.assert_allclose(grid, np.arange(14) * 0.04)
+    rate, grid = even_rows(times, 18.0)  # the container's average rate (timestamps: 17.3)
+    assert rate == 18.0
+    np.testing.assert_allclose(grid, np.arange(10) / 18.0)  # 0 .. 0.5 s
     landmarks = times[:, None, None] * np.ones((1, 2, 3))  # every coordinate = its frame's time
     found = np.ones(10, dtype=bool)
     found[1] = False
     out, ok = resample_rows(landmarks, found, times, grid)
-    assert out.dtype == np.float32 and out.shape == (14, 2, 3)
+    assert out.dtype == np.float32 and out.shape == (10, 2, 3)
     np.testing.assert_allclose(out[:, 1, 2], grid, atol=1e-6)
-    np.testing.assert_array_equal(ok[[0, 2, 4]], [True, False, True])  # at frames 0, 1, 2
+    nearest = np.abs(grid[:, None] - times[None, :]).argmin(1)
+    np.testing.assert_array_equal(ok, found[nearest])
+    assert not ok.all()
 
 
 def test_variable_frame_rate_video_gets_even_rows(pyfeat_data, tmp_path):

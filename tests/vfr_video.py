@@ -1,5 +1,7 @@
 """Variable-frame-rate MP4 files for the extraction tests: OpenCV writes a constant-rate file, then
-its sample timing table (the ``stts`` box) is rewritten so the first frames last longer."""
+its sample timing table (the ``stts`` box) is rewritten so the first frames last longer. The
+rewritten table is larger; that is safe only because OpenCV puts the ``moov`` box after the media
+data, so no sample offset moves."""
 
 from __future__ import annotations
 
