@@ -257,8 +257,10 @@ def test_selection_metric_and_early_stopping(tmp_path, demo_root, metric):
     scores = [float(r[column]) * (-1 if metric == "bce" else 1) for r in rows]
     assert chosen["best_epoch"] == 1 + scores.index(max(scores))
     assert chosen["best_score"] == pytest.approx(max(scores))
-    assert len(rows) < 15  # stopped early (deterministic on CPU)
-    assert len(rows) - chosen["best_epoch"] == 3
+    # stops 3 epochs after the best one (here after 4-5 of 15 epochs; the rule also holds if a
+    # platform's arithmetic happened to keep improving to the end)
+    after_best = len(rows) - chosen["best_epoch"]
+    assert after_best == 3 or (len(rows) == 15 and after_best < 3)
     best = torch.load(out / "best.pt", weights_only=False)
     assert best["state"]["best_epoch"] == chosen["best_epoch"]
 
