@@ -223,18 +223,23 @@ def fingerprint(npy: Path) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, sst.st_size if sst else -1, sst.st_mtime_ns if sst else -1
 
 
-def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float, float, float]:
-    """(fps, width, height): the sidecar's values, else the arguments; ValueError if neither."""
+def _known(meta: dict | None, fps, frame_size) -> tuple[float | None, tuple | None]:
+    """(fps, (width, height)) as far as known: the sidecar's values, else the arguments."""
     meta = meta or {}
     rate = meta.get("fps") or fps
-    width, height = meta.get("width"), meta.get("height")
-    if not (width and height) and frame_size is not None:
-        width, height = frame_size
-    if rate and width and height:
-        return float(rate), float(width), float(height)
+    size = (meta["width"], meta["height"]) if meta.get("width") and meta.get("height") else None
+    size = size or frame_size
+    return (float(rate) if rate else None), (tuple(map(float, size)) if size else None)
+
+
+def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float, float, float]:
+    """(fps, width, height): the sidecar's values, else the arguments; ValueError if neither."""
+    rate, size = _known(meta, fps, frame_size)
+    if rate and size:
+        return rate, *size
     side = meta_path(npy).name
     missing = " and ".join(
-        flag for flag, ok in (("--fps F", rate), ("--frame-size WxH", width and height)) if not ok
+        flag for flag, ok in (("--fps F", rate), ("--frame-size WxH", size)) if not ok
     )
     raise ValueError(
         f"{npy}: no frame rate / frame size (sidecar {side} missing or incomplete); "
@@ -262,17 +267,15 @@ def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_siz
     if tuple(int(x) for x in old.fingerprints[i]) != tuple(fp):
         return None
     try:
-        meta = load_meta(npy) or {}
+        meta = load_meta(npy)
     except ValueError:  # unreadable sidecar: recompute, which reports it
         return None
     # What is known now (sidecar, else arguments) must match the row; what is not known now
     # (no sidecar, flag left out) keeps the value the row was computed with.
-    rate = meta.get("fps") or fps
-    size = (meta["width"], meta["height"]) if meta.get("width") and meta.get("height") else None
-    size = size or frame_size
-    if rate and float(rate) != float(old.fps[i]):
+    rate, size = _known(meta, fps, frame_size)
+    if rate and rate != float(old.fps[i]):
         return None
-    if size is not None and tuple(map(float, size)) != tuple(map(float, old.frame_size[i])):
+    if size and size != tuple(map(float, old.frame_size[i])):
         return None
     return i
 
