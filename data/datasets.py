@@ -19,6 +19,9 @@ Frame rate and size come from each sidecar; published files have none, so the pe
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,7 @@ from data.folds import (
     split_train_val,
     write_folds,
 )
-from data.io import atomic_write_json, load_meta
+from data.io import UMASK, atomic_write_json, check_whole_video, load_meta
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
@@ -233,6 +236,7 @@ def _frame_info(
 ) -> tuple[float, int, int]:
     """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS."""
     meta = load_meta(file) or {}
+    check_whole_video(file, meta)
     row = table.row(name) if table is not None else None
     csv_meta = table.meta.get(row, {}) if row is not None else {}
     default = DATASET_DEFAULTS.get(kind)
@@ -253,24 +257,42 @@ def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_
     if folds_k is None:
         k = min(k, len(set(subjects.values())))
     folds = make_folds(names, labels, subjects, k, seed)
+    meta = {
+        "generated_by": "data.folds.make_folds",
+        "k": k,
+        "seed": seed,
+        "subject_rule": rule,
+        "note": "delete this folder to make new folds",
+    }
     try:
-        write_folds(folds_dir, folds, labels)
-        atomic_write_json(
-            Path(folds_dir) / GENERATED_META,
-            {
-                "generated_by": "data.folds.make_folds",
-                "k": k,
-                "seed": seed,
-                "subject_rule": rule,
-                "note": "delete this folder to make new folds",
-            },
-        )
+        _write_generated(Path(folds_dir), folds, labels, meta)
     except OSError as e:
         warnings.warn(
             f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
             stacklevel=3,
         )
     return folds
+
+
+def _write_generated(folds_dir: Path, folds, labels, meta: dict) -> None:
+    """Generated folds appear whole: written into a temp sibling folder that is then renamed into
+    place (into an existing folder with other files: fold by fold, the meta file last)."""
+    folds_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folds_dir.name}.", suffix=".tmp", dir=folds_dir.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; give the folder the usual mode
+    try:
+        write_folds(tmp, folds, labels)
+        atomic_write_json(tmp / GENERATED_META, meta)
+        if folds_dir.is_dir() and not any(folds_dir.iterdir()):
+            folds_dir.rmdir()
+        if not folds_dir.exists():
+            os.replace(tmp, folds_dir)
+            return
+        for fold in folds:
+            os.replace(tmp / fold.name, folds_dir / fold.name)
+        os.replace(tmp / GENERATED_META, folds_dir / GENERATED_META)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_dataset(

@@ -48,7 +48,14 @@ from data.dmarker import (
     DMarkerResult,
     video_descriptors,
 )
-from data.io import atomic_save_npz, load_landmarks, load_meta, meta_path, to_isotropic
+from data.io import (
+    atomic_save_npz,
+    check_whole_video,
+    load_landmarks,
+    load_meta,
+    meta_path,
+    to_isotropic,
+)
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
@@ -249,6 +256,7 @@ def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float
 
 def _compute(npy: Path, fps, frame_size, **options) -> tuple[DMarkerResult, tuple[float, ...]]:
     arr, meta = load_landmarks(npy)
+    check_whole_video(npy, meta)
     rate, width, height = _rate_and_size(npy, meta, fps, frame_size)
     face_found = (meta or {}).get("face_found")
     try:

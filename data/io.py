@@ -38,8 +38,8 @@ META_KEYS = (
 )
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)  # the process umask (read by setting it; set back at once)
+os.umask(UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -51,7 +51,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(tmp)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -125,6 +125,20 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
             f"{p}: unreadable sidecar ({e}); run extract_landmarks.py again, it re-extracts "
             "this video"
         ) from e
+
+
+def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
+    """Raise ValueError when the sidecar says extraction stopped at ``--max-frames`` before the
+    video ended: such a quick run holds the start of the smile only."""
+    limit = (meta or {}).get("max_frames")
+    if limit is None:
+        return
+    rows = meta.get("variable_frame_rate", {}).get("source_rows", meta.get("n_frames", 0))
+    if rows >= limit:
+        raise ValueError(
+            f"{npy_path}: a quick run (--max-frames {limit}) that holds the first {limit} frames "
+            "only; re-extract the video without --max-frames"
+        )
 
 
 def load_landmarks(

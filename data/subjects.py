@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from data.video import VIDEO_EXTS
+from data.video import VIDEO_EXTS, is_video
 
 #: The seven SPOS subjects (as the published SPOS protocol names them).
 SPOS_SUBJECTS = ("tomas", "nelly", "riku", "yi", "ying", "rui", "xiaopeng")
@@ -209,20 +209,34 @@ def mmi_session_subject(root: Path, session: str) -> str | None:
 
 def folder_labels(kind: str, root: Path) -> dict[str, int]:
     """Labels from a source layout: BBC ``{Genuine,posed}/*.<video>`` (under root or root/videos),
-    SPOS ``{posed,spontaneous}/happy/<clip>/``; keys are names without video extension."""
-    out: dict[str, int] = {}
+    SPOS ``{posed,spontaneous}/happy/<clip>/``; keys are names without video extension.
+
+    Raises ValueError when one name is under both labels."""
+    found: dict[str, tuple[int, Path]] = {}
+
+    def add(name: str, label: int, path: Path) -> None:
+        if name in found and found[name][0] != label:
+            raise ValueError(
+                f"{found[name][1]} and {path} give {name} both labels; remove the wrong copy"
+            )
+        found[name] = (label, path)
+
     if kind == "bbc":
         for base in (root, root / "videos"):
             for sub, label in (("Genuine", 1), ("posed", 0)):
                 for d in (base / sub, base / sub.lower(), base / sub.capitalize()):
                     if d.is_dir():
-                        out.update({nfc(strip_video_ext(p.name)): label for p in d.iterdir()})
+                        for p in d.iterdir():
+                            if is_video(p) and not p.name.startswith("."):  # not .DS_Store, ._x
+                                add(nfc(strip_video_ext(p.name)), label, p)
     if kind == "spos":
         for sub, label in (("spontaneous", 1), ("posed", 0)):
             d = root / sub / "happy"
             if d.is_dir():
-                out.update({nfc(p.name): label for p in d.iterdir() if p.is_dir()})
-    return out
+                for p in d.iterdir():
+                    if p.is_dir():
+                        add(nfc(p.name), label, p)
+    return {name: label for name, (label, _) in found.items()}
 
 
 def name_label(kind: str, name: str) -> int | None:

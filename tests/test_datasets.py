@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
 
+from data import datasets
 from data.datasets import DATASET_DEFAULTS, open_dataset
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
+from data.io import UMASK, meta_path
 from data.store import FileStore, PackedStore, build_packed, open_packed
 
 
@@ -54,6 +56,50 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
     assert [(f.name, set(f.test)) for f in again.folds] == [(f.name, set(f.test)) for f in ds.folds]
     with pytest.raises(ValueError, match="holds 4 folds"):
         open_dataset("uva", tmp_path, folds_k=5)
+
+
+def test_a_quick_run_extraction_is_refused(tmp_path):
+    """Landmarks extracted with --max-frames hold the start of a video: never a training video."""
+    for s in range(1, 4):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    quick = meta_path(tmp_path / "npy" / "002_spontaneous_smile_1.mp4.npy")
+    quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 5}))
+    with pytest.raises(ValueError, match=r"002_spontaneous_smile_1.mp4.npy: a quick run .*without"):
+        open_dataset("uva", tmp_path, folds_k=3)
+    quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 50}))
+    assert len(open_dataset("uva", tmp_path, folds_k=3).videos) == 6  # the video ended first
+
+
+def test_generated_folds_appear_whole(tmp_path, monkeypatch):
+    """A write interrupted after some fold files leaves no fold folder behind (and no temp files);
+    into a folder that holds other files the folds are moved in."""
+    for s in range(1, 7):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    real = datasets.atomic_write_json
+
+    def fail_on_meta(path, obj):
+        if str(path).endswith(GENERATED_META):
+            raise OSError("disk full")
+        return real(path, obj)
+
+    monkeypatch.setattr(datasets, "atomic_write_json", fail_on_meta)
+    with pytest.warns(UserWarning, match="using them unsaved"):
+        open_dataset("uva", tmp_path, folds_k=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["npy"]
+    monkeypatch.undo()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "README.txt").write_text("my notes")
+    ds = open_dataset("uva", tmp_path, folds_k=3)
+    written = sorted(p.name for p in (tmp_path / "labels").iterdir())
+    assert written == ["1", "2", "3", "README.txt", GENERATED_META]
+    (tmp_path / "labels" / "README.txt").unlink()
+    shutil.rmtree(tmp_path / "labels")
+    open_dataset("uva", tmp_path, folds_k=3)  # into no folder: the temp folder is renamed
+    assert (tmp_path / "labels").stat().st_mode & 0o777 == 0o777 & ~UMASK
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "npy"]
+    assert [f.test for f in open_dataset("uva", tmp_path).folds] == [f.test for f in ds.folds]
 
 
 def test_names_with_spaces_with_or_without_extension(tmp_path):
@@ -161,6 +207,13 @@ def test_bbc_labels_from_source_folders(tmp_path):
     assert ds.videos["posedsmilecontent2"].label == 0
     assert len(set(ds.subjects.values())) == 6 and len(ds.folds) == 6
     assert ds.videos["posedsmilecontent2"].width == DATASET_DEFAULTS["bbc"].width
+    for sub in ("Genuine", "posed"):  # junk beside the videos is not a name under both labels
+        (tmp_path / "videos" / sub / ".DS_Store").touch()
+        (tmp_path / "videos" / sub / "Thumbs.db").touch()
+    assert len(open_dataset("bbc", tmp_path).videos) == 6
+    (tmp_path / "videos" / "posed" / "Genuinesmilecontent1.mp4").touch()  # a copy under both
+    with pytest.raises(ValueError, match="Genuinesmilecontent1 both labels; remove the wrong"):
+        open_dataset("bbc", tmp_path)
 
 
 def test_two_videos_of_one_name_keep_their_extensions(tmp_path):

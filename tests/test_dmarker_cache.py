@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import data.dmarker_cache as cache
 import dmarker as cli
 from data.dmarker import FEATURE_NAMES, video_descriptors
 from data.dmarker_cache import build_dmarker_table, load_dmarker_table
-from data.io import atomic_save_npy, load_landmarks, save_landmarks, to_isotropic
+from data.io import atomic_save_npy, load_landmarks, meta_path, save_landmarks, to_isotropic
 
 W, H = 640, 400
 
@@ -136,9 +137,13 @@ def test_bad_files_are_reported_and_the_rest_computed(dataset):
     atomic_save_npy(dataset / "nan.mp4.npy", (nan / [W, H, W]).astype(np.float32))
     write_video(dataset, "flat_zero.mp4", np.zeros((10, 478, 3)))
     write_video(dataset, "points.mp4", smile_video()[:, :100])
+    quick = write_video(dataset, "quick.mp4", smile_video()[:40])  # extracted with --max-frames 40
+    meta = json.loads(meta_path(quick).read_text())
+    meta_path(quick).write_text(json.dumps({**meta, "max_frames": 40}))
     table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))
     assert table.names == ["a.mp4", "b.mp4", "c.avi"]
-    assert set(table.errors) == {"text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4"}
+    assert set(table.errors) == {"text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4", "quick.mp4"}
+    assert "quick run (--max-frames 40)" in table.errors["quick.mp4"]
     assert "not a readable .npy" in table.errors["text.mp4"]
     assert "NaN" in table.errors["nan.mp4"]
     assert "degenerate face geometry" in table.errors["flat_zero.mp4"]
