@@ -2,23 +2,29 @@
 
     python smile_point.py --dataset demo --fold all
     python smile_point.py --dataset uva --fold 3 --config configs/uva.yaml --set train.epochs=100
+    python smile_point.py --classify my_smile.mp4 --checkpoint uva/runs/uva-deepmarkernet-seed0
 
 Per fold: the training part is split into an inner training and validation part (subject
 independent); the epoch and the decision threshold are chosen on validation; the test fold is
 read once, at the end, with deterministic windows. Outputs under --out (see README).
+--classify scores new videos or landmark files with trained checkpoints instead (no training).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from colorama import Fore, Style
 from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
+from data.io import atomic_write_json
+from training.classify import classify, format_verdicts
 from training.config import (
     Config,
     check_choices,
@@ -47,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--folds", help="fold folder labels/<k>/{train,test}.json (default: <root>/labels)"
     )
     p.add_argument(
-        "--fold", default="all", help="fold number N (N-th fold folder in numeric order) or 'all'"
+        "--fold", help="fold number N (N-th fold folder in numeric order) or 'all' (default)"
     )
     p.add_argument(
         "--model",
@@ -73,6 +79,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="continue each fold from its last.pt; finished folds are kept",
     )
+    c = p.add_argument_group("classify new videos (instead of training)")
+    c.add_argument(
+        "--classify",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, landmark .npy files or folders of them",
+    )
+    c.add_argument(
+        "--checkpoint",
+        nargs="+",
+        help="fold best.pt files or run folders (every fold's best.pt); probabilities averaged",
+    )
+    c.add_argument("--json", help="also write the verdicts to this JSON file")
     return p.parse_args(argv)
 
 
@@ -192,12 +211,62 @@ def run_fold(
     return result
 
 
+#: Flags that only training reads (``--device`` serves both).
+TRAINING_FLAGS = ("dataset", "data_root", "folds", "fold", "model", "config", "set", "epochs",
+                  "batch_size", "lr", "seed", "out", "resume")  # fmt: skip
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """Training flags with --classify, or classify flags without it, are errors (not ignored)."""
+    if args.classify:
+        given = [f"--{f.replace('_', '-')}" for f in TRAINING_FLAGS if getattr(args, f)]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: training flags; --classify takes --checkpoint, --json "
+                "and --device"
+            )
+        if not args.checkpoint:
+            raise ValueError("--classify needs --checkpoint: a run folder or a fold's best.pt")
+        parent = Path(args.json or ".").resolve().parent
+        if args.json and not (parent.is_dir() and os.access(parent, os.W_OK)):
+            raise ValueError(f"--json {args.json}: {parent} is not a writable folder")
+    elif args.checkpoint or args.json:
+        raise ValueError("--checkpoint and --json go with --classify INPUT ...")
+
+
+def classify_main(args: argparse.Namespace) -> int:
+    """--classify: print (and with --json write) a verdict per input; 1 if any input failed."""
+    verdicts, failures = classify(
+        args.classify, args.checkpoint, resolve_device(args.device or "auto")
+    )
+    print(format_verdicts(verdicts, failures))
+    if args.json:
+        atomic_write_json(
+            args.json,
+            {
+                "checkpoints": args.checkpoint,
+                "videos": [asdict(v) for v in verdicts],
+                "failed": failures,
+            },
+        )
+    if failures:
+        print(
+            f"{Fore.RED}{len(failures)} input(s) failed{Style.RESET_ALL} (reasons above)",
+            file=sys.stderr,
+        )
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     colorama_init()
     args = parse_args(argv)
     try:
+        check_mode(args)
+        if args.classify:
+            return classify_main(args)
         cfg = build_config(args)
         dataset = load_dataset(cfg)
+        args.fold = args.fold or "all"
         if args.fold != "all" and not args.fold.isdigit():
             raise ValueError(
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
@@ -210,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")
         results = {k: run_fold(cfg, k, dataset, resume=args.resume) for k in folds}
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
     if args.fold == "all":

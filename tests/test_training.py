@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from tiny_run import tiny_config
 
 import smile_point
 from data.clips import TestWindows
@@ -35,21 +35,6 @@ from training.loop import (
 from training.report import write_results
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {
-    "k": 4,
-    "lpfa_dim": 8,
-    "cic_dims": [8, 8],
-    "cic_bottlenecks": [2, 2],
-    "cic_curves": [4, 0],
-    "curve_length": 2,
-    "virtual_landmarks": 4,
-    "dim": 8,
-    "depth": 2,
-    "temporal_depth": 1,
-    "heads": 2,
-    "dim_head": 4,
-    "mlp_dim": 16,
-}
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +42,6 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     generate(root, subjects=6, folds=3, seed=1)
     return root
-
-
-def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
-    cfg = {
-        "data": {"dataset": "demo", "root": str(root), "window": 8, "target_fps": 12.5},
-        "model": TINY_MODEL,
-        "train": {"epochs": epochs, "batch_size": 8, "warmup_epochs": 1, **train},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def metric_rows(fold_dir: Path) -> list[dict]:

@@ -1,0 +1,170 @@
+"""smile_point.py --classify: new videos and landmark files scored with trained checkpoints, as
+the test fold was scored; failures reported while the other inputs are classified."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_run import tiny_config
+
+import extract_landmarks
+import smile_point
+from data.demo import generate
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny 3-fold run on a small demo set -> (demo root, run folder)."""
+    tmp = tmp_path_factory.mktemp("classify")
+    root = tmp / "demo"
+    generate(root, subjects=6, folds=3, seed=2)
+    out = tmp / "run"
+    cfg = tiny_config(tmp, root, epochs=2)
+    assert smile_point.main(["--config", str(cfg), "--fold", "all", "--out", str(out)]) == 0
+    return root, out
+
+
+def classify(args: list[str], tmp_path: Path) -> tuple[int, dict]:
+    report = tmp_path / "verdicts.json"
+    rc = smile_point.main(["--classify", *args, "--json", str(report)])
+    return rc, json.loads(report.read_text())
+
+
+def test_a_test_fold_video_gets_its_test_probability(tmp_path, run):
+    root, out = run
+    fold = out / "fold_02"
+    tested = json.loads((fold / "test.json").read_text())["videos"]
+    names = sorted(tested)[:3]
+    files = [str(root / "npy" / f"{n}.npy") for n in names]
+    rc, report = classify([*files, "--checkpoint", str(fold / "best.pt")], tmp_path)
+    assert rc == 0 and report["failed"] == {}
+    got = {v["name"][: -len(".npy")]: v["probability"] for v in report["videos"]}
+    assert got == pytest.approx({n: tested[n]["probability"] for n in names}, abs=1e-6)
+
+
+def test_a_run_folder_averages_its_folds(tmp_path, run):
+    root, out = run
+    thresholds = [
+        json.loads((out / f"fold_0{k}" / "selection.json").read_text())["threshold"]
+        for k in (1, 2, 3)
+    ]
+    assert len(set(thresholds)) > 1  # chosen on each fold's validation split
+    # the run folder and one of its folds again: that fold counts once
+    again = str(out / "fold_02" / "best.pt")
+    rc, report = classify([str(root / "npy"), "--checkpoint", str(out), again], tmp_path)
+    assert rc == 0
+    assert len(report["videos"]) == len(list((root / "npy").glob("*.npy")))
+    for v in report["videos"]:
+        per = v["per_checkpoint"]
+        assert sorted(Path(p).parent.name for p in per) == ["fold_01", "fold_02", "fold_03"]
+        assert v["probability"] == pytest.approx(np.mean(list(per.values())))
+        assert v["spontaneous"] == (v["probability"] >= v["threshold"])
+        assert v["threshold"] == pytest.approx(np.mean(thresholds))
+    # each fold's model gives its own test videos the probability of its test.json
+    for k in (1, 2, 3):
+        fold = out / f"fold_{k:02d}"
+        tested = json.loads((fold / "test.json").read_text())["videos"]
+        for v in report["videos"]:
+            if (name := v["name"][: -len(".npy")]) in tested:
+                assert v["per_checkpoint"][str(fold / "best.pt")] == pytest.approx(
+                    tested[name]["probability"], abs=1e-6
+                )
+
+
+def test_a_video_is_extracted_and_scored_like_its_landmark_file(tmp_path, run, pyfeat_data):
+    _, out = run
+    video = tmp_path / "single_face.mp4"
+    shutil.copy(pyfeat_data / "single_face.mp4", video)
+    assert extract_landmarks.main([str(video), "--output", str(tmp_path / "npy")]) == 0
+    npy = tmp_path / "npy" / "single_face.mp4.npy"
+    rc, report = classify(
+        [str(video), str(pyfeat_data / "no_face.mp4"), str(npy), "--checkpoint", str(out)],
+        tmp_path,
+    )
+    assert rc == 1  # no_face.mp4 failed, the others were scored
+    assert list(report["failed"]) == [str(pyfeat_data / "no_face.mp4")]
+    assert "no face found" in report["failed"][str(pyfeat_data / "no_face.mp4")]
+    from_video, from_npy = report["videos"]
+    assert from_video["name"] == "single_face.mp4" and from_video["face_frames"] == 72
+    assert from_video["n_frames"] == from_npy["n_frames"] == 72 and from_video["fps"] == 30
+    assert from_video["probability"] == pytest.approx(from_npy["probability"], abs=1e-6)
+    assert 0 < from_video["probability"] < 1
+
+
+def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
+    root, out = run
+    src = sorted((root / "npy").glob("*.npy"))[0]
+    bare = tmp_path / "published.npy"  # a landmark file without a sidecar
+    shutil.copy(src, bare)
+    dlib = tmp_path / "dlib.npy"
+    shutil.copy(src, dlib)
+    shutil.copy(src.with_suffix(".json"), dlib.with_suffix(".json"))
+    np.save(dlib, np.load(src)[:, :68])
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_size = tmp_path / "no_size.npy"  # a sidecar without the frame size
+    shutil.copy(src, no_size)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    no_size.with_suffix(".json").write_text(json.dumps({**meta, "width": None}))
+    no_frames = tmp_path / "no_frames.npy"
+    np.save(no_frames, np.load(src)[:0])
+    shutil.copy(src.with_suffix(".json"), no_frames.with_suffix(".json"))
+    twin = tmp_path / "twin"  # a second input of the same name as src
+    twin.mkdir()
+    shutil.copy(src, twin / src.name)
+    inputs = [bare, dlib, text, empty, no_size, no_frames, src, twin / src.name]
+    rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
+    assert rc == 1
+    assert [v["name"] for v in report["videos"]] == [src.name]
+    failed = report["failed"]
+    assert "no fps (sidecar missing" in failed[str(bare)]
+    assert "extract_landmarks.py" in failed[str(bare)]
+    assert "68 landmarks per frame" in failed[str(dlib)] and "478" in failed[str(dlib)]
+    assert "not a video file or a .npy" in failed[str(text)]
+    assert "no videos or .npy" in failed[str(empty)]
+    assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
+    assert "no frames" in failed[str(no_frames)]
+    assert "a second input named" in failed[str(twin / src.name)]
+    assert "7 input(s) failed" in capsys.readouterr().err
+
+
+def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
+    _, out = run
+    assert smile_point.main(["--classify", "x.npy", "--checkpoint", str(out), "--fold", "2"]) == 2
+    assert "--fold: training flags" in capsys.readouterr().err
+    assert smile_point.main(["--dataset", "demo", "--checkpoint", str(out)]) == 2
+    assert "go with --classify" in capsys.readouterr().err
+    report = tmp_path / "missing" / "v.json"
+    assert (
+        smile_point.main(["--classify", "x.npy", "--checkpoint", str(out), "--json", str(report)])
+        == 2
+    )
+    assert "is not a writable folder" in capsys.readouterr().err
+
+
+def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
+    root, out = run
+    video = str(sorted((root / "npy").glob("*.npy"))[0])
+    assert smile_point.main(["--classify", video]) == 2
+    assert "--classify needs --checkpoint" in capsys.readouterr().err
+    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path)]) == 2
+    assert "no best.pt" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    assert smile_point.main(["--classify", video, "--checkpoint", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert "junk.pt: not a readable smile_point.py checkpoint" in err and len(err.splitlines()) == 1
+    shutil.copytree(out, tmp_path / "running")
+    (tmp_path / "running" / "fold_02" / "test.json").unlink()  # a fold still training
+    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "running")]) == 2
+    assert "fold_02 not finished" in capsys.readouterr().err
+    # the finished folds can still be named one by one
+    folds = [str(tmp_path / "running" / f"fold_0{k}" / "best.pt") for k in (1, 3)]
+    rc, report = classify([video, "--checkpoint", *folds], tmp_path)
+    assert rc == 0 and list(report["videos"][0]["per_checkpoint"]) == folds

@@ -1,0 +1,34 @@
+"""A tiny model config for end-to-end runs of smile_point.py in tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TINY_MODEL = {
+    "k": 4,
+    "lpfa_dim": 8,
+    "cic_dims": [8, 8],
+    "cic_bottlenecks": [2, 2],
+    "cic_curves": [4, 0],
+    "curve_length": 2,
+    "virtual_landmarks": 4,
+    "dim": 8,
+    "depth": 2,
+    "temporal_depth": 1,
+    "heads": 2,
+    "dim_head": 4,
+    "mlp_dim": 16,
+}
+
+
+def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
+    cfg = {
+        "data": {"dataset": "demo", "root": str(root), "window": 8, "target_fps": 12.5},
+        "model": TINY_MODEL,
+        "train": {"epochs": epochs, "batch_size": 8, "warmup_epochs": 1, **train},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -1,0 +1,298 @@
+"""Classify new videos with trained checkpoints: P(spontaneous) per video.
+
+A checkpoint is a fold's ``best.pt``; a run folder stands for every ``fold_*/best.pt`` in it, and
+their probabilities (and thresholds) are averaged: each fold's model was selected on its own
+validation split and never saw its test fold, so together they use all the labelled subjects.
+
+Inputs are landmark files (``.npy``, with the sidecar extract_landmarks.py writes) or video files,
+whose landmarks are extracted here with the backend the checkpoint's landmark count implies
+(478 -> mediapipe, 68 -> dlib); a folder stands for the videos and ``.npy`` files in it. Windows,
+frame rate and normalisation come from each checkpoint's config, exactly as its test fold was
+scored. An input that cannot be read is reported and the others are still classified.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.clips import TestWindows
+from data.datasets import DATASET_DEFAULTS, Video
+from data.extraction import check_backend, extract_video, make_backend
+from data.io import check_whole_video, load_landmarks, to_isotropic
+from data.normalize import fit_normalization
+from data.video import is_frame_folder, is_video, natural_key, open_source
+from models import build_model
+from training.checkpoint import load_checkpoint
+from training.config import Config, from_dict
+from training.loop import clip_config, predict
+
+#: Extraction backend for a checkpoint trained on landmarks of this many points.
+BACKEND_FOR = {478: "mediapipe", 68: "dlib"}
+
+
+@dataclass
+class Scorer:
+    """One trained model with the config it was trained under and its decision threshold."""
+
+    path: Path
+    cfg: Config
+    model: torch.nn.Module
+    n_landmarks: int
+    threshold: float
+
+
+@dataclass
+class Verdict:
+    """A classified input: mean probability over the checkpoints, their mean threshold, the call."""
+
+    name: str
+    source: str
+    probability: float
+    threshold: float
+    spontaneous: bool
+    per_checkpoint: dict[str, float]  # checkpoint path -> its probability
+    n_frames: int
+    fps: float
+    face_frames: int | None  # None for landmark files without a face mask
+
+
+def find_checkpoints(paths: list[str | Path]) -> list[Path]:
+    """``best.pt`` files: each path itself, or a run folder's ``fold_*/best.pt`` (each once).
+
+    A fold folder without ``test.json`` is still training (or was stopped): an error.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            folds = sorted(d for d in path.glob("fold_*") if d.is_dir())
+            if not folds and (path / "best.pt").is_file():
+                folds = [path]
+            if not folds:
+                raise FileNotFoundError(
+                    f"{path}: no best.pt or fold_*/best.pt in it; give a run folder of "
+                    "smile_point.py or one fold's best.pt"
+                )
+            if unfinished := [d.name for d in folds if not (d / "test.json").exists()]:
+                raise ValueError(
+                    f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
+                    "with --resume, or give the finished folds' best.pt files"
+                )
+            found += [d / "best.pt" for d in folds]
+        else:
+            raise FileNotFoundError(f"{path}: no such checkpoint or run folder")
+    unique: dict[Path, Path] = {}  # a fold named twice counts once
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def load_scorer(path: Path, device: torch.device) -> Scorer:
+    """The model of checkpoint ``path`` in eval mode on ``device``; threshold from the fold's
+    ``selection.json`` (0.5 without one)."""
+    try:
+        ckpt = load_checkpoint(path)
+        cfg = from_dict(ckpt["config"], str(path))
+        model = build_model(cfg.model, ckpt["n_landmarks"])
+        model.load_state_dict(ckpt["model"])
+    except Exception as e:  # a pickle of anything: one line, whatever failed
+        raise ValueError(
+            f"{path}: not a readable smile_point.py checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); give a fold's best.pt"
+        ) from e
+    model.to(device).eval()
+    selection = path.parent / "selection.json"
+    threshold = json.loads(selection.read_text())["threshold"] if selection.exists() else 0.5
+    return Scorer(path, cfg, model, int(ckpt["n_landmarks"]), float(threshold))
+
+
+def list_inputs(paths: list[str | Path]) -> list[Path]:
+    """Video files and ``.npy`` files: the paths given, a folder replaced by those in it."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir() and not is_frame_folder(p):
+            inside = [
+                q
+                for q in p.iterdir()
+                if (is_video(q) or q.suffix == ".npy") and not q.name.startswith("._")
+            ]
+            out += sorted(inside, key=lambda q: natural_key(q.name)) or [p]  # [p]: reported
+        else:
+            out.append(p)
+    return out
+
+
+class NewVideos:
+    """Landmarks of unlabelled videos held in memory, with the interface :class:`TestWindows`
+    reads from a dataset (``root``, ``videos``, ``landmarks(name)``); labels are -1."""
+
+    def __init__(self) -> None:
+        self.root = Path("classify")
+        self.videos: dict[str, Video] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, file: Path, landmarks: np.ndarray, meta: dict) -> None:
+        """``landmarks`` (T, L, 3) as extraction writes them (x/W, y/H, z/W); ``meta`` with fps,
+        width, height."""
+        w, h = int(meta["width"]), int(meta["height"])
+        self.videos[name] = Video(name, file, -1, name, float(meta["fps"]), w, h, len(landmarks))
+        self._arrays[name] = to_isotropic(landmarks, w, h)
+
+    def landmarks(self, name: str) -> np.ndarray:
+        """(T, L, 3) float32 isotropic pixels."""
+        return self._arrays[name]
+
+
+def _rate_and_size(path: Path, meta: dict | None, dataset: str) -> dict:
+    """fps, width and height of a landmark file: its sidecar's, else the defaults of the dataset
+    the checkpoint was trained on (published files have no sidecar)."""
+    default = DATASET_DEFAULTS.get(dataset)
+    out = {}
+    for key in ("fps", "width", "height"):
+        value = (meta or {}).get(key) or (getattr(default, key) if default else None)
+        if not value:
+            raise ValueError(
+                f"{path}: no {key} (sidecar missing or incomplete); extract it with "
+                "extract_landmarks.py, or classify the video itself"
+            )
+        out[key] = value
+    return out
+
+
+@cache
+def _backend(name: str):
+    """One extraction backend per name for the process (loading a face-mesh graph takes time)."""
+    return make_backend(name)
+
+
+def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
+    """Landmarks (T, L, 3) and their metadata (fps, width, height, face_found) of one input.
+
+    Raises ValueError / OSError with a one-line message naming the file and the fix.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".npy":
+        landmarks, meta = load_landmarks(path)
+        check_whole_video(path, meta)
+        meta = {**(meta or {}), **_rate_and_size(path, meta, scorer.cfg.data.dataset)}
+    elif is_video(path):
+        backend = BACKEND_FOR.get(scorer.n_landmarks)
+        if backend is None:
+            raise ValueError(
+                f"{path}: the checkpoint was trained on {scorer.n_landmarks}-point landmarks, "
+                "which no backend here extracts; extract them as for training and give the .npy"
+            )
+        ext = extract_video(open_source(path), _backend(backend))
+        landmarks, meta = ext.landmarks, ext.meta
+    elif is_frame_folder(path):
+        raise ValueError(
+            f"{path}: a frame folder has no frame rate; run extract_landmarks.py {path} "
+            "--frame-fps F and classify the .npy"
+        )
+    elif path.is_dir():
+        raise ValueError(f"{path}: no videos or .npy landmark files in this folder")
+    else:
+        raise ValueError(f"{path}: not a video file or a .npy landmark file")
+    if len(landmarks) == 0:
+        raise ValueError(f"{path}: no frames; re-extract the video")
+    if landmarks.shape[1] != scorer.n_landmarks:
+        raise ValueError(
+            f"{path}: {landmarks.shape[1]} landmarks per frame, but {scorer.path} was trained on "
+            f"{scorer.n_landmarks}; extract with the backend it was trained with"
+        )
+    return landmarks, meta
+
+
+def classify(
+    inputs: list[str | Path], checkpoints: list[str | Path], device: torch.device
+) -> tuple[list[Verdict], dict[str, str]]:
+    """Score every input with every checkpoint found in ``checkpoints`` (files or run folders).
+
+    Returns the verdicts (input order) and the failures {input: reason}.
+    """
+    scorers = [load_scorer(p, device) for p in find_checkpoints(checkpoints)]
+    if len({s.n_landmarks for s in scorers}) > 1:
+        raise ValueError(
+            "the checkpoints were trained on different landmark sets ("
+            + ", ".join(f"{s.path}: {s.n_landmarks}" for s in scorers)
+            + "); classify with one set at a time"
+        )
+    paths = list_inputs(inputs)
+    backend = BACKEND_FOR.get(scorers[0].n_landmarks)
+    if backend and any(is_video(p) for p in paths):
+        check_backend(backend)  # a missing package: one error now, not one per video
+    videos, failures, sources, face_frames = NewVideos(), {}, {}, {}
+    for path in paths:
+        name = path.name
+        if name in videos.videos:
+            failures[str(path)] = f"{path}: a second input named {name}; classify it separately"
+            continue
+        try:
+            landmarks, meta = read_input(path, scorers[0])
+            size = (meta["width"], meta["height"])
+            for method in {s.cfg.data.normalize for s in scorers}:  # refuse a degenerate face now
+                fit_normalization(to_isotropic(landmarks, *size), method, size)
+        except Exception as e:  # the other inputs go on; the reason is reported
+            known = isinstance(e, (OSError, ValueError))
+            failures[str(path)] = str(e) if known else f"{path}: {type(e).__name__}: {e}"
+            continue
+        videos.add(name, path, landmarks, meta)
+        sources[name] = str(path)
+        found = meta.get("face_found")
+        face_frames[name] = int(np.sum(found)) if found is not None else None
+    names = list(videos.videos)
+    if not names:
+        return [], failures
+    probs = np.stack(
+        [
+            predict(
+                s.cfg, s.model, TestWindows(videos, names, clip_config(s.cfg)), len(names), device
+            )
+            for s in scorers
+        ]
+    )  # (checkpoints, videos)
+    threshold = float(np.mean([s.threshold for s in scorers]))
+    verdicts = []
+    for j, name in enumerate(names):
+        v, p = videos.videos[name], float(probs[:, j].mean())
+        verdicts.append(
+            Verdict(
+                name=name,
+                source=sources[name],
+                probability=p,
+                threshold=threshold,
+                spontaneous=p >= threshold,
+                per_checkpoint={
+                    str(s.path): float(x) for s, x in zip(scorers, probs[:, j], strict=True)
+                },
+                n_frames=v.n_frames,
+                fps=v.fps,
+                face_frames=face_frames[name],
+            )
+        )
+    return verdicts, failures
+
+
+def format_verdicts(verdicts: list[Verdict], failures: dict[str, str]) -> str:
+    """A table of the verdicts, then the failures with their reasons."""
+    width = max([len(v.name) for v in verdicts] + [5])
+    lines = [f"{'input':<{width}}  P(spontaneous)  call         frames  face"]
+    for v in verdicts:
+        call = "spontaneous" if v.spontaneous else "posed"
+        face = "-" if v.face_frames is None else f"{100 * v.face_frames / v.n_frames:.0f}%"
+        lines.append(
+            f"{v.name:<{width}}  {v.probability:>14.3f}  {call:<11}  {v.n_frames:>6}  {face:>4}"
+        )
+    lines += [
+        f"failed: {reason}" if path in reason else f"failed: {path}: {reason}"
+        for path, reason in failures.items()
+    ]
+    return "\n".join(lines)
