@@ -103,7 +103,7 @@ def _class_stats(rows: list[dict], keys) -> dict:
     return out
 
 
-def _cv_accuracy(
+def cv_accuracy(
     x: np.ndarray, labels: np.ndarray, names: list[str], folds, quadratic: bool, c: float
 ) -> float:
     """Test accuracy of a logistic regression (inverse regularisation ``c``, optionally on
@@ -230,9 +230,7 @@ def generate(
         "counts": {CLASS_NAMES[c]: int((y == c).sum()) for c in CLASS_NAMES},
         "bayes_ceiling": round(bayes_ceiling(params, np.random.default_rng([seed, 10**6])), 4),
         "bayes_rule_accuracy_on_this_set": round(float(((post > 0.5) == y).mean()), 4),
-        "latent_classifier_cv_accuracy": round(
-            _cv_accuracy(lat, y, names, fold_list, True, 0.3), 4
-        ),
+        "latent_classifier_cv_accuracy": round(cv_accuracy(lat, y, names, fold_list, True, 0.3), 4),
         "ceiling_note": CEILING_NOTE,
         "parameters": params.to_dict(),
         "faces": list(assets.names),
@@ -247,7 +245,7 @@ def generate(
             summary["dmarker_errors"] = dict(dm.errors)
         else:
             feats = np.stack([dm.get(n) for n in names])
-            acc = _cv_accuracy(feats, y, names, fold_list, False, 0.01)
+            acc = cv_accuracy(feats, y, names, fold_list, False, 0.01)
             summary["dmarker_classifier_cv_accuracy"] = round(acc, 4)
     atomic_write_json(out / "demo.json", summary)
     return {**summary, "seconds": round(time.perf_counter() - t0, 2)}

@@ -150,22 +150,39 @@ def _log_normal_pdf(x: np.ndarray, mean, sd) -> np.ndarray:
     return -0.5 * ((x - mean) / sd) ** 2 - np.log(sd)
 
 
-def class_log_likelihood(latents: np.ndarray, p: MotionParams, label: int) -> np.ndarray:
-    """log p(latents | class) up to a class-independent constant; latents (N, 7) -> (N,)."""
+#: The independent blocks of the class likelihood (the three durations share a subject offset).
+CUES = ("durations", "lip_amplitude", "asymmetry", "eye_ratio", "eye_delay_s")
+
+
+def cue_log_likelihoods(latents: np.ndarray, p: MotionParams, label: int) -> dict[str, np.ndarray]:
+    """log p(cue | class) of each of :data:`CUES`, up to class-independent constants.
+    latents (N, 7) -> {cue: (N,)}; their sum is the class log-likelihood."""
     c = p.of(label)
     logd = np.log(latents[:, :3]) - np.log([c.onset_s, c.apex_s, c.offset_s])
     cov = p.log_duration_sd**2 * np.eye(3) + p.log_duration_subject_sd**2 * np.ones((3, 3))
-    ll = -0.5 * np.einsum("nd,de,ne->n", logd, np.linalg.inv(cov), logd)
     amp_sd = np.hypot(p.log_amplitude_sd, p.log_amplitude_subject_sd)
-    ll += _log_normal_pdf(np.log(latents[:, 3]), np.log(c.lip_amplitude), amp_sd)
-    ll += _log_normal_pdf(latents[:, 4], 0.0, c.asymmetry_sd)
-    ll += _log_normal_pdf(
-        _logit(latents[:, 5] / p.eye_ratio_max),
-        _logit(c.eye_ratio / p.eye_ratio_max),
-        p.logit_eye_ratio_sd,
-    )
-    ll += _log_normal_pdf(latents[:, 6], c.eye_delay_s, p.eye_delay_sd)
-    return ll
+    return {
+        "durations": -0.5 * np.einsum("nd,de,ne->n", logd, np.linalg.inv(cov), logd),
+        "lip_amplitude": _log_normal_pdf(np.log(latents[:, 3]), np.log(c.lip_amplitude), amp_sd),
+        "asymmetry": _log_normal_pdf(latents[:, 4], 0.0, c.asymmetry_sd),
+        "eye_ratio": _log_normal_pdf(
+            _logit(latents[:, 5] / p.eye_ratio_max),
+            _logit(c.eye_ratio / p.eye_ratio_max),
+            p.logit_eye_ratio_sd,
+        ),
+        "eye_delay_s": _log_normal_pdf(latents[:, 6], c.eye_delay_s, p.eye_delay_sd),
+    }
+
+
+def cue_log_ratios(latents: np.ndarray, p: MotionParams) -> dict[str, np.ndarray]:
+    """Each cue's share of the exact log posterior odds of spontaneous: {cue: (N,)}."""
+    spont, posed = cue_log_likelihoods(latents, p, 1), cue_log_likelihoods(latents, p, 0)
+    return {k: spont[k] - posed[k] for k in CUES}
+
+
+def class_log_likelihood(latents: np.ndarray, p: MotionParams, label: int) -> np.ndarray:
+    """log p(latents | class) up to a class-independent constant; latents (N, 7) -> (N,)."""
+    return sum(cue_log_likelihoods(latents, p, label).values())
 
 
 def posterior_spontaneous(latents: np.ndarray, p: MotionParams, prior: float = 0.5) -> np.ndarray:

@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data import demo_cues
 from data.demo import generate
+from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
 from data.demo_motion import (
+    CUES,
+    LATENTS,
     MotionParams,
     bayes_ceiling,
+    cue_log_ratios,
     posterior_spontaneous,
     sample_latents,
     sample_subject,
@@ -293,3 +298,42 @@ def test_cli_refuses_a_foreign_folder(tmp_path):
     )
     assert res.returncode == 1 and "demo.json" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
+    """A fake run whose logit is the durations' share of the exact odds: the report correlates it
+    with durations (r = 1 in each class), not with the eye delay (independent given the class),
+    and the durations alone score what the run scores."""
+    root, _ = demo_set
+    params = motion_params(json.loads((root / "demo.json").read_text()))
+    rows = _rows(root, "latents.csv")
+    lat = np.array([[float(r[k]) for k in LATENTS] for r in rows])
+    shares = cue_log_ratios(lat, params)
+    logit = np.log(posterior_spontaneous(lat, params)) - np.log1p(
+        -posterior_spontaneous(lat, params)
+    )
+    np.testing.assert_allclose(sum(shares.values()), logit, atol=1e-6)  # the shares add up
+    fake = {
+        r["video"]: (int(r["label"]), s) for r, s in zip(rows, shares["durations"], strict=True)
+    }
+    for fold in read_folds(root / "labels"):
+        videos = {
+            n: {"label": fake[n][0], "probability": float(1 / (1 + np.exp(-fake[n][1])))}
+            for n in fold.test
+        }
+        (tmp_path / f"fold_{fold.index:02d}").mkdir()
+        (tmp_path / f"fold_{fold.index:02d}" / "test.json").write_text(
+            json.dumps({"videos": videos})
+        )
+    assert demo_cues.main([str(tmp_path), "--demo", str(root)]) == 0
+    text = capsys.readouterr().out
+    table = {
+        line.split()[0]: [float(x) for x in line.split()[1:]] for line in text.splitlines()[2:]
+    }
+    assert set(table) == {*CUES, "all"}
+    assert table["durations"][:2] == pytest.approx([1, 1], abs=0.01)
+    assert all(abs(r) < 0.5 for r in table["eye_delay_s"][:2])
+    run_accuracy = float(re.search(r"accuracy at 0.5: ([0-9.]+)", text).group(1))
+    assert table["durations"][2] == pytest.approx(run_accuracy)
+    assert demo_cues.main([str(tmp_path / "nothing"), "--demo", str(root)]) == 2
+    assert "no fold_*/test.json" in capsys.readouterr().err
