@@ -13,7 +13,8 @@ frames; exact frames when the ratio is an integer, e.g. UvA-NEMO 50 -> 25 takes 
 - A video shorter than W target frames gives one window; the frames after its end repeat the last
   frame and are marked ``mask = False`` (padding is never zeros without a mask).
 
-Normalisation (data/normalize.py) is fitted on the whole video and applied to the window.
+Normalisation (data/normalize.py) is fitted on the whole video (once per video and process) and
+applied to the window.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from data.dmarker import N_DMARKERS
-from data.normalize import NORMALIZATIONS, apply_normalization, fit_normalization
+from data.normalize import NORMALIZATIONS, NormParams, apply_normalization, fit_normalization
 
 
 @dataclass
@@ -93,6 +94,7 @@ class _Clips(torch.utils.data.Dataset):
         self.cfg = cfg
         self.targets = targets or {}
         self.target_adjust = target_adjust  # (z, mirrored=, speed=) -> z, see DMarkerScaler.adjust
+        self._norm: dict[str, NormParams] = {}  # fitted once per video (face_motion's is costly)
         unknown = [n for n in self.names if n not in dataset.videos]
         if unknown:
             raise KeyError(f"videos not in dataset {dataset.root}: {unknown[:5]}")
@@ -110,7 +112,9 @@ class _Clips(torch.utils.data.Dataset):
     ) -> dict:
         v = self.dataset.videos[name]
         try:
-            params = fit_normalization(video, self.cfg.normalize, (v.width, v.height))
+            if name not in self._norm:
+                self._norm[name] = fit_normalization(video, self.cfg.normalize, (v.width, v.height))
+            params = self._norm[name]
             x = apply_normalization(sample_frames(video, positions), params)  # (w, v, c)
         except ValueError as e:
             raise ValueError(

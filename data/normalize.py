@@ -10,6 +10,9 @@ Methods (input: (T, V, 3) isotropic pixels from ``SmileDataset.landmarks``):
   points away from the camera. Invariant to any rigid motion and scale of the whole video.
 - ``face_frame``: the same centring, scaling and rotation computed for every frame on its own
   (head motion removed entirely).
+- ``face_motion``: ``face_frame`` minus the video's mean normalised face: each landmark's motion
+  around its own average position. Face shape (identity) and head pose are gone; what is left is
+  the expression (the lips' and eyes' displacement over time).
 - ``minmax``: the published scaling, for comparison: back to the landmark files' units (x/W, y/H,
   z/W), then ``(p - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN)`` per axis with the constants
   hard-coded in the published MeshSmileNet loader (global per-axis extremes of the UvA-NEMO files;
@@ -25,7 +28,7 @@ import numpy as np
 
 from data.mesh import eye_pairs_for, points_for
 
-NORMALIZATIONS = ("face", "face_frontal", "face_frame", "minmax", "none")
+NORMALIZATIONS = ("face", "face_frontal", "face_frame", "face_motion", "minmax", "none")
 #: Per-axis constants of the published loader (x/W, y/H, z/W units).
 PUBLISHED_MIN = np.array([0.06372425, 0.05751023, -0.08976112], dtype=np.float32)
 PUBLISHED_MAX = np.array([0.63246971, 1.01475966, 0.14436169], dtype=np.float32)
@@ -40,6 +43,7 @@ class NormParams:
     scale: float = 1.0  # pixels per output unit
     rotation: np.ndarray | None = None  # (3, 3), rows = face x, y, z axes
     frame_size: tuple[float, float] | None = None  # (W, H) for minmax
+    mean_face: np.ndarray | None = None  # (V, 3) face_frame units, for face_motion
 
 
 def face_points(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,6 +90,8 @@ def fit_normalization(
         return NormParams(method, frame_size=(float(frame_size[0]), float(frame_size[1])))
     if method in ("none", "face_frame"):
         return NormParams(method)
+    if method == "face_motion":
+        return NormParams(method, mean_face=_per_frame(video).mean(0))
     right, left, mouth = face_points(video)
     scale = float(np.median(np.linalg.norm(left - right, axis=-1)))
     _check_scale(scale, "video")
@@ -94,6 +100,17 @@ def fit_normalization(
     if method == "face_frontal":
         rotation = face_axes(right.mean(0), left.mean(0), mouth.mean(0))
     return NormParams(method, center=center, scale=scale, rotation=rotation)
+
+
+def _per_frame(x: np.ndarray) -> np.ndarray:
+    """``face_frame``: every frame centred, scaled and rotated on its own. (t, V, 3) float32."""
+    right, left, mouth = face_points(x)
+    scale = np.linalg.norm(left - right, axis=-1)  # (t,)
+    _check_scale(scale, "frame")
+    center = (right + left) / 2  # (t, 3)
+    rot = face_axes(right, left, mouth)  # (t, 3, 3)
+    out = np.einsum("tij,tvj->tvi", rot, x - center[:, None, :]) / scale[:, None, None]
+    return out.astype(np.float32)
 
 
 def apply_normalization(x: np.ndarray, params: NormParams) -> np.ndarray:
@@ -106,13 +123,9 @@ def apply_normalization(x: np.ndarray, params: NormParams) -> np.ndarray:
         raw = x / np.array([w, h, w], dtype=np.float32)
         return (raw - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN)
     if params.method == "face_frame":
-        right, left, mouth = face_points(x)
-        scale = np.linalg.norm(left - right, axis=-1)  # (t,)
-        _check_scale(scale, "frame")
-        center = (right + left) / 2  # (t, 3)
-        rot = face_axes(right, left, mouth)  # (t, 3, 3)
-        out = np.einsum("tij,tvj->tvi", rot, x - center[:, None, :]) / scale[:, None, None]
-        return out.astype(np.float32)
+        return _per_frame(x)
+    if params.method == "face_motion":
+        return _per_frame(x) - params.mean_face.astype(np.float32)
     out = (x - params.center.astype(np.float32)) / np.float32(params.scale)
     if params.rotation is not None:
         out = out @ params.rotation.T.astype(np.float32)

@@ -97,7 +97,8 @@ def _random_similarity(rng):
 
 
 @pytest.mark.parametrize(
-    "method,rotation", [("face", False), ("face_frontal", True), ("face_frame", True)]
+    "method,rotation",
+    [("face", False), ("face_frontal", True), ("face_frame", True), ("face_motion", True)],
 )
 def test_normalisation_invariance(method, rotation):
     rng = np.random.default_rng(1)
@@ -122,6 +123,27 @@ def test_face_normalisation_units():
     face = normalize_video(video, "face")
     iod = np.linalg.norm(face[:, [362, 263]].mean(1) - face[:, [33, 133]].mean(1), axis=-1)
     assert abs(np.median(iod) - 1) < 1e-5
+
+
+def test_face_motion_keeps_the_expression_only():
+    """A face that only moves rigidly gives zeros; an expression gives its displacement around
+    the mean face, the same whatever the face shape (identity) it is drawn on."""
+    rng = np.random.default_rng(2)
+    face = synth_video(1, 478)[0] * np.array([640, 480, 640], dtype=np.float32)
+    poses = [_random_similarity(rng) for _ in range(10)]
+    rigid = np.stack([face @ r.T * s + t for r, s, t in poses]).astype(np.float32)
+    np.testing.assert_allclose(normalize_video(rigid, "face_motion"), 0, atol=1e-4)
+    smile = np.zeros((10, 478, 3), dtype=np.float32)
+    smile[:, [61, 291], 1] = -np.linspace(0, 20, 10)[:, None]  # lip corners rise (pixels)
+    smile[:, 61, 0], smile[:, 291, 0] = -smile[:, 61, 1] / 2, smile[:, 61, 1] / 2  # and go out
+    other = face + rng.normal(0, 3, face.shape).astype(np.float32)  # another face shape
+    other[[33, 133, 362, 263]] = face[[33, 133, 362, 263]]  # same eyes: same scale and axes
+    other[[61, 291]] = face[[61, 291]]
+    a = normalize_video(face + smile, "face_motion")
+    b = normalize_video(other + smile, "face_motion")
+    np.testing.assert_allclose(a.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert a[-1, 61, 1] < a[0, 61, 1] - 0.05  # the corner's rise survives (IOD units)
 
 
 def test_minmax_reproduces_published_scaling():
