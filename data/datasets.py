@@ -19,9 +19,6 @@ Frame rate and size come from each sidecar; published files have none, so the pe
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +36,7 @@ from data.folds import (
     split_train_val,
     write_folds,
 )
-from data.io import UMASK, atomic_write_json, check_whole_video, load_meta
+from data.io import atomic_write_dir, atomic_write_json, check_whole_video, load_meta
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
@@ -264,35 +261,19 @@ def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_
         "subject_rule": rule,
         "note": "delete this folder to make new folds",
     }
+
+    def write(tmp: Path) -> None:
+        write_folds(tmp, folds, labels)
+        atomic_write_json(tmp / GENERATED_META, meta)
+
     try:
-        _write_generated(Path(folds_dir), folds, labels, meta)
+        atomic_write_dir(folds_dir, write)  # a killed run leaves no partial fold set
     except OSError as e:
         warnings.warn(
             f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
             stacklevel=3,
         )
     return folds
-
-
-def _write_generated(folds_dir: Path, folds, labels, meta: dict) -> None:
-    """Generated folds appear whole: written into a temp sibling folder that is then renamed into
-    place (into an existing folder with other files: fold by fold, the meta file last)."""
-    folds_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folds_dir.name}.", suffix=".tmp", dir=folds_dir.parent))
-    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; give the folder the usual mode
-    try:
-        write_folds(tmp, folds, labels)
-        atomic_write_json(tmp / GENERATED_META, meta)
-        if folds_dir.is_dir() and not any(folds_dir.iterdir()):
-            folds_dir.rmdir()
-        if not folds_dir.exists():
-            os.replace(tmp, folds_dir)
-            return
-        for fold in folds:
-            os.replace(tmp / fold.name, folds_dir / fold.name)
-        os.replace(tmp / GENERATED_META, folds_dir / GENERATED_META)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_dataset(

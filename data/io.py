@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Make a folder appear whole: ``write(tmp)`` fills a temp sibling folder that is renamed to
+    ``path`` (replacing it when empty). Into a folder that holds other files the new entries are
+    moved one by one, in name order: only that case is not atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; give the folder the usual mode
+    try:
+        write(tmp)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        if not path.exists():
+            os.replace(tmp, path)
+            return path
+        for entry in sorted(tmp.iterdir()):
+            os.replace(entry, path / entry.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
