@@ -149,6 +149,10 @@ class NewVideos:
         """(T, L, 3) float32 isotropic pixels."""
         return self._arrays[name]
 
+    def remove(self, name: str) -> None:
+        self.videos.pop(name, None)
+        self._arrays.pop(name, None)
+
 
 def _rate_and_size(path: Path, meta: dict | None, dataset: str) -> dict:
     """fps, width and height of a landmark file: its sidecar's, else the defaults of the dataset
@@ -237,14 +241,15 @@ def classify(
             continue
         try:
             landmarks, meta = read_input(path, scorers[0])
+            videos.add(name, path, landmarks, meta)
             size = (meta["width"], meta["height"])
             for method in {s.cfg.data.normalize for s in scorers}:  # refuse a degenerate face now
-                fit_normalization(to_isotropic(landmarks, *size), method, size)
+                fit_normalization(videos.landmarks(name), method, size)
         except Exception as e:  # the other inputs go on; the reason is reported
+            videos.remove(name)  # only this input's: a second of its name was refused above
             known = isinstance(e, (OSError, ValueError))
             failures[str(path)] = str(e) if known else f"{path}: {type(e).__name__}: {e}"
             continue
-        videos.add(name, path, landmarks, meta)
         sources[name] = str(path)
         found = meta.get("face_found")
         face_frames[name] = int(np.sum(found)) if found is not None else None
