@@ -228,6 +228,22 @@ def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[s
     return out
 
 
+def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix: str) -> dict:
+    """{"fps", "width", "height"} of a landmark file: for each key the first source (sidecar,
+    labels.csv row, ...) that has it, else :data:`DATASET_DEFAULTS` of ``kind``. A key found
+    nowhere is a one-line error "<file>: no <key> (<why>); <fix>"."""
+    default = DATASET_DEFAULTS.get(kind)
+    out = {}
+    for key in ("fps", "width", "height"):
+        value = next((s[key] for s in sources if s and s.get(key)), None) or (
+            getattr(default, key) if default else None
+        )
+        if not value:
+            raise ValueError(f"{file}: no {key} ({why}); {fix}")
+        out[key] = value
+    return out
+
+
 def _frame_info(
     kind: str, name: str, file: Path, table: LabelsTable | None
 ) -> tuple[float, int, int]:
@@ -236,17 +252,14 @@ def _frame_info(
     check_whole_video(file, meta)
     row = table.row(name) if table is not None else None
     csv_meta = table.meta.get(row, {}) if row is not None else {}
-    default = DATASET_DEFAULTS.get(kind)
-    out = []
-    for key in ("fps", "width", "height"):
-        value = meta.get(key) or csv_meta.get(key) or (getattr(default, key) if default else None)
-        if not value:
-            raise ValueError(
-                f"{file}: no {key} (no sidecar .json and no {key} column in labels.csv); "
-                "re-extract with extract_landmarks.py or add fps,width,height to labels.csv"
-            )
-        out.append(value)
-    return float(out[0]), int(out[1]), int(out[2])
+    info = frame_info(
+        file,
+        [meta, csv_meta],
+        kind,
+        "no sidecar .json and no such column in labels.csv",
+        "re-extract with extract_landmarks.py or add fps,width,height to labels.csv",
+    )
+    return float(info["fps"]), int(info["width"]), int(info["height"])
 
 
 def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed):

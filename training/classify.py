@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from data.clips import TestWindows
-from data.datasets import DATASET_DEFAULTS, Video
+from data.datasets import Video, frame_info
 from data.extraction import check_backend, extract_video, make_backend
 from data.io import check_whole_video, load_landmarks, to_isotropic
 from data.normalize import fit_normalization
@@ -32,6 +32,11 @@ from training.checkpoint import load_checkpoint
 from training.config import Config, from_dict
 from training.loop import clip_config, predict
 
+#: Why and fix of a landmark file whose frame rate or size is unknown.
+NO_RATE = (
+    "sidecar missing or incomplete",
+    "extract it with extract_landmarks.py, or classify the video itself",
+)
 #: Extraction backend for a checkpoint trained on landmarks of this many points.
 BACKEND_FOR = {478: "mediapipe", 68: "dlib"}
 
@@ -154,22 +159,6 @@ class NewVideos:
         self._arrays.pop(name, None)
 
 
-def _rate_and_size(path: Path, meta: dict | None, dataset: str) -> dict:
-    """fps, width and height of a landmark file: its sidecar's, else the defaults of the dataset
-    the checkpoint was trained on (published files have no sidecar)."""
-    default = DATASET_DEFAULTS.get(dataset)
-    out = {}
-    for key in ("fps", "width", "height"):
-        value = (meta or {}).get(key) or (getattr(default, key) if default else None)
-        if not value:
-            raise ValueError(
-                f"{path}: no {key} (sidecar missing or incomplete); extract it with "
-                "extract_landmarks.py, or classify the video itself"
-            )
-        out[key] = value
-    return out
-
-
 @cache
 def _backend(name: str):
     """One extraction backend per name for the process (loading a face-mesh graph takes time)."""
@@ -186,7 +175,7 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
     if path.suffix == ".npy":
         landmarks, meta = load_landmarks(path)
         check_whole_video(path, meta)
-        meta = {**(meta or {}), **_rate_and_size(path, meta, scorer.cfg.data.dataset)}
+        meta = {**(meta or {}), **frame_info(path, [meta], scorer.cfg.data.dataset, *NO_RATE)}
     elif is_video(path):
         backend = BACKEND_FOR.get(scorer.n_landmarks)
         if backend is None:
