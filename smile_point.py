@@ -2,6 +2,7 @@
 
     python smile_point.py --dataset demo --fold all
     python smile_point.py --dataset uva --fold 3 --config configs/uva.yaml --set train.epochs=100
+    python smile_point.py --dataset demo --model dmarker-logreg   # the D-Marker baseline
     python smile_point.py --classify my_smile.mp4 --checkpoint uva/runs/uva-deepmarkernet-seed0
 
 Per fold: the training part is split into an inner training and validation part (subject
@@ -24,6 +25,9 @@ from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
 from data.io import atomic_write_json
+from models.config import NAMES
+from training.baseline import NAME as BASELINE
+from training.baseline import fit_baseline, score_baseline
 from training.classify import classify, format_verdicts
 from training.config import (
     Config,
@@ -57,8 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--model",
-        choices=("deepmarkernet", "meshsmilenet"),
-        help="meshsmilenet also sets the D-Marker loss weight to 0",
+        choices=NAMES,
+        help="meshsmilenet also sets the D-Marker loss weight to 0; dmarker-logreg: the "
+        "logistic-regression baseline on the D-Markers, same folds and protocol",
     )
     p.add_argument("--config", help="YAML config (default: configs/<dataset>.yaml)")
     p.add_argument(
@@ -95,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: Flags of network training that the D-Marker baseline has no use for.
+NETWORK_FLAGS = ("epochs", "batch_size", "lr")
+
+
 def build_config(args: argparse.Namespace) -> Config:
     """configs/<dataset>.yaml (or --config) <- --set <- the explicit flags."""
     config = args.config
@@ -119,6 +128,11 @@ def build_config(args: argparse.Namespace) -> Config:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
     if args.model == "meshsmilenet":
         cfg.train.dmarker_weight = 0.0
+    if cfg.model.name == BASELINE and (given := [f for f in NETWORK_FLAGS if getattr(args, f)]):
+        raise ValueError(
+            f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
+            f"{BASELINE} takes none (its regularisation is chosen on validation)"
+        )
     check_choices(cfg)
     if args.out is not None:
         cfg.out = args.out
@@ -165,7 +179,7 @@ def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> P
     if not 1 <= fold <= len(dataset.folds):
         raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
     out_dir = Path(cfg.out) / f"fold_{fold:02d}"
-    if (out_dir / "last.pt").exists() and not resume:
+    if any((out_dir / f).exists() for f in ("last.pt", "test.json")) and not resume:
         raise FileExistsError(
             f"{out_dir} already holds a run: pass --resume to continue it, or --out for a new one"
         )
@@ -201,12 +215,18 @@ def run_fold(
         f"{len(train)}, val {len(val)}, test {len(split.test)}; subjects "
         + "/".join(str(len(seen[k])) for k in groups)
     )
-    selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
-    result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
+    if cfg.model.name == BASELINE:
+        fitted = fit_baseline(cfg, dataset, train, val, out_dir)
+        result = score_baseline(dataset, list(split.test), fitted, out_dir)
+        chosen = f"C {fitted['C']:g}"
+    else:
+        selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
+        result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
+        chosen = f"epoch {selection['best_epoch']}"
     print(
         f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
-        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} (epoch {selection['best_epoch']}, "
-        f"threshold {selection['threshold']:.3f}; {what_validation_chose(cfg.train.threshold)})"
+        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} ({chosen}, threshold "
+        f"{result['threshold']:.3f}; {what_validation_chose(cfg.train.threshold, cfg.model.name)})"
     )
     return result
 

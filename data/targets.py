@@ -39,7 +39,7 @@ class DMarkerScaler:
     @classmethod
     def fit(cls, table, train_names: Iterable[str]) -> DMarkerScaler:
         """Mean and std (ddof 0) over the training names found in ``table`` (a DMarkerTable)."""
-        names = [n for n in train_names if _measured(table, n)]
+        names = [n for n in train_names if measured(table, n)]
         if not names:
             raise ValueError(
                 "no training video is in the D-Marker table; rebuild it with dmarker.py"
@@ -55,7 +55,7 @@ class DMarkerScaler:
     def targets(self, table, names: Iterable[str]) -> dict[str, np.ndarray]:
         """Standardised (d,) float32 per name; names missing from the table, or with no face in
         any frame, are left out (their clips get ``has_dmarker`` False)."""
-        return {n: self.transform(table.get(n)) for n in names if _measured(table, n)}
+        return {n: self.transform(table.get(n)) for n in names if measured(table, n)}
 
     def adjust(self, z: np.ndarray, *, mirrored: bool, speed: float) -> np.ndarray:
         """The standardised target (d,) of the video mirrored and/or played ``speed`` x faster."""
@@ -87,7 +87,8 @@ def _kind(name: str) -> str:
     return "accel" if desc.startswith("accel_") else "other"
 
 
-def _measured(table, name: str) -> bool:
+def measured(table, name: str) -> bool:
+    """``name`` is in the D-Marker table and had a face in some frame."""
     if name not in table:
         return False
     return not table.status or table.status[table.index(name)] != "no_face"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NAMES = ("deepmarkernet", "meshsmilenet")
+#: dmarker-logreg is no network: the logistic-regression baseline of training/baseline.py, run by
+#: smile_point.py under the same protocol (the network fields are then unused).
+NAMES = ("deepmarkernet", "meshsmilenet", "dmarker-logreg")
 POINT_ENCODERS = ("curvenet", "linear")
 ATTENTIONS = ("alternate", "time", "landmarks")
 

@@ -159,6 +159,8 @@ class MeshSmileNet(SmileNet):
 def build_model(cfg: ModelConfig, n_landmarks: int, n_dmarkers: int = 225) -> SmileNet:
     """The model named by ``cfg.name`` for clips of ``n_landmarks`` points per frame."""
     cfg.validate()
+    if cfg.name not in ("deepmarkernet", "meshsmilenet"):
+        raise ValueError(f"model.name {cfg.name}: not a network (see training/baseline.py)")
     if n_landmarks < 1:
         raise ValueError(f"n_landmarks = {n_landmarks}: the data has no landmarks")
     if cfg.point_encoder == "curvenet" and n_landmarks <= cfg.k:

@@ -90,6 +90,11 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                     f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
                     "with --resume, or give the finished folds' best.pt files"
                 )
+            if bare := [d.name for d in folds if not (d / "best.pt").is_file()]:
+                raise ValueError(
+                    f"{path}: {', '.join(bare)} without best.pt (a dmarker-logreg baseline run "
+                    "has no network); give a DeepMarkerNet or MeshSmileNet run"
+                )
             found += [d / "best.pt" for d in folds]
         else:
             raise FileNotFoundError(f"{path}: no such checkpoint or run folder")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from data.io import atomic_write_json, atomic_write_text
+from training.baseline import NAME as BASELINE
 from training.metrics import auc
 
 REPORTED = ("accuracy", "auc", "f1")
@@ -53,12 +54,14 @@ def pooled(results: dict[int, dict]) -> dict:
     }
 
 
-def what_validation_chose(threshold_rule: str) -> str:
-    """How a fold's epoch and threshold were set, for ``train.threshold`` = val | fixed."""
+def what_validation_chose(threshold_rule: str, model: str) -> str:
+    """How a fold's epoch (the baseline's C) and threshold were set, for ``train.threshold`` =
+    val | fixed."""
+    chosen = "C" if model == BASELINE else "epoch"
     return (
-        "epoch and threshold chosen on validation"
+        f"{chosen} and threshold chosen on validation"
         if threshold_rule == "val"
-        else "threshold fixed at 0.5, epoch chosen on validation"
+        else f"threshold fixed at 0.5, {chosen} chosen on validation"
     )
 
 
@@ -82,7 +85,7 @@ def write_results(
         "| fold | test videos | best epoch | threshold | accuracy | AUC | F1 |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {r['fold']} | {r['n']} | {r['best_epoch']} | {r['threshold']:.3f} | "
+            f"| {r['fold']} | {r['n']} | {r['best_epoch'] or '-'} | {r['threshold']:.3f} | "
             f"{r['accuracy']:.3f} | {r['auc']:.3f} | {r['f1']:.3f} |"
             for r in rows
         ),
@@ -93,7 +96,7 @@ def write_results(
         + " |",
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
         "",
-        what_validation_chose(threshold_rule).capitalize()
+        _capitalized(what_validation_chose(threshold_rule, model))
         + " (each fold's inner split); each test fold read once. Pooled: all test videos "
         "together, each at its own fold's threshold.",
     ]
@@ -103,3 +106,8 @@ def write_results(
         )
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     return summary
+
+
+def _capitalized(text: str) -> str:
+    """First letter upper case, the rest as it is (str.capitalize lowers "C")."""
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,117 @@
+"""The D-Marker logistic-regression baseline (smile_point.py --model dmarker-logreg): the same
+folds and protocol as the networks, C chosen on validation, the test fold read once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import smile_point
+from data.datasets import open_dataset
+from data.demo import generate
+from training.baseline import CS, fit_baseline, score_baseline
+from training.classify import find_checkpoints
+from training.config import load_config
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    generate(root, subjects=6, folds=3, seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(demo_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "logreg"
+    args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
+    assert smile_point.main([*args, "--fold", "all", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
+    dataset = open_dataset("demo", demo_root)
+    table = dataset.dmarkers()
+    assert "dmarker-logreg on demo (3 folds)" in (run / "results.md").read_text()
+    for k in (1, 2, 3):
+        fold = run / f"fold_{k:02d}"
+        result = json.loads((fold / "test.json").read_text())
+        selection = json.loads((fold / "selection.json").read_text())
+        model = json.loads((fold / "model.json").read_text())
+        assert sorted(result["videos"]) == sorted(dataset.fold(k).test)
+        assert result["no_dmarkers"] == []
+        # C: the lowest validation log-loss of the grid; the threshold fixed by configs/demo.yaml
+        losses = {float(c): v for c, v in selection["val_log_loss"].items()}
+        assert sorted(losses) == sorted(CS)
+        assert selection["C"] == result["C"] == model["C"] == min(losses, key=losses.get)
+        assert result["threshold"] == 0.5
+        assert not set(selection["val"]) & set(result["videos"])
+        # the stored model reproduces every test probability
+        for name, v in result["videos"].items():
+            z = (table.get(name) - np.array(model["mean"])) / np.array(model["std"])
+            logit = z @ np.array(model["coef"]) + model["intercept"]
+            assert v["probability"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
+    summary = json.loads((run / "results.json").read_text())
+    assert summary["model"] == "dmarker-logreg"
+    assert summary["summary"]["pooled"]["n"] == len(dataset.videos)
+
+
+def test_fit_never_reads_a_test_videos_dmarkers(demo_root, tmp_path):
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, 0.2, seed=0)
+    table = dataset.dmarkers()
+    read, real = set(), table.index
+
+    def guarded(name):
+        if name in split.test:
+            raise AssertionError(f"fit read the D-Markers of test video {name}")
+        read.add(name)
+        return real(name)
+
+    table.index = guarded
+    cfg = load_config(None, ["data.dataset=demo"])
+    fit_baseline(cfg, dataset, list(split.train), list(split.val), tmp_path)
+    assert read == set(split.train) | set(split.val)
+
+
+def test_a_test_video_without_dmarkers_scores_one_half(demo_root, tmp_path):
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, 0.2, seed=0)
+    cfg = load_config(None, ["data.dataset=demo"])
+    fitted = fit_baseline(cfg, dataset, list(split.train), list(split.val), tmp_path)
+    table = dataset.dmarkers()
+    faceless = split.test[0]
+    table.status[table.index(faceless)] = "no_face"
+    result = score_baseline(dataset, list(split.test), fitted, tmp_path)
+    assert result["no_dmarkers"] == [faceless]
+    assert result["videos"][faceless]["probability"] == 0.5
+    assert result["n"] == len(split.test)
+
+
+def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
+    args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
+    assert smile_point.main([*args, "--epochs", "5", "--out", str(run)]) == 2
+    assert "--epochs: network training flags; dmarker-logreg takes none" in capsys.readouterr().err
+    assert smile_point.main([*args, "--fold", "1", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    before = (run / "fold_01" / "test.json").read_bytes()
+    assert smile_point.main([*args, "--fold", "1", "--out", str(run), "--resume"]) == 0
+    assert (run / "fold_01" / "test.json").read_bytes() == before  # finished folds are kept
+    with pytest.raises(ValueError, match="without best.pt .a dmarker-logreg baseline run"):
+        find_checkpoints([run])
+
+
+def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys):
+    root = tmp_path / "demo"
+    root.mkdir()
+    for item in demo_root.iterdir():
+        if item.name != "dmarkers.npz":
+            (root / item.name).symlink_to(item)
+    out = tmp_path / "run"
+    assert smile_point.main(["--dataset", "demo", "--data-root", str(root),
+                             "--model", "dmarker-logreg", "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no dmarkers.npz under" in err and "python dmarker.py --landmarks" in err
