@@ -216,7 +216,7 @@ def run_fold(
         + "/".join(str(len(seen[k])) for k in groups)
     )
     if cfg.model.name == BASELINE:
-        fitted = fit_baseline(cfg, dataset, train, val, out_dir)
+        fitted = fit_baseline(cfg, dataset, train + val, out_dir)
         result = score_baseline(dataset, list(split.test), fitted, out_dir)
         chosen = f"C {fitted['C']:g}"
     else:

@@ -1,5 +1,6 @@
 """The D-Marker logistic-regression baseline (smile_point.py --model dmarker-logreg): the same
-folds and protocol as the networks, C chosen on validation, the test fold read once."""
+folds as the networks, C chosen by subject-grouped inner cross-validation on the training part,
+the test fold read once."""
 
 from __future__ import annotations
 
@@ -43,12 +44,13 @@ def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
         model = json.loads((fold / "model.json").read_text())
         assert sorted(result["videos"]) == sorted(dataset.fold(k).test)
         assert result["no_dmarkers"] == []
-        # C: the lowest validation log-loss of the grid; the threshold fixed by configs/demo.yaml
-        losses = {float(c): v for c, v in selection["val_log_loss"].items()}
+        # C: the lowest inner-CV log-loss of the grid; the threshold fixed by configs/demo.yaml
+        losses = {float(c): v for c, v in selection["cv_log_loss"].items()}
         assert sorted(losses) == sorted(CS)
         assert selection["C"] == result["C"] == model["C"] == min(losses, key=losses.get)
         assert result["threshold"] == 0.5
-        assert not set(selection["val"]) & set(result["videos"])
+        assert sorted(selection["train"]) == sorted(dataset.fold(k).train)
+        assert not set(selection["train"]) & set(result["videos"])
         # the stored model reproduces every test probability
         for name, v in result["videos"].items():
             z = (table.get(name) - np.array(model["mean"])) / np.array(model["std"])
@@ -61,34 +63,34 @@ def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
 
 def test_fit_never_reads_a_test_videos_dmarkers(demo_root, tmp_path):
     dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, 0.2, seed=0)
+    fold = dataset.fold(1)
     table = dataset.dmarkers()
     read, real = set(), table.index
 
     def guarded(name):
-        if name in split.test:
+        if name in fold.test:
             raise AssertionError(f"fit read the D-Markers of test video {name}")
         read.add(name)
         return real(name)
 
     table.index = guarded
     cfg = load_config(None, ["data.dataset=demo"])
-    fit_baseline(cfg, dataset, list(split.train), list(split.val), tmp_path)
-    assert read == set(split.train) | set(split.val)
+    fit_baseline(cfg, dataset, list(fold.train), tmp_path)
+    assert read == set(fold.train)
 
 
 def test_a_test_video_without_dmarkers_scores_one_half(demo_root, tmp_path):
     dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, 0.2, seed=0)
+    fold = dataset.fold(1)
     cfg = load_config(None, ["data.dataset=demo"])
-    fitted = fit_baseline(cfg, dataset, list(split.train), list(split.val), tmp_path)
+    fitted = fit_baseline(cfg, dataset, list(fold.train), tmp_path)
     table = dataset.dmarkers()
-    faceless = split.test[0]
+    faceless = fold.test[0]
     table.status[table.index(faceless)] = "no_face"
-    result = score_baseline(dataset, list(split.test), fitted, tmp_path)
+    result = score_baseline(dataset, list(fold.test), fitted, tmp_path)
     assert result["no_dmarkers"] == [faceless]
     assert result["videos"][faceless]["probability"] == 0.5
-    assert result["n"] == len(split.test)
+    assert result["n"] == len(fold.test)
 
 
 def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
