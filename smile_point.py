@@ -1,4 +1,5 @@
-"""Train and evaluate DeepMarkerNet / MeshSmileNet under subject-independent cross-validation.
+"""Train and evaluate DeepMarkerNet / MeshSmileNet (or the D-Marker baseline) under
+subject-independent cross-validation.
 
     python smile_point.py --dataset demo --fold all
     python smile_point.py --dataset uva --fold 3 --config configs/uva.yaml --set train.epochs=100
@@ -7,7 +8,9 @@
 
 Per fold: the training part is split into an inner training and validation part (subject
 independent); the epoch and the decision threshold are chosen on validation; the test fold is
-read once, at the end, with deterministic windows. Outputs under --out (see README).
+read once, at the end, with deterministic windows. The baseline (--model dmarker-logreg) chooses
+its regularisation by inner cross-validation on the training part instead. Outputs under --out
+(see README).
 --classify scores new videos or landmark files with trained checkpoints instead (no training).
 """
 
@@ -25,9 +28,8 @@ from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
 from data.io import atomic_write_json
-from models.config import NAMES
-from training.baseline import NAME as BASELINE
-from training.baseline import fit_baseline, score_baseline
+from models.config import BASELINE, NAMES
+from training.baseline import dmarker_table, fit_baseline, score_baseline
 from training.classify import classify, format_verdicts
 from training.config import (
     Config,
@@ -128,7 +130,8 @@ def build_config(args: argparse.Namespace) -> Config:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
     if args.model == "meshsmilenet":
         cfg.train.dmarker_weight = 0.0
-    if cfg.model.name == BASELINE and (given := [f for f in NETWORK_FLAGS if getattr(args, f)]):
+    given = [f for f in NETWORK_FLAGS if getattr(args, f) is not None]
+    if cfg.model.name == BASELINE and given:
         raise ValueError(
             f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
             f"{BASELINE} takes none (its regularisation is chosen on validation)"
@@ -209,7 +212,6 @@ def run_fold(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
-    device = resolve_device(cfg.train.device)
     print(
         f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos train "
         f"{len(train)}, val {len(val)}, test {len(split.test)}; subjects "
@@ -220,6 +222,7 @@ def run_fold(
         result = score_baseline(dataset, list(split.test), fitted, out_dir)
         chosen = f"C {fitted['C']:g}"
     else:
+        device = resolve_device(cfg.train.device)
         selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
         result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
         chosen = f"epoch {selection['best_epoch']}"
@@ -294,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
-        if resolve_device(cfg.train.device).type == "cpu":
+        if cfg.model.name == BASELINE:
+            dmarker_table(dataset)
+        elif resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")

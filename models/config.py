@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: dmarker-logreg is no network: the logistic-regression baseline of training/baseline.py, run by
-#: smile_point.py under the same protocol (the network fields are then unused).
-NAMES = ("deepmarkernet", "meshsmilenet", "dmarker-logreg")
+#: No network: the logistic-regression baseline of training/baseline.py, run by smile_point.py
+#: on the same folds (the network fields of the config are then unused).
+BASELINE = "dmarker-logreg"
+NAMES = ("deepmarkernet", "meshsmilenet", BASELINE)
 POINT_ENCODERS = ("curvenet", "linear")
 ATTENTIONS = ("alternate", "time", "landmarks")
 

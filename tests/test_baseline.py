@@ -36,7 +36,10 @@ def run(demo_root, tmp_path_factory) -> Path:
 def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
     dataset = open_dataset("demo", demo_root)
     table = dataset.dmarkers()
-    assert "dmarker-logreg on demo (3 folds)" in (run / "results.md").read_text()
+    table_md = (run / "results.md").read_text()
+    assert "dmarker-logreg on demo (3 folds)" in table_md
+    assert "| fold | test videos | C | threshold |" in table_md
+    assert "C chosen by subject-grouped inner cross-validation" in table_md
     for k in (1, 2, 3):
         fold = run / f"fold_{k:02d}"
         result = json.loads((fold / "test.json").read_text())
@@ -51,9 +54,11 @@ def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
         assert result["threshold"] == 0.5
         assert sorted(selection["train"]) == sorted(dataset.fold(k).train)
         assert not set(selection["train"]) & set(result["videos"])
+        assert selection["no_dmarkers"] == []
+        assert f"| {k} | {result['n']} | {result['C']:g} | 0.500 |" in table_md
         # the stored model reproduces every test probability
         for name, v in result["videos"].items():
-            z = (table.get(name) - np.array(model["mean"])) / np.array(model["std"])
+            z = (table.get(name) - np.array(model["mean"])) / np.array(model["scale"])
             logit = z @ np.array(model["coef"]) + model["intercept"]
             assert v["probability"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
     summary = json.loads((run / "results.json").read_text())
@@ -93,6 +98,34 @@ def test_a_test_video_without_dmarkers_scores_one_half(demo_root, tmp_path):
     assert result["n"] == len(fold.test)
 
 
+def test_threshold_rule_val_uses_out_of_fold_probabilities(demo_root, tmp_path):
+    """train.threshold=val: the accuracy-maximising threshold of the inner-CV probabilities of
+    the chosen C, never of the test part (refitting with another test part changes nothing)."""
+    dataset = open_dataset("demo", demo_root)
+    fold = dataset.fold(1)
+    cfg = load_config(None, ["data.dataset=demo", "train.threshold=val"])
+    fitted = fit_baseline(cfg, dataset, list(fold.train), tmp_path)
+    selection = json.loads((tmp_path / "selection.json").read_text())
+    assert selection["threshold"] == fitted["threshold"]
+    result = score_baseline(dataset, list(fold.test), fitted, tmp_path)
+    assert result["threshold"] == fitted["threshold"]
+    again = fit_baseline(cfg, dataset, list(fold.train), tmp_path / "again")
+    assert again["threshold"] == fitted["threshold"] and again["C"] == fitted["C"]
+
+
+def test_faceless_training_video_is_left_out_and_missing_one_is_refused(demo_root, tmp_path):
+    dataset = open_dataset("demo", demo_root)
+    fold = dataset.fold(1)
+    cfg = load_config(None, ["data.dataset=demo"])
+    table = dataset.dmarkers()
+    faceless = fold.train[0]
+    table.status[table.index(faceless)] = "no_face"
+    fit_baseline(cfg, dataset, list(fold.train), tmp_path)
+    assert json.loads((tmp_path / "selection.json").read_text())["no_dmarkers"] == [faceless]
+    with pytest.raises(ValueError, match=r"dmarkers.npz: 1 videos not in it .e.g. ghost.*rebuild"):
+        fit_baseline(cfg, dataset, [*fold.train, "ghost"], tmp_path)
+
+
 def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
     args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
     assert smile_point.main([*args, "--epochs", "5", "--out", str(run)]) == 2
@@ -102,7 +135,7 @@ def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
     before = (run / "fold_01" / "test.json").read_bytes()
     assert smile_point.main([*args, "--fold", "1", "--out", str(run), "--resume"]) == 0
     assert (run / "fold_01" / "test.json").read_bytes() == before  # finished folds are kept
-    with pytest.raises(ValueError, match="without best.pt .a dmarker-logreg baseline run"):
+    with pytest.raises(ValueError, match="a dmarker-logreg run has no network to classify with"):
         find_checkpoints([run])
 
 
@@ -117,3 +150,4 @@ def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys):
                              "--model", "dmarker-logreg", "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "no dmarkers.npz under" in err and "python dmarker.py --landmarks" in err
+    assert not out.exists()  # refused before anything is written

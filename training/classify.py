@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from data.clips import TestWindows
 from data.datasets import Video, frame_info
@@ -28,6 +29,7 @@ from data.io import check_whole_video, load_landmarks, to_isotropic
 from data.normalize import fit_normalization
 from data.video import is_frame_folder, is_video, natural_key, open_source
 from models import build_model
+from models.config import BASELINE
 from training.checkpoint import load_checkpoint
 from training.config import Config, from_dict
 from training.loop import clip_config, predict
@@ -67,6 +69,18 @@ class Verdict:
     face_frames: int | None  # None for landmark files without a face mask
 
 
+def _is_baseline_run(path: Path) -> bool:
+    """The run (or fold) folder's config.yaml names the D-Marker baseline."""
+    config = path / "config.yaml"
+    if not config.is_file():
+        return False
+    try:
+        saved = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError:
+        return False  # not ours: the checkpoints themselves are checked later
+    return isinstance(saved, dict) and (saved.get("model") or {}).get("name") == BASELINE
+
+
 def find_checkpoints(paths: list[str | Path]) -> list[Path]:
     """``best.pt`` files: each path itself, or a run folder's ``fold_*/best.pt`` (each once).
 
@@ -77,6 +91,11 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
+            if _is_baseline_run(path):
+                raise ValueError(
+                    f"{path}: a {BASELINE} run has no network to classify with; give a "
+                    "DeepMarkerNet or MeshSmileNet run"
+                )
             folds = sorted(d for d in path.glob("fold_*") if d.is_dir())
             if not folds and (path / "best.pt").is_file():
                 folds = [path]
@@ -89,11 +108,6 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                 raise ValueError(
                     f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
                     "with --resume, or give the finished folds' best.pt files"
-                )
-            if bare := [d.name for d in folds if not (d / "best.pt").is_file()]:
-                raise ValueError(
-                    f"{path}: {', '.join(bare)} without best.pt (a dmarker-logreg baseline run "
-                    "has no network); give a DeepMarkerNet or MeshSmileNet run"
                 )
             found += [d / "best.pt" for d in folds]
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from data.io import atomic_write_json, atomic_write_text
-from training.baseline import NAME as BASELINE
+from models.config import BASELINE
 from training.metrics import auc
 
 REPORTED = ("accuracy", "auc", "f1")
@@ -17,7 +17,10 @@ REPORTED = ("accuracy", "auc", "f1")
 def fold_rows(results: dict[int, dict]) -> list[dict]:
     """One row per fold from its test.json content."""
     keep = ("n", "best_epoch", "threshold", *REPORTED)
-    return [{"fold": k, **{m: r[m] for m in keep}} for k, r in sorted(results.items())]
+    return [
+        {"fold": k, **{m: r[m] for m in keep}, **({"C": r["C"]} if "C" in r else {})}
+        for k, r in sorted(results.items())
+    ]
 
 
 def mean_std(rows: list[dict]) -> dict:
@@ -57,12 +60,14 @@ def pooled(results: dict[int, dict]) -> dict:
 def what_validation_chose(threshold_rule: str, model: str) -> str:
     """How a fold's epoch (the baseline's C) and threshold were set, for ``train.threshold`` =
     val | fixed."""
-    chosen = "C" if model == BASELINE else "epoch"
-    return (
-        f"{chosen} and threshold chosen on validation"
-        if threshold_rule == "val"
-        else f"threshold fixed at 0.5, {chosen} chosen on validation"
+    chosen, where = (
+        ("C", "by subject-grouped inner cross-validation on each fold's training part")
+        if model == BASELINE
+        else ("epoch", "on validation (each fold's inner split)")
     )
+    if threshold_rule == "val":
+        return f"{chosen} and threshold chosen {where}"
+    return f"threshold fixed at 0.5, {chosen} chosen {where}"
 
 
 def write_results(
@@ -82,10 +87,11 @@ def write_results(
     lines = [
         f"# {model} on {dataset} ({len(rows)} folds)",
         "",
-        "| fold | test videos | best epoch | threshold | accuracy | AUC | F1 |",
+        f"| fold | test videos | {'C' if model == BASELINE else 'best epoch'} | threshold | "
+        "accuracy | AUC | F1 |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {r['fold']} | {r['n']} | {r['best_epoch'] or '-'} | {r['threshold']:.3f} | "
+            f"| {r['fold']} | {r['n']} | {r.get('C', r['best_epoch'])} | {r['threshold']:.3f} | "
             f"{r['accuracy']:.3f} | {r['auc']:.3f} | {r['f1']:.3f} |"
             for r in rows
         ),
@@ -97,7 +103,7 @@ def write_results(
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
         "",
         _capitalized(what_validation_chose(threshold_rule, model))
-        + " (each fold's inner split); each test fold read once. Pooled: all test videos "
+        + "; each test fold read once. Pooled: all test videos "
         "together, each at its own fold's threshold.",
     ]
     if ms["auc"] and ms["auc"]["folds"] < len(rows):
