@@ -134,7 +134,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if cfg.model.name == BASELINE and given:
         raise ValueError(
             f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
-            f"{BASELINE} takes none (its regularisation is chosen on validation)"
+            f"{BASELINE} takes none (its regularisation is chosen by inner cross-validation)"
         )
     check_choices(cfg)
     if args.out is not None:
