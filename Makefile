@@ -29,6 +29,6 @@ demo: venv
 	$(PY) smile_point.py --dataset demo --fold all --resume
 	@cat demo_data/runs/demo-deepmarkernet-seed0/results.md
 	$(PY) smile_point.py --dataset demo --model dmarker-logreg --fold all --resume
-	@cat demo_data/runs/demo-dmarker-logreg-seed0/results.md
+	$(PY) -m training.compare demo_data/runs/demo-deepmarkernet-seed0 demo_data/runs/demo-dmarker-logreg-seed0
 	$(PY) smile_point.py --classify demo_data/real/single_face.mp4.npy --checkpoint demo_data/runs/demo-deepmarkernet-seed0
 	@echo "(a model of synthetic smiles: its call on a real video means nothing; README: Classifying a new video)"

@@ -1,0 +1,54 @@
+"""python -m training.compare: a row per run; paired per-fold differences on the same folds only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data.io import atomic_write_json
+from training.compare import load_run, main, paired
+from training.metrics import classification_metrics
+from training.report import write_results
+
+
+def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d")):
+    """A finished --fold all run whose fold k tested ``names`` (suffixed by k) with ``probs[k]``."""
+    labels = [0, 1, 0, 1]
+    results = {}
+    for k, p in probs.items():
+        videos = {
+            f"{n}{k}": {"label": y, "probability": q}
+            for n, y, q in zip(names, labels, p, strict=True)
+        }
+        results[k] = {**classification_metrics(labels, p), "best_epoch": 3, "videos": videos}
+        atomic_write_json(root / f"fold_{k:02d}" / "test.json", results[k])
+    write_results(root, "demo", model, results, "fixed")
+    return root
+
+
+def test_rows_and_paired_differences(tmp_path, capsys):
+    first = fake_run(
+        tmp_path / "dmn", "deepmarkernet", {1: [0.1, 0.9, 0.2, 0.8], 2: [0.6, 0.9, 0.2, 0.8]}
+    )
+    other = fake_run(
+        tmp_path / "msn", "meshsmilenet", {1: [0.6, 0.9, 0.2, 0.4], 2: [0.1, 0.9, 0.2, 0.8]}
+    )
+    elsewhere = fake_run(tmp_path / "x", "meshsmilenet", {1: [0.1] * 4, 2: [0.9] * 4}, names="wxyz")
+    # accuracy: first 1.00 / 0.75, other 0.50 / 1.00 -> differences -0.50 / +0.25
+    assert paired(load_run(other), load_run(first))["accuracy"] == "-0.125 +- 0.375"
+    assert paired(load_run(elsewhere), load_run(first)) == {}
+    assert main([str(first), str(other), str(elsewhere)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith(f"| {first} | deepmarkernet | demo | 2 | 0.875 +- 0.125 |")
+    assert rows[2].endswith("| (first) | (first) |")
+    assert "| -0.125 +- 0.375 |" in rows[3]
+    assert rows[4].endswith("| other folds | other folds |")
+
+
+def test_unfinished_run_is_one_line(tmp_path, capsys):
+    (tmp_path / "run" / "fold_01").mkdir(parents=True)
+    assert main([str(tmp_path / "run")]) == 2
+    assert "no results.json; finish the run" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        load_run(tmp_path / "run")
