@@ -229,9 +229,8 @@ def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[s
 
 
 def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix: str) -> dict:
-    """{"fps", "width", "height"} of a landmark file: for each key the first source (sidecar,
-    labels.csv row, ...) that has it, else :data:`DATASET_DEFAULTS` of ``kind``. A key found
-    nowhere is a one-line error "<file>: no <key> (<why>); <fix>"."""
+    """{"fps", "width", "height"}: per key the first source (sidecar, labels.csv row) that has it,
+    else ``DATASET_DEFAULTS[kind]``; nowhere: ValueError "<file>: no <key> (<why>); <fix>"."""
     default = DATASET_DEFAULTS.get(kind)
     out = {}
     for key in ("fps", "width", "height"):
