@@ -35,7 +35,7 @@ from data.io import atomic_write_json
 from data.targets import measured
 from models.config import BASELINE
 from training.config import Config
-from training.metrics import best_threshold, classification_metrics
+from training.metrics import best_threshold, classification_metrics, log_loss
 
 #: Inverse regularisation strengths tried by the inner cross-validation of each fold.
 CS = tuple(10.0**k for k in range(-3, 3))
@@ -72,11 +72,6 @@ def _model(c: float) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
 
-def _log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
-    p = np.clip(probs, 1e-6, 1 - 1e-6)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-
-
 def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: Path) -> dict:
     """Choose C (and the threshold) by inner cross-validation on ``train``, the fold's whole
     training part, then fit on it; writes model.json and selection.json.
@@ -96,7 +91,7 @@ def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: 
         for c in CS:
             fitted = _model(c).fit(x[inner_train], y[inner_train])
             oof[c][inner_val] = fitted.predict_proba(x[inner_val])[:, 1]
-    losses = {c: _log_loss(y, p) for c, p in oof.items()}
+    losses = {c: log_loss(y, p) for c, p in oof.items()}
     c = min(losses, key=losses.get)
     threshold = best_threshold(y, oof[c]) if cfg.train.threshold == "val" else 0.5
     model = _model(c).fit(x, y)

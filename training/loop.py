@@ -30,7 +30,7 @@ from data.transforms import build_augment
 from models import build_model, count_parameters
 from training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from training.config import Config, to_dict
-from training.metrics import best_threshold, classification_metrics
+from training.metrics import best_threshold, classification_metrics, log_loss
 
 METRIC_COLUMNS = (
     "epoch",
@@ -289,10 +289,7 @@ def fit(
 
         probs = predict(cfg, scored, val_set, len(val), device)
         vm = classification_metrics(val_labels, probs)
-        clipped = np.clip(probs, 1e-6, 1 - 1e-6)
-        val_bce = float(
-            -np.mean(val_labels * np.log(clipped) + (1 - val_labels) * np.log(1 - clipped))
-        )
+        val_bce = log_loss(val_labels, probs)
         score = -val_bce if t.select_metric == "bce" else vm[t.select_metric]
         if score != score:  # AUC is undefined on a one-class validation part
             score = vm["accuracy"]

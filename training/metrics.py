@@ -14,6 +14,12 @@ def auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs))
 
 
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities (n,) clipped to [1e-6, 1 - 1e-6]."""
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
     """Accuracy, AUC, F1 (spontaneous = positive) and confusion matrix at ``threshold``.
 
