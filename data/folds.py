@@ -26,6 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from data.io import atomic_write_json
+from data.subjects import (
+    guess_kind,
+    landmark_index,
+    match_names,
+    nfc,
+    read_labels_csv,
+    strip_video_ext,
+    subjects_for,
+)
 
 #: Written beside generated folds; its presence marks the folds as generated (not published).
 GENERATED_META = "folds_meta.json"
@@ -261,14 +270,19 @@ def _short(items, n: int = 5) -> str:
     return ", ".join(map(str, items[:n])) + more
 
 
+def _file_key(name: str) -> str:
+    return strip_video_ext(nfc(name))
+
+
 def check_folds(
     folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]
 ) -> list[str]:
     """Problems with a fold set (empty list = fine): a video in both train and test of a fold, a
     subject in both (leak), an empty test part, videos without subject or label, and test parts that
-    do not cover every video of the set exactly once."""
+    do not cover every video of the set exactly once. Names are compared as landmark files are
+    matched: ``v1`` and ``v1.mp4`` are one video."""
     problems = []
-    test_of: dict[str, list[int]] = defaultdict(list)
+    test_of: dict[str, list[int]] = defaultdict(list)  # file key -> test folds
     everyone: set[str] = set()
     for fold in folds:
         where = f"fold {fold.index} ({fold.name!r})"
@@ -276,11 +290,11 @@ def check_folds(
         everyone |= train | test
         if not test:
             problems.append(f"{where}: empty test part")
-        both = train & test
+        both = {_file_key(n) for n in train} & {_file_key(n) for n in test}
         if both:
             problems.append(f"{where}: {len(both)} video(s) in both train and test: {_short(both)}")
-        for n in fold.test:
-            test_of[n].append(fold.index)
+        for key in {_file_key(n) for n in test}:
+            test_of[key].append(fold.index)
         s_train = {subjects[n] for n in train if n in subjects}
         s_test = {subjects[n] for n in test if n in subjects}
         leak = s_train & s_test
@@ -294,7 +308,7 @@ def check_folds(
     no_label = [n for n in everyone if n not in labels]
     if no_label:
         problems.append(f"{len(no_label)} video(s) without a label: {_short(no_label)}")
-    never = [n for n in everyone if n not in test_of]
+    never = {_file_key(n) for n in everyone} - set(test_of)
     if never:
         problems.append(f"{len(never)} video(s) in no test part: {_short(never)}")
     twice = {n: f for n, f in test_of.items() if len(f) > 1}
@@ -364,15 +378,6 @@ def main(argv: list[str] | None = None) -> int:
         "--landmarks", type=Path, help="also check that every video has a landmark file"
     )
     args = parser.parse_args(argv)
-
-    from data.subjects import (
-        guess_kind,
-        landmark_index,
-        match_names,
-        read_labels_csv,
-        subjects_for,
-    )
-
     try:
         folds_dir = _find_folds_dir(args.dir)
         folds, labels = read_fold_files(folds_dir)
