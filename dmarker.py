@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size,
             eyelid=args.eyelid, phase_rule=args.phases, force=args.force, progress=not args.quiet,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # OSError: an unwritable --output, for one
         print(f"error: {e}", file=sys.stderr)
         return 1
     computed = len(table) - table.reused

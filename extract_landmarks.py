@@ -14,6 +14,7 @@ import sys
 
 from data.extract_batch import (
     Settings,
+    check_targets,
     format_summary,
     make_jobs,
     run_batch,
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
         settings = with_plot_default(settings, args.plot, output, len(jobs))
+        check_targets(jobs, output, settings.plot)
     except (OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

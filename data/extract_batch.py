@@ -10,12 +10,14 @@ the source.
 
 from __future__ import annotations
 
+import glob
 import math
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -72,7 +74,7 @@ def make_jobs(
     """Jobs for an input (video file, folder of videos, frame folder) or a dataset root.
 
     Default output folder: ``<dataset root or input folder>/npy`` (``<parent>/npy`` for a single
-    video or frame folder). Raises ValueError when two sources map to one output name.
+    video or frame folder). Sources that would write one output name are jobs marked failed.
     """
     path = Path(inputs)
     if not path.exists():
@@ -87,16 +89,32 @@ def make_jobs(
         found = [(path, path.name)]
     else:
         found = dataset_sources("folder", path, out)
-    jobs, seen = [], {}
+    sources = defaultdict(list)
+    for src, name, *_ in found:
+        sources[name].append(src)
+    jobs = []
     for src, name, *err in found:
-        if name in seen:
-            raise ValueError(
-                f"{src} and {seen[name]} would both write {name}.npy; rename one or run them "
-                "with different --output folders"
-            )
-        seen[name] = src
+        if len(sources[name]) > 1:
+            others = ", ".join(str(o) for o in sources[name] if o != src)
+            err = [f"{others} would also write {name}.npy; rename one of them"]
         jobs.append(Job(src, name, landmark_path(out, name), err[0] if err else ""))
     return jobs, out
+
+
+def check_targets(jobs: list[Job], *targets: Path | None) -> None:
+    """Raise ValueError when an output or ``--plot`` target lies inside a frame-folder source:
+    the files written there would be read as frames of that clip on the next run."""
+    for job in jobs:
+        if not job.source.is_dir():
+            continue
+        src = job.source.resolve()
+        for target in filter(None, targets):
+            real = target.resolve()
+            if real == src or src in real.parents:
+                raise ValueError(
+                    f"{target} is inside the frame folder {job.source}; write outputs and "
+                    "contact sheets elsewhere (--output / --plot)"
+                )
 
 
 # ---------------------------------------------------------------- one job
@@ -138,7 +156,7 @@ def plot_path(job: Job, plot: Path | None) -> Path | None:
 def _clean_temp_files(job: Job) -> None:
     """Remove temp files a killed run left for this output (``.<file name>.*.tmp``, data.io)."""
     for stem in (job.output.name, meta_path(job.output).name):
-        for tmp in job.output.parent.glob(f".{stem}.*.tmp"):
+        for tmp in job.output.parent.glob(f".{glob.escape(stem)}.*.tmp"):
             tmp.unlink(missing_ok=True)
 
 
@@ -159,11 +177,11 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
                 _plot(job, settings, arr, meta, png)
             return result
         _clean_temp_files(job)
-        meta_path(job.output).unlink(missing_ok=True)  # no stale completion marker meanwhile
         source = open_source(job.source, settings.frame_fps)
         ext = extract_video(
             source, backend, name=job.name, stride=settings.stride, max_frames=settings.max_frames
-        )
+        )  # a failure here leaves a previous output as it was
+        meta_path(job.output).unlink(missing_ok=True)  # no stale completion marker meanwhile
         save_landmarks(job.output, ext.landmarks, ext.meta)
         if png is not None:
             _plot(job, settings, ext.landmarks, ext.meta, png)

@@ -142,12 +142,16 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
+        meta = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        meta = e
+    if not isinstance(meta, dict):
+        why = meta if isinstance(meta, Exception) else "not a JSON object"
         raise ValueError(
-            f"{p}: unreadable sidecar ({e}); run extract_landmarks.py again, it re-extracts "
+            f"{p}: unreadable sidecar ({why}); run extract_landmarks.py again, it re-extracts "
             "this video"
-        ) from e
+        )
+    return meta
 
 
 def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:

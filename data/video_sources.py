@@ -40,17 +40,24 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
-    """Every video file and frame folder below ``root`` (hidden folders, ``output`` and folders
-    named ``npy`` skipped) as (source, output name)."""
+    """Every video file and frame folder below ``root``, linked folders included (hidden
+    folders, ``output`` and folders named ``npy`` skipped), as (source, output name)."""
     found = []
-    skip = output.resolve()
-    for folder, dirs, _ in os.walk(root):
+    seen = {output.resolve(), Path(root).resolve()}  # real paths: each folder once, no link loops
+
+    def new(folder: Path) -> bool:
+        real = folder.resolve()
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
+    for folder, dirs, _ in os.walk(root, followlinks=True):
         folder = Path(folder)
         dirs[:] = sorted(
-            (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME
-             and (folder / d).resolve() != skip),
+            (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME and new(folder / d)),
             key=natural_key,
-        )  # fmt: skip
+        )
         if is_frame_folder(folder):
             found.append((folder, folder.name))
         found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]

@@ -140,16 +140,21 @@ def test_bad_files_are_reported_and_the_rest_computed(dataset):
     quick = write_video(dataset, "quick.mp4", smile_video()[:40])  # extracted with --max-frames 40
     meta = json.loads(meta_path(quick).read_text())
     meta_path(quick).write_text(json.dumps({**meta, "max_frames": 40}))
+    listed = write_video(dataset, "listed.mp4", smile_video())
+    meta_path(listed).write_text("[1, 2]")  # valid JSON, not a sidecar
     table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))
     assert table.names == ["a.mp4", "b.mp4", "c.avi"]
-    assert set(table.errors) == {"text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4", "quick.mp4"}
+    assert set(table.errors) == {
+        "text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4", "quick.mp4", "listed.mp4",
+    }  # fmt: skip
+    assert "unreadable sidecar (not a JSON object)" in table.errors["listed.mp4"]
     assert "quick run (--max-frames 40)" in table.errors["quick.mp4"]
     assert "not a readable .npy" in table.errors["text.mp4"]
     assert "NaN" in table.errors["nan.mp4"]
     assert "degenerate face geometry" in table.errors["flat_zero.mp4"]
     assert "unsupported landmark count 100" in table.errors["points.mp4"]
     for name, msg in table.errors.items():
-        assert msg.startswith(str(dataset / f"{name}.npy"))
+        assert msg.startswith(str(dataset / name))  # the landmark file or its sidecar
 
 
 def test_edge_videos_in_the_table(tmp_path):
@@ -240,10 +245,15 @@ def test_cli_plot(dataset, capsys):
     assert "--plot" in capsys.readouterr().err
 
 
-def test_cli_errors(tmp_path, capsys):
+def test_cli_errors(tmp_path, dataset, capsys):
     assert cli.main(["--landmarks", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "t.npz"
+    assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "file" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         cli.main(["--landmarks", str(tmp_path), "--frame-size", "640by480"])
     with pytest.raises(SystemExit):

@@ -215,6 +215,56 @@ def test_dataset_layouts(tmp_path):
     assert sorted(_names(jobs)) == ["clip", "x.mov"] and out == folder / "npy"
 
 
+def test_folder_walks_past_stray_images_outputs_links_and_clashes(tmp_path):
+    ds = tmp_path / "ds"
+    _touch(ds / "overview.jpg")  # a stray image does not make the dataset one frame folder
+    _touch(ds / "posed" / "p1.mp4")
+    _touch(ds / "spont" / "s1.mp4")
+    _touch(ds / "sheets" / "old.mp4.npy")  # an earlier --output with contact sheets
+    _touch(ds / "sheets" / "old.mp4.png")
+    elsewhere = tmp_path / "elsewhere" / "clips"
+    _touch(elsewhere / "l1 [1080p].mp4")
+    (ds / "linked").symlink_to(elsewhere)  # linked folders are walked
+    (elsewhere / "loop").symlink_to(ds)  # ... once each
+    jobs, out = make_jobs(ds)
+    assert out == ds / "npy" and _names(jobs) == ["l1 [1080p].mp4", "p1.mp4", "s1.mp4"]
+
+    _touch(ds / "spont" / "again" / "p1.mp4")  # two sources, one output name: both fail, only them
+    jobs, _ = make_jobs(ds)
+    clash = [j for j in jobs if j.name == "p1.mp4"]
+    assert len(clash) == 2 and all("would also write p1.mp4.npy" in j.error for j in clash)
+    assert all(not j.error for j in jobs if j.name != "p1.mp4")
+
+
+def test_temp_cleanup_takes_names_literally(tmp_path):
+    job = Job(tmp_path / "v.mp4", "clip [1].mp4", tmp_path / "clip [1].mp4.npy")
+    mine, other = tmp_path / ".clip [1].mp4.npy.ab.tmp", tmp_path / ".clip 1.mp4.npy.cd.tmp"
+    _touch(mine)
+    _touch(other)
+    extract_batch._clean_temp_files(job)
+    assert not mine.exists() and other.exists()
+
+
+def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
+    clip = tmp_path / "clipA"
+    for i in (1, 2):
+        _touch(clip / f"frame{i}.png")
+    assert run_cli(clip, "--output", clip) == 2
+    assert "inside the frame folder" in capsys.readouterr().err
+    assert run_cli(clip, "--plot", clip / "sheets") == 2
+    assert "inside the frame folder" in capsys.readouterr().err
+    assert sorted(p.name for p in clip.iterdir()) == ["frame1.png", "frame2.png"]
+
+
+def test_failed_rerun_keeps_the_previous_output(pyfeat_data, tmp_path):
+    video = write_avi(pyfeat_data, tmp_path / "v.avi", 4)
+    out = tmp_path / "npy"
+    assert run_cli(video, "--output", out) == 0
+    video.write_bytes(video.read_bytes()[:200])  # now unreadable
+    assert run_cli(video, "--output", out, "--overwrite") == 1
+    assert_valid(out / "v.avi.npy")  # the earlier extraction, sidecar and all
+
+
 def test_mmi_end_to_end(pyfeat_data, tmp_path):
     session = tmp_path / "mmi" / "Sessions" / "1767"
     session.mkdir(parents=True)
