@@ -299,7 +299,9 @@ def _pool_pass(jobs: list[Job], settings: Settings, workers: int, record, work) 
                     record(fut.result())
                 except BrokenProcessPool:
                     lost.append(futures[fut])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # stop the running videos too (their writes are atomic)
+            for proc in list(pool._processes.values()):  # no public API stops a running task
+                proc.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return lost
