@@ -234,6 +234,21 @@ def run_fold(
     return result
 
 
+def run_folds(cfg: Config, folds, dataset, resume: bool) -> tuple[dict, dict]:
+    """Run every fold; one that fails (a diverged loss, ...) is reported at the end, after the
+    others ran. Returns ({fold: test result}, {fold: reason})."""
+    results, failed = {}, {}
+    for k in folds:
+        try:
+            results[k] = run_fold(cfg, k, dataset, resume=resume)
+        except (OSError, ValueError, RuntimeError) as e:
+            if len(folds) == 1:
+                raise
+            failed[k] = str(e)
+            print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {e}", file=sys.stderr)
+    return results, failed
+
+
 #: Flags that only training reads (``--device`` serves both).
 TRAINING_FLAGS = ("dataset", "data_root", "folds", "fold", "model", "config", "set", "epochs",
                   "batch_size", "lr", "seed", "out", "resume")  # fmt: skip
@@ -253,6 +268,8 @@ def check_mode(args: argparse.Namespace) -> None:
         parent = Path(args.json or ".").resolve().parent
         if args.json and not (parent.is_dir() and os.access(parent, os.W_OK)):
             raise ValueError(f"--json {args.json}: {parent} is not a writable folder")
+        if args.json and Path(args.json).is_dir():
+            raise ValueError(f"--json {args.json}: a folder; give a file name (verdicts.json)")
     elif args.checkpoint or args.json:
         raise ValueError("--checkpoint and --json go with --classify INPUT ...")
 
@@ -290,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args)
         dataset = load_dataset(cfg)
         args.fold = args.fold or "all"
-        if args.fold != "all" and not args.fold.isdigit():
+        if args.fold != "all" and not args.fold.isdecimal():
             raise ValueError(
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
             )
@@ -303,10 +320,19 @@ def main(argv: list[str] | None = None) -> int:
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")
-        results = {k: run_fold(cfg, k, dataset, resume=args.resume) for k in folds}
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError, ImportError) as e:
+        results, failed = run_folds(cfg, folds, dataset, args.resume)
+    except (OSError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
+    if failed:
+        for k, why in failed.items():
+            print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)
+        print(
+            f"{len(failed)} of {len(folds)} folds failed; no results table: fix the cause and "
+            "rerun with --resume (finished folds are kept)",
+            file=sys.stderr,
+        )
+        return 1
     if args.fold == "all":
         summary = write_results(
             Path(cfg.out), cfg.data.dataset, cfg.model.name, results, cfg.train.threshold

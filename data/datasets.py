@@ -187,8 +187,12 @@ class SmileDataset:
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
-    if kind == "demo":
+    if kind == "demo" and not (root / "demo.json").exists():
         return FileNotFoundError(f"no demo dataset at {root}: run python -m data.demo --out {root}")
+    if kind == "demo":
+        return FileNotFoundError(
+            f"no landmarks under {landmarks_dir}: the demo's are in {root / 'npy'}"
+        )
     return FileNotFoundError(
         f"no landmarks under {landmarks_dir}: run extract_landmarks.py --dataset {kind} ... "
         f"--output {landmarks_dir} or use --dataset demo"
@@ -237,7 +241,7 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
         value = next((s[key] for s in sources if s and s.get(key)), None) or (
             getattr(default, key) if default else None
         )
-        if not value:
+        if not value or value < 0:
             raise ValueError(f"{file}: no {key} ({why}); {fix}")
         out[key] = value
     return out
@@ -310,6 +314,8 @@ def open_dataset(
     folds_dir = Path(folds_dir) if folds_dir is not None else root / "labels"
     if kind == "demo" and not (root / "demo.json").exists():
         raise _no_landmarks(kind, root, landmarks_dir)
+    if folds_dir.exists() and not folds_dir.is_dir():
+        raise ValueError(f"{folds_dir}: a file; --folds takes a folder of <k>/{{train,test}}.json")
     index = landmark_index(landmarks_dir) if landmarks_dir.is_dir() else {}
     if not index:
         raise _no_landmarks(kind, root, landmarks_dir)

@@ -270,8 +270,15 @@ def _short(items, n: int = 5) -> str:
     return ", ".join(map(str, items[:n])) + more
 
 
-def _file_key(name: str) -> str:
-    return strip_video_ext(nfc(name))
+def _file_keys(names: Iterable[str]) -> dict[str, str]:
+    """Each name -> the name of its landmark file as ``match_names`` finds it: ``v1`` ->
+    ``v1.mp4`` when that is the only ``v1.*`` listed (``x.mp4`` and ``x.avi`` stay two)."""
+    norm = {n: nfc(n) for n in names}
+    with_ext = defaultdict(set)
+    for n in norm.values():
+        if strip_video_ext(n) != n:
+            with_ext[strip_video_ext(n)].add(n)
+    return {o: min(with_ext[n]) if len(with_ext.get(n, ())) == 1 else n for o, n in norm.items()}
 
 
 def check_folds(
@@ -282,7 +289,8 @@ def check_folds(
     do not cover every video of the set exactly once. Names are compared as landmark files are
     matched: ``v1`` and ``v1.mp4`` are one video."""
     problems = []
-    test_of: dict[str, list[int]] = defaultdict(list)  # file key -> test folds
+    key = _file_keys(n for fold in folds for n in (*fold.train, *fold.test))
+    test_of: dict[str, list[int]] = defaultdict(list)  # file -> test folds
     everyone: set[str] = set()
     for fold in folds:
         where = f"fold {fold.index} ({fold.name!r})"
@@ -290,11 +298,11 @@ def check_folds(
         everyone |= train | test
         if not test:
             problems.append(f"{where}: empty test part")
-        both = {_file_key(n) for n in train} & {_file_key(n) for n in test}
+        both = {key[n] for n in train} & {key[n] for n in test}
         if both:
             problems.append(f"{where}: {len(both)} video(s) in both train and test: {_short(both)}")
-        for key in {_file_key(n) for n in test}:
-            test_of[key].append(fold.index)
+        for file in {key[n] for n in test}:
+            test_of[file].append(fold.index)
         s_train = {subjects[n] for n in train if n in subjects}
         s_test = {subjects[n] for n in test if n in subjects}
         leak = s_train & s_test
@@ -308,7 +316,7 @@ def check_folds(
     no_label = [n for n in everyone if n not in labels]
     if no_label:
         problems.append(f"{len(no_label)} video(s) without a label: {_short(no_label)}")
-    never = {_file_key(n) for n in everyone} - set(test_of)
+    never = {key[n] for n in everyone} - set(test_of)
     if never:
         problems.append(f"{len(never)} video(s) in no test part: {_short(never)}")
     twice = {n: f for n, f in test_of.items() if len(f) > 1}

@@ -173,7 +173,8 @@ def load_landmarks(
 ) -> tuple[np.ndarray, dict | None]:
     """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
 
-    Raises ValueError naming the file when it is not a (T, L, 3) array.
+    Raises ValueError naming the file when it is not a (T, L, 3) array or its sidecar counts
+    other frames.
     """
     npy_path = Path(npy_path)
     try:
@@ -186,7 +187,13 @@ def load_landmarks(
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:
         arr = arr.astype(np.float32, copy=False)
-    return arr, load_meta(npy_path)
+    meta = load_meta(npy_path) or {}
+    if {len(arr), meta.get("n_frames", len(arr)), len(meta.get("face_found", arr))} != {len(arr)}:
+        raise ValueError(
+            f"{meta_path(npy_path)}: describes another array than {npy_path.name} ({len(arr)} "
+            "rows); re-run extract_landmarks.py, it re-extracts this video"
+        )
+    return arr, meta or None
 
 
 def to_isotropic(landmarks: np.ndarray, width: float, height: float) -> np.ndarray:

@@ -114,11 +114,14 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     no_size.with_suffix(".json").write_text(json.dumps({**meta, "width": None}))
     no_frames = tmp_path / "no_frames.npy"
     np.save(no_frames, np.load(src)[:0])
-    shutil.copy(src.with_suffix(".json"), no_frames.with_suffix(".json"))
+    no_frames.with_suffix(".json").write_text(json.dumps({**meta, "n_frames": 0, "face_found": []}))
+    other = tmp_path / "other.npy"  # a sidecar of another array
+    np.save(other, np.load(src)[:1])
+    shutil.copy(src.with_suffix(".json"), other.with_suffix(".json"))
     twin = tmp_path / "twin"  # a second input of the same name as src
     twin.mkdir()
     shutil.copy(src, twin / src.name)
-    inputs = [bare, dlib, text, empty, no_size, no_frames, src, twin / src.name]
+    inputs = [bare, dlib, text, empty, no_size, no_frames, other, src, twin / src.name]
     rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
     assert rc == 1
     assert [v["name"] for v in report["videos"]] == [src.name]
@@ -130,8 +133,9 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "no videos or .npy" in failed[str(empty)]
     assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
     assert "no frames" in failed[str(no_frames)]
+    assert "other.json: describes another array than other.npy" in failed[str(other)]
     assert "a second input named" in failed[str(twin / src.name)]
-    assert "7 input(s) failed" in capsys.readouterr().err
+    assert "8 input(s) failed" in capsys.readouterr().err
 
 
 def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
@@ -146,6 +150,9 @@ def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
         == 2
     )
     assert "is not a writable folder" in capsys.readouterr().err
+    args = ["--classify", "x.npy", "--checkpoint", str(out), "--json", str(tmp_path)]
+    assert smile_point.main(args) == 2
+    assert "a folder; give a file name" in capsys.readouterr().err
 
 
 def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
@@ -160,6 +167,9 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     assert smile_point.main(["--classify", video, "--checkpoint", str(junk)]) == 2
     err = capsys.readouterr().err
     assert "junk.pt: not a readable smile_point.py checkpoint" in err and len(err.splitlines()) == 1
+    last = str(out / "fold_01" / "last.pt")
+    assert smile_point.main(["--classify", video, "--checkpoint", last]) == 2
+    assert "last epoch's weights, not the ones validation selected" in capsys.readouterr().err
     shutil.copytree(out, tmp_path / "running")
     (tmp_path / "running" / "fold_02" / "test.json").unlink()  # a fold still training
     assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "running")]) == 2

@@ -50,11 +50,33 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         ("patience=-1", "train.patience"),
         ("grad_clip=-1", "train.grad_clip"),
         ("warmup_epochs=-1", "train.warmup_epochs"),
+        ("weight_decay=-1", "train.weight_decay = -1.0: must be 0 or positive"),
+        ("min_lr_ratio=5", "train.min_lr_ratio"),
+        ("device=gpu", "train.device = 'gpu': must be auto, cpu or cuda"),
+        ("window=0", "data.window"),
+        ("target_fps=-1", "data.target_fps"),
+        ("normalize=bogus", "data.normalize = 'bogus': must be one of face"),
+        ("val_fraction=1", "data.val_fraction"),
+        ("num_workers=-1", "data.num_workers"),
+        ("mirror=2", "augment.mirror = 2.0: must be a probability"),
+        ("speed=-0.1", "augment.speed"),
     ],
 )
 def test_bad_overrides_raise(item, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [item])
+
+
+def test_config_files_that_are_not_configs(tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="list.yaml: not a config"):
+        load_config(listed)
+    with pytest.raises(FileNotFoundError, match="config not found"):
+        load_config(tmp_path)  # a folder
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("model:\ntrain:\n  epochs: 2\n")  # a section with nothing under it
+    assert load_config(empty).train.epochs == 2
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):

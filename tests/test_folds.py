@@ -133,7 +133,13 @@ def test_check_folds_finds_leak_overlap_and_coverage():
     problems = check_folds(twice, subjects, labels)
     assert any("both train and test: d" in p for p in problems)
     moved = [Fold(1, "1", ("a", "b"), ("c", "d")), Fold(2, "2", ("c", "d"), ("a", "b", "d.mp4"))]
-    assert any("d (folds 1, 2)" in p for p in check_folds(moved, subjects, labels))
+    assert any("d.mp4 (folds 1, 2)" in p for p in check_folds(moved, subjects, labels))
+    labels["d.avi"], subjects["d.avi"] = 0, "s4"  # d.mp4 and d.avi are two files
+    apart = [
+        Fold(1, "1", ("a", "b"), ("c", "d.avi")),
+        Fold(2, "2", ("c", "d.avi"), ("a", "b", "d.mp4")),
+    ]
+    assert check_folds(apart, subjects, labels) == []
 
 
 def test_split_train_val():

@@ -326,6 +326,36 @@ def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
     assert "unknown key" in capsys.readouterr().err
 
 
+def test_a_diverged_fold_is_named_and_the_others_still_run(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=3, warmup_epochs=0, grad_clip=0.0))
+    out = tmp_path / "run"
+    args = ["--config", cfg, "--lr", "1e9", "--out", str(out)]
+    assert smile_point.main([*args, "--fold", "all"]) == 1
+    err = capsys.readouterr().err
+    summary = err[err.index("fold 1 failed", err.index("fold 3 failed")) :]  # the end list
+    assert all(f"fold {k} failed:" in summary for k in (1, 2, 3))  # every fold was tried
+    assert "the training loss is not finite (diverged)" in err and "lower --lr" in err
+    assert "3 of 3 folds failed; no results table" in err and not (out / "results.md").exists()
+
+
+def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    (tmp_path / "afile").write_text("")
+    assert smile_point.main(["--config", cfg, "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert smile_point.main(["--config", cfg, "--folds", str(demo_root / "labels.csv")]) == 2
+    assert smile_point.main(["--config", cfg, "--fold", "\u00b2"]) == 2  # "2" superscript
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "afile" in err[0]
+    assert "labels.csv: a file; --folds takes a folder" in err[1]
+    assert "give a fold number 1..3" in err[2]
+    out = tmp_path / "run"
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 0
+    (out / "fold_01" / "test.json").unlink()
+    (out / "fold_01" / "last.pt").write_text("garbage")
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out), "--resume"]) == 2
+    assert "last.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
 def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
     import shutil
 

@@ -41,4 +41,10 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint (train first, or drop --resume)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a pickle of anything: one line, whatever failed
+        raise ValueError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and train that "
+            "fold again"
+        ) from e

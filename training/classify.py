@@ -88,6 +88,11 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
     """
     found: list[Path] = []
     for path in map(Path, paths):
+        if path.is_file() and path.name == "last.pt":
+            raise ValueError(
+                f"{path}: the last epoch's weights, not the ones validation selected; give the "
+                "fold's best.pt"
+            )
         if path.is_file():
             found.append(path)
         elif path.is_dir():
@@ -127,6 +132,7 @@ def load_scorer(path: Path, device: torch.device) -> Scorer:
         model = build_model(cfg.model, ckpt["n_landmarks"])
         model.load_state_dict(ckpt["model"])
     except Exception as e:  # a pickle of anything: one line, whatever failed
+        e = e.__cause__ or e  # what torch.load itself raised
         raise ValueError(
             f"{path}: not a readable smile_point.py checkpoint ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); give a fold's best.pt"

@@ -8,6 +8,7 @@ type are errors.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from data.normalize import NORMALIZATIONS
 from data.transforms import AugmentConfig
 from models import ModelConfig
 
@@ -88,6 +90,8 @@ def from_dict(d: dict, source: str = "config") -> Config:
         if key == "out":
             cfg.out = None if value is None else str(value)
             continue
+        if key in SECTIONS and value is None:  # "model:" with nothing under it
+            continue
         if key not in SECTIONS or not isinstance(value, dict):
             raise ValueError(
                 f"{source}: unknown section {key!r} (sections: model, data, train, augment, out)"
@@ -102,12 +106,16 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     cfg = Config()
     if path is not None:
         path = Path(path)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"{path}: config not found (see configs/ for the shipped ones)")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+        if not isinstance(raw, dict):
+            raise ValueError(
+                f"{path}: not a config (expected the sections model, data, train, augment)"
+            )
         cfg = from_dict(raw, str(path))
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -132,25 +140,40 @@ CHOICES = {
 
 
 def check_choices(cfg: Config) -> None:
-    """Raise ValueError naming the key when a string option has an unknown value."""
+    """Raise ValueError naming the key when an option has a value it cannot take (before
+    anything is written)."""
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{section}.{name} = {value!r}: use one of {', '.join(allowed)}")
-    t = cfg.train
-    for key, ok, rule in (
-        ("epochs", t.epochs >= 1, "at least 1"),
-        ("batch_size", t.batch_size >= 1, "at least 1"),
-        ("lr", t.lr > 0, "positive"),
-        ("bce_weight", t.bce_weight > 0, "positive (the class head must learn)"),
-        ("dmarker_weight", t.dmarker_weight >= 0, "0 (MeshSmileNet training) or positive"),
-        ("warmup_epochs", t.warmup_epochs >= 0, "0 or more"),
-        ("patience", t.patience >= 0, "0 (off) or more"),
-        ("grad_clip", t.grad_clip >= 0, "0 (off) or positive"),
-        ("ema_decay", 0 <= t.ema_decay < 1, "0 (off) or a value in (0, 1)"),
-    ):
+    d, t, a = cfg.data, cfg.train, cfg.augment
+    rules = (
+        ("data.window", d.window >= 1, "at least 1"),
+        ("data.target_fps", d.target_fps > 0, "positive"),
+        ("data.normalize", d.normalize in NORMALIZATIONS, f"one of {', '.join(NORMALIZATIONS)}"),
+        ("data.test_stride", d.test_stride is None or d.test_stride >= 1, "at least 1"),
+        ("data.val_fraction", 0 < d.val_fraction < 1, "in (0, 1)"),
+        ("data.num_workers", d.num_workers >= 0, "0 (in this process) or more"),
+        ("train.epochs", t.epochs >= 1, "at least 1"),
+        ("train.batch_size", t.batch_size >= 1, "at least 1"),
+        ("train.lr", t.lr > 0, "positive"),
+        ("train.weight_decay", t.weight_decay >= 0, "0 or positive"),
+        ("train.min_lr_ratio", 0 <= t.min_lr_ratio <= 1, "in [0, 1]"),
+        ("train.bce_weight", t.bce_weight > 0, "positive (the class head must learn)"),
+        ("train.dmarker_weight", t.dmarker_weight >= 0, "0 (MeshSmileNet training) or positive"),
+        ("train.warmup_epochs", t.warmup_epochs >= 0, "0 or more"),
+        ("train.patience", t.patience >= 0, "0 (off) or more"),
+        ("train.grad_clip", t.grad_clip >= 0, "0 (off) or positive"),
+        ("train.ema_decay", 0 <= t.ema_decay < 1, "0 (off) or a value in (0, 1)"),
+        ("train.device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device), "auto, cpu or cuda[:N]"),
+        ("augment.mirror", 0 <= a.mirror <= 1, "a probability in [0, 1]"),
+        *((f"augment.{k}", getattr(a, k) >= 0, "0 (off) or positive")
+          for k in ("rotate_degrees", "scale", "translate", "speed")),
+    )  # fmt: skip
+    for key, ok, rule in rules:
         if not ok:
-            raise ValueError(f"train.{key} = {getattr(t, key)}: must be {rule}")
+            section, name = key.split(".")
+            raise ValueError(f"{key} = {getattr(getattr(cfg, section), name)!r}: must be {rule}")
     cfg.model.validate()
 
 

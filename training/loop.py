@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,8 @@ METRIC_COLUMNS = (
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; asking for cuda without one is an error."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"--device {name}: use auto, cpu or cuda[:N]")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -284,6 +287,11 @@ def fit(
                 sums["dmarker"] += parts["dmarker"].item()
                 n_dm += 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if not math.isfinite(sums["loss"]):
+            raise ValueError(
+                f"epoch {epoch + 1}: the training loss is not finite (diverged); delete "
+                f"{out_dir} and train it with a lower --lr"
+            )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
 
