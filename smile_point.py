@@ -39,7 +39,7 @@ from training.config import (
     set_value,
     to_dict,
 )
-from training.loop import fit, resolve_device, test
+from training.loop import DivergedError, fit, resolve_device, test
 from training.memory import reuse_freed_memory
 from training.report import what_validation_chose, write_results
 
@@ -235,13 +235,13 @@ def run_fold(
 
 
 def run_folds(cfg: Config, folds, dataset, resume: bool) -> tuple[dict, dict]:
-    """Run every fold; one that fails (a diverged loss, ...) is reported at the end, after the
-    others ran. Returns ({fold: test result}, {fold: reason})."""
+    """Run every fold; one whose training diverged is reported at the end, after the others ran
+    (any other error stops the run). Returns ({fold: test result}, {fold: reason})."""
     results, failed = {}, {}
     for k in folds:
         try:
             results[k] = run_fold(cfg, k, dataset, resume=resume)
-        except (OSError, ValueError, RuntimeError) as e:
+        except DivergedError as e:
             if len(folds) == 1:
                 raise
             failed[k] = str(e)
@@ -328,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, why in failed.items():
             print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)
         print(
-            f"{len(failed)} of {len(folds)} folds failed; no results table: fix the cause and "
-            "rerun with --resume (finished folds are kept)",
+            f"{len(failed)} of {len(folds)} folds diverged; no results table (train them with a "
+            "lower --lr under a new --out)",
             file=sys.stderr,
         )
         return 1

@@ -190,8 +190,10 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
     if kind == "demo" and not (root / "demo.json").exists():
         return FileNotFoundError(f"no demo dataset at {root}: run python -m data.demo --out {root}")
     if kind == "demo":
+        fix = "point data.landmarks at" if landmarks_dir != root / "npy" else "regenerate"
         return FileNotFoundError(
-            f"no landmarks under {landmarks_dir}: the demo's are in {root / 'npy'}"
+            f"no landmarks under {landmarks_dir}: {fix} {root / 'npy'} (python -m data.demo "
+            f"--out {root})"
         )
     return FileNotFoundError(
         f"no landmarks under {landmarks_dir}: run extract_landmarks.py --dataset {kind} ... "

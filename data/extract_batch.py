@@ -29,8 +29,8 @@ from tqdm import tqdm
 from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
 from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks
-from data.video import VIDEO_EXTS, is_frame_folder, is_video, natural_key, open_source
-from data.video_sources import OUTPUT_DIRNAME, dataset_sources
+from data.video import VIDEO_EXTS, is_video, natural_key, open_source
+from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def make_jobs(
     path = Path(inputs)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    single = dataset is None and (path.is_file() or is_frame_folder(path))
+    single = dataset is None and (path.is_file() or is_clip_input(path))
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
     if dataset is not None:
         found = dataset_sources(dataset, path, out)

@@ -188,7 +188,12 @@ def load_landmarks(
     if not mmap:
         arr = arr.astype(np.float32, copy=False)
     meta = load_meta(npy_path) or {}
-    if {len(arr), meta.get("n_frames", len(arr)), len(meta.get("face_found", arr))} != {len(arr)}:
+    found = meta.get("face_found", arr)
+    rows = {
+        meta.get("n_frames", len(arr)),
+        len(found) if isinstance(found, list | np.ndarray) else -1,
+    }
+    if rows != {len(arr)}:
         raise ValueError(
             f"{meta_path(npy_path)}: describes another array than {npy_path.name} ({len(arr)} "
             "rows); re-run extract_landmarks.py, it re-extracts this video"

@@ -53,13 +53,12 @@ def frame_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def is_frame_folder(path: Path) -> bool:
-    """A folder with frame images and nothing else a clip's frames would sit beside: no video
-    files, no landmark files (``.npy``: an output folder with contact sheets) and no sub-folders
-    (a dataset folder with a stray image)."""
+    """A folder with frame images and no video or landmark files (``.npy``: an output folder
+    with contact sheets is not a clip)."""
     if not path.is_dir():
         return False
     children = [p for p in path.iterdir() if not p.name.startswith(".")]
-    other = any(is_video(p) or p.is_dir() or p.suffix.lower() == ".npy" for p in children)
+    other = any(is_video(p) or p.suffix.lower() == ".npy" for p in children)
     return not other and bool(frame_images(path))
 
 

@@ -39,6 +39,15 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
+def is_clip_input(path: Path) -> bool:
+    """An input folder that is one clip's frames: a frame folder none of whose sub-folders holds
+    a video (``ds/overview.jpg`` beside ``ds/posed/*.mp4`` is a stray image in a dataset)."""
+    if not is_frame_folder(path):
+        return False
+    subdirs = (d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return not any(_videos(d, tuple(VIDEO_EXTS)) for d in subdirs)
+
+
 def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
     """Every video file and frame folder below ``root``, linked folders included (hidden
     folders, ``output`` and folders named ``npy`` skipped), as (source, output name)."""
@@ -58,8 +67,8 @@ def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
             (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME and new(folder / d)),
             key=natural_key,
         )
-        if is_frame_folder(folder):
-            found.append((folder, folder.name))
+        if is_clip_input(folder) if folder == Path(root) else is_frame_folder(folder):
+            found.append((folder, folder.resolve().name))  # a linked clip keeps its own name
         found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]
     return found
 

@@ -72,8 +72,8 @@ def test_config_files_that_are_not_configs(tmp_path):
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="list.yaml: not a config"):
         load_config(listed)
-    with pytest.raises(FileNotFoundError, match="config not found"):
-        load_config(tmp_path)  # a folder
+    with pytest.raises(ValueError, match="a folder; give a config file"):
+        load_config(tmp_path)
     empty = tmp_path / "empty.yaml"
     empty.write_text("model:\ntrain:\n  epochs: 2\n")  # a section with nothing under it
     assert load_config(empty).train.epochs == 2

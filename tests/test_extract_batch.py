@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import pytest
 
 from data import extract_batch
 from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
-from data.io import META_KEYS, load_landmarks, load_meta
+from data.io import META_KEYS, load_landmarks, load_meta, save_landmarks
 from data.video import open_source
 from extract_landmarks import main
 
@@ -205,7 +206,10 @@ def test_dataset_layouts(tmp_path):
     for label, clip in (("posed", "yi_p1"), ("spontaneous", "ying_s2")):
         for i in (1, 2, 10):
             _touch(spos / label / "happy" / clip / f"img{i}.bmp")
+    _touch(spos / "posed" / "happy" / "yi_p1" / "@eaDir" / "thumb.jpg")  # a NAS's thumbnails
     assert _names(make_jobs(spos, "spos")[0]) == ["yi_p1", "ying_s2"]
+    jobs, out = make_jobs(spos / "posed" / "happy" / "yi_p1")  # one clip, sub-folder or not
+    assert _names(jobs) == ["yi_p1"] and out == spos / "posed" / "happy" / "npy"
 
     folder = tmp_path / "mixed"
     _touch(folder / "a" / "x.mov")
@@ -234,6 +238,18 @@ def test_folder_walks_past_stray_images_outputs_links_and_clashes(tmp_path):
     clash = [j for j in jobs if j.name == "p1.mp4"]
     assert len(clash) == 2 and all("would also write p1.mp4.npy" in j.error for j in clash)
     assert all(not j.error for j in jobs if j.name != "p1.mp4")
+
+
+def test_sidecar_must_describe_its_array(tmp_path):
+    npy = tmp_path / "v.mp4.npy"
+    save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
+    assert load_landmarks(npy)[0].shape == (3, 478, 3)
+    for bad in ({"n_frames": 5}, {"face_found": [1]}, {"face_found": None}):
+        (tmp_path / "v.mp4.json").write_text(
+            json.dumps({"n_frames": 3, "face_found": [1] * 3, **bad})
+        )
+        with pytest.raises(ValueError, match=r"v.mp4.json: describes another array than v.mp4.npy"):
+            load_landmarks(npy)
 
 
 def test_temp_cleanup_takes_names_literally(tmp_path):

@@ -131,7 +131,7 @@ def test_check_folds_finds_leak_overlap_and_coverage():
     labels["d.mp4"], subjects["d.mp4"] = 0, "s3"
     twice = [Fold(1, "1", ("a", "b", "d.mp4"), ("c", "d")), Fold(2, "2", ("c",), ("a", "b"))]
     problems = check_folds(twice, subjects, labels)
-    assert any("both train and test: d" in p for p in problems)
+    assert any("both train and test: d.mp4" in p for p in problems)
     moved = [Fold(1, "1", ("a", "b"), ("c", "d")), Fold(2, "2", ("c", "d"), ("a", "b", "d.mp4"))]
     assert any("d.mp4 (folds 1, 2)" in p for p in check_folds(moved, subjects, labels))
     labels["d.avi"], subjects["d.avi"] = 0, "s4"  # d.mp4 and d.avi are two files

@@ -335,7 +335,7 @@ def test_a_diverged_fold_is_named_and_the_others_still_run(tmp_path, demo_root, 
     summary = err[err.index("fold 1 failed", err.index("fold 3 failed")) :]  # the end list
     assert all(f"fold {k} failed:" in summary for k in (1, 2, 3))  # every fold was tried
     assert "the training loss is not finite (diverged)" in err and "lower --lr" in err
-    assert "3 of 3 folds failed; no results table" in err and not (out / "results.md").exists()
+    assert "3 of 3 folds diverged; no results table" in err and not (out / "results.md").exists()
 
 
 def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
@@ -369,6 +369,10 @@ def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
     np.save(first, arr + 0.001)  # re-extracted landmarks: the table no longer describes them
     with pytest.raises(ValueError, match="changed since the table was built.*dmarker.py"):
         open_dataset("demo", root).dmarkers()
+    # in a run it stops at once, on the first fold: an error of every fold is not a fold's failure
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r" / "fold_02").exists()
 
 
 @pytest.mark.parametrize(

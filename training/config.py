@@ -106,8 +106,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     cfg = Config()
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{path}: config not found (see configs/ for the shipped ones)")
+        if path.is_dir():
+            raise ValueError(f"{path}: a folder; give a config file such as configs/demo.yaml")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as e:

@@ -47,6 +47,10 @@ METRIC_COLUMNS = (
 )
 
 
+class DivergedError(ValueError):
+    """The training loss of a fold stopped being finite."""
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; asking for cuda without one is an error."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
@@ -288,9 +292,10 @@ def fit(
                 n_dm += 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if not math.isfinite(sums["loss"]):
-            raise ValueError(
-                f"epoch {epoch + 1}: the training loss is not finite (diverged); delete "
-                f"{out_dir} and train it with a lower --lr"
+            writer.close()
+            raise DivergedError(
+                f"epoch {epoch + 1}: the training loss is not finite (diverged); train with a "
+                "lower --lr under a new --out (a run keeps one config)"
             )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
