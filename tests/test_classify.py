@@ -118,13 +118,16 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     other = tmp_path / "other.npy"  # a sidecar of another array
     np.save(other, np.load(src)[:1])
     shutil.copy(src.with_suffix(".json"), other.with_suffix(".json"))
-    twin = tmp_path / "twin"  # a second input of the same name as src
-    twin.mkdir()
-    shutil.copy(src, twin / src.name)
-    inputs = [bare, dlib, text, empty, no_size, no_frames, other, src, twin / src.name]
+    twin = tmp_path / "twin" / src.name  # another file of src's name: both named by path
+    twin.parent.mkdir()
+    shutil.copy(src, twin)
+    shutil.copy(src.with_suffix(".json"), twin.with_suffix(".json"))
+    inputs = [bare, dlib, text, empty, no_size, no_frames, other, src, twin, src]  # src twice
     rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
     assert rc == 1
-    assert [v["name"] for v in report["videos"]] == [src.name]
+    assert [v["name"] for v in report["videos"]] == [str(src), str(twin)]
+    probability = report["videos"][0]["probability"]
+    assert report["videos"][1]["probability"] == pytest.approx(probability, abs=1e-6)
     failed = report["failed"]
     assert "no fps (sidecar missing" in failed[str(bare)]
     assert "extract_landmarks.py" in failed[str(bare)]
@@ -134,8 +137,7 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
     assert "no frames" in failed[str(no_frames)]
     assert "other.json: describes another array than other.npy" in failed[str(other)]
-    assert "a second input named" in failed[str(twin / src.name)]
-    assert "8 input(s) failed" in capsys.readouterr().err
+    assert "7 input(s) failed" in capsys.readouterr().err
 
 
 def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):

@@ -14,6 +14,7 @@ scored. An input that cannot be read is reported and the others are still classi
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -243,16 +244,17 @@ def classify(
             + ", ".join(f"{s.path}: {s.n_landmarks}" for s in scorers)
             + "); classify with one set at a time"
         )
-    paths = list_inputs(inputs)
+    unique: dict[Path, Path] = {}  # an input named twice counts once
+    for p in list_inputs(inputs):
+        unique.setdefault(p.resolve(), p)
+    paths = list(unique.values())
+    shared = {n for n, c in Counter(p.name for p in paths).items() if c > 1}
     backend = BACKEND_FOR.get(scorers[0].n_landmarks)
     if backend and any(is_video(p) for p in paths):
         check_backend(backend)  # a missing package: one error now, not one per video
     videos, failures, sources, face_frames = NewVideos(), {}, {}, {}
     for path in paths:
-        name = path.name
-        if name in videos.videos:
-            failures[str(path)] = f"{path}: a second input named {name}; classify it separately"
-            continue
+        name = str(path) if path.name in shared else path.name  # smile.mp4 of two folders
         try:
             landmarks, meta = read_input(path, scorers[0])
             videos.add(name, path, landmarks, meta)
@@ -260,7 +262,7 @@ def classify(
             for method in {s.cfg.data.normalize for s in scorers}:  # refuse a degenerate face now
                 fit_normalization(videos.landmarks(name), method, size)
         except Exception as e:  # the other inputs go on; the reason is reported
-            videos.remove(name)  # only this input's: a second of its name was refused above
+            videos.remove(name)
             known = isinstance(e, (OSError, ValueError))
             failures[str(path)] = str(e) if known else f"{path}: {type(e).__name__}: {e}"
             continue
