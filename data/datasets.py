@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from data.fold_check import check_folds
 from data.folds import (
     GENERATED_META,
     Fold,
-    check_folds,
     fold_dirs,
     make_folds,
     read_fold_files,
@@ -187,14 +187,12 @@ class SmileDataset:
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
-    if kind == "demo" and not (root / "demo.json").exists():
-        return FileNotFoundError(f"no demo dataset at {root}: run python -m data.demo --out {root}")
     if kind == "demo":
-        fix = "point data.landmarks at" if landmarks_dir != root / "npy" else "regenerate"
-        return FileNotFoundError(
-            f"no landmarks under {landmarks_dir}: {fix} {root / 'npy'} (python -m data.demo "
-            f"--out {root})"
-        )
+        build = f"python -m data.demo --out {root}"
+        if not (root / "demo.json").exists():
+            return FileNotFoundError(f"no demo dataset at {root}: run {build}")
+        where = f"a demo keeps them in {root / 'npy'}; rebuild it: {build}"
+        return FileNotFoundError(f"no landmarks under {landmarks_dir} ({where})")
     return FileNotFoundError(
         f"no landmarks under {landmarks_dir}: run extract_landmarks.py --dataset {kind} ... "
         f"--output {landmarks_dir} or use --dataset demo"

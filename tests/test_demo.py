@@ -29,7 +29,8 @@ from data.demo_motion import (
 )
 from data.demo_render import fill_missing
 from data.demo_stats import MEASURES, measure_smile
-from data.folds import check_folds, read_folds
+from data.fold_check import check_folds
+from data.folds import read_folds
 from data.io import META_KEYS, load_landmarks, to_isotropic
 from data.mesh import MEDIAPIPE
 

@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from data.fold_check import check_folds
 from data.folds import (
     Fold,
-    check_folds,
     make_folds,
     read_fold_files,
     read_folds,

@@ -1,0 +1,170 @@
+"""Checks of a fold set: leaks, overlaps, coverage; per-fold counts; the ``check`` CLI.
+
+    python -m data.folds check DIR [--dataset KIND] [--landmarks DIR]
+
+prints per-fold counts (videos, subjects, posed / spontaneous) and exits non-zero on a leak (a
+subject in both train and test), an overlap (a video in both) or test folds that do not cover
+every video exactly once. DIR is a folds folder or a dataset root holding ``labels/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from data.folds import Fold, fold_dirs, read_fold_files
+from data.subjects import (
+    guess_kind,
+    landmark_index,
+    match_names,
+    nfc,
+    read_labels_csv,
+    strip_video_ext,
+    subjects_for,
+)
+
+
+def _short(items, n: int = 5) -> str:
+    items = sorted(items)
+    more = f" ... (+{len(items) - n})" if len(items) > n else ""
+    return ", ".join(map(str, items[:n])) + more
+
+
+def _file_keys(names: Iterable[str]) -> dict[str, str]:
+    """Each name -> the name of its landmark file as ``match_names`` finds it: ``v1`` ->
+    ``v1.mp4`` when that is the only ``v1.*`` listed (``x.mp4`` and ``x.avi`` stay two)."""
+    norm = {n: nfc(n) for n in names}
+    with_ext = defaultdict(set)
+    for n in norm.values():
+        if strip_video_ext(n) != n:
+            with_ext[strip_video_ext(n)].add(n)
+    return {o: min(with_ext[n]) if len(with_ext.get(n, ())) == 1 else n for o, n in norm.items()}
+
+
+def check_folds(
+    folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]
+) -> list[str]:
+    """Problems with a fold set (empty list = fine): a video in both train and test of a fold, a
+    subject in both (leak), an empty test part, videos without subject or label, and test parts that
+    do not cover every video of the set exactly once. Names are compared as landmark files are
+    matched: ``v1`` and ``v1.mp4`` are one video."""
+    problems = []
+    key = _file_keys(n for fold in folds for n in (*fold.train, *fold.test))
+    test_of: dict[str, list[int]] = defaultdict(list)  # file -> test folds
+    everyone: set[str] = set()
+    for fold in folds:
+        where = f"fold {fold.index} ({fold.name!r})"
+        train, test = set(fold.train), set(fold.test)
+        everyone |= train | test
+        if not test:
+            problems.append(f"{where}: empty test part")
+        both = {key[n] for n in train} & {key[n] for n in test}
+        if both:
+            problems.append(f"{where}: {len(both)} video(s) in both train and test: {_short(both)}")
+        for file in {key[n] for n in test}:
+            test_of[file].append(fold.index)
+        s_train = {subjects[n] for n in train if n in subjects}
+        s_test = {subjects[n] for n in test if n in subjects}
+        leak = s_train & s_test
+        if leak:
+            problems.append(
+                f"{where}: {len(leak)} subject(s) in both train and test (leak): {_short(leak)}"
+            )
+    no_subject = [n for n in everyone if n not in subjects]
+    if no_subject:
+        problems.append(f"{len(no_subject)} video(s) without a subject: {_short(no_subject)}")
+    no_label = [n for n in everyone if n not in labels]
+    if no_label:
+        problems.append(f"{len(no_label)} video(s) without a label: {_short(no_label)}")
+    never = {key[n] for n in everyone} - set(test_of)
+    if never:
+        problems.append(f"{len(never)} video(s) in no test part: {_short(never)}")
+    twice = {n: f for n, f in test_of.items() if len(f) > 1}
+    if twice:
+        shown = [f"{n} (folds {', '.join(map(str, twice[n]))})" for n in sorted(twice)[:5]]
+        problems.append(f"{len(twice)} video(s) in more than one test part: {'; '.join(shown)}")
+    return problems
+
+
+def fold_table(folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]) -> str:
+    """Per-fold counts of videos, subjects and labels (posed/spontaneous) as a text table."""
+
+    def stats(names):
+        c = Counter(labels.get(n) for n in names)
+        return len(names), len({subjects.get(n) for n in names}), c[0], c[1]
+
+    head = ("fold", "folder", "train", "subj", "posed", "spont", "test", "subj", "posed", "spont")
+    rows = [head]
+    for f in folds:
+        rows.append((f.index, f.name, *stats(f.train), *stats(f.test)))
+    everyone = sorted({n for f in folds for n in (*f.train, *f.test)})
+    rows.append(("all", "", *stats(everyone), "", "", "", ""))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows
+    )
+
+
+def _find_folds_dir(path: Path) -> Path:
+    if fold_dirs(path):
+        return path
+    if fold_dirs(path / "labels"):
+        return path / "labels"
+    raise FileNotFoundError(
+        f"no fold folders under {path} or {path / 'labels'}: expected <k>/train.json"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m data.folds", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="print per-fold counts; exit 1 on a leak or an overlap")
+    check.add_argument("dir", type=Path, help="a folds folder (<k>/train.json) or a dataset root")
+    check.add_argument(
+        "--dataset",
+        default="auto",
+        help="subject rule: uva, bbc, mmi, spos, folder, demo or auto (guess from the names)",
+    )
+    check.add_argument(
+        "--landmarks", type=Path, help="also check that every video has a landmark file"
+    )
+    args = parser.parse_args(argv)
+    try:
+        folds_dir = _find_folds_dir(args.dir)
+        folds, labels = read_fold_files(folds_dir)
+        names = sorted(labels)
+        root = folds_dir.parent
+        kind = guess_kind(names, root) if args.dataset == "auto" else args.dataset
+        csv = root / "labels.csv"
+        table = read_labels_csv(csv) if csv.exists() else None
+        subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
+        missing = []
+        if args.landmarks is not None:
+            missing = match_names(names, landmark_index(args.landmarks))[1]
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{folds_dir}: {len(folds)} folds, {len(names)} videos, {len(set(subjects.values()))} "
+        f"subjects (subject rule: {rule})"
+    )
+    print(fold_table(folds, subjects, labels))
+    problems = check_folds(folds, subjects, labels)
+    if missing:
+        problems.append(
+            f"{len(missing)} video(s) without a landmark file in {args.landmarks}: "
+            f"{_short(missing)}"
+        )
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
