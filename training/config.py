@@ -132,6 +132,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+#: ``--device`` / ``train.device`` values.
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
 #: Allowed values of the string options that are not checked elsewhere.
 CHOICES = {
     ("data", "dataset"): ("uva", "bbc", "mmi", "spos", "folder", "demo"),
@@ -167,7 +170,7 @@ def check_choices(cfg: Config) -> None:
         ("train.patience", t.patience >= 0, "0 (off) or more"),
         ("train.grad_clip", t.grad_clip >= 0, "0 (off) or positive"),
         ("train.ema_decay", 0 <= t.ema_decay < 1, "0 (off) or a value in (0, 1)"),
-        ("train.device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device), "auto, cpu or cuda[:N]"),
+        ("train.device", DEVICE.fullmatch(t.device), "auto, cpu or cuda[:N]"),
         ("augment.mirror", 0 <= a.mirror <= 1, "a probability in [0, 1]"),
         *((f"augment.{k}", getattr(a, k) >= 0, "0 (off) or positive")
           for k in ("rotate_degrees", "scale", "translate", "speed")),

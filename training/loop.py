@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from data.targets import DMarkerScaler
 from data.transforms import build_augment
 from models import build_model, count_parameters
 from training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from training.config import Config, to_dict
+from training.config import DEVICE, Config, to_dict
 from training.metrics import best_threshold, classification_metrics, log_loss
 
 METRIC_COLUMNS = (
@@ -53,7 +52,7 @@ class DivergedError(ValueError):
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; asking for cuda without one is an error."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+    if not DEVICE.fullmatch(name):
         raise ValueError(f"--device {name}: use auto, cpu or cuda[:N]")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
