@@ -36,7 +36,13 @@ from data.folds import (
     split_train_val,
     write_folds,
 )
-from data.io import atomic_write_dir, atomic_write_json, check_whole_video, load_meta
+from data.io import (
+    atomic_write_dir,
+    atomic_write_json,
+    check_sidecar_rows,
+    check_whole_video,
+    load_meta,
+)
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
@@ -248,10 +254,12 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
 
 
 def _frame_info(
-    kind: str, name: str, file: Path, table: LabelsTable | None
+    kind: str, name: str, file: Path, rows: int, table: LabelsTable | None
 ) -> tuple[float, int, int]:
-    """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS."""
+    """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS. The sidecar
+    must count the file's ``rows`` and hold a whole video."""
     meta = load_meta(file) or {}
+    check_sidecar_rows(file, meta, rows)
     check_whole_video(file, meta)
     row = table.row(name) if table is not None else None
     csv_meta = table.meta.get(row, {}) if row is not None else {}
@@ -372,7 +380,7 @@ def open_dataset(
     for n in names:
         if shapes[files[n]][0] == 0:
             raise ValueError(f"{files[n]}: no frames; re-extract it or drop it from the folds")
-        fps, width, height = _frame_info(kind, n, files[n], table)
+        fps, width, height = _frame_info(kind, n, files[n], shapes[files[n]][0], table)
         videos[n] = Video(
             name=n,
             file=files[n],

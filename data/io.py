@@ -187,18 +187,22 @@ def load_landmarks(
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:
         arr = arr.astype(np.float32, copy=False)
-    meta = load_meta(npy_path) or {}
-    found = meta.get("face_found", arr)
-    rows = {
-        meta.get("n_frames", len(arr)),
-        len(found) if isinstance(found, list | np.ndarray) else -1,
-    }
-    if rows != {len(arr)}:
+    meta = load_meta(npy_path)
+    check_sidecar_rows(npy_path, meta, len(arr))
+    return arr, meta or None
+
+
+def check_sidecar_rows(npy_path: str | os.PathLike, meta: dict | None, rows: int) -> None:
+    """Raise ValueError when the sidecar's ``n_frames`` or ``face_found`` counts other frames than
+    the array's ``rows`` (a sidecar left from another extraction)."""
+    meta = meta or {}
+    found = meta.get("face_found", [None] * rows)
+    counts = {meta.get("n_frames", rows), len(found) if isinstance(found, list) else -1}
+    if counts != {rows}:
         raise ValueError(
-            f"{meta_path(npy_path)}: describes another array than {npy_path.name} ({len(arr)} "
+            f"{meta_path(npy_path)}: describes another array than {Path(npy_path).name} ({rows} "
             "rows); re-run extract_landmarks.py, it re-extracts this video"
         )
-    return arr, meta or None
 
 
 def to_isotropic(landmarks: np.ndarray, width: float, height: float) -> np.ndarray:

@@ -71,6 +71,18 @@ def test_a_quick_run_extraction_is_refused(tmp_path):
     assert len(open_dataset("uva", tmp_path, folds_k=3).videos) == 6  # the video ended first
 
 
+def test_a_sidecar_of_another_array_is_refused(tmp_path):
+    """A sidecar left from another extraction (other frame count) would give the array another
+    video's fps: the dataset names it, as --classify and dmarker.py do."""
+    for s in range(1, 4):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    stale = meta_path(tmp_path / "npy" / "003_deliberate_smile_1.mp4.npy")
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "n_frames": 9}))
+    with pytest.raises(ValueError, match=r"003_deliberate_smile_1.mp4.json: describes another arr"):
+        open_dataset("uva", tmp_path, folds_k=3)
+
+
 def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     """A write interrupted after some fold files leaves no fold folder behind (and no temp files);
     into a folder that holds other files the folds are moved in."""
