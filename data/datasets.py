@@ -14,7 +14,7 @@ Layout under a dataset root (``uva/``, ``bbc/``, ...):
 - ``demo.json``: marks a generated demo dataset (``python -m data.demo --out DIR``).
 
 Frame rate and size come from each sidecar; published files have none, so the per-kind
-:data:`DATASET_DEFAULTS` apply (then labels.csv columns for folder data).
+:data:`data.frame_info.DATASET_DEFAULTS` apply (then labels.csv columns for folder data).
 """
 
 from __future__ import annotations
@@ -36,13 +36,8 @@ from data.folds import (
     split_train_val,
     write_folds,
 )
-from data.io import (
-    atomic_write_dir,
-    atomic_write_json,
-    check_sidecar_rows,
-    check_whole_video,
-    load_meta,
-)
+from data.frame_info import video_frame_info
+from data.io import atomic_write_dir, atomic_write_json
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
@@ -60,24 +55,6 @@ from data.subjects import (
 KINDS = ("uva", "bbc", "mmi", "spos", "folder", "demo")
 
 
-@dataclass(frozen=True)
-class FrameDefaults:
-    """Frame size (pixels) and rate (frames/s) assumed for landmark files without a sidecar."""
-
-    width: int
-    height: int
-    fps: float
-
-
-#: Published landmark files carry no metadata. UvA-NEMO: 1920x1080 @ 50 (documented by the
-#: dataset). BBC 1280x720 @ 25, MMI 720x576 @ 25, SPOS 640x480 @ 25: assumptions; pass files
-#: with sidecars (our extraction writes them) or fps/width/height columns in labels.csv to override.
-DATASET_DEFAULTS = {
-    "uva": FrameDefaults(1920, 1080, 50.0),
-    "bbc": FrameDefaults(1280, 720, 25.0),
-    "mmi": FrameDefaults(720, 576, 25.0),
-    "spos": FrameDefaults(640, 480, 25.0),
-}
 #: Folds made when none exist: k per kind (SPOS: leave one subject out, k = number of subjects).
 DEFAULT_FOLDS_K = {"uva": 10, "bbc": 10, "mmi": 9, "spos": None, "folder": 10, "demo": 5}
 
@@ -238,41 +215,6 @@ def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[s
     return out
 
 
-def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix: str) -> dict:
-    """{"fps", "width", "height"}: per key the first source (sidecar, labels.csv row) that has it,
-    else ``DATASET_DEFAULTS[kind]``; nowhere: ValueError "<file>: no <key> (<why>); <fix>"."""
-    default = DATASET_DEFAULTS.get(kind)
-    out = {}
-    for key in ("fps", "width", "height"):
-        value = next((s[key] for s in sources if s and s.get(key)), None) or (
-            getattr(default, key) if default else None
-        )
-        if not value or value < 0:
-            raise ValueError(f"{file}: no {key} ({why}); {fix}")
-        out[key] = value
-    return out
-
-
-def _frame_info(
-    kind: str, name: str, file: Path, rows: int, table: LabelsTable | None
-) -> tuple[float, int, int]:
-    """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS. The sidecar
-    must count the file's ``rows`` and hold a whole video."""
-    meta = load_meta(file) or {}
-    check_sidecar_rows(file, meta, rows)
-    check_whole_video(file, meta)
-    row = table.row(name) if table is not None else None
-    csv_meta = table.meta.get(row, {}) if row is not None else {}
-    info = frame_info(
-        file,
-        [meta, csv_meta],
-        kind,
-        "no sidecar .json and no such column in labels.csv",
-        "re-extract with extract_landmarks.py or add fps,width,height to labels.csv",
-    )
-    return float(info["fps"]), int(info["width"]), int(info["height"])
-
-
 def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed):
     k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
     if folds_k is None:
@@ -380,7 +322,7 @@ def open_dataset(
     for n in names:
         if shapes[files[n]][0] == 0:
             raise ValueError(f"{files[n]}: no frames; re-extract it or drop it from the folds")
-        fps, width, height = _frame_info(kind, n, files[n], shapes[files[n]][0], table)
+        fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
         videos[n] = Video(
             name=n,
             file=files[n],

@@ -13,8 +13,9 @@ import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
 
 from data import datasets
-from data.datasets import DATASET_DEFAULTS, open_dataset
+from data.datasets import open_dataset
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
+from data.frame_info import DATASET_DEFAULTS
 from data.io import UMASK, meta_path
 from data.store import FileStore, PackedStore, build_packed, open_packed
 

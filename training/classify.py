@@ -24,8 +24,9 @@ import torch
 import yaml
 
 from data.clips import TestWindows
-from data.datasets import Video, frame_info
+from data.datasets import Video
 from data.extraction import check_backend, extract_video, make_backend
+from data.frame_info import frame_info
 from data.io import check_whole_video, load_landmarks, to_isotropic
 from data.normalize import fit_normalization
 from data.video import is_frame_folder, is_video, natural_key, open_source
