@@ -93,7 +93,7 @@ class _Clips(torch.utils.data.Dataset):
         self.names = list(names)
         self.cfg = cfg
         self.targets = targets or {}
-        self.target_adjust = target_adjust  # (z, mirrored=, speed=) -> z, see DMarkerScaler.adjust
+        self.target_adjust = target_adjust  # (z, speed) -> z, see DMarkerScaler.at_speed
         self._norm: dict[str, NormParams] = {}  # fitted once per video (face_motion's is costly)
         unknown = [n for n in self.names if n not in dataset.videos]
         if unknown:
@@ -125,9 +125,11 @@ class _Clips(torch.utils.data.Dataset):
             x, mirrored = transform.apply(x, rng)
         elif transform is not None:
             x = transform(x, rng)
-        target = self.targets.get(name)
-        if target is not None and self.target_adjust is not None and (mirrored or speed != 1.0):
-            target = self.target_adjust(target, mirrored=mirrored, speed=speed)
+        target = self.targets.get(name)  # (2, d): the video's, its mirror image's
+        if target is not None:
+            target = target[int(mirrored)]
+            if self.target_adjust is not None and speed != 1.0:
+                target = self.target_adjust(target, speed)
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "mask": torch.from_numpy(mask),
@@ -145,7 +147,8 @@ class TrainClips(_Clips):
     x (W, V, 3) float32, mask (W,) bool, label float32, dmarker (225,), has_dmarker, index.
 
     ``transform(x, rng) -> x`` augments the normalised window; if it has ``speed_factor(rng)``
-    the frame step is multiplied by it. ``targets``: name -> standardised D-Markers.
+    the frame step is multiplied by it. ``targets``: name -> standardised D-Markers (2, 225) of
+    the video and of its mirror image (:meth:`DMarkerScaler.targets`).
     """
 
     def __init__(

@@ -27,11 +27,13 @@ Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
 5. 25 descriptors per (region, phase) (:func:`phase_descriptors`), 3 x 3 x 25 = 225 values.
 
 Frame conventions. Speed ``V[t] = (D[t] - D[t-1]) * fps`` (1/s) and acceleration
-``A[t] = (V[t] - V[t-1]) * fps`` (1/s^2), with ``V[0] = A[0] = 0`` (at rest before the first
-frame). A frame rises (in D+) when ``D[t] - D[t-1] > RISE_TOL`` and falls (in D-) when it is
-``< -RISE_TOL``. Phase boundaries ``(b0, b1, b2, b3)`` are frame indices: onset is the rise from
-frame b0 to b1 and owns frames b0+1..b1 (its last frame is the peak), apex owns b1+1..b2, offset
-owns b2+1..b3. A phase's eta(D) is its number of owned frames, so its duration is eta(D) / fps.
+``A[t] = (V[t] - V[t-1]) * fps`` (1/s^2) exist from frames 1 and 2 on; the acceleration
+descriptors leave frame 1 out (its A would compare V[1] with a speed before the video began,
+inflating them when a video starts during the onset). A frame rises (in D+) when
+``D[t] - D[t-1] > RISE_TOL`` and falls (in D-) when it is ``< -RISE_TOL``. Phase boundaries
+``(b0, b1, b2, b3)`` are frame indices: onset is the rise from frame b0 to b1 and owns frames
+b0+1..b1 (its last frame is the peak), apex owns b1+1..b2, offset owns b2+1..b3.
+A phase's eta(D) is its number of owned frames, so its duration is eta(D) / fps.
 
 Edge cases (never NaN, never an exception for a well-formed video; see :data:`STATUSES`):
 no rise in D_lip -> onset has zero length at frame 0; no fall after the onset -> offset has zero
@@ -284,13 +286,14 @@ def phase_descriptors(
     step[:, 1:] = np.diff(d, axis=-1)
     v = step * fps
     a = np.zeros_like(v)
-    a[:, 1:] = np.diff(v, axis=-1) * fps
+    a[:, 2:] = np.diff(v[:, 1:], axis=-1) * fps
     frames = np.arange(t)
     b = phases
     in_phase = np.stack([(frames > b[k]) & (frames <= b[k + 1]) for k in range(3)])  # (3 phases, t)
     ph = in_phase[None]  # (1, 3, t)
     up = ph & (step > RISE_TOL)[:, None]  # rising frames of each phase (3 regions, 3 phases, t)
     dn = ph & (step < -RISE_TOL)[:, None]  # falling frames
+    up_a, dn_a = up & (frames >= 2), dn & (frames >= 2)  # ... that have an acceleration
     d, d_r, d_l, v, a = (x[:, None] for x in (d, d_r, d_l, v, a))  # (3, 1, t)
     n = np.broadcast_to(ph.sum(-1), up.shape[:2]).astype(np.float64)  # (3, 3)
     n_up, n_dn = up.sum(-1).astype(np.float64), dn.sum(-1).astype(np.float64)
@@ -322,10 +325,10 @@ def phase_descriptors(
         _masked_max(np.abs(v), dn),
         _div((up * v).sum(-1), n_up),
         _div((dn * np.abs(v)).sum(-1), n_dn),
-        _masked_max(a, up),
-        _masked_max(np.abs(a), dn),
-        _div((up * a).sum(-1), n_up),
-        _div((dn * np.abs(a)).sum(-1), n_dn),
+        _masked_max(a, up_a),
+        _masked_max(np.abs(a), dn_a),
+        _div((up_a * a).sum(-1), up_a.sum(-1)),
+        _div((dn_a * np.abs(a)).sum(-1), dn_a.sum(-1)),
         _div((sum_up - sum_dn) * fps, n),
         _div((ph * (d_l - d_r)).sum(-1), n),
     ]

@@ -11,6 +11,8 @@ eyelid                () str          eyelid mode (``data.dmarker.EYELID_MODES``
 phase_rule            () str          onset/offset rule (``data.dmarker.PHASE_RULES``)
 names                 (n,) str        landmark file names without ``.npy`` ("x.mp4")
 features              (n, 225) f32    descriptors, columns ``feature_names``
+mirrored              (n, 225) f32    descriptors of each video's mirror image (left and right
+                                      swapped), the targets of mirrored training clips
 feature_names         (225,) str      ``data.dmarker.FEATURE_NAMES``
 signals, raw_signals  (T, 9) f32      smoothed / raw per-frame signals of all videos, stacked
 offsets               (n + 1,) int64  video i owns rows ``offsets[i]:offsets[i + 1]``
@@ -56,10 +58,11 @@ from data.io import (
     meta_path,
     to_isotropic,
 )
+from data.mirror import mirror_landmarks, mirror_permutation
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _N_SIG = len(SIGNAL_NAMES)
 
 
@@ -73,6 +76,7 @@ class DMarkerTable:
 
     names: list[str]
     features: np.ndarray  # (n, 225) float32
+    mirrored: np.ndarray | None = None  # (n, 225) float32, of the mirror images
     feature_names: tuple[str, ...] = FEATURE_NAMES
     signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32, smoothed
     raw_signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32
@@ -122,9 +126,16 @@ class DMarkerTable:
             "rebuild it with python dmarker.py --landmarks <landmark dir>"
         )
 
-    def get(self, name: str) -> np.ndarray:
-        """The 225 descriptors (225,) float32 of a video."""
-        return self.features[self.index(name)]
+    def get(self, name: str, mirrored: bool = False) -> np.ndarray:
+        """The 225 descriptors (225,) float32 of a video, or of its mirror image."""
+        if not mirrored:
+            return self.features[self.index(name)]
+        if self.mirrored is None:
+            raise ValueError(
+                f"the D-Marker table{f' {self.path}' if self.path else ''} holds no mirror-image "
+                "D-Markers; rebuild it with python dmarker.py --landmarks <landmark dir>"
+            )
+        return self.mirrored[self.index(name)]
 
     def result(self, name: str) -> DMarkerResult:
         """Everything stored for one video."""
@@ -169,6 +180,11 @@ class DMarkerTable:
             cheek_available=np.asarray(self.cheek_available, dtype=bool),
             status=np.array(self.status, dtype=str),
             fingerprints=np.asarray(self.fingerprints, dtype=np.int64).reshape(-1, 4),
+            **(
+                {"mirrored": np.asarray(self.mirrored, dtype=np.float32).reshape(-1, N_DMARKERS)}
+                if self.mirrored is not None
+                else {}
+            ),
         )
         return self.path
 
@@ -183,6 +199,7 @@ def _read(path: Path) -> tuple[DMarkerTable, int]:
             table = DMarkerTable(
                 names=list(z["names"]),
                 features=z["features"],
+                mirrored=z["mirrored"] if "mirrored" in z else None,
                 feature_names=tuple(str(n) for n in z["feature_names"]),
                 signals=[signals[a:b] for a, b in spans],
                 raw_signals=[raw[a:b] for a, b in spans],
@@ -254,7 +271,10 @@ def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float
     )
 
 
-def _compute(npy: Path, fps, frame_size, **options) -> tuple[DMarkerResult, tuple[float, ...]]:
+def _compute(
+    npy: Path, fps, frame_size, **options
+) -> tuple[DMarkerResult, np.ndarray, tuple[float, ...]]:
+    """The video's D-Markers, its mirror image's features (225,) and the (fps, w, h) used."""
     arr, meta = load_landmarks(npy)
     check_whole_video(npy, meta)
     rate, width, height = _rate_and_size(npy, meta, fps, frame_size)
@@ -262,9 +282,11 @@ def _compute(npy: Path, fps, frame_size, **options) -> tuple[DMarkerResult, tupl
     try:
         iso = to_isotropic(arr, width, height)
         res = video_descriptors(iso, rate, face_found=face_found, **options)
+        mirror = mirror_landmarks(iso, mirror_permutation(iso.shape[1]))
+        mirrored = video_descriptors(mirror, rate, face_found=face_found, **options).features
     except ValueError as e:
         raise ValueError(f"{npy}: {e}") from e
-    return res, (rate, width, height)
+    return res, mirrored, (rate, width, height)
 
 
 def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_size) -> int | None:
@@ -335,7 +357,7 @@ def build_dmarker_table(
                 old = None
         except ValueError:
             old = None
-    rows: list[tuple] = []  # (name, result, (fps, w, h), fingerprint)
+    rows: list[tuple] = []  # (name, result, mirrored features, (fps, w, h), fingerprint)
     errors: dict[str, str] = {}
     reused = 0
     for npy in tqdm(files, desc="D-Markers", unit="video", disable=not progress):
@@ -345,24 +367,28 @@ def build_dmarker_table(
             i = _reusable(old, name, npy, fp, fps, frame_size)
             if i is not None:
                 reused += 1
-                rows.append((name, old.result(name), (old.fps[i], *old.frame_size[i]), fp))
+                used = (old.fps[i], *old.frame_size[i])
+                rows.append((name, old.result(name), old.mirrored[i], used, fp))
                 continue
-            res, used = _compute(npy, fps, frame_size, eyelid=eyelid, phase_rule=phase_rule)
-            rows.append((name, res, used, fp))
+            res, mirrored, used = _compute(
+                npy, fps, frame_size, eyelid=eyelid, phase_rule=phase_rule
+            )
+            rows.append((name, res, mirrored, used, fp))
         except (ValueError, OSError) as e:
             errors[name] = str(e)
     empty = np.zeros((0, N_DMARKERS), dtype=np.float32)
     table = DMarkerTable(
         names=[r[0] for r in rows],
         features=np.stack([r[1].features for r in rows]) if rows else empty,
+        mirrored=np.stack([r[2] for r in rows]) if rows else empty,
         signals=[r[1].signals for r in rows],
         raw_signals=[r[1].raw_signals for r in rows],
         phases=np.array([r[1].phases for r in rows], dtype=np.int64).reshape(-1, 4),
-        fps=np.array([r[2][0] for r in rows], dtype=np.float64),
-        frame_size=np.array([r[2][1:] for r in rows], dtype=np.float64).reshape(-1, 2),
+        fps=np.array([r[3][0] for r in rows], dtype=np.float64),
+        frame_size=np.array([r[3][1:] for r in rows], dtype=np.float64).reshape(-1, 2),
         cheek_available=np.array([r[1].cheek_available for r in rows], dtype=bool),
         status=[r[1].status for r in rows],
-        fingerprints=np.array([r[3] for r in rows], dtype=np.int64).reshape(-1, 4),
+        fingerprints=np.array([r[4] for r in rows], dtype=np.int64).reshape(-1, 4),
         eyelid=eyelid,
         phase_rule=phase_rule,
         errors=errors,

@@ -7,12 +7,14 @@ constant there (e.g. the cheek block of dlib-68 landmarks) get std 1, so they st
 Videos whose every frame was filled by interpolation (status ``no_face``: all-zero descriptors)
 are neither fitted nor used as targets.
 
-Augmentation changes what the descriptors of a clip's video would be: a mirror swaps left and
-right (the left/right amplitude differences change sign); a playback speed s leaves 1/s of the
-frames at the same frame rate, so it divides durations and the amplitude totals (sums over frames)
-by s, multiplies speeds by s and accelerations by s^2, and leaves means, ratios and the net
-amplitude-duration ratio (a sum times fps over a frame count) as they are.
-:meth:`DMarkerScaler.adjust` applies that to a standardised target.
+Augmentation changes what the descriptors of a clip's video would be. A mirrored clip takes the
+D-Markers of the video's mirror image, which the table stores (computed, not derived: both
+eyelids are measured in the right eye's width, so a mirror rescales the eyelid signal and moves
+its rises and falls, beyond the sign of the left/right differences). A playback speed s leaves 1/s
+of the frames at the same frame rate, so it divides durations and the amplitude totals (sums over
+frames) by s, multiplies speeds by s and accelerations by s^2, and leaves means, ratios and the net
+amplitude-duration ratio (a sum times fps over a frame count) as they are:
+:meth:`DMarkerScaler.at_speed` applies that to a standardised target.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ class DMarkerScaler:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         kind = np.array([_kind(n) for n in feature_names])
-        self._mirror_sign = np.where(kind == "lr", -1.0, 1.0)  # (d,)
         self._speed_power = np.select(
             [kind == "per_frame_sum", kind == "speed", kind == "accel"], [-1.0, 1.0, 2.0], 0.0
         )  # (d,): raw value scales by speed ** power
@@ -53,15 +54,19 @@ class DMarkerScaler:
         return ((np.asarray(features, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
     def targets(self, table, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """Standardised (d,) float32 per name; names missing from the table, or with no face in
-        any frame, are left out (their clips get ``has_dmarker`` False)."""
-        return {n: self.transform(table.get(n)) for n in names if measured(table, n)}
+        """Standardised (2, d) float32 per name: the video's and its mirror image's D-Markers.
+        Names missing from the table, or with no face in any frame, are left out (their clips
+        get ``has_dmarker`` False)."""
+        return {
+            n: self.transform(np.stack([table.get(n), table.get(n, mirrored=True)]))
+            for n in names
+            if measured(table, n)
+        }
 
-    def adjust(self, z: np.ndarray, *, mirrored: bool, speed: float) -> np.ndarray:
-        """The standardised target (d,) of the video mirrored and/or played ``speed`` x faster."""
+    def at_speed(self, z: np.ndarray, speed: float) -> np.ndarray:
+        """The standardised target (d,) of the video played ``speed`` x faster."""
         raw = np.asarray(z, dtype=np.float64) * self.std + self.mean
-        raw = raw * (self._mirror_sign if mirrored else 1.0) * speed**self._speed_power
-        return self.transform(raw)
+        return self.transform(raw * speed**self._speed_power)
 
 
 #: Descriptors that add up frames: durations (frame counts / fps) and amplitude totals.
@@ -76,10 +81,8 @@ PER_FRAME_SUMS = (
 
 
 def _kind(name: str) -> str:
-    """How a descriptor responds to augmentation: lr | per_frame_sum | speed | accel | other."""
+    """How a descriptor responds to a playback speed: per_frame_sum | speed | accel | other."""
     desc = name.split("_", 2)[2]  # <region>_<phase>_<descriptor>
-    if desc == "lr_amplitude_diff":
-        return "lr"
     if desc in PER_FRAME_SUMS:
         return "per_frame_sum"
     if desc.startswith("speed_"):

@@ -19,8 +19,9 @@ from data.clips import (
 from data.datasets import open_dataset
 from data.dmarker import FEATURE_NAMES, video_descriptors
 from data.dmarker_cache import DMarkerTable
+from data.mirror import mirror_permutation
 from data.targets import DMarkerScaler
-from data.transforms import AugmentConfig, build_augment
+from data.transforms import Augment, AugmentConfig, RandomMirror, build_augment
 
 
 def _ramp_dataset(root, lengths_fps):
@@ -143,7 +144,8 @@ def _table(n=10, seed=0):
     rng = np.random.default_rng(seed)
     feats = rng.normal(5.0, 3.0, (n, 225)).astype(np.float32)
     feats[:, 10] = 7.0  # a constant feature
-    return DMarkerTable(names=[f"v{i}.mp4" for i in range(n)], features=feats)
+    mirrored = feats + rng.normal(0.0, 1.0, feats.shape).astype(np.float32)
+    return DMarkerTable(names=[f"v{i}.mp4" for i in range(n)], features=feats, mirrored=mirrored)
 
 
 def test_dmarker_scaler_uses_training_part_only():
@@ -151,43 +153,34 @@ def test_dmarker_scaler_uses_training_part_only():
     train = [f"v{i}" for i in range(6)]  # fold names without extension
     table.features[6:] += 1000.0  # test rows far off: must not move the statistics
     scaler = DMarkerScaler.fit(table, train)
-    z = np.stack(list(scaler.targets(table, train).values()))
+    z = np.stack(list(scaler.targets(table, train).values()))[:, 0]  # the videos, not mirrored
     np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(z[:, [0, 50]].std(0), 1, atol=1e-4)
     assert np.all(z[:, 10] == 0)
     test = scaler.targets(table, ["v7", "missing"])
-    assert list(test) == ["v7"] and test["v7"].mean() > 100
+    assert list(test) == ["v7"] and test["v7"][0].mean() > 100
 
 
-def test_dmarker_targets_follow_mirror_and_speed():
+def test_dmarker_targets_hold_the_video_and_its_mirror_image():
     table = _table()
     scaler = DMarkerScaler.fit(table, [f"v{i}" for i in range(6)])
     z = scaler.targets(table, ["v1"])["v1"]
-    raw = table.get("v1").astype(np.float64)
-    np.testing.assert_allclose(scaler.adjust(z, mirrored=False, speed=1.0), z, atol=1e-5)
+    assert z.shape == (2, 225)
+    np.testing.assert_allclose(z[0] * scaler.std + scaler.mean, table.get("v1"), rtol=1e-5)
+    np.testing.assert_allclose(z[1] * scaler.std + scaler.mean, table.mirrored[1], rtol=1e-5)
+    np.testing.assert_allclose(scaler.at_speed(z[0], 1.0), z[0], atol=1e-6)
 
-    def as_raw(zz):
-        return zz * scaler.std + scaler.mean
 
-    i = {
-        n: FEATURE_NAMES.index(n)
-        for n in (
-            "lip_onset_lr_amplitude_diff",
-            "lip_onset_duration",
-            "lip_onset_duration_ratio_inc",
-            "eyelid_apex_speed_max_inc",
-            "cheek_offset_accel_mean_dec",
-            "lip_onset_amplitude_max",
-            "lip_offset_net_amplitude_duration_ratio",
-        )
-    }
-    mirrored = as_raw(scaler.adjust(z, mirrored=True, speed=1.0))
-    assert mirrored[i["lip_onset_lr_amplitude_diff"]] == pytest.approx(
-        -raw[i["lip_onset_lr_amplitude_diff"]], rel=1e-4
-    )
-    assert mirrored[i["lip_onset_amplitude_max"]] == pytest.approx(
-        raw[i["lip_onset_amplitude_max"]], rel=1e-4
-    )
+def test_mirrored_clips_take_the_mirror_images_targets(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=2, per_subject=2)
+    ds = open_dataset("folder", tmp_path)
+    names = sorted(ds.videos)
+    targets = {n: np.stack([np.zeros(225), np.ones(225)]).astype(np.float32) for n in names}
+    cfg = ClipConfig(window=4)
+    for p, want in ((0.0, 0.0), (1.0, 1.0)):
+        augment = Augment(RandomMirror(mirror_permutation(ds.n_landmarks), p))
+        clips = TrainClips(ds, names, cfg, transform=augment, targets=targets)
+        assert all(torch.all(clips[i]["dmarker"] == want) for i in range(len(names)))
 
 
 def _smile_video(speed: float, fps: float = 50.0) -> np.ndarray:
@@ -212,14 +205,14 @@ def _smile_video(speed: float, fps: float = 50.0) -> np.ndarray:
 
 
 def test_speed_adjusted_targets_match_a_faster_video():
-    """adjust(speed=2) predicts the D-Markers of the same smile played twice as fast (every
+    """at_speed(2) predicts the D-Markers of the same smile played twice as fast (every
     descriptor of the strong onset/offset movements; the mean accelerations are left out: they
     are sums of second differences that nearly cancel, dominated by discretisation)."""
     slow, fast = (
         video_descriptors(_smile_video(s), 50.0, smooth=False).features for s in (1.0, 2.0)
     )
     identity = DMarkerScaler(np.zeros(len(FEATURE_NAMES)), np.ones(len(FEATURE_NAMES)))
-    predicted = identity.adjust(slow, mirrored=False, speed=2.0)
+    predicted = identity.at_speed(slow, 2.0)
     checked = [
         i
         for i, name in enumerate(FEATURE_NAMES)
@@ -255,8 +248,9 @@ def test_clips_carry_dmarker_targets(tmp_path):
     make_folder_dataset(tmp_path, n_subjects=2, per_subject=2)
     ds = open_dataset("folder", tmp_path)
     names = sorted(ds.videos)
-    table = DMarkerTable(names=names[:3], features=np.ones((3, 225), np.float32))
-    targets = {n: np.full(225, i, np.float32) for i, n in enumerate(names[:3])}
+    ones = np.ones((3, 225), np.float32)
+    table = DMarkerTable(names=names[:3], features=ones, mirrored=ones)
+    targets = {n: np.full((2, 225), i, np.float32) for i, n in enumerate(names[:3])}
     assert DMarkerScaler.fit(table, names).targets(table, names).keys() == targets.keys()
     clips = TrainClips(ds, names, ClipConfig(window=4), targets=targets)
     assert clips[2]["has_dmarker"] and torch.all(clips[2]["dmarker"] == 2)

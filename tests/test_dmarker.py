@@ -339,3 +339,16 @@ def test_bad_input_raises_a_clear_error():
         video_descriptors(np.zeros((5, 478, 3)), FPS)
     with pytest.raises(ValueError, match="face_found has 3 entries for 100 frames"):
         video_descriptors(video, FPS, face_found=[1, 1, 1])
+
+
+def test_a_video_starting_during_the_onset_has_no_start_up_acceleration():
+    """A smile already rising at frame 0 at a constant speed: the onset's accelerations are 0 (the
+    first speed, at frame 1, has no earlier speed to differ from; it used to count as a jump from
+    rest, V[1] * fps)."""
+    s = ramp(60, 0, 20, 20, 15, 10.0)
+    res = video_descriptors(synthetic_video(478, 60, lip_right=s, lip_left=s), FPS, smooth=False)
+    assert res.phases[0] == 0
+    f = feats(res)
+    assert f["lip_onset_speed_max_inc"] > 0.1
+    assert f["lip_onset_accel_max_inc"] == pytest.approx(0.0, abs=1e-6)
+    assert f["lip_onset_accel_mean_inc"] == pytest.approx(0.0, abs=1e-6)

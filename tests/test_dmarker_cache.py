@@ -16,6 +16,8 @@ import dmarker as cli
 from data.dmarker import FEATURE_NAMES, video_descriptors
 from data.dmarker_cache import build_dmarker_table, load_dmarker_table
 from data.io import atomic_save_npy, load_landmarks, meta_path, save_landmarks, to_isotropic
+from data.mesh import points_for
+from data.mirror import mirror_landmarks, mirror_permutation
 
 W, H = 640, 400
 
@@ -48,13 +50,13 @@ def bump_mtime(path, seconds=10):
 def calls(monkeypatch):
     """Counts the videos the cache computes (rather than reuses)."""
     seen = []
-    real = cache.video_descriptors
+    real = cache._compute
 
     def counting(*args, **kwargs):
         seen.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cache, "video_descriptors", counting)
+    monkeypatch.setattr(cache, "_compute", counting)
     return seen
 
 
@@ -267,3 +269,22 @@ def test_cli_as_a_script(dataset, repo_root):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "D-Markers of 3 videos" in run.stdout
+
+
+def test_mirror_image_dmarkers_are_computed_not_derived(tmp_path):
+    """Both eyelids are measured in the right eye's width, so on a face whose eyes differ in width
+    the mirror image's eyelid block is not the video's with the left/right differences negated
+    (the lip block is); the table holds the mirror image's own D-Markers."""
+    s = ramp(80, 10, 12, 25, 15, 8.0)
+    video = synthetic_video(478, 80, lip_right=s, lip_left=0.7 * s, lid=0.3 * s, seed=0)
+    video[:, points_for(478).left_eye_outer, 0] += 6.0  # a left eye 20% wider
+    write_video(tmp_path, "v.mp4", video)
+    table = load_dmarker_table(build_dmarker_table(tmp_path).path)
+    iso = to_isotropic(load_landmarks(tmp_path / "v.mp4.npy")[0], W, H)
+    expected = video_descriptors(mirror_landmarks(iso, mirror_permutation(478)), 25.0).features
+    np.testing.assert_array_equal(table.get("v.mp4", mirrored=True), expected)
+    names = np.array(FEATURE_NAMES)
+    naive = table.get("v.mp4") * np.where(np.char.endswith(names, "_lr_amplitude_diff"), -1, 1)
+    lip, eyelid = np.char.startswith(names, "lip_"), np.char.startswith(names, "eyelid_")
+    np.testing.assert_allclose(expected[lip], naive[lip], rtol=1e-4, atol=1e-5)
+    assert np.abs(expected[eyelid] - naive[eyelid]).max() > 0.01

@@ -216,7 +216,7 @@ def fit(
         ccfg,
         transform=build_augment(cfg.augment, dataset.n_landmarks),
         targets=targets,
-        target_adjust=scaler.adjust if scaler else None,
+        target_adjust=scaler.at_speed if scaler else None,
         seed=t.seed,
     )
     val_set = TestWindows(dataset, val, ccfg, targets=targets)
