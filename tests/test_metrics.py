@@ -29,3 +29,10 @@ def test_best_threshold_separates_and_prefers_half():
     t = best_threshold(labels, np.array([0.1, 0.2, 0.3, 0.4]))
     assert 0.2 < t < 0.3
     assert best_threshold(labels, np.array([0.1, 0.2, 0.8, 0.9])) == 0.5
+
+
+def test_f1_is_nan_without_any_positive_and_zero_when_all_are_missed():
+    posed_only = classification_metrics(np.zeros(2), np.array([0.1, 0.2]))
+    assert posed_only["accuracy"] == 1.0 and math.isnan(posed_only["f1"])
+    assert classification_metrics(np.zeros(2), np.array([0.1, 0.9]))["f1"] == 0.0
+    assert classification_metrics(np.ones(2), np.array([0.1, 0.2]))["f1"] == 0.0

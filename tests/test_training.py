@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -391,3 +392,21 @@ def test_results_table_names_the_threshold_rule(tmp_path, rule, footer):
     table = (tmp_path / "results.md").read_text()
     assert footer in table
     assert "| 1 | 3 | 4 | 0.500 | 0.667 | 1.000 | 0.800 |" in table
+
+
+def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
+    """A posed-only test fold with no spontaneous call has no F1: it must not pull the mean to 0."""
+    both = {"a": {"label": 1, "probability": 0.7}, "b": {"label": 0, "probability": 0.2}}
+    posed = {"c": {"label": 0, "probability": 0.1}, "d": {"label": 0, "probability": 0.2}}
+    rows = {
+        1: dict(n=2, best_epoch=3, threshold=0.5, accuracy=1.0, auc=1.0, f1=1.0, videos=both),
+        2: dict(
+            n=2, best_epoch=3, threshold=0.5, accuracy=1.0, auc=math.nan, f1=math.nan, videos=posed
+        ),
+    }
+    summary = write_results(tmp_path, "demo", "deepmarkernet", rows, "fixed")
+    assert summary["mean_std"]["f1"] == {"mean": 1.0, "std": 0.0, "folds": 1}
+    table = (tmp_path / "results.md").read_text()
+    assert "F1 mean over the 1 folds with a spontaneous video" in table
+    assert "AUC mean over the 1 folds whose test part has both classes" in table
+    assert "std: population standard deviation" in table

@@ -52,7 +52,7 @@ def paired(run: dict, first: dict) -> dict[str, str]:
     out = {}
     for m in REPORTED:
         d = [run["folds"][k][m] - first["folds"][k][m] for k in sorted(run["folds"])]
-        d = [x for x in d if x == x]  # AUC of a one-class test fold is undefined
+        d = [x for x in d if x == x]  # AUC or F1 undefined in a fold
         out[m] = f"{statistics.fmean(d):+.3f} +- {statistics.pstdev(d):.3f}" if d else "n/a"
     return out
 

@@ -21,7 +21,8 @@ def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, AUC, F1 (spontaneous = positive) and confusion matrix at ``threshold``.
+    """Accuracy, AUC, F1 (spontaneous = positive) and confusion matrix at ``threshold``; AUC
+    and F1 are NaN where undefined (one class; no positive in truth or prediction).
 
     labels, probs: (n,). The confusion matrix is [[TN, FP], [FN, TP]] (rows = truth).
     """
@@ -31,7 +32,8 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
     tn = int(((pred == 0) & (labels == 0)).sum())
     fp = int(((pred == 1) & (labels == 0)).sum())
     fn = int(((pred == 0) & (labels == 1)).sum())
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    # undefined (NaN) when there is no spontaneous video and none was called spontaneous
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     return {
         "accuracy": (tp + tn) / max(len(labels), 1),
         "auc": auc(labels, probs),

@@ -25,7 +25,8 @@ def fold_rows(results: dict[int, dict]) -> list[dict]:
 
 def mean_std(rows: list[dict]) -> dict:
     """Mean and population std over folds; folds where a metric is undefined (AUC of a
-    one-class test fold) are left out of it and the count says so."""
+    one-class test fold, F1 of a fold with no spontaneous video in truth or prediction) are left
+    out of it and the count says so."""
     out = {}
     for m in REPORTED:
         values = [r[m] for r in rows if r[m] == r[m]]
@@ -103,13 +104,16 @@ def write_results(
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
         "",
         _capitalized(what_validation_chose(threshold_rule, model))
-        + "; each test fold read once. Pooled: all test videos "
-        "together, each at its own fold's threshold.",
+        + "; each test fold read once. std: population standard deviation over the folds. "
+        "Pooled: all test videos together, each at its own fold's threshold.",
     ]
-    if ms["auc"] and ms["auc"]["folds"] < len(rows):
-        lines.append(
-            f"AUC mean over the {ms['auc']['folds']} folds whose test part has both classes."
-        )
+    where = {
+        "auc": "whose test part has both classes",
+        "f1": "with a spontaneous video in their test part or among their calls",
+    }
+    for m, why in where.items():
+        if ms[m] and ms[m]["folds"] < len(rows):
+            lines.append(f"{m.upper()} mean over the {ms[m]['folds']} folds {why}.")
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     return summary
 
