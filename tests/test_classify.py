@@ -180,3 +180,22 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     folds = [str(tmp_path / "running" / f"fold_0{k}" / "best.pt") for k in (1, 3)]
     rc, report = classify([video, "--checkpoint", *folds], tmp_path)
     assert rc == 0 and list(report["videos"][0]["per_checkpoint"]) == folds
+
+
+def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run, capsys):
+    """The threshold chosen on validation lives in selection.json: a best.pt copied without it
+    (or beside another epoch's) would be scored at another threshold, so it is refused."""
+    root, out = run
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out / "fold_01" / "best.pt", alone / "best.pt")
+    video = str(next((root / "npy").glob("*.npy")))
+    args = ["--classify", video, "--checkpoint", str(alone / "best.pt")]
+    assert smile_point.main(args) == 2
+    assert "selection.json beside it, which is missing" in capsys.readouterr().err
+    selection = json.loads((out / "fold_01" / "selection.json").read_text())
+    (alone / "selection.json").write_text(json.dumps({**selection, "best_epoch": 99}))
+    assert smile_point.main(args) == 2
+    assert "chosen for epoch 99, but best.pt holds epoch" in capsys.readouterr().err
+    shutil.copy(out / "fold_01" / "selection.json", alone / "selection.json")
+    assert smile_point.main(args) == 0

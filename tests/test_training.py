@@ -19,6 +19,7 @@ import torch
 from tiny_run import tiny_config
 
 import smile_point
+import training.loop as loop
 from data.clips import TestWindows
 from data.datasets import open_dataset
 from data.demo import generate
@@ -187,6 +188,41 @@ def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
         p = np.clip(predict(cfg, model, val, len(split.val), cpu), 1e-6, 1 - 1e-6)
         bce = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
         assert np.isclose(bce, logged, rtol=1e-5) == matches
+
+
+def test_a_kill_between_last_and_best_checkpoint_is_mended(tmp_path, demo_root, monkeypatch):
+    """Killed after last.pt recorded an improving epoch but before best.pt was written: resuming
+    starts after that epoch, so best.pt must be mended from last.pt (else the fold tests the
+    previous best while its records select this one)."""
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
+    fit_args = (cfg, dataset, list(split.train), list(split.val))
+    cpu = resolve_device("cpu")
+    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+    assert ref["best_epoch"] > 1, "pick a seed whose best epoch is not the first"
+
+    class Killed(Exception):
+        pass
+
+    real = loop.save_checkpoint
+
+    def dies_writing_the_best(path, **payload):
+        if Path(path).name == "best.pt" and payload["state"]["epoch"] + 1 == ref["best_epoch"]:
+            raise Killed
+        real(path, **payload)
+
+    monkeypatch.setattr(loop, "save_checkpoint", dies_writing_the_best)
+    with pytest.raises(Killed):
+        fit(*fit_args, tmp_path / "cut", cpu, log=lambda line: None)
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    stale = torch.load(tmp_path / "cut" / "best.pt", weights_only=False)["state"]["best_epoch"]
+    assert stale < ref["best_epoch"]
+    assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
+    a, b = (torch.load(tmp_path / r / "best.pt", weights_only=False) for r in ("ref", "cut"))
+    assert a["state"] == b["state"]
+    for name, value in a["model"].items():
+        torch.testing.assert_close(value, b["model"][name], rtol=0, atol=0)
 
 
 def test_training_never_reads_the_test_fold(tmp_path, demo_root):

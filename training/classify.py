@@ -126,8 +126,7 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
 
 
 def load_scorer(path: Path, device: torch.device) -> Scorer:
-    """The model of checkpoint ``path`` in eval mode on ``device``; threshold from the fold's
-    ``selection.json`` (0.5 without one)."""
+    """The model of checkpoint ``path`` in eval mode on ``device`` and its threshold."""
     try:
         ckpt = load_checkpoint(path)
         cfg = from_dict(ckpt["config"], str(path))
@@ -140,9 +139,27 @@ def load_scorer(path: Path, device: torch.device) -> Scorer:
             f"{str(e).splitlines()[0] if str(e) else ''}); give a fold's best.pt"
         ) from e
     model.to(device).eval()
+    return Scorer(path, cfg, model, int(ckpt["n_landmarks"]), _threshold(path, cfg, ckpt))
+
+
+def _threshold(path: Path, cfg, ckpt: dict) -> float:
+    """0.5 for ``threshold: fixed``; else the one chosen on validation for this checkpoint's
+    epoch, kept in ``selection.json`` beside it (ValueError when missing or of another epoch)."""
     selection = path.parent / "selection.json"
-    threshold = json.loads(selection.read_text())["threshold"] if selection.exists() else 0.5
-    return Scorer(path, cfg, model, int(ckpt["n_landmarks"]), float(threshold))
+    if cfg.train.threshold == "fixed":
+        return 0.5
+    if not selection.exists():
+        raise ValueError(
+            f"{path}: its threshold was chosen on validation and is kept in {selection.name} "
+            "beside it, which is missing; copy the fold folder whole"
+        )
+    chosen = json.loads(selection.read_text())
+    if chosen["best_epoch"] != ckpt["state"]["best_epoch"]:
+        raise ValueError(
+            f"{selection}: chosen for epoch {chosen['best_epoch']}, but {path.name} holds epoch "
+            f"{ckpt['state']['best_epoch']}; finish the fold with --resume or copy it whole"
+        )
+    return float(chosen["threshold"])
 
 
 def list_inputs(paths: list[str | Path]) -> list[Path]:

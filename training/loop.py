@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from data.clips import ClipConfig, TestWindows, TrainClips, video_scores
 from data.datasets import SmileDataset
-from data.io import atomic_write_json, atomic_write_text
+from data.io import atomic_write, atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler
 from data.transforms import build_augment
 from models import build_model, count_parameters
@@ -159,6 +160,23 @@ def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScal
     return DMarkerScaler.fit(table, train)
 
 
+def _mend_best(out_dir: Path, state: dict) -> None:
+    """After a kill between writing ``last.pt`` and ``best.pt`` (the last epoch improved),
+    ``best.pt`` is that epoch's ``last.pt``. Raises ValueError when best.pt holds another epoch
+    than the records' best for any other reason."""
+    best, want = out_dir / "best.pt", state["best_epoch"]
+    have = load_checkpoint(best)["state"]["best_epoch"] if best.exists() else None
+    if have == want or want < 1:
+        return
+    if want != state["epoch"] + 1:
+        holds = f"holds epoch {have}" if have else "is missing"
+        raise ValueError(
+            f"{best} {holds} but the fold's records select epoch {want}; train this fold again "
+            "under a new --out"
+        )
+    atomic_write(best, lambda tmp: shutil.copyfile(out_dir / "last.pt", tmp))
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
@@ -248,6 +266,7 @@ def fit(
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         set_rng_state(ckpt["rng"])
+        _mend_best(out_dir, state)
         log(f"resumed from {last} after epoch {state['epoch']}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
     rows = _read_metrics(out_dir / "metrics.csv", done)
@@ -338,14 +357,14 @@ def fit(
             "n_landmarks": dataset.n_landmarks,
             "dmarker_scaler": {"mean": scaler.mean, "std": scaler.std} if scaler else None,
         }
-        if improved:
-            save_checkpoint(out_dir / "best.pt", **payload)
         rows.append(row)
         _write_metrics(out_dir / "metrics.csv", rows)
         for key in ("loss", "bce", "dmarker", "val_auc", "val_accuracy", "val_bce", "lr"):
             writer.add_scalar(key, row[key], epoch + 1)
         writer.flush()
-        save_checkpoint(last, **payload)
+        save_checkpoint(last, **payload)  # then best.pt: a kill between is mended on resume
+        if improved:
+            save_checkpoint(out_dir / "best.pt", **payload)
         log(_summary_line(cfg, row, improved))
     writer.close()
 
