@@ -143,7 +143,7 @@ class SmileDataset:
         changed since it was built, or it used another frame rate than the dataset does."""
         from data.dmarker_cache import fingerprint, load_dmarker_table
 
-        table = load_dmarker_table(path)
+        table = load_dmarker_table(path, self.landmarks_dir)
         fix = f"rebuild it: python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
         for v in self.videos.values():
             if v.file.name[: -len(".npy")] not in table:

@@ -222,19 +222,24 @@ def _read(path: Path) -> tuple[DMarkerTable, int]:
     return table, version
 
 
-def load_dmarker_table(path: str | os.PathLike) -> DMarkerTable:
-    """Read a table written by :func:`build_dmarker_table`."""
+def load_dmarker_table(
+    path: str | os.PathLike, landmark_dir: str | os.PathLike | None = None
+) -> DMarkerTable:
+    """Read a table written by :func:`build_dmarker_table` (``landmark_dir``, when known, goes
+    into the command that rebuilds a missing or outdated one)."""
     path = Path(path)
+    rebuild = (
+        f"python dmarker.py --landmarks {landmark_dir} --output {path}"
+        if landmark_dir
+        else "python dmarker.py --landmarks <landmark dir>"
+    )
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no D-Marker table; "
-            "create it with python dmarker.py --landmarks <landmark dir>"
-        )
+        raise FileNotFoundError(f"{path}: no D-Marker table; create it with {rebuild}")
     table, version = _read(path)
     if version != CACHE_VERSION or table.feature_names != FEATURE_NAMES:
         raise ValueError(
             f"{path}: D-Marker table version {version}, this code reads {CACHE_VERSION}; "
-            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+            f"rebuild it with {rebuild}"
         )
     return table
 

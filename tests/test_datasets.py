@@ -275,7 +275,7 @@ def test_folder_needs_frame_info(tmp_path):
 def test_demo_layout_with_dmarkers(tmp_path):
     root = make_folder_dataset(tmp_path / "demo", n_subjects=4, per_subject=2)
     (root / "demo.json").write_text("{}")
-    from data.dmarker_cache import build_dmarker_table
+    from data.dmarker_cache import CACHE_VERSION, build_dmarker_table
 
     build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
     ds = open_dataset("demo", root)
@@ -283,6 +283,12 @@ def test_demo_layout_with_dmarkers(tmp_path):
     assert table is not None and table.features.shape == (8, 225)
     assert "subj 0 clip 1.mp4" in table
     assert open_dataset("folder", root).dmarkers() is not None
+    with np.load(root / "dmarkers.npz") as z:  # a table of the previous version
+        old = {**z, "version": np.int64(1)}
+    np.savez(root / "dmarkers.npz", **old)
+    fix = f"rebuild it with python dmarker.py --landmarks {root / 'npy'} --output {root}"
+    with pytest.raises(ValueError, match=f"version 1, this code reads {CACHE_VERSION}; {fix}"):
+        open_dataset("demo", root).dmarkers()
     shutil.rmtree(root / "labels")
     (root / "dmarkers.npz").unlink()
     assert open_dataset("demo", root).dmarkers() is None
