@@ -24,6 +24,7 @@ lint: venv
 
 demo: venv
 	test -f demo_data/demo.json || $(PY) -m data.demo --out demo_data
+	$(PY) dmarker.py --landmarks demo_data/npy --output demo_data/dmarkers.npz --quiet
 	$(PY) extract_landmarks.py "$$($(PY) -m data.sample_media)/single_face.mp4" --output demo_data/real --plot --workers 1
 	@echo "real video: landmarks in demo_data/real/single_face.mp4.npy, mesh drawn in demo_data/real/single_face.mp4.png"
 	$(PY) smile_point.py --dataset demo --fold all --resume

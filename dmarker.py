@@ -143,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     computed = len(table) - table.reused
-    print(f"D-Markers of {len(table)} videos -> {table.path} "
-          f"(computed {computed}, reused {table.reused})")  # fmt: skip
+    if table.path is None:
+        print("no video's D-Markers computed: nothing written", file=sys.stderr)
+    else:
+        print(f"D-Markers of {len(table)} videos -> {table.path} "
+              f"(computed {computed}, reused {table.reused})")  # fmt: skip
     counts = ", ".join(f"{k} {v}" for k, v in sorted(table.status_counts().items()))
     if counts:
         print(f"status: {counts}")

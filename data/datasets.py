@@ -37,7 +37,7 @@ from data.folds import (
     write_folds,
 )
 from data.frame_info import video_frame_info
-from data.io import atomic_write_dir, atomic_write_json
+from data.io import atomic_write_dir, atomic_write_json, meta_path
 from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
@@ -143,8 +143,17 @@ class SmileDataset:
         changed since it was built, or it used another frame rate than the dataset does."""
         from data.dmarker_cache import fingerprint, load_dmarker_table
 
-        table = load_dmarker_table(path, self.landmarks_dir)
-        fix = f"rebuild it: python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
+        command = f"python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
+        bare = {
+            (v.fps, v.width, v.height)
+            for v in self.videos.values()
+            if not meta_path(v.file).exists()
+        }
+        if len(bare) == 1:  # files without a sidecar: the rate and size the dataset gives them
+            fps, width, height = bare.pop()
+            command += f" --fps {fps:g} --frame-size {width}x{height}"
+        table = load_dmarker_table(path, command)
+        fix = f"rebuild it: {command}"
         for v in self.videos.values():
             if v.file.name[: -len(".npy")] not in table:
                 continue  # such videos simply get no D-Marker target
@@ -152,9 +161,10 @@ class SmileDataset:
             if tuple(int(x) for x in table.fingerprints[i]) != fingerprint(v.file):
                 raise ValueError(f"{path}: {v.file.name} changed since the table was built; {fix}")
             if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
+                rate = "" if "--fps" in command else f" --fps {v.fps:g}"
                 raise ValueError(
                     f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
-                    f"plays it at {v.fps:g} fps; {fix} --fps {v.fps:g}"
+                    f"plays it at {v.fps:g} fps; {fix}{rate}"
                 )
         return table
 

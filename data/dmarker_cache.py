@@ -222,17 +222,11 @@ def _read(path: Path) -> tuple[DMarkerTable, int]:
     return table, version
 
 
-def load_dmarker_table(
-    path: str | os.PathLike, landmark_dir: str | os.PathLike | None = None
-) -> DMarkerTable:
-    """Read a table written by :func:`build_dmarker_table` (``landmark_dir``, when known, goes
-    into the command that rebuilds a missing or outdated one)."""
+def load_dmarker_table(path: str | os.PathLike, rebuild: str | None = None) -> DMarkerTable:
+    """Read a table written by :func:`build_dmarker_table`; ``rebuild``: the dmarker.py command
+    that rebuilds it, for the error of a missing or outdated table."""
     path = Path(path)
-    rebuild = (
-        f"python dmarker.py --landmarks {landmark_dir} --output {path}"
-        if landmark_dir
-        else "python dmarker.py --landmarks <landmark dir>"
-    )
+    rebuild = rebuild or "python dmarker.py --landmarks <landmark dir>"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no D-Marker table; create it with {rebuild}")
     table, version = _read(path)
@@ -287,10 +281,13 @@ def _compute(
     try:
         iso = to_isotropic(arr, width, height)
         res = video_descriptors(iso, rate, face_found=face_found, **options)
+    except ValueError as e:
+        raise ValueError(f"{npy}: {e}") from e
+    try:
         mirror = mirror_landmarks(iso, mirror_permutation(iso.shape[1]))
         mirrored = video_descriptors(mirror, rate, face_found=face_found, **options).features
     except ValueError as e:
-        raise ValueError(f"{npy}: {e}") from e
+        raise ValueError(f"{npy}: in its mirror image (left and right swapped): {e}") from e
     return res, mirrored, (rate, width, height)
 
 
@@ -331,7 +328,8 @@ def build_dmarker_table(
     fps and frame size (width, height) come from each file's sidecar, else from the arguments.
     Files that fail (unreadable, no rate/size, degenerate face) are listed in ``table.errors`` and
     left out; the others are still computed. The table is written (atomically) when anything
-    changed. ``eyelid`` and ``phase_rule`` are passed to ``video_descriptors`` (a table built
+    changed (not when every file failed: ``table.path`` is then None and a previous table is
+    kept). ``eyelid`` and ``phase_rule`` are passed to ``video_descriptors`` (a table built
     with other settings is recomputed). ``force`` recomputes everything.
     """
     if eyelid not in EYELID_MODES:
@@ -357,6 +355,7 @@ def build_dmarker_table(
             if (
                 version != CACHE_VERSION
                 or old.feature_names != FEATURE_NAMES
+                or old.mirrored is None
                 or (old.eyelid, old.phase_rule) != (eyelid, phase_rule)
             ):
                 old = None
@@ -399,6 +398,8 @@ def build_dmarker_table(
         errors=errors,
         reused=reused,
     )
+    if not rows and errors:  # nothing computed: keep the previous table, if any
+        return table
     if old is None or reused != len(rows) or len(old) != len(rows):
         table.save(output)
     else:

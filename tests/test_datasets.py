@@ -356,3 +356,28 @@ def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
     assert found["b.mp4"].name == "b.mp4.npy" and missing == ["c"]
     with pytest.raises(ValueError, match="several landmark files"):
         match_names(["a"], index)
+
+
+def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
+    """Files without a sidecar (published UvA-NEMO landmarks) need --fps and --frame-size: the
+    rebuild command an outdated table gets carries the dataset's, and works as given."""
+    import shlex
+
+    import dmarker
+    from data.dmarker_cache import build_dmarker_table
+
+    for s in range(1, 4):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(
+                tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s), fps=None
+            )
+    table = build_dmarker_table(tmp_path / "npy", fps=50.0, frame_size=(1920, 1080))
+    with np.load(table.path) as z:
+        old = {**z, "version": np.int64(1)}
+    np.savez(table.path, **old)
+    with pytest.raises(ValueError, match="rebuild it with python dmarker.py") as e:
+        open_dataset("uva", tmp_path, folds_k=3).dmarkers()
+    command = str(e.value).split("rebuild it with ")[1]
+    assert command.endswith("--fps 50 --frame-size 1920x1080")
+    assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
+    assert len(open_dataset("uva", tmp_path).dmarkers()) == 6

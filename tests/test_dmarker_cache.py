@@ -288,3 +288,35 @@ def test_mirror_image_dmarkers_are_computed_not_derived(tmp_path):
     lip, eyelid = np.char.startswith(names, "lip_"), np.char.startswith(names, "eyelid_")
     np.testing.assert_allclose(expected[lip], naive[lip], rtol=1e-4, atol=1e-5)
     assert np.abs(expected[eyelid] - naive[eyelid]).max() > 0.01
+
+
+def test_a_table_without_mirror_images_is_recomputed(dataset, calls):
+    table = build_dmarker_table(dataset)
+    table.mirrored = None
+    table.save(table.path)  # as a hand-made table without the column
+    with pytest.raises(ValueError, match="holds no mirror-image D-Markers; rebuild it"):
+        load_dmarker_table(table.path).get("a.mp4", mirrored=True)
+    calls.clear()
+    again = build_dmarker_table(dataset)
+    assert again.reused == 0 and len(calls) == 3 and again.mirrored.shape == (3, 225)
+
+
+def test_when_every_file_fails_the_previous_table_is_kept(dataset, capsys):
+    build_dmarker_table(dataset)
+    before = (dataset / "dmarkers.npz").read_bytes()
+    for sidecar in dataset.glob("*.json"):
+        sidecar.unlink()  # no rate and size any more: every file fails
+    assert cli.main(["--landmarks", str(dataset), "--force", "--quiet"]) == 1
+    assert "nothing written" in capsys.readouterr().err
+    assert (dataset / "dmarkers.npz").read_bytes() == before
+
+
+def test_a_failure_in_the_mirror_image_says_so(tmp_path):
+    """The mirror image measures both eyelids in the video's left eye: a frame whose left eye
+    corners coincide fails there, and the message says it was the mirror image."""
+    video = smile_video()
+    p = points_for(478)
+    video[5, p.left_eye_outer] = video[5, p.left_eye_inner]
+    write_video(tmp_path, "v.mp4", video)
+    table = build_dmarker_table(tmp_path)
+    assert "in its mirror image (left and right swapped): degenerate" in table.errors["v.mp4"]

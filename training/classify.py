@@ -151,13 +151,13 @@ def _threshold(path: Path, cfg, ckpt: dict) -> float:
     if not selection.exists():
         raise ValueError(
             f"{path}: its threshold was chosen on validation and is kept in {selection.name} "
-            "beside it, which is missing; copy the fold folder whole"
+            "beside it, which is missing; finish the fold (--resume) or copy the fold folder whole"
         )
     chosen = json.loads(selection.read_text())
     if chosen["best_epoch"] != ckpt["state"]["best_epoch"]:
         raise ValueError(
             f"{selection}: chosen for epoch {chosen['best_epoch']}, but {path.name} holds epoch "
-            f"{ckpt['state']['best_epoch']}; finish the fold with --resume or copy it whole"
+            f"{ckpt['state']['best_epoch']} (files of two runs); copy one run's fold folder whole"
         )
     return float(chosen["threshold"])
 

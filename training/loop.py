@@ -166,8 +166,8 @@ def _mend_best(out_dir: Path, state: dict) -> None:
     than the records' best for any other reason."""
     best, want = out_dir / "best.pt", state["best_epoch"]
     have = load_checkpoint(best)["state"]["best_epoch"] if best.exists() else None
-    if have == want or want < 1:
-        return
+    if have == want or want < 1 or have == state["epoch"] + 2:
+        return  # (the last: written before last.pt by earlier versions; the rerun rewrites it)
     if want != state["epoch"] + 1:
         holds = f"holds epoch {have}" if have else "is missing"
         raise ValueError(
