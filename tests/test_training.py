@@ -472,5 +472,5 @@ def test_mend_best_cases(tmp_path):
     loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 5})
     assert best_epoch() == 5
     write("best.pt", 1, 2)
-    with pytest.raises(ValueError, match="best.pt holds epoch 2 but the fold.s records select epoch 3"):
+    with pytest.raises(ValueError, match="holds epoch 2 but the fold.s records select epoch 3"):
         loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
