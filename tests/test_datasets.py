@@ -28,6 +28,13 @@ def _write_folds(root, folds, labels):
     )
 
 
+def _three_uva_subjects(npy_dir, fps=25.0):
+    """Six UvA-NEMO-named landmark files: subjects 001-003, one posed and one spontaneous each."""
+    for s in range(1, 4):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(npy_dir, f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s), fps=fps)
+
+
 def test_uva_published_folds_and_defaults(tmp_path, repo_root):
     _, labels = read_fold_files(repo_root / "uva" / "labels")
     arr = synth_video(3, 68, seed=0)
@@ -61,9 +68,7 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
 
 def test_a_quick_run_extraction_is_refused(tmp_path):
     """Landmarks extracted with --max-frames hold the start of a video: never a training video."""
-    for s in range(1, 4):
-        for kind in ("deliberate", "spontaneous"):
-            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    _three_uva_subjects(tmp_path / "npy")
     quick = meta_path(tmp_path / "npy" / "002_spontaneous_smile_1.mp4.npy")
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 5}))
     with pytest.raises(ValueError, match=r"002_spontaneous_smile_1.mp4.npy: a quick run .*without"):
@@ -75,9 +80,7 @@ def test_a_quick_run_extraction_is_refused(tmp_path):
 def test_a_sidecar_of_another_array_is_refused(tmp_path):
     """A sidecar left from another extraction (other frame count) would give the array another
     video's fps: the dataset names it, as --classify and dmarker.py do."""
-    for s in range(1, 4):
-        for kind in ("deliberate", "spontaneous"):
-            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    _three_uva_subjects(tmp_path / "npy")
     stale = meta_path(tmp_path / "npy" / "003_deliberate_smile_1.mp4.npy")
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "n_frames": 9}))
     with pytest.raises(ValueError, match=r"003_deliberate_smile_1.mp4.json: describes another arr"):
@@ -366,11 +369,7 @@ def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
     import dmarker
     from data.dmarker_cache import build_dmarker_table
 
-    for s in range(1, 4):
-        for kind in ("deliberate", "spontaneous"):
-            write_video(
-                tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s), fps=None
-            )
+    _three_uva_subjects(tmp_path / "npy", fps=None)
     table = build_dmarker_table(tmp_path / "npy", fps=50.0, frame_size=(1920, 1080))
     with np.load(table.path) as z:
         old = {**z, "version": np.int64(1)}

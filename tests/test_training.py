@@ -452,7 +452,7 @@ def test_mend_best_cases(tmp_path):
     """best.pt against the records of last.pt: the same epoch is kept; one epoch ahead (written
     before last.pt by earlier versions) is kept for the rerun to rewrite; the last epoch's
     improvement lost to a kill is copied from last.pt; anything else is refused."""
-    from training.checkpoint import save_checkpoint
+    from training.checkpoint import mend_best, save_checkpoint
 
     def write(name, epoch, best_epoch):
         save_checkpoint(tmp_path / name, state={"epoch": epoch, "best_epoch": best_epoch})
@@ -462,15 +462,15 @@ def test_mend_best_cases(tmp_path):
 
     write("last.pt", 4, 3)
     write("best.pt", 2, 3)
-    loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
+    mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
     assert best_epoch() == 3
     write("best.pt", 5, 6)  # epoch 6 (index 5) improved, killed before last.pt
-    loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
+    mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
     assert best_epoch() == 6
     write("last.pt", 4, 5)  # epoch 5 improved, killed before best.pt
     write("best.pt", 2, 3)
-    loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 5})
+    mend_best(tmp_path, {"epoch": 4, "best_epoch": 5})
     assert best_epoch() == 5
     write("best.pt", 1, 2)
     with pytest.raises(ValueError, match="holds epoch 2 but the fold.s records select epoch 3"):
-        loop._mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
+        mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})

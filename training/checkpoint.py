@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,20 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and train that "
             "fold again"
         ) from e
+
+
+def mend_best(out_dir: Path, state: dict) -> None:
+    """After a kill between writing ``last.pt`` and ``best.pt`` (the last epoch improved),
+    ``best.pt`` is that epoch's ``last.pt``. Raises ValueError when best.pt holds another epoch
+    than the records' best for any other reason."""
+    best, want = out_dir / "best.pt", state["best_epoch"]
+    have = load_checkpoint(best)["state"]["best_epoch"] if best.exists() else None
+    if have == want or want < 1 or have == state["epoch"] + 2:
+        return  # (the last: written before last.pt by earlier versions; the rerun rewrites it)
+    if want != state["epoch"] + 1:
+        holds = f"holds epoch {have}" if have else "is missing"
+        raise ValueError(
+            f"{best} {holds} but the fold's records select epoch {want}; train this fold again "
+            "under a new --out"
+        )
+    atomic_write(best, lambda tmp: shutil.copyfile(out_dir / "last.pt", tmp))

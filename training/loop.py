@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +24,11 @@ from tqdm import tqdm
 
 from data.clips import ClipConfig, TestWindows, TrainClips, video_scores
 from data.datasets import SmileDataset
-from data.io import atomic_write, atomic_write_json, atomic_write_text
+from data.io import atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler
 from data.transforms import build_augment
 from models import build_model, count_parameters
-from training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from training.checkpoint import load_checkpoint, mend_best, save_checkpoint, set_rng_state
 from training.config import DEVICE, Config, to_dict
 from training.metrics import best_threshold, classification_metrics, log_loss
 
@@ -160,23 +159,6 @@ def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScal
     return DMarkerScaler.fit(table, train)
 
 
-def _mend_best(out_dir: Path, state: dict) -> None:
-    """After a kill between writing ``last.pt`` and ``best.pt`` (the last epoch improved),
-    ``best.pt`` is that epoch's ``last.pt``. Raises ValueError when best.pt holds another epoch
-    than the records' best for any other reason."""
-    best, want = out_dir / "best.pt", state["best_epoch"]
-    have = load_checkpoint(best)["state"]["best_epoch"] if best.exists() else None
-    if have == want or want < 1 or have == state["epoch"] + 2:
-        return  # (the last: written before last.pt by earlier versions; the rerun rewrites it)
-    if want != state["epoch"] + 1:
-        holds = f"holds epoch {have}" if have else "is missing"
-        raise ValueError(
-            f"{best} {holds} but the fold's records select epoch {want}; train this fold again "
-            "under a new --out"
-        )
-    atomic_write(best, lambda tmp: shutil.copyfile(out_dir / "last.pt", tmp))
-
-
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
@@ -266,7 +248,7 @@ def fit(
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         set_rng_state(ckpt["rng"])
-        _mend_best(out_dir, state)
+        mend_best(out_dir, state)
         log(f"resumed from {last} after epoch {state['epoch']}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
     rows = _read_metrics(out_dir / "metrics.csv", done)
