@@ -33,3 +33,6 @@ demo: venv
 	$(PY) -m training.compare demo_data/runs/demo-deepmarkernet-seed0 demo_data/runs/demo-dmarker-logreg-seed0
 	$(PY) smile_point.py --classify demo_data/real/single_face.mp4.npy --checkpoint demo_data/runs/demo-deepmarkernet-seed0
 	@echo "(a model of synthetic smiles: its call on a real video means nothing; README: Classifying a new video)"
+
+clean-demo:
+	rm -rf demo_data
