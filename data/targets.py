@@ -19,6 +19,7 @@ amplitude-duration ratio (a sum times fps over a frame count) as they are:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 import numpy as np
@@ -67,6 +68,18 @@ class DMarkerScaler:
         """The standardised target (d,) of the video played ``speed`` x faster."""
         raw = np.asarray(z, dtype=np.float64) * self.std + self.mean
         return self.transform(raw * speed**self._speed_power)
+
+
+def targets_digest(targets: dict[str, np.ndarray] | None) -> str | None:
+    """SHA-256 of standardised targets (names and values; None without targets): a resumed fit
+    must train on the targets it started with."""
+    if targets is None:
+        return None
+    h = hashlib.sha256()
+    for name in sorted(targets):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(targets[name], dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 #: Descriptors that add up frames: durations (frame counts / fps) and amplitude totals.

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -474,3 +475,39 @@ def test_mend_best_cases(tmp_path):
     write("best.pt", 1, 2)
     with pytest.raises(ValueError, match="holds epoch 2 but the fold.s records select epoch 3"):
         mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
+
+
+def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
+    """A fold started on one D-Marker table and resumed on a rebuilt one would train on two
+    target sets: refused. The same table resumes."""
+    from data.dmarker_cache import load_dmarker_table
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    cfg = load_config(tiny_config(tmp_path, root, epochs=4))
+
+    class Killed(Exception):
+        pass
+
+    def fit_cut(resume):
+        dataset = open_dataset("demo", root)
+        split = dataset.split(1, seed=0)
+        lines = []
+
+        def dies_after_two_epochs(line):
+            lines.append(line)
+            if len(lines) == 3:
+                raise Killed
+
+        args = (cfg, dataset, list(split.train), list(split.val), tmp_path / "cut")
+        fit(*args, resolve_device("cpu"), resume=resume, log=dies_after_two_epochs)
+
+    with pytest.raises(Killed):
+        fit_cut(resume=False)
+    with pytest.raises(Killed):
+        fit_cut(resume=True)  # same table: resumes (and is cut again)
+    table = load_dmarker_table(root / "dmarkers.npz")
+    table.mirrored = table.mirrored + 1.0
+    table.save(root / "dmarkers.npz")
+    with pytest.raises(ValueError, match=r"last.pt: the D-Marker targets changed since this fold"):
+        fit_cut(resume=True)

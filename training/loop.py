@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data.clips import ClipConfig, TestWindows, TrainClips, video_scores
 from data.datasets import SmileDataset
 from data.io import atomic_write_json, atomic_write_text
-from data.targets import DMarkerScaler
+from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
 from models import build_model, count_parameters
 from training.checkpoint import load_checkpoint, mend_best, save_checkpoint, set_rng_state
@@ -210,6 +210,7 @@ def fit(
     ccfg = clip_config(cfg)
     scaler = _scaler(cfg, dataset, train)
     targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
+    digest = targets_digest(targets)  # a resumed fit must train on the same targets
     train_set = TrainClips(
         dataset,
         train,
@@ -248,6 +249,11 @@ def fit(
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         set_rng_state(ckpt["rng"])
+        if ckpt.get("targets_digest") != digest:
+            raise ValueError(
+                f"{last}: the D-Marker targets changed since this fold started (its table was "
+                f"rebuilt); delete {out_dir} and resume, or train under a new --out"
+            )
         mend_best(out_dir, state)
         log(f"resumed from {last} after epoch {state['epoch']}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
@@ -338,6 +344,7 @@ def fit(
             "config": to_dict(cfg),
             "n_landmarks": dataset.n_landmarks,
             "dmarker_scaler": {"mean": scaler.mean, "std": scaler.std} if scaler else None,
+            "targets_digest": digest,
         }
         rows.append(row)
         _write_metrics(out_dir / "metrics.csv", rows)
