@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from data.demo import generate
 from data.sample_media import pyfeat_media_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,3 +30,11 @@ def shared_dir() -> Path:
         if cand.is_dir():
             return cand
     pytest.skip("shared/ (reference folds) is not beside this checkout")
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """A small generated demo dataset (6 subjects, 3 folds, seed 1), one per test module."""
+    root = tmp_path_factory.mktemp("demo")
+    generate(root, subjects=6, folds=3, seed=1)
+    return root

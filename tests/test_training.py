@@ -1,56 +1,33 @@
 """smile_point.py end to end on a small demo set with a tiny model: outputs, determinism,
-kill-and-resume equivalence, test-fold isolation, clear errors."""
+test-fold isolation, selection, losses, results tables, clear errors (resuming: test_resume.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_run import tiny_config
+from tiny_run import metric_rows, tiny_config
 
 import smile_point
-import training.loop as loop
-from data.clips import TestWindows
 from data.datasets import open_dataset
-from data.demo import generate
-from models import build_model
 from models.smile_net import SmileOutput
 from training.config import load_config
 from training.loop import (
     METRIC_COLUMNS,
-    clip_config,
     compute_loss,
     fit,
-    predict,
     resolve_device,
 )
 from training.report import write_results
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    generate(root, subjects=6, folds=3, seed=1)
-    return root
-
-
-def metric_rows(fold_dir: Path) -> list[dict]:
-    """metrics.csv without the wall-clock column."""
-    with open(fold_dir / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
 def test_fold_all_writes_every_output(tmp_path, demo_root):
@@ -108,122 +85,6 @@ def test_cpu_runs_are_deterministic(tmp_path, demo_root):
     a, b = (tmp_path / r / "fold_02" for r in ("a", "b"))
     assert metric_rows(a) == metric_rows(b)
     assert json.loads((a / "test.json").read_text()) == json.loads((b / "test.json").read_text())
-
-
-def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
-    cfg = tiny_config(tmp_path, demo_root, epochs=6)
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    assert smile_point.main(["--config", str(cfg), "--fold", "1", "--out", str(ref)]) == 0
-
-    cmd = [
-        sys.executable,
-        "smile_point.py",
-        "--config",
-        str(cfg),
-        "--fold",
-        "1",
-        "--out",
-        str(killed),
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed / "fold_01" / "metrics.csv"
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:  # header + 2 epochs
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (killed / "fold_01" / "test.json").exists()
-    args = ["--config", str(cfg), "--fold", "1", "--out", str(killed)]
-    assert smile_point.main(args) == 2  # needs --resume
-    assert smile_point.main([*args, "--resume", "--epochs", "9"]) == 2  # another schedule
-    assert load_config(killed / "config.yaml").train.epochs == 6  # the refusal wrote nothing
-    assert smile_point.main([*args, "--resume"]) == 0
-
-    assert metric_rows(killed / "fold_01") == metric_rows(ref / "fold_01")
-    assert json.loads((killed / "fold_01" / "test.json").read_text()) == json.loads(
-        (ref / "fold_01" / "test.json").read_text()
-    )
-
-
-def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
-    """With train.ema_decay the checkpoints hold the average ("model", tested) beside the trained
-    weights, and a fit stopped after a checkpoint resumes to the same average."""
-    dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, seed=0)
-    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4, ema_decay=0.8))
-    fit_args = (cfg, dataset, list(split.train), list(split.val))
-    cpu = resolve_device("cpu")
-    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
-
-    class Killed(Exception):
-        pass
-
-    lines = []
-
-    def dies_after_two_epochs(line):  # line 1: parameter count, then one per epoch
-        lines.append(line)
-        if len(lines) == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        fit(*fit_args, tmp_path / "cut", cpu, log=dies_after_two_epochs)
-    assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
-    assert metric_rows(tmp_path / "cut") == metric_rows(tmp_path / "ref")
-    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=False) for r in ("ref", "cut"))
-    assert a["ema_updates"] == b["ema_updates"] > 0
-    for key in ("model", "train_model"):
-        for name, value in a[key].items():
-            torch.testing.assert_close(value, b[key][name], rtol=0, atol=0)
-    averaged = {n for n, v in a["model"].items() if v.is_floating_point()}
-    assert any(not torch.equal(a["model"][n], a["train_model"][n]) for n in averaged)
-    # the last epoch's validation log-loss is that of the average, not of the trained weights
-    val = TestWindows(dataset, list(split.val), clip_config(cfg))
-    labels = np.array([dataset.videos[n].label for n in split.val])
-    logged = float(metric_rows(tmp_path / "ref")[-1]["val_bce"])
-    for key, matches in (("model", True), ("train_model", False)):
-        model = build_model(cfg.model, dataset.n_landmarks)
-        model.load_state_dict(a[key])
-        p = np.clip(predict(cfg, model, val, len(split.val), cpu), 1e-6, 1 - 1e-6)
-        bce = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-        assert np.isclose(bce, logged, rtol=1e-5) == matches
-
-
-def test_a_kill_between_last_and_best_checkpoint_is_mended(tmp_path, demo_root, monkeypatch):
-    """Killed after last.pt recorded an improving epoch but before best.pt was written: resuming
-    starts after that epoch, so best.pt must be mended from last.pt (else the fold tests the
-    previous best while its records select this one)."""
-    dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, seed=0)
-    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
-    fit_args = (cfg, dataset, list(split.train), list(split.val))
-    cpu = resolve_device("cpu")
-    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
-    assert ref["best_epoch"] > 1, "pick a seed whose best epoch is not the first"
-
-    class Killed(Exception):
-        pass
-
-    real = loop.save_checkpoint
-
-    def dies_writing_the_best(path, **payload):
-        if Path(path).name == "best.pt" and payload["state"]["epoch"] + 1 == ref["best_epoch"]:
-            raise Killed
-        real(path, **payload)
-
-    monkeypatch.setattr(loop, "save_checkpoint", dies_writing_the_best)
-    with pytest.raises(Killed):
-        fit(*fit_args, tmp_path / "cut", cpu, log=lambda line: None)
-    monkeypatch.setattr(loop, "save_checkpoint", real)
-    stale = torch.load(tmp_path / "cut" / "best.pt", weights_only=False)["state"]["best_epoch"]
-    assert stale < ref["best_epoch"]
-    assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
-    a, b = (torch.load(tmp_path / r / "best.pt", weights_only=False) for r in ("ref", "cut"))
-    assert a["state"] == b["state"]
-    for name, value in a["model"].items():
-        torch.testing.assert_close(value, b["model"][name], rtol=0, atol=0)
 
 
 def test_training_never_reads_the_test_fold(tmp_path, demo_root):
@@ -395,10 +256,6 @@ def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
 
 
 def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
-    import shutil
-
-    import numpy as np
-
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
     first = sorted((root / "npy").glob("*.npy"))[0]
@@ -447,67 +304,3 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
     assert "F1 mean over the 1 folds with a spontaneous video" in table
     assert "AUC mean over the 1 folds whose test part has both classes" in table
     assert "std: population standard deviation" in table
-
-
-def test_mend_best_cases(tmp_path):
-    """best.pt against the records of last.pt: the same epoch is kept; one epoch ahead (written
-    before last.pt by earlier versions) is kept for the rerun to rewrite; the last epoch's
-    improvement lost to a kill is copied from last.pt; anything else is refused."""
-    from training.checkpoint import mend_best, save_checkpoint
-
-    def write(name, epoch, best_epoch):
-        save_checkpoint(tmp_path / name, state={"epoch": epoch, "best_epoch": best_epoch})
-
-    def best_epoch():
-        return torch.load(tmp_path / "best.pt", weights_only=False)["state"]["best_epoch"]
-
-    write("last.pt", 4, 3)
-    write("best.pt", 2, 3)
-    mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
-    assert best_epoch() == 3
-    write("best.pt", 5, 6)  # epoch 6 (index 5) improved, killed before last.pt
-    mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
-    assert best_epoch() == 6
-    write("last.pt", 4, 5)  # epoch 5 improved, killed before best.pt
-    write("best.pt", 2, 3)
-    mend_best(tmp_path, {"epoch": 4, "best_epoch": 5})
-    assert best_epoch() == 5
-    write("best.pt", 1, 2)
-    with pytest.raises(ValueError, match="holds epoch 2 but the fold.s records select epoch 3"):
-        mend_best(tmp_path, {"epoch": 4, "best_epoch": 3})
-
-
-def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
-    """A fold started on one D-Marker table and resumed on a rebuilt one would train on two
-    target sets: refused. The same table resumes."""
-    from data.dmarker_cache import load_dmarker_table
-
-    root = tmp_path / "demo"
-    shutil.copytree(demo_root, root)
-    cfg = load_config(tiny_config(tmp_path, root, epochs=4))
-
-    class Killed(Exception):
-        pass
-
-    def fit_cut(resume):
-        dataset = open_dataset("demo", root)
-        split = dataset.split(1, seed=0)
-        lines = []
-
-        def dies_after_two_epochs(line):
-            lines.append(line)
-            if len(lines) == 3:
-                raise Killed
-
-        args = (cfg, dataset, list(split.train), list(split.val), tmp_path / "cut")
-        fit(*args, resolve_device("cpu"), resume=resume, log=dies_after_two_epochs)
-
-    with pytest.raises(Killed):
-        fit_cut(resume=False)
-    with pytest.raises(Killed):
-        fit_cut(resume=True)  # same table: resumes (and is cut again)
-    table = load_dmarker_table(root / "dmarkers.npz")
-    table.mirrored = table.mirrored + 1.0
-    table.save(root / "dmarkers.npz")
-    with pytest.raises(ValueError, match=r"last.pt: the D-Marker targets changed since this fold"):
-        fit_cut(resume=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import yaml
@@ -32,3 +33,9 @@ def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def metric_rows(fold_dir: Path) -> list[dict]:
+    """metrics.csv without the wall-clock column."""
+    with open(fold_dir / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
