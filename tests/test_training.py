@@ -304,3 +304,33 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
     assert "F1 mean over the 1 folds with a spontaneous video" in table
     assert "AUC mean over the 1 folds whose test part has both classes" in table
     assert "std: population standard deviation" in table
+
+
+def test_bf16_autocast_path_end_to_end(tmp_path, demo_root, monkeypatch):
+    """The CUDA path's autocast (bf16 activations, float32 weights) through training, selection,
+    checkpoints and the test fold, run here with CPU autocast: this machine has no GPU."""
+    import training.loop as loop
+
+    used = []
+
+    def cpu_autocast(cfg, device):
+        used.append(cfg.train.amp)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.amp)
+
+    monkeypatch.setattr(loop, "_autocast", cpu_autocast)
+    cfg = tiny_config(tmp_path, demo_root)
+    for run, amp in (("bf16", "true"), ("fp32", "false")):
+        args = ["--config", str(cfg), "--fold", "2", "--out", str(tmp_path / run)]
+        assert smile_point.main([*args, "--set", f"train.amp={amp}"]) == 0
+    assert True in used and False in used
+    bf16, fp32 = (tmp_path / r / "fold_02" for r in ("bf16", "fp32"))
+    losses = [[float(r["loss"]) for r in metric_rows(d)] for d in (bf16, fp32)]
+    assert all(math.isfinite(v) for v in losses[0])
+    assert losses[0] != losses[1]  # autocast was on: bf16 rounding moves the losses
+    np.testing.assert_allclose(losses[0], losses[1], rtol=0.05)
+    state = torch.load(bf16 / "best.pt", map_location="cpu", weights_only=False)["model"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+    probs = [
+        v["probability"] for v in json.loads((bf16 / "test.json").read_text())["videos"].values()
+    ]
+    assert probs and all(0.0 <= p <= 1.0 for p in probs)
