@@ -28,6 +28,7 @@ from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
 from data.io import atomic_write_json
+from data.targets import table_digest
 from models.config import BASELINE, NAMES
 from training.baseline import dmarker_table, fit_baseline, score_baseline
 from training.classify import classify, format_verdicts
@@ -39,7 +40,7 @@ from training.config import (
     set_value,
     to_dict,
 )
-from training.loop import DivergedError, fit, resolve_device, test
+from training.loop import DivergedError, fit, resolve_device, test, uses_dmarkers
 from training.memory import reuse_freed_memory
 from training.report import what_validation_chose, write_results
 
@@ -191,18 +192,39 @@ def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> P
     return out_dir
 
 
+def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str | None:
+    """The digest of the D-Marker rows a fold learns from (None for a model that uses none)."""
+    if cfg.model.name != BASELINE and not uses_dmarkers(cfg):
+        return None
+    table = dataset.dmarkers()
+    return table_digest(table, names) if table is not None else None
+
+
+def kept_result(path: Path, digest: str | None, dataset: SmileDataset) -> dict:
+    """A fold finished earlier, kept by --resume unless the D-Marker table changed since."""
+    result = json.loads(path.read_text())
+    if result.get("dmarker_digest") != digest:
+        raise ValueError(
+            f"{path}: this fold was trained on other D-Markers than {dataset.root}'s table holds "
+            f"now (rebuilt since, or an older version of the toolkit): delete {path.parent} and "
+            "resume, or train under a new --out"
+        )
+    print(f"fold {path.parent.name}: finished earlier, kept {path}")
+    return result
+
+
 def run_fold(
     cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
 ) -> dict:
     """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
     dataset = dataset or load_dataset(cfg)
     out_dir = check_fold(cfg, fold, dataset, resume)
-    if resume and (out_dir / "test.json").exists():
-        print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
-        return json.loads((out_dir / "test.json").read_text())
-
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     train, val = list(split.train), list(split.val)
+    digest = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
+    if resume and (out_dir / "test.json").exists():
+        return kept_result(out_dir / "test.json", digest, dataset)
+
     subjects = dataset.subjects
     groups = {"train": train, "val": val, "test": list(split.test)}
     seen = {k: {subjects[n] for n in names} for k, names in groups.items()}
@@ -219,13 +241,15 @@ def run_fold(
     )
     if cfg.model.name == BASELINE:
         fitted = fit_baseline(cfg, dataset, train + val, out_dir)
-        result = score_baseline(dataset, list(split.test), fitted, out_dir)
+        result = score_baseline(dataset, list(split.test), fitted)
         chosen = f"C {fitted['C']:g}"
     else:
         device = resolve_device(cfg.train.device)
         selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
         result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
         chosen = f"epoch {selection['best_epoch']}"
+    result["dmarker_digest"] = digest
+    atomic_write_json(out_dir / "test.json", result)
     print(
         f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
         f"auc {result['auc']:.3f} f1 {result['f1']:.3f} ({chosen}, threshold "

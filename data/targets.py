@@ -82,6 +82,14 @@ def targets_digest(targets: dict[str, np.ndarray] | None) -> str | None:
     return h.hexdigest()
 
 
+def table_digest(table, names: Iterable[str]) -> str:
+    """SHA-256 of a D-Marker table's rows (descriptors and mirror image) for ``names`` in it: a
+    finished fold that ``--resume`` keeps must have been trained and tested on these rows."""
+    return targets_digest(
+        {n: np.stack([table.get(n), table.get(n, mirrored=True)]) for n in names if n in table}
+    )
+
+
 #: Descriptors that add up frames: durations (frame counts / fps) and amplitude totals.
 PER_FRAME_SUMS = (
     "duration_inc",

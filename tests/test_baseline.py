@@ -92,7 +92,7 @@ def test_a_test_video_without_dmarkers_scores_one_half(demo_root, tmp_path):
     table = dataset.dmarkers()
     faceless = fold.test[0]
     table.status[table.index(faceless)] = "no_face"
-    result = score_baseline(dataset, list(fold.test), fitted, tmp_path)
+    result = score_baseline(dataset, list(fold.test), fitted)
     assert result["no_dmarkers"] == [faceless]
     assert result["videos"][faceless]["probability"] == 0.5
     assert result["n"] == len(fold.test)
@@ -107,7 +107,7 @@ def test_threshold_rule_val_uses_out_of_fold_probabilities(demo_root, tmp_path):
     fitted = fit_baseline(cfg, dataset, list(fold.train), tmp_path)
     selection = json.loads((tmp_path / "selection.json").read_text())
     assert selection["threshold"] == fitted["threshold"]
-    result = score_baseline(dataset, list(fold.test), fitted, tmp_path)
+    result = score_baseline(dataset, list(fold.test), fitted)
     assert result["threshold"] == fitted["threshold"]
     again = fit_baseline(cfg, dataset, list(fold.train), tmp_path / "again")
     assert again["threshold"] == fitted["threshold"] and again["C"] == fitted["C"]

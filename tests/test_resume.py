@@ -206,3 +206,30 @@ def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
     table.save(root / "dmarkers.npz")
     with pytest.raises(ValueError, match=r"last.pt: the D-Marker targets changed since this fold"):
         fit_cut(resume=True)
+
+
+@pytest.mark.parametrize("model", ["deepmarkernet", "dmarker-logreg", "meshsmilenet"])
+def test_finished_fold_is_kept_only_on_the_same_dmarkers(tmp_path, demo_root, model, capsys):
+    """--resume keeps a finished fold's test.json, unless the D-Marker table it learned from was
+    rebuilt since (its results would mix two tables); MeshSmileNet uses none and is kept."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    args = ["--config", str(tiny_config(tmp_path, root, epochs=1)), "--model", model]
+    args += ["--fold", "2", "--out", str(tmp_path / "run")]
+    assert smile_point.main(args) == 0
+    test_json = tmp_path / "run" / "fold_02" / "test.json"
+    first = test_json.read_text()
+    assert smile_point.main([*args, "--resume"]) == 0
+    assert "finished earlier, kept" in capsys.readouterr().out
+    table = load_dmarker_table(root / "dmarkers.npz")
+    table.mirrored = table.mirrored + 1.0
+    table.save(root / "dmarkers.npz")
+    if model == "meshsmilenet":
+        assert smile_point.main([*args, "--resume"]) == 0
+        assert json.loads(first)["dmarker_digest"] is None
+    else:
+        assert smile_point.main([*args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "test.json: this fold was trained on other D-Markers" in err
+        assert "delete" in err and len(err.strip().splitlines()) == 1
+    assert test_json.read_text() == first

@@ -121,13 +121,13 @@ def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: 
     return {"C": c, "threshold": threshold, "model": model}
 
 
-def score_baseline(dataset: SmileDataset, names: list[str], fitted: dict, out_dir: Path) -> dict:
-    """Score the test part ``names`` once with the fitted model; writes and returns test.json."""
+def score_baseline(dataset: SmileDataset, names: list[str], fitted: dict) -> dict:
+    """Score the test part ``names`` once with the fitted model -> test.json's content."""
     kept, x, _ = _design(dataset, names)
     scored = dict(zip(kept, fitted["model"].predict_proba(x)[:, 1], strict=True)) if kept else {}
     probs = np.array([scored.get(n, 0.5) for n in names])
     labels = np.array([dataset.videos[n].label for n in names])
-    result = {
+    return {
         **classification_metrics(labels, probs, fitted["threshold"]),
         "best_epoch": None,
         "C": fitted["C"],
@@ -137,5 +137,3 @@ def score_baseline(dataset: SmileDataset, names: list[str], fitted: dict, out_di
             for n, y, p in zip(names, labels, probs, strict=True)
         },
     }
-    atomic_write_json(out_dir / "test.json", result)
-    return result

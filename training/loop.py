@@ -380,13 +380,13 @@ def test(
     device: torch.device,
     threshold: float,
 ) -> dict:
-    """Evaluate ``best.pt`` once on ``names`` (the test fold); writes and returns test.json."""
+    """Evaluate ``best.pt`` once on ``names`` (the test fold) -> test.json's content."""
     ckpt = load_checkpoint(out_dir / "best.pt")
     model = build_model(cfg.model, dataset.n_landmarks).to(device)
     model.load_state_dict(ckpt["model"])
     labels = np.array([dataset.videos[n].label for n in names])
     probs = predict(cfg, model, TestWindows(dataset, names, clip_config(cfg)), len(names), device)
-    result = {
+    return {
         **classification_metrics(labels, probs, threshold),
         "best_epoch": ckpt["state"]["best_epoch"],
         "videos": {
@@ -394,5 +394,3 @@ def test(
             for n, y, p in zip(names, labels, probs, strict=True)
         },
     }
-    atomic_write_json(out_dir / "test.json", result)
-    return result
