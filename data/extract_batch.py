@@ -122,7 +122,8 @@ def check_targets(jobs: list[Job], *targets: Path | None) -> None:
 
 def is_complete(job: Job, settings: Settings) -> bool:
     """True when ``job.output`` holds a finished extraction of the current source made with the
-    same backend, stride and max-frames."""
+    same backend, stride and max-frames (and, for a rotated video, upright frames: outputs of
+    versions that read them sideways are redone)."""
     try:
         meta = load_meta(job.output)
         if meta is None or any(k not in meta for k in META_KEYS):
@@ -132,7 +133,10 @@ def is_complete(job: Job, settings: Settings) -> bool:
             return False
         if job.source.is_dir() and meta["source_fps"] != settings.frame_fps:
             return False
-        size, mtime = open_source(job.source, settings.frame_fps).fingerprint()
+        source = open_source(job.source, settings.frame_fps)
+        size, mtime = source.fingerprint()
+        if meta.get("rotation", 0) != source.rotation:
+            return False
         if meta["source_size"] != size:
             return False
         if not math.isclose(meta["source_mtime"], mtime, rel_tol=0, abs_tol=1e-6):

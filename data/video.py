@@ -3,6 +3,8 @@
 A frame folder (SPOS ships its clips as ``.bmp`` frames) is read in natural order of the numbers in
 the file names (``frame2`` before ``frame10``); it carries no frame rate, so the caller gives one.
 Decode failures raise :class:`DecodeError` with a one-line message naming the file.
+Videos are read as displayed: a rotation in the container (phones store portrait video as
+landscape frames plus a "rotate 90" flag) is applied to every frame and to the frame size.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def is_frame_folder(path: Path) -> bool:
 class FrameSource:
     """One video file or frame folder; :meth:`frames` yields RGB frames (H, W, 3) uint8.
 
-    ``width``/``height`` in pixels, ``fps`` frames per second of the source (for a video the
-    container's average), ``n_frames`` as the container announces it (exact for a frame folder).
+    ``width``/``height`` in pixels as displayed, ``fps`` frames per second of the source (for a
+    video the container's average), ``n_frames`` as the container announces it (exact for a frame
+    folder), ``rotation`` the container's display rotation in degrees (applied to the frames).
     ``times`` holds the time in seconds of every frame the last :meth:`frames` call yielded (the
     container's timestamps; uneven in a variable-frame-rate video). ``decode_s`` accumulates the
     seconds spent reading and converting frames, for the benchmark.
@@ -78,6 +81,7 @@ class FrameSource:
     width: int
     height: int
     n_frames: int
+    rotation: int = 0
     decode_s: float = 0.0
     times: list[float] = field(default_factory=list)
 
@@ -111,7 +115,7 @@ class FrameSource:
         return i in indices if indices is not None else i % stride == 0
 
     def _video_frames(self, stride, max_frames, indices):
-        cap = cv2.VideoCapture(str(self.path))
+        cap = _capture(self.path)
         last = max(indices) if indices else None
         i = kept = 0
         ended = False
@@ -164,6 +168,13 @@ class FrameSource:
             kept += 1
 
 
+def _capture(path: Path) -> cv2.VideoCapture:
+    """An OpenCV capture that applies the container's rotation (OpenCV 4.11 leaves it off)."""
+    cap = cv2.VideoCapture(str(path))
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return cap
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as RGB (H, W, 3) uint8; DecodeError if it is not a readable image."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -186,7 +197,7 @@ def open_source(path: str | os.PathLike, frame_fps: float = 25.0) -> FrameSource
             raise DecodeError(f"cannot decode {path}: a folder with no frame images ({_exts()})")
         h, w = read_image(images[0]).shape[:2]
         return FrameSource(path, float(frame_fps), w, h, len(images))
-    cap = cv2.VideoCapture(str(path))
+    cap = _capture(path)
     try:
         ok = cap.isOpened() and cap.grab()
         if not ok:
@@ -199,11 +210,12 @@ def open_source(path: str | os.PathLike, frame_fps: float = 25.0) -> FrameSource
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
     finally:
         cap.release()
     if not fps or not np.isfinite(fps) or fps <= 0:
         raise DecodeError(f"cannot decode {path}: the container gives no frame rate; re-encode it")
-    return FrameSource(path, float(fps), w, h, max(n, 0))
+    return FrameSource(path, float(fps), w, h, max(n, 0), rotation)
 
 
 def _exts() -> str:

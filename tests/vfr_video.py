@@ -1,7 +1,9 @@
-"""Variable-frame-rate MP4 files for the extraction tests: OpenCV writes a constant-rate file, then
-its sample timing table (the ``stts`` box) is rewritten so the first frames last longer. The
-rewritten table is larger; that is safe only because OpenCV puts the ``moov`` box after the media
-data, so no sample offset moves."""
+"""MP4 files with rewritten headers for the extraction tests: OpenCV writes a constant-rate file,
+then its boxes are edited. Variable frame rate: the sample timing table (the ``stts`` box) is
+rewritten so the first frames last longer; the rewritten table is larger, which is safe only
+because OpenCV puts the ``moov`` box after the media data, so no sample offset moves. Rotation:
+the track's display matrix (``tkhd``) says "turn 90 degrees clockwise", as phones store portrait
+video."""
 
 from __future__ import annotations
 
@@ -28,6 +30,27 @@ def write_vfr_mp4(path: Path, frames: list[np.ndarray], fps: float, slow: int) -
     data = path.read_bytes()
     stretch = (len(frames) + slow) / len(frames)  # new duration / old duration
     path.write_bytes(_rewrite(data, slow, stretch))
+
+
+def write_rotated_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """Write upright RGB ``frames`` as a phone does: coded turned 90 degrees counter-clockwise
+    (portrait stored as landscape), with a display matrix that turns them back."""
+    write_vfr_mp4(path, [np.ascontiguousarray(np.rot90(f)) for f in frames], fps, slow=0)
+    path.write_bytes(_rotate(path.read_bytes()))
+
+
+def _rotate(buf: bytes) -> bytes:
+    out, off = b"", 0
+    while off < len(buf):
+        size, kind = struct.unpack(">I4s", buf[off : off + 8])
+        body = bytearray(buf[off + 8 : off + size])
+        if kind in _CONTAINERS:
+            body = bytearray(_rotate(bytes(body)))
+        elif kind == b"tkhd":  # version 0: the 3x3 matrix (16.16 / 2.30 fixed point) at byte 40
+            body[40:76] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+        out += struct.pack(">I4s", 8 + len(body), kind) + bytes(body)
+        off += size
+    return out
 
 
 def _rewrite(buf: bytes, slow: int, stretch: float) -> bytes:
