@@ -185,7 +185,6 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
         ext = extract_video(
             source, backend, name=job.name, stride=settings.stride, max_frames=settings.max_frames
         )  # a failure here leaves a previous output as it was
-        meta_path(job.output).unlink(missing_ok=True)  # no stale completion marker meanwhile
         save_landmarks(job.output, ext.landmarks, ext.meta)
         if png is not None:
             _plot(job, settings, ext.landmarks, ext.meta, png)

@@ -127,17 +127,34 @@ def meta_path(npy_path: str | os.PathLike) -> Path:
 
 
 def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dict) -> None:
-    """Write a landmark array and its sidecar atomically (array first, sidecar last).
+    """Write a landmark array and its sidecar, each atomically, the sidecar last: it marks a
+    complete output (readers take an array without one for a published file).
 
-    The sidecar is the completion marker: a file with an array but no sidecar is incomplete.
+    The sidecar is written to its temp file before the array is replaced, so only two renames
+    separate the old pair from the new. A failure before the array is replaced keeps the old
+    pair; after it, both files are removed (never a new array beside the old sidecar, or alone).
     """
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.ndim != 3 or landmarks.shape[-1] != 3:
         raise ValueError(f"{npy_path}: landmarks must be (T, L, 3), got {landmarks.shape}")
     if not np.isfinite(landmarks).all():
         raise ValueError(f"{npy_path}: landmarks contain NaN or inf")
-    atomic_save_npy(npy_path, landmarks)
-    atomic_write_json(meta_path(npy_path), meta)
+    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    replaced = False
+
+    def write(tmp: Path) -> None:
+        nonlocal replaced
+        tmp.write_text(text)
+        atomic_save_npy(npy_path, landmarks)
+        replaced = True
+
+    try:
+        atomic_write(meta_path(npy_path), write)
+    except BaseException:
+        if replaced:
+            Path(npy_path).unlink(missing_ok=True)
+            meta_path(npy_path).unlink(missing_ok=True)
+        raise
 
 
 def load_meta(npy_path: str | os.PathLike) -> dict | None:

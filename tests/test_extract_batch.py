@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -250,6 +251,33 @@ def test_sidecar_must_describe_its_array(tmp_path):
         )
         with pytest.raises(ValueError, match=r"v.mp4.json: describes another array than v.mp4.npy"):
             load_landmarks(npy)
+
+
+@pytest.mark.parametrize("fails", ["array", "sidecar"])
+def test_a_failed_write_never_leaves_an_array_without_its_sidecar(tmp_path, monkeypatch, fails):
+    """Disk full while writing the new array: the old pair stays. While renaming the new sidecar
+    (the array already replaced): both go, since a bare array would be read as a published file
+    with the dataset's default frame rate and size."""
+    npy = tmp_path / "v.mp4.npy"
+    save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
+    real = os.replace
+
+    def full_disk(src, dst):
+        if Path(dst).suffix == (".npy" if fails == "array" else ".json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        save_landmarks(npy, np.ones((5, 478, 3)), {"n_frames": 5, "face_found": [1] * 5})
+    monkeypatch.undo()
+    if fails == "array":
+        assert load_landmarks(npy)[0].shape == (3, 478, 3)
+    else:
+        assert not npy.exists() and not (tmp_path / "v.mp4.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["v.mp4.json", "v.mp4.npy"] if fails == "array" else []
+    )
 
 
 def test_temp_cleanup_takes_names_literally(tmp_path):
