@@ -34,7 +34,7 @@ from data.normalize import NORMALIZATIONS, NormParams, apply_normalization, fit_
 class ClipConfig:
     window: int = 16  # W frames per clip
     target_fps: float = 25.0  # every video is resampled to this rate before windowing
-    normalize: str = "face"  # "face" | "face_frontal" | "face_frame" | "minmax" | "none"
+    normalize: str = "face"  # one of data.normalize.NORMALIZATIONS
     test_stride: int | None = None  # default W (windows covering the whole video)
 
     def __post_init__(self):

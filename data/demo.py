@@ -11,7 +11,7 @@ Writes, deterministically from the seed (same seed -> byte-identical files):
 - ``<out>/labels/<k>/{train,test}.json``: stratified subject-independent folds (data.folds);
 - ``<out>/latents.csv``: every video's latent parameters (informative and nuisance);
 - ``<out>/demo.json``: seed, parameters, class statistics, and the Bayes ceiling;
-- ``<out>/dmarkers.npz`` when the D-Marker cache module is available.
+- ``<out>/dmarkers.npz``: the D-Marker table (``dmarker.py``; not with ``--no-dmarkers``).
 
 Faces and deformation fields are measured from real media (:mod:`data.demo_assets`), smile dynamics
 follow :mod:`data.demo_motion`, rendering and noise :mod:`data.demo_render`.
@@ -20,7 +20,6 @@ follow :mod:`data.demo_motion`, rendering and noise :mod:`data.demo_render`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from data.demo_motion import (
 )
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
+from data.dmarker_cache import build_dmarker_table
 from data.io import atomic_write_json, atomic_write_text, save_landmarks, to_isotropic
 
 VERSION = "1"
@@ -237,9 +237,7 @@ def generate(
         "latent_statistics": _class_stats(rows, LATENTS),
         "landmark_statistics": _class_stats(stats, MEASURES),
     }
-    if dmarkers and importlib.util.find_spec("data.dmarker_cache") is not None:
-        from data.dmarker_cache import build_dmarker_table
-
+    if dmarkers:
         dm = build_dmarker_table(out / "npy", output=out / "dmarkers.npz")
         if dm.errors:
             summary["dmarker_errors"] = dict(dm.errors)

@@ -14,7 +14,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
-def sinusoidal_positions(n: int, dim: int, *, device=None, dtype=None) -> Tensor:
+def sinusoidal_positions(n: int, dim: int, *, device=None) -> Tensor:
     """Fixed positional table (n, dim): feature 2i = sin(p w_i), 2i+1 = cos(p w_i),
     w_i = 10000^(-2i / dim), positions p = 0 .. n-1 (Vaswani et al.)."""
     pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
@@ -23,7 +23,7 @@ def sinusoidal_positions(n: int, dim: int, *, device=None, dtype=None) -> Tensor
     )
     angles = pos * freq  # (n, ceil(dim / 2))
     table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]
-    return table if dtype is None else table.to(dtype)
+    return table
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -1,5 +1,10 @@
-"""Checkpoints: model, optimizer, scheduler, epoch, selection state, RNG states, resolved config
-(with weight averaging also the trained weights and the number of averaging updates)."""
+"""Checkpoints (``last.pt``, ``best.pt``; the payload is built in ``training.loop.fit``): "model"
+(the weights validated and tested), "optimizer", "scheduler", "state" (epoch, best epoch and
+score, epochs without improvement), "rng" (added here), "config" (resolved), "n_landmarks" (the
+model's input), "dmarker_scaler" (mean and std that turn the D-Marker head's standardised outputs
+back into descriptors; None without the D-Marker loss) and "targets_digest" (what --resume
+checks); with weight averaging also "train_model" (the weights the optimizer moves) and
+"ema_updates"."""
 
 from __future__ import annotations
 

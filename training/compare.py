@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def paired(run: dict, first: dict) -> dict[str, str]:
     out = {}
     for m in REPORTED:
         d = [run["folds"][k][m] - first["folds"][k][m] for k in sorted(run["folds"])]
-        d = [x for x in d if x == x]  # AUC or F1 undefined in a fold
+        d = [x for x in d if not math.isnan(x)]  # AUC or F1 undefined in a fold
         out[m] = f"{statistics.fmean(d):+.3f} +- {statistics.pstdev(d):.3f}" if d else "n/a"
     return out
 

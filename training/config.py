@@ -33,7 +33,7 @@ class DataConfig:
     )
     window: int = 16  # W frames per clip (paper: 16)
     target_fps: float = 25.0  # every video is resampled to this rate before windowing
-    normalize: str = "face"  # face | face_frontal | minmax (published scaling) | none
+    normalize: str = "face"  # one of data.normalize.NORMALIZATIONS (see there)
     test_stride: int | None = None  # stride of the deterministic test windows (default W)
     val_fraction: float = 0.15  # inner validation split, carved from the training part
     num_workers: int = 0  # DataLoader workers
@@ -73,7 +73,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training clips only
-    out: str | None = None  # run folder; default <root>/runs/<config name>-<model name>
+    out: str | None = None  # run folder; default <root>/runs/<dataset>-<model>-seed<seed>
 
 
 SECTIONS = ("model", "data", "train", "augment")

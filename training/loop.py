@@ -176,7 +176,7 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
 
 def _summary_line(cfg: Config, row: dict, improved: bool) -> str:
     best = f" {Fore.GREEN}* best{Style.RESET_ALL}" if improved else ""
-    dm = f" dm {row['dmarker']:.3f}" if row["dmarker"] == row["dmarker"] else ""
+    dm = "" if math.isnan(row["dmarker"]) else f" dm {row['dmarker']:.3f}"
     return (
         f"{Fore.CYAN}epoch {row['epoch']:>3}/{cfg.train.epochs}{Style.RESET_ALL} "
         f"loss {row['loss']:.3f} (bce {row['bce']:.3f}{dm}) | "
@@ -198,7 +198,8 @@ def fit(
     resume: bool = False,
     log: Callable[[str], None] = tqdm.write,
 ) -> dict:
-    """Train on ``train``, select the epoch on ``val``; writes metrics.csv, tb/, last.pt, best.pt.
+    """Train on ``train``, select the epoch on ``val``; writes metrics.csv, tb/, last.pt, best.pt
+    and selection.json.
 
     With ``train.ema_decay`` the validated, selected and tested weights are an exponential moving
     average of the trained ones; checkpoints then hold both ("model": the average, "train_model":
@@ -310,7 +311,7 @@ def fit(
         vm = classification_metrics(val_labels, probs)
         val_bce = log_loss(val_labels, probs)
         score = -val_bce if t.select_metric == "bce" else vm[t.select_metric]
-        if score != score:  # AUC is undefined on a one-class validation part
+        if math.isnan(score):  # AUC is undefined on a one-class validation part
             score = vm["accuracy"]
         improved = score > state["best_score"]
         row = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def mean_std(rows: list[dict]) -> dict:
     out of it and the count says so."""
     out = {}
     for m in REPORTED:
-        values = [r[m] for r in rows if r[m] == r[m]]
+        values = [r[m] for r in rows if not math.isnan(r[m])]
         out[m] = (
             {
                 "mean": statistics.fmean(values),
