@@ -30,7 +30,7 @@ from data.datasets import SmileDataset, open_dataset
 from data.io import atomic_write_json
 from data.targets import table_digest
 from models.config import BASELINE, NAMES
-from training.baseline import dmarker_table, fit_baseline, score_baseline
+from training.baseline import fit_baseline, score_baseline
 from training.classify import classify, format_verdicts
 from training.config import (
     Config,
@@ -40,7 +40,7 @@ from training.config import (
     set_value,
     to_dict,
 )
-from training.loop import DivergedError, fit, resolve_device, test, uses_dmarkers
+from training.loop import DMARKER_LOSS, DivergedError, fit, resolve_device, test, uses_dmarkers
 from training.memory import reuse_freed_memory
 from training.report import what_validation_chose, write_results
 
@@ -339,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
         if cfg.model.name == BASELINE:
-            dmarker_table(dataset)
-        elif resolve_device(cfg.train.device).type == "cpu":
+            dataset.require_dmarkers(BASELINE)
+        elif uses_dmarkers(cfg):
+            dataset.require_dmarkers(DMARKER_LOSS)
+        if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")

@@ -138,20 +138,37 @@ class SmileDataset:
             self._dmarkers_read = True
         return self._dmarkers
 
-    def _checked_table(self, path: Path):
-        """The table at ``path``, refused when it is stale: a video's landmark file or sidecar
-        changed since it was built, or it used another frame rate than the dataset does."""
-        from data.dmarker_cache import fingerprint, load_dmarker_table
+    def require_dmarkers(self, needed_by: str):
+        """:meth:`dmarkers`, or FileNotFoundError naming ``needed_by`` and the command that
+        builds the table."""
+        table = self.dmarkers()
+        if table is None:
+            raise FileNotFoundError(
+                f"no dmarkers.npz under {self.root}: {needed_by} needs the D-Marker table; build "
+                f"it with {self.dmarker_command(self.root / 'dmarkers.npz')}"
+            )
+        return table
 
+    def dmarker_command(self, path: Path) -> str:
+        """The ``dmarker.py`` command that builds this dataset's table at ``path`` (with the
+        frame rate and size the dataset gives files that have no sidecar, when they share one)."""
         command = f"python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
         bare = {
             (v.fps, v.width, v.height)
             for v in self.videos.values()
             if not meta_path(v.file).exists()
         }
-        if len(bare) == 1:  # files without a sidecar: the rate and size the dataset gives them
+        if len(bare) == 1:
             fps, width, height = bare.pop()
             command += f" --fps {fps:g} --frame-size {width}x{height}"
+        return command
+
+    def _checked_table(self, path: Path):
+        """The table at ``path``, refused when it is stale: a video's landmark file or sidecar
+        changed since it was built, or it used another frame rate than the dataset does."""
+        from data.dmarker_cache import fingerprint, load_dmarker_table
+
+        command = self.dmarker_command(path)
         table = load_dmarker_table(path, command)
         fix = f"rebuild it: {command}"
         for v in self.videos.values():

@@ -139,7 +139,10 @@ def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
         find_checkpoints([run])
 
 
-def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys):
+@pytest.mark.parametrize("model", ["dmarker-logreg", "deepmarkernet"])
+def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys, model):
+    """The baseline and DeepMarkerNet's D-Marker loss need the table: refused before anything is
+    written, with the command that builds it."""
     root = tmp_path / "demo"
     root.mkdir()
     for item in demo_root.iterdir():
@@ -147,7 +150,9 @@ def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys):
             (root / item.name).symlink_to(item)
     out = tmp_path / "run"
     assert smile_point.main(["--dataset", "demo", "--data-root", str(root),
-                             "--model", "dmarker-logreg", "--out", str(out)]) == 2  # fmt: skip
+                             "--model", model, "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "no dmarkers.npz under" in err and "python dmarker.py --landmarks" in err
+    assert f"no dmarkers.npz under {root}: " in err and len(err.strip().splitlines()) == 1
+    assert f"python dmarker.py --landmarks {root / 'npy'} --output {root / 'dmarkers.npz'}" in err
+    assert ("meshsmilenet trains without it" in err) == (model == "deepmarkernet")
     assert not out.exists()  # refused before anything is written

@@ -42,26 +42,13 @@ CS = tuple(10.0**k for k in range(-3, 3))
 INNER_FOLDS = 5
 
 
-def dmarker_table(dataset: SmileDataset):
-    """The dataset's D-Marker table; a one-line error naming the fix when there is none."""
-    table = dataset.dmarkers()
-    if table is None:
-        raise FileNotFoundError(
-            f"no dmarkers.npz under {dataset.root}: {BASELINE} needs the D-Marker table; build "
-            f"it with python dmarker.py --landmarks {dataset.landmarks_dir} --output "
-            f"{dataset.root / 'dmarkers.npz'}"
-        )
-    return table
-
-
 def _design(dataset: SmileDataset, names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The names with measured D-Markers, their raw descriptors (n, 225) and labels (n,)."""
-    table = dmarker_table(dataset)
+    table = dataset.require_dmarkers(BASELINE)
     if missing := [n for n in names if n not in table]:
         raise ValueError(
             f"{table.path}: {len(missing)} videos not in it (e.g. {missing[0]}): it is older "
-            f"than the dataset; rebuild it: python dmarker.py --landmarks "
-            f"{dataset.landmarks_dir} --output {table.path}"
+            f"than the dataset; rebuild it: {dataset.dmarker_command(table.path)}"
         )
     kept = [n for n in names if measured(table, n)]
     x = np.array([table.get(n) for n in kept], dtype=np.float64).reshape(len(kept), -1)
@@ -100,7 +87,7 @@ def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: 
         out_dir / "model.json",
         {
             "C": c,
-            "feature_names": list(dmarker_table(dataset).feature_names),
+            "feature_names": list(dataset.require_dmarkers(BASELINE).feature_names),
             "coef": regression.coef_[0].tolist(),
             "intercept": float(regression.intercept_[0]),
             "mean": scaler.mean_.tolist(),

@@ -70,6 +70,10 @@ def clip_config(cfg: Config) -> ClipConfig:
     )
 
 
+#: What needs the D-Marker table in a network run, for the error when there is none.
+DMARKER_LOSS = "the D-Marker loss (--model meshsmilenet trains without it)"
+
+
 def uses_dmarkers(cfg: Config) -> bool:
     return cfg.model.name == "deepmarkernet" and cfg.train.dmarker_weight > 0
 
@@ -149,14 +153,7 @@ def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScal
     """D-Marker standardisation fitted on ``train`` only; None when the D-Marker loss is off."""
     if not uses_dmarkers(cfg):
         return None
-    table = dataset.dmarkers()
-    if table is None:
-        raise FileNotFoundError(
-            f"no D-Marker table for {dataset.root}: run `python dmarker.py --landmarks "
-            f"{dataset.landmarks_dir}` (add --fps and --frame-size for files without a sidecar), "
-            "or train MeshSmileNet with --model meshsmilenet"
-        )
-    return DMarkerScaler.fit(table, train)
+    return DMarkerScaler.fit(dataset.require_dmarkers(DMARKER_LOSS), train)
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
