@@ -51,7 +51,7 @@ def timed(fn):
 
 def clips_per_second(dataset, names, cfg, workers: int, batch_size: int, n_batches: int) -> float:
     clips = TrainClips(
-        dataset, names, cfg, transform=build_augment(AugmentConfig(), dataset.n_landmarks)
+        dataset, names, cfg, augment=build_augment(AugmentConfig(), dataset.n_landmarks)
     )
     loader = torch.utils.data.DataLoader(
         clips,

@@ -28,6 +28,7 @@ import torch
 
 from data.dmarker import N_DMARKERS
 from data.normalize import NORMALIZATIONS, NormParams, apply_normalization, fit_normalization
+from data.transforms import Augment
 
 
 @dataclass
@@ -107,7 +108,7 @@ class _Clips(torch.utils.data.Dataset):
         mask,
         index: int,
         rng=None,
-        transform=None,
+        augment: Augment | None = None,
         speed: float = 1.0,
     ) -> dict:
         v = self.dataset.videos[name]
@@ -121,10 +122,8 @@ class _Clips(torch.utils.data.Dataset):
                 f"{v.file}: {e}; re-extract the video or remove it from the dataset"
             ) from e
         mirrored = False
-        if hasattr(transform, "apply"):
-            x, mirrored = transform.apply(x, rng)
-        elif transform is not None:
-            x = transform(x, rng)
+        if augment is not None:
+            x, mirrored = augment.apply(x, rng)
         target = self.targets.get(name)  # (2, d): the video's, its mirror image's
         if target is not None:
             target = target[int(mirrored)]
@@ -146,9 +145,9 @@ class TrainClips(_Clips):
     """One random window per video per epoch; items are dicts (see the module docstring):
     x (W, V, 3) float32, mask (W,) bool, label float32, dmarker (225,), has_dmarker, index.
 
-    ``transform(x, rng) -> x`` augments the normalised window; if it has ``speed_factor(rng)``
-    the frame step is multiplied by it. ``targets``: name -> standardised D-Markers (2, 225) of
-    the video and of its mirror image (:meth:`DMarkerScaler.targets`).
+    ``augment`` transforms the normalised window and jitters its speed (the frame step is
+    multiplied by ``augment.speed_factor``). ``targets``: name -> standardised D-Markers (2, 225)
+    of the video and of its mirror image (:meth:`DMarkerScaler.targets`).
     """
 
     def __init__(
@@ -157,13 +156,13 @@ class TrainClips(_Clips):
         names,
         cfg: ClipConfig,
         *,
-        transform=None,
+        augment: Augment | None = None,
         targets=None,
         seed=0,
         target_adjust=None,
     ):
         super().__init__(dataset, names, cfg, targets, target_adjust)
-        self.transform = transform
+        self.augment = augment
         self.seed = seed
         self.epoch = 0
 
@@ -179,23 +178,23 @@ class TrainClips(_Clips):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         v = self.dataset.videos[name]
         video = self.dataset.landmarks(name)
-        speed = self.transform.speed_factor(rng) if hasattr(self.transform, "speed_factor") else 1.0
+        speed = self.augment.speed_factor(rng) if self.augment is not None else 1.0
         step = v.fps / self.cfg.target_fps * speed
         room = len(video) - 1 - (self.cfg.window - 1) * step
         start = int(rng.integers(0, math.floor(room + 1e-6) + 1)) if room >= 0 else 0
         positions, mask = window_positions(start, self.cfg.window, step, len(video))
-        return self._item(name, video, positions, mask, i, rng, self.transform, speed)
+        return self._item(name, video, positions, mask, i, rng, self.augment, speed)
 
 
 class TestWindows(_Clips):
-    """Deterministic windows covering each whole video; items as in :class:`TrainClips` with
-    ``index`` = the video's position in ``names`` and ``window`` = the item's own number.
-    ``window_index`` (n_windows,) maps every item to its video, for :func:`video_scores`."""
+    """Deterministic windows covering each whole video; items as in :class:`TrainClips` (no
+    D-Marker targets) with ``index`` = the video's position in ``names``. ``window_index``
+    (n_windows,) holds that index for every window."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, dataset, names, cfg: ClipConfig, *, targets=None):
-        super().__init__(dataset, names, cfg, targets)
+    def __init__(self, dataset, names, cfg: ClipConfig):
+        super().__init__(dataset, names, cfg)
         stride = cfg.test_stride or cfg.window
         self.windows: list[tuple[int, int]] = []  # (video position, start in target frames)
         for j, name in enumerate(self.names):
@@ -214,9 +213,7 @@ class TestWindows(_Clips):
         video = self.dataset.landmarks(name)
         step = v.fps / self.cfg.target_fps
         positions, mask = window_positions(start * step, self.cfg.window, step, len(video))
-        item = self._item(name, video, positions, mask, j)
-        item["window"] = i
-        return item
+        return self._item(name, video, positions, mask, j)
 
 
 def video_scores(window_scores, window_index, n_videos: int) -> np.ndarray:

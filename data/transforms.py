@@ -101,9 +101,6 @@ class Augment:
             x = y
         return x, mirrored
 
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.apply(x, rng)[0]
-
     def __repr__(self) -> str:
         return f"Augment({', '.join(map(repr, self.transforms))}, speed={self.speed!r})"
 

@@ -94,14 +94,14 @@ def test_train_clips_deterministic_and_resumable(tmp_path):
     names = sorted(ds.videos)
     cfg = ClipConfig(window=8)
     aug = build_augment(AugmentConfig(), ds.n_landmarks)
-    a = TrainClips(ds, names, cfg, transform=aug, seed=3)
-    b = TrainClips(ds, names, cfg, transform=aug, seed=3)
+    a = TrainClips(ds, names, cfg, augment=aug, seed=3)
+    b = TrainClips(ds, names, cfg, augment=aug, seed=3)
     a.set_epoch(7)
     b.set_epoch(7)
     assert torch.equal(a[1]["x"], b[1]["x"])
     b.set_epoch(8)
     assert not torch.equal(a[1]["x"], b[1]["x"])
-    c = TrainClips(ds, names, cfg, transform=aug, seed=4)
+    c = TrainClips(ds, names, cfg, augment=aug, seed=4)
     c.set_epoch(7)
     assert not torch.equal(a[1]["x"], c[1]["x"])
     item = a[2]
@@ -179,7 +179,7 @@ def test_mirrored_clips_take_the_mirror_images_targets(tmp_path):
     cfg = ClipConfig(window=4)
     for p, want in ((0.0, 0.0), (1.0, 1.0)):
         augment = Augment(RandomMirror(mirror_permutation(ds.n_landmarks), p))
-        clips = TrainClips(ds, names, cfg, transform=augment, targets=targets)
+        clips = TrainClips(ds, names, cfg, augment=augment, targets=targets)
         assert all(torch.all(clips[i]["dmarker"] == want) for i in range(len(names)))
 
 

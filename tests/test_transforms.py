@@ -177,12 +177,12 @@ def test_augment_parts():
     factors = [SpeedJitter(0.2).factor(rng) for _ in range(200)]
     assert 0.8 <= min(factors) and max(factors) <= 1.2
     aug = build_augment(AugmentConfig(mirror=1.0), 478)
-    a = aug(x, np.random.default_rng(5))
-    b = aug(x, np.random.default_rng(5))
+    a = aug.apply(x, np.random.default_rng(5))[0]
+    b = aug.apply(x, np.random.default_rng(5))[0]
     np.testing.assert_array_equal(a, b)
     assert a.shape == x.shape and a.dtype == np.float32
     off = build_augment(
         AugmentConfig(rotate_degrees=0, scale=0, translate=0, speed=0, mirror=0), 68
     )
     assert off.transforms == () and off.speed_factor(rng) == 1.0
-    np.testing.assert_array_equal(off(x, rng), x)
+    np.testing.assert_array_equal(off.apply(x, rng)[0], x)

@@ -207,18 +207,18 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     ccfg = clip_config(cfg)
     scaler = _scaler(cfg, dataset, train)
-    targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
+    targets = scaler.targets(dataset.dmarkers(), train) if scaler else None
     digest = targets_digest(targets)  # a resumed fit must train on the same targets
     train_set = TrainClips(
         dataset,
         train,
         ccfg,
-        transform=build_augment(cfg.augment, dataset.n_landmarks),
+        augment=build_augment(cfg.augment, dataset.n_landmarks),
         targets=targets,
         target_adjust=scaler.at_speed if scaler else None,
         seed=t.seed,
     )
-    val_set = TestWindows(dataset, val, ccfg, targets=targets)
+    val_set = TestWindows(dataset, val, ccfg)
     val_labels = np.array([dataset.videos[n].label for n in val])
 
     torch.manual_seed(t.seed)
