@@ -19,7 +19,6 @@ arithmetic on it here.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import resource
 import statistics
@@ -28,14 +27,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import yaml
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data.dmarker import N_DMARKERS
 from models import ModelConfig, build_model, count_parameters
 from models.curvenet import geometry
+from training.config import Config, load_config
+from training.loop import compute_loss
 from training.memory import reuse_freed_memory
 
 PUBLISHED_FORWARD_B2_S = 12.0  # published DeepMarkerNet forward, 2 clips, 2 CPU cores
@@ -64,19 +64,13 @@ def show(label: str, wall: float, cpu: float, note: str = "") -> None:
     print(f"  {label:44s} {wall:7.2f} s wall  {cpu:7.2f} s CPU  {note}", flush=True)
 
 
-def config_from(overrides: list[str]) -> ModelConfig:
-    """ModelConfig with ``key=value`` overrides (values in YAML syntax: 64, [16, 32], linear)."""
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    values = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in fields:
-            raise SystemExit(f"--set {item}: expected KEY=VALUE with KEY one of {sorted(fields)}")
-        values[key] = yaml.safe_load(raw)
+def config_from(overrides: list[str]) -> Config:
+    """The default training config with ``--set`` overrides of its model section (``dim=64`` is
+    ``model.dim=64`` of ``smile_point.py``; same parsing and checks)."""
     try:
-        return ModelConfig(**values)
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"--set: {e}") from None
+        return load_config(None, [f"model.{item}" for item in overrides])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def parameter_counts(landmarks: int) -> None:
@@ -92,12 +86,10 @@ def parameter_counts(landmarks: int) -> None:
         print(f"  {label:44s} {count_parameters(build_model(cfg, landmarks)):>10,}")
 
 
-def train_step(model, optimizer, x, y, targets, amp: bool) -> None:
+def train_step(cfg: Config, model, optimizer, x, batch: dict, amp: bool) -> None:
+    """One optimizer step with the training loss (``training.loop.compute_loss``)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        out = model(x)
-        loss = 0.2 * F.binary_cross_entropy_with_logits(out.logits.float(), y)
-        if out.dmarkers is not None:
-            loss = loss + 0.8 * F.mse_loss(out.dmarkers.float(), targets)
+        loss, _ = compute_loss(cfg, model(x), batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -122,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         help="ModelConfig field for the timed model, e.g. dim=64 (repeatable)",
     )
     args = p.parse_args(argv)
-    cfg = config_from(args.set)
+    run_cfg = config_from(args.set)
+    cfg = run_cfg.model
 
     reused = False if args.default_malloc else reuse_freed_memory()
     torch.set_num_threads(args.threads)
@@ -136,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(cfg, args.landmarks)
     if args.set:
         print(f"timed model: {', '.join(args.set)}: {count_parameters(model):,} parameters")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=run_cfg.train.lr, weight_decay=run_cfg.train.weight_decay
+    )
     b, t, v = args.batch, args.frames, args.landmarks
 
     print("forward, eval mode, no gradient:")
@@ -151,14 +146,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training step, batch {b} x {t} x {v} (forward + backward + AdamW):")
     model.train()
     x = face_clips(b, t, v)
-    y = torch.randint(0, 2, (b,)).float()
-    targets = torch.randn(b, 225)
+    batch = {
+        "label": torch.randint(0, 2, (b,)).float(),
+        "dmarker": torch.randn(b, N_DMARKERS),
+        "has_dmarker": torch.ones(b, dtype=torch.bool),
+    }
     step_wall, step_cpu = timed(
-        lambda: train_step(model, optimizer, x, y, targets, False), args.repeats
+        lambda: train_step(run_cfg, model, optimizer, x, batch, False), args.repeats
     )
     show("float32", step_wall, step_cpu)
     if args.amp:
-        wall, cpu = timed(lambda: train_step(model, optimizer, x, y, targets, True), args.repeats)
+        wall, cpu = timed(
+            lambda: train_step(run_cfg, model, optimizer, x, batch, True), args.repeats
+        )
         show("bfloat16 autocast", wall, cpu)
 
     print("  of which (float32):")
