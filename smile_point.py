@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         choices=NAMES,
-        help="meshsmilenet also sets the D-Marker loss weight to 0; dmarker-logreg: the "
+        help="meshsmilenet: the D-Marker loss weight becomes 0; dmarker-logreg: the "
         "logistic-regression baseline on the D-Markers, same folds and protocol",
     )
     p.add_argument("--config", help="YAML config (default: configs/<dataset>.yaml)")
@@ -129,7 +129,7 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, flag)
         if value is not None:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
-    if args.model == "meshsmilenet":
+    if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
         cfg.train.dmarker_weight = 0.0
     given = [f for f in NETWORK_FLAGS if getattr(args, f) is not None]
     if cfg.model.name == BASELINE and given:

@@ -183,26 +183,16 @@ def test_flags_override_the_config(tmp_path, demo_root):
     assert cfg.out == str(demo_root / "runs" / "demo-meshsmilenet-seed4")
 
 
-def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root):
+@pytest.mark.parametrize(
+    "named_by", [["--model", "meshsmilenet"], ["--set", "model.name=meshsmilenet"]]
+)
+def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root, named_by):
     (demo_root / "dmarkers.npz").rename(tmp_path / "dmarkers.npz")
     try:
         cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
         assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "d")]) == 2
-        assert (
-            smile_point.main(
-                [
-                    "--config",
-                    cfg,
-                    "--fold",
-                    "1",
-                    "--model",
-                    "meshsmilenet",
-                    "--out",
-                    str(tmp_path / "m"),
-                ]
-            )
-            == 0
-        )
+        args = ["--config", cfg, "--fold", "1", "--out", str(tmp_path / "m"), *named_by]
+        assert smile_point.main(args) == 0
         assert load_config(tmp_path / "m" / "fold_01" / "config.yaml").train.dmarker_weight == 0
     finally:
         (tmp_path / "dmarkers.npz").rename(demo_root / "dmarkers.npz")
