@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 from landmark_synth import synth_video
 
-from data.mirror import (
-    ASSET,
-    derive_mirror,
-    edge_report,
-    face_meshes,
-    mirror_landmarks,
-    mirror_permutation,
-)
+from data.mirror import ASSET, mirror_landmarks, mirror_permutation
+from data.mirror_derive import derive_mirror, edge_report, face_meshes
 from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, normalize_video
 from data.pose import rotation_matrix
 from data.transforms import (
