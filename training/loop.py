@@ -184,6 +184,61 @@ def _summary_line(cfg: Config, row: dict, improved: bool) -> str:
     )
 
 
+def _train_epoch(cfg: Config, model, ema, optimizer, train_set: TrainClips, epoch: int, device):
+    """One pass over the training clips of ``epoch`` (0-based) -> mean "loss", "bce" and
+    "dmarker" over its batches (NaN without the D-Marker loss)."""
+    t = cfg.train
+    # Every random draw of an epoch is a function of (seed, epoch): resuming is exact.
+    torch.manual_seed(t.seed * 100_003 + epoch)
+    train_set.set_epoch(epoch)
+    loader = DataLoader(
+        train_set,
+        batch_size=t.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch),
+        num_workers=cfg.data.num_workers,
+    )
+    model.train()
+    sums = {"loss": 0.0, "bce": 0.0, "dmarker": 0.0}
+    n_dm = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, dynamic_ncols=True)
+    for batch in bar:
+        batch = _batch_to(batch, device)
+        with _autocast(cfg, device):
+            out = model(batch["x"], batch["mask"])
+        loss, parts = compute_loss(cfg, out, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        if ema:
+            _update_average(ema, model)
+        sums["loss"] += loss.item()
+        sums["bce"] += parts["bce"].item()
+        if "dmarker" in parts:
+            sums["dmarker"] += parts["dmarker"].item()
+            n_dm += 1
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return {
+        "loss": sums["loss"] / len(loader),
+        "bce": sums["bce"] / len(loader),
+        "dmarker": sums["dmarker"] / n_dm if n_dm else float("nan"),
+    }
+
+
+def _validate(cfg: Config, model, val_set: TestWindows, labels: np.ndarray, device):
+    """({"val_auc", "val_accuracy", "val_bce"}, selection score: higher is better; accuracy
+    where ``train.select_metric`` is undefined, AUC on a one-class validation part)."""
+    probs = predict(cfg, model, val_set, len(labels), device)
+    vm = classification_metrics(labels, probs)
+    val_bce = log_loss(labels, probs)
+    score = -val_bce if cfg.train.select_metric == "bce" else vm[cfg.train.select_metric]
+    if math.isnan(score):
+        score = vm["accuracy"]
+    return {"val_auc": vm["auc"], "val_accuracy": vm["accuracy"], "val_bce": val_bce}, score
+
+
 def fit(
     cfg: Config,
     dataset: SmileDataset,
@@ -263,39 +318,8 @@ def fit(
             log(f"early stop: no validation improvement for {t.patience} epochs")
             break
         start = time.perf_counter()
-        # Every random draw of an epoch is a function of (seed, epoch): resuming is exact.
-        torch.manual_seed(t.seed * 100_003 + epoch)
-        train_set.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=t.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch),
-            num_workers=cfg.data.num_workers,
-        )
-        model.train()
-        sums = {"loss": 0.0, "bce": 0.0, "dmarker": 0.0}
-        n_dm = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, dynamic_ncols=True)
-        for batch in bar:
-            batch = _batch_to(batch, device)
-            with _autocast(cfg, device):
-                out = model(batch["x"], batch["mask"])
-            loss, parts = compute_loss(cfg, out, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            if ema:
-                _update_average(ema, model)
-            sums["loss"] += loss.item()
-            sums["bce"] += parts["bce"].item()
-            if "dmarker" in parts:
-                sums["dmarker"] += parts["dmarker"].item()
-                n_dm += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not math.isfinite(sums["loss"]):
+        losses = _train_epoch(cfg, model, ema, optimizer, train_set, epoch, device)
+        if not math.isfinite(losses["loss"]):
             writer.close()
             raise DivergedError(
                 f"epoch {epoch + 1}: the training loss is not finite (diverged); train with a "
@@ -303,22 +327,12 @@ def fit(
             )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-
-        probs = predict(cfg, scored, val_set, len(val), device)
-        vm = classification_metrics(val_labels, probs)
-        val_bce = log_loss(val_labels, probs)
-        score = -val_bce if t.select_metric == "bce" else vm[t.select_metric]
-        if math.isnan(score):  # AUC is undefined on a one-class validation part
-            score = vm["accuracy"]
+        metrics, score = _validate(cfg, scored, val_set, val_labels, device)
         improved = score > state["best_score"]
         row = {
             "epoch": epoch + 1,
-            "loss": sums["loss"] / len(loader),
-            "bce": sums["bce"] / len(loader),
-            "dmarker": sums["dmarker"] / n_dm if n_dm else float("nan"),
-            "val_auc": vm["auc"],
-            "val_accuracy": vm["accuracy"],
-            "val_bce": val_bce,
+            **losses,
+            **metrics,
             "lr": lr,
             "seconds": time.perf_counter() - start,
             "best": int(improved),
