@@ -10,7 +10,6 @@ the source.
 
 from __future__ import annotations
 
-import glob
 import math
 import multiprocessing
 import os
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
-from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks
+from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import VIDEO_EXTS, is_video, natural_key, open_source
 from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input
 
@@ -154,9 +153,9 @@ def plot_path(job: Job, plot: Path | None) -> Path | None:
 
 
 def _clean_temp_files(job: Job) -> None:
-    """Remove temp files a killed run left for this output (``.<file name>.*.tmp``, data.io)."""
-    for stem in (job.output.name, meta_path(job.output).name):
-        for tmp in job.output.parent.glob(f".{glob.escape(stem)}.*.tmp"):
+    """Remove temp files a killed run left for this output and its sidecar (data.io.temp_prefix)."""
+    for target in (job.output, meta_path(job.output)):
+        for tmp in job.output.parent.glob(f"{temp_prefix(target)}*.tmp"):
             tmp.unlink(missing_ok=True)
 
 

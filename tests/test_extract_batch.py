@@ -18,7 +18,7 @@ import pytest
 
 from data import extract_batch
 from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
-from data.io import META_KEYS, load_landmarks, load_meta, save_landmarks
+from data.io import META_KEYS, load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import open_source
 from extract_landmarks import main
 
@@ -144,7 +144,7 @@ def test_kill_mid_run_then_rerun(pyfeat_data, tmp_path):
     for npy in out.glob("*.npy"):  # every array on disk loads, sidecar or not
         arr = np.load(npy)
         assert arr.ndim == 3 and np.isfinite(arr).all()
-    stale = out / ".take7.mp4.npy.deadbeef.tmp"  # as a kill during a write leaves it
+    stale = out / f"{temp_prefix(out / 'take7.mp4.npy')}deadbeef.tmp"  # as a kill leaves it
     stale.write_bytes(b"partial")
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -252,13 +252,23 @@ def test_sidecar_must_describe_its_array(tmp_path):
             load_landmarks(npy)
 
 
-def test_temp_cleanup_takes_names_literally(tmp_path):
-    job = Job(tmp_path / "v.mp4", "clip [1].mp4", tmp_path / "clip [1].mp4.npy")
-    mine, other = tmp_path / ".clip [1].mp4.npy.ab.tmp", tmp_path / ".clip 1.mp4.npy.cd.tmp"
-    _touch(mine)
-    _touch(other)
-    extract_batch._clean_temp_files(job)
-    assert not mine.exists() and other.exists()
+def test_long_output_names_are_written(tmp_path):
+    """Temp names do not grow with the output name: a 248-byte name (255 is the limit) works."""
+    name = "笑顔" * 40 + ".mp4"  # 244 bytes in UTF-8
+    npy = tmp_path / f"{name}.npy"
+    save_landmarks(npy, np.zeros((2, 478, 3), np.float32), {"n_frames": 2, "face_found": [1, 1]})
+    assert load_landmarks(npy)[0].shape == (2, 478, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.json", f"{name}.npy"]
+
+
+def test_temp_cleanup_removes_this_outputs_temps_only(tmp_path):
+    npy, other = tmp_path / "clip [1].mp4.npy", tmp_path / "clip 1.mp4.npy"
+    mine = [tmp_path / f"{temp_prefix(t)}k2j3h4g5.tmp" for t in (npy, meta_path(npy))]
+    theirs = tmp_path / f"{temp_prefix(other)}k2j3h4g5.tmp"
+    for tmp in (*mine, theirs):
+        _touch(tmp)
+    extract_batch._clean_temp_files(Job(tmp_path / "v.mp4", "clip [1].mp4", npy))
+    assert not any(t.exists() for t in mine) and theirs.exists()
 
 
 def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
