@@ -79,6 +79,8 @@ def make_jobs(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     single = dataset is None and (path.is_file() or is_clip_input(path))
+    if single and path.is_dir():
+        path = path.resolve()  # a clip given as "." or "..": its folder's name and parent
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
     if dataset is not None:
         found = dataset_sources(dataset, path, out)

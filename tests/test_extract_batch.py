@@ -282,6 +282,19 @@ def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
     assert sorted(p.name for p in clip.iterdir()) == ["frame1.png", "frame2.png"]
 
 
+def test_clip_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch):
+    clip = tmp_path / "clipA"
+    for i in (1, 2):
+        _touch(clip / f"frame{i}.png")
+    monkeypatch.chdir(clip)
+    jobs, out = make_jobs(".")
+    assert _names(jobs) == ["clipA"] and out == tmp_path / "npy"
+    extract_batch.check_targets(jobs, out)  # the default output is beside the clip, not in it
+    (clip / "thumbs").mkdir()
+    monkeypatch.chdir(clip / "thumbs")
+    assert make_jobs("..", output="x")[0][0].output == Path("x") / "clipA.npy"
+
+
 def test_failed_rerun_keeps_the_previous_output(pyfeat_data, tmp_path):
     video = write_avi(pyfeat_data, tmp_path / "v.avi", 4)
     out = tmp_path / "npy"
