@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import unicodedata
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -73,7 +74,8 @@ def make_jobs(
     """Jobs for an input (video file, folder of videos, frame folder) or a dataset root.
 
     Default output folder: ``<dataset root or input folder>/npy`` (``<parent>/npy`` for a single
-    video or frame folder). Sources that would write one output name are jobs marked failed.
+    video or frame folder). Sources that would write one output file (names compared as where
+    case is ignored) are jobs marked failed; a source found twice under one name counts once.
     """
     path = Path(inputs)
     if not path.exists():
@@ -90,16 +92,48 @@ def make_jobs(
         found = [(path, path.name)]
     else:
         found = dataset_sources("folder", path, out)
-    sources = defaultdict(list)
-    for src, name, *_ in found:
-        sources[name].append(src)
-    jobs = []
+    return _jobs(_once(found), out), out
+
+
+def _once(found: list[tuple]) -> list[tuple]:
+    """``found`` without repeats of a (real source, name) pair: a linked file beside its target
+    is one source, as a linked folder is walked once; the first path found is kept."""
+    seen, kept = set(), []
     for src, name, *err in found:
-        if len(sources[name]) > 1:
-            others = ", ".join(str(o) for o in sources[name] if o != src)
-            err = [f"{others} would also write {name}.npy; rename one of them"]
+        key = (src.resolve(), name)
+        if key not in seen:
+            seen.add(key)
+            kept.append((src, name, *err))
+    return kept
+
+
+def _output_key(name: str) -> str:
+    """An output name as file systems that ignore case (macOS, Windows, exFAT, SMB) compare it:
+    ``Smile.mp4`` and ``smile.mp4`` are one file there."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _jobs(found: list[tuple], out: Path) -> list[Job]:
+    """A job per (source, name[, error]); sources whose output names are one file where case is
+    ignored are all jobs marked failed."""
+    by_key = defaultdict(list)
+    for i, (src, name, *_) in enumerate(found):
+        by_key[_output_key(name)].append((i, src, name))
+    jobs = []
+    for i, (src, name, *err) in enumerate(found):
+        others = [(o, n) for k, o, n in by_key[_output_key(name)] if k != i]
+        if others:
+            err = [_clash_error(name, others)]
         jobs.append(Job(src, name, landmark_path(out, name), err[0] if err else ""))
-    return jobs, out
+    return jobs
+
+
+def _clash_error(name: str, others: list[tuple[Path, str]]) -> str:
+    """The reason for a job whose output ``name`` the ``others`` (source, name) also write."""
+    listed = ", ".join(str(o) if n == name else f"{o} (as {n}.npy)" for o, n in others)
+    same = all(n == name for _, n in others)
+    where = "" if same else " where file names ignore case (macOS, Windows)"
+    return f"{listed} would also write {name}.npy{where}; rename one of them"
 
 
 def check_targets(jobs: list[Job], *targets: Path | None) -> None:

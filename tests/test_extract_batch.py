@@ -240,6 +240,28 @@ def test_folder_walks_past_stray_images_outputs_links_and_clashes(tmp_path):
     assert all(not j.error for j in jobs if j.name != "p1.mp4")
 
 
+def test_clashes_ignore_case_and_a_linked_file_counts_once(tmp_path):
+    """Names one file on macOS and Windows clash; a link to a video also found is one video."""
+    ds = tmp_path / "ds"
+    _touch(ds / "posed" / "Smile.mp4")
+    _touch(ds / "genuine" / "smile.mp4")
+    _touch(ds / "posed" / "cafe\u0301.mp4")  # é decomposed (as macOS writes it) ...
+    _touch(ds / "genuine" / "caf\u00e9.mp4")  # ... and composed
+    _touch(ds / "posed" / "w.mp4")
+    (ds / "all").mkdir()
+    (ds / "all" / "w.mp4").symlink_to("../posed/w.mp4")
+    jobs, _ = make_jobs(ds)
+    errors = {j.source.relative_to(ds).as_posix(): j.error for j in jobs}
+    assert errors["all/w.mp4"] == "" and "posed/w.mp4" not in errors
+    assert (
+        f"{ds / 'posed' / 'Smile.mp4'} (as Smile.mp4.npy) would also write smile.mp4.npy "
+        "where file names ignore case" in errors["genuine/smile.mp4"]
+    )
+    assert "would also write Smile.mp4.npy" in errors["posed/Smile.mp4"]
+    assert errors["posed/cafe\u0301.mp4"] and errors["genuine/caf\u00e9.mp4"]
+    assert len(jobs) == 5
+
+
 def test_sidecar_must_describe_its_array(tmp_path):
     npy = tmp_path / "v.mp4.npy"
     save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
