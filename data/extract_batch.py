@@ -30,7 +30,7 @@ from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
 from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import VIDEO_EXTS, is_video, natural_key, open_source
-from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input
+from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input, walked
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,20 @@ def check_targets(jobs: list[Job], *targets: Path | None) -> None:
                     f"{target} is inside the frame folder {job.source}; write outputs and "
                     "contact sheets elsewhere (--output / --plot)"
                 )
+
+
+def check_plot(inputs: str | os.PathLike, output: Path, plot: Path | None) -> None:
+    """Raise ValueError when ``--plot`` writes into a folder input where a later run's walk
+    finds the sheets (anywhere but the output folder): it would take them for a clip's frames."""
+    folder = plot.parent if plot is not None and plot.suffix.lower() == ".png" else plot
+    if folder is None or not Path(inputs).is_dir() or folder.resolve() == output.resolve():
+        return
+    if walked(Path(inputs), folder):
+        raise ValueError(
+            f"--plot {plot} is inside the input folder {inputs}: a later run would read the "
+            "contact sheets as a clip's frames; give a folder outside it, or --plot alone "
+            "(next to the outputs)"
+        )
 
 
 # ---------------------------------------------------------------- one job

@@ -262,6 +262,31 @@ def test_clashes_ignore_case_and_a_linked_file_counts_once(tmp_path):
     assert len(jobs) == 5
 
 
+def test_stray_images_beside_video_folders_are_no_clip_at_any_depth(tmp_path):
+    ds = tmp_path / "ds"
+    _touch(ds / "part1" / "overview.jpg")  # beside a folder of videos
+    _touch(ds / "part1" / "posed" / "b.mp4")
+    _touch(ds / "part2" / "notes.png")  # above one
+    _touch(ds / "part2" / "subject1" / "spont" / "c.mp4")
+    _touch(ds / "part3" / "clip" / "f1.png")  # a clip is still a clip
+    assert _names(make_jobs(ds)[0]) == ["b.mp4", "c.mp4", "clip"]
+    assert _names(make_jobs(ds / "part2")[0]) == ["c.mp4"]
+
+
+def test_contact_sheets_inside_a_folder_input_refused(tmp_path, capsys):
+    """A later run would take a folder of sheets for a clip: refused unless never walked."""
+    vids = tmp_path / "vids"
+    _touch(vids / "a.mp4")
+    assert run_cli(vids, "--plot", vids / "sheets") == 2
+    assert f"--plot {vids / 'sheets'} is inside the input folder" in capsys.readouterr().err
+    out = vids / "npy"
+    for fine in (out, out / "sheets", vids / ".sheets", tmp_path / "sheets"):
+        extract_batch.check_plot(vids, out, fine)
+    with pytest.raises(ValueError, match="inside the input folder"):
+        extract_batch.check_plot(vids, vids / "landmarks", vids / "landmarks" / "sheets")
+    assert not (vids / "sheets").exists()
+
+
 def test_sidecar_must_describe_its_array(tmp_path):
     npy = tmp_path / "v.mp4.npy"
     save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
