@@ -4,8 +4,8 @@ Output names follow the published landmark files: ``<video file name>.npy`` (UvA
 video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame folders), each with
 its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
 exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
-the source's current size and mtime, and the array loads with the recorded shape and is newer than
-the source.
+the source's current size and mtime (and each frame's name, size and mtime, for a frame folder),
+and the array loads with the recorded shape and is newer than the source.
 """
 
 from __future__ import annotations
@@ -181,17 +181,20 @@ def is_complete(job: Job, settings: Settings) -> bool:
             return False
         if job.source.is_dir() and meta["source_fps"] != settings.frame_fps:
             return False
-        size, mtime = open_source(job.source, settings.frame_fps).fingerprint()
-        if meta["source_size"] != size:
-            return False
-        if not math.isclose(meta["source_mtime"], mtime, rel_tol=0, abs_tol=1e-6):
-            return False
-        if job.output.stat().st_mtime < mtime:
+        now = open_source(job.source, settings.frame_fps).fingerprint()
+        if not _same_source(meta, now) or job.output.stat().st_mtime < now["source_mtime"]:
             return False
         arr = np.load(job.output, mmap_mode="r", allow_pickle=False)
         return arr.dtype == np.float32 and arr.shape == (meta["n_frames"], meta["n_landmarks"], 3)
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _same_source(meta: dict, now: dict) -> bool:
+    """Whether the sidecar ``meta`` records the source's fingerprint ``now`` (mtime to 1 us). A
+    frame folder's sidecar without ``source_frames`` (an earlier version's) does not."""
+    mtime = math.isclose(meta["source_mtime"], now["source_mtime"], rel_tol=0, abs_tol=1e-6)
+    return mtime and all(meta.get(k) == v for k, v in now.items() if k != "source_mtime")
 
 
 def plot_path(job: Job, plot: Path | None) -> Path | None:

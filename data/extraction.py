@@ -298,7 +298,7 @@ def extract_video(
     Raises NoFaceError when no frame has a face, DecodeError when no frame can be read.
     """
     t_start = time.perf_counter()
-    size, mtime = source.fingerprint()  # taken first: a file changed meanwhile is redone later
+    fingerprint = source.fingerprint()  # taken first: a file changed meanwhile is redone later
     rows: list[np.ndarray | None] = []
     previous = None
     infer_s = 0.0
@@ -346,8 +346,7 @@ def extract_video(
         "stride": stride,
         "max_frames": max_frames,
         "source": str(source.path),
-        "source_size": size,
-        "source_mtime": mtime,
+        **fingerprint,  # source_size, source_mtime (and source_frames for a frame folder)
     }
     if uneven is not None:  # resampled to an even grid at fps
         meta["variable_frame_rate"] = uneven

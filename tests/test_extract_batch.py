@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from data import extract_batch
-from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
+from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs, run_job
 from data.io import META_KEYS, load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import open_source
 from extract_landmarks import main
@@ -152,6 +154,50 @@ def test_kill_mid_run_then_rerun(pyfeat_data, tmp_path):
     for k in range(8):
         assert_valid(out / f"take{k}.mp4.npy")
     assert not list(out.glob(".*.tmp"))
+
+
+class FlatBackend:
+    """Stands in for MediaPipe: one face per frame, every point at the frame's first value."""
+
+    name, version = "mediapipe", "test"
+
+    def track(self):
+        return nullcontext(self)
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        return [np.full((478, 3), rgb[0, 0, 0] / 255, dtype=np.float32)]
+
+
+def test_frame_folder_redone_when_its_frames_are_swapped_or_renamed(tmp_path):
+    """mv keeps sizes and mtimes (and SPOS frames are all one size): the frame names, sizes and
+    mtimes in order tell. A copy that keeps mtimes is the same clip."""
+    clip = tmp_path / "clip01"
+    clip.mkdir()
+    for i in range(1, 6):
+        cv2.imwrite(str(clip / f"frame{i}.bmp"), np.full((48, 64, 3), 40 * i, np.uint8))
+        os.utime(clip / f"frame{i}.bmp", (1e9 + i, 1e9 + i))  # written one after the other
+    job, settings = make_jobs(clip)[0][0], Settings()
+
+    def redone() -> bool:
+        complete = extract_batch.is_complete(job, settings)
+        assert run_job(job, settings, FlatBackend()).status == ("skipped" if complete else "done")
+        return not complete
+
+    assert redone() and not redone()
+    for a, b in (("frame2", "tmp"), ("frame4", "frame2"), ("tmp", "frame4")):
+        os.rename(clip / f"{a}.bmp", clip / f"{b}.bmp")
+    assert redone() and np.load(job.output)[:, 0, 0].tolist() == pytest.approx(
+        [40 / 255, 160 / 255, 120 / 255, 80 / 255, 200 / 255]
+    )
+    for i in range(1, 6):
+        os.rename(clip / f"frame{i}.bmp", clip / f"img{i}.bmp")
+    assert redone() and not redone()
+    shutil.copytree(clip, tmp_path / "copy")  # copy2: mtimes kept
+    assert extract_batch.is_complete(replace(job, source=tmp_path / "copy"), settings)
+    meta = load_meta(job.output)
+    del meta["source_frames"]  # as the previous version wrote it: redone once
+    meta_path(job.output).write_text(json.dumps(meta))
+    assert redone() and not redone()
 
 
 def test_truncated_stream_detected(pyfeat_data, tmp_path, capsys):
