@@ -14,6 +14,7 @@ import sys
 
 from data.extract_batch import (
     Settings,
+    check_plot,
     check_targets,
     format_summary,
     make_jobs,
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         settings = with_plot_default(settings, args.plot, output, len(jobs))
         check_targets(jobs, output, settings.plot)
+        check_plot(args.input, output, settings.plot)
     except (OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,19 +4,19 @@ Output names follow the published landmark files: ``<video file name>.npy`` (UvA
 video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame folders), each with
 its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
 exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
-the source's current size and mtime, and the array loads with the recorded shape and is newer than
-the source.
+the source's current size and mtime (and each frame's name, size and mtime, for a frame folder),
+and the array loads with the recorded shape and is newer than the source.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 import multiprocessing
 import os
 import signal
 import threading
 import time
+import unicodedata
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
-from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks
+from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import VIDEO_EXTS, is_video, natural_key, open_source
-from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input
+from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input, walked
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,15 @@ def make_jobs(
     """Jobs for an input (video file, folder of videos, frame folder) or a dataset root.
 
     Default output folder: ``<dataset root or input folder>/npy`` (``<parent>/npy`` for a single
-    video or frame folder). Sources that would write one output name are jobs marked failed.
+    video or frame folder). Sources that would write one output file (names compared as where
+    case is ignored) are jobs marked failed; a source found twice under one name counts once.
     """
     path = Path(inputs)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     single = dataset is None and (path.is_file() or is_clip_input(path))
+    if single and path.is_dir():
+        path = path.resolve()  # a clip given as "." or "..": its folder's name and parent
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
     if dataset is not None:
         found = dataset_sources(dataset, path, out)
@@ -89,16 +92,48 @@ def make_jobs(
         found = [(path, path.name)]
     else:
         found = dataset_sources("folder", path, out)
-    sources = defaultdict(list)
-    for src, name, *_ in found:
-        sources[name].append(src)
-    jobs = []
+    return _jobs(_once(found), out), out
+
+
+def _once(found: list[tuple]) -> list[tuple]:
+    """``found`` without repeats of a (real source, name) pair: a linked file beside its target
+    is one source, as a linked folder is walked once; the first path found is kept."""
+    seen, kept = set(), []
     for src, name, *err in found:
-        if len(sources[name]) > 1:
-            others = ", ".join(str(o) for o in sources[name] if o != src)
-            err = [f"{others} would also write {name}.npy; rename one of them"]
+        key = (src.resolve(), name)
+        if key not in seen:
+            seen.add(key)
+            kept.append((src, name, *err))
+    return kept
+
+
+def _output_key(name: str) -> str:
+    """An output name as file systems that ignore case (macOS, Windows, exFAT, SMB) compare it:
+    ``Smile.mp4`` and ``smile.mp4`` are one file there."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _jobs(found: list[tuple], out: Path) -> list[Job]:
+    """A job per (source, name[, error]); sources whose output names are one file where case is
+    ignored are all jobs marked failed."""
+    by_key = defaultdict(list)
+    for i, (src, name, *_) in enumerate(found):
+        by_key[_output_key(name)].append((i, src, name))
+    jobs = []
+    for i, (src, name, *err) in enumerate(found):
+        others = [(o, n) for k, o, n in by_key[_output_key(name)] if k != i]
+        if others:
+            err = [_clash_error(name, others)]
         jobs.append(Job(src, name, landmark_path(out, name), err[0] if err else ""))
-    return jobs, out
+    return jobs
+
+
+def _clash_error(name: str, others: list[tuple[Path, str]]) -> str:
+    """The reason for a job whose output ``name`` the ``others`` (source, name) also write."""
+    listed = ", ".join(str(o) if n == name else f"{o} (as {n}.npy)" for o, n in others)
+    same = all(n == name for _, n in others)
+    where = "" if same else " where file names ignore case (macOS, Windows)"
+    return f"{listed} would also write {name}.npy{where}; rename one of them"
 
 
 def check_targets(jobs: list[Job], *targets: Path | None) -> None:
@@ -115,6 +150,20 @@ def check_targets(jobs: list[Job], *targets: Path | None) -> None:
                     f"{target} is inside the frame folder {job.source}; write outputs and "
                     "contact sheets elsewhere (--output / --plot)"
                 )
+
+
+def check_plot(inputs: str | os.PathLike, output: Path, plot: Path | None) -> None:
+    """Raise ValueError when ``--plot`` writes into a folder input where a later run's walk
+    finds the sheets (anywhere but the output folder): it would take them for a clip's frames."""
+    folder = plot.parent if plot is not None and plot.suffix.lower() == ".png" else plot
+    if folder is None or not Path(inputs).is_dir() or folder.resolve() == output.resolve():
+        return
+    if walked(Path(inputs), folder):
+        raise ValueError(
+            f"--plot {plot} is inside the input folder {inputs}: a later run would read the "
+            "contact sheets as a clip's frames; give a folder outside it, or --plot alone "
+            "(next to the outputs)"
+        )
 
 
 # ---------------------------------------------------------------- one job
@@ -134,19 +183,22 @@ def is_complete(job: Job, settings: Settings) -> bool:
         if job.source.is_dir() and meta["source_fps"] != settings.frame_fps:
             return False
         source = open_source(job.source, settings.frame_fps)
-        size, mtime = source.fingerprint()
         if meta.get("rotation", 0) != source.rotation:
             return False
-        if meta["source_size"] != size:
-            return False
-        if not math.isclose(meta["source_mtime"], mtime, rel_tol=0, abs_tol=1e-6):
-            return False
-        if job.output.stat().st_mtime < mtime:
+        now = source.fingerprint()
+        if not _same_source(meta, now) or job.output.stat().st_mtime < now["source_mtime"]:
             return False
         arr = np.load(job.output, mmap_mode="r", allow_pickle=False)
         return arr.dtype == np.float32 and arr.shape == (meta["n_frames"], meta["n_landmarks"], 3)
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _same_source(meta: dict, now: dict) -> bool:
+    """Whether the sidecar ``meta`` records the source's fingerprint ``now`` (mtime to 1 us). A
+    frame folder's sidecar without ``source_frames`` (an earlier version's) does not."""
+    mtime = math.isclose(meta["source_mtime"], now["source_mtime"], rel_tol=0, abs_tol=1e-6)
+    return mtime and all(meta.get(k) == v for k, v in now.items() if k != "source_mtime")
 
 
 def plot_path(job: Job, plot: Path | None) -> Path | None:
@@ -158,9 +210,9 @@ def plot_path(job: Job, plot: Path | None) -> Path | None:
 
 
 def _clean_temp_files(job: Job) -> None:
-    """Remove temp files a killed run left for this output (``.<file name>.*.tmp``, data.io)."""
-    for stem in (job.output.name, meta_path(job.output).name):
-        for tmp in job.output.parent.glob(f".{glob.escape(stem)}.*.tmp"):
+    """Remove temp files a killed run left for this output and its sidecar (data.io.temp_prefix)."""
+    for target in (job.output, meta_path(job.output)):
+        for tmp in job.output.parent.glob(f"{temp_prefix(target)}*.tmp"):
             tmp.unlink(missing_ok=True)
 
 

@@ -192,25 +192,45 @@ def choose_face(
     return faces[int(np.argmin(dists))]
 
 
+#: Rows interpolated at a time: the float64 temporaries stay a few MB, however long the video.
+LERP_CHUNK = 256
+
+
+def _lerp_rows(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Rows ``(1 - w) * src[lo] + w * src[hi]`` of ``src`` (T, L, 3) for ``lo``, ``hi``, ``w``
+    (n,), computed in float64, LERP_CHUNK rows at a time. Returns (n, L, 3) float32."""
+    src = np.asarray(src)
+    out = np.empty((len(w), *src.shape[1:]), dtype=np.float32)
+    for start in range(0, len(w), LERP_CHUNK):
+        k = slice(start, start + LERP_CHUNK)
+        wk = w[k, None, None]
+        out[k] = (1.0 - wk) * src[lo[k]] + wk * src[hi[k]]
+    return out
+
+
 def fill_gaps(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Fill the rows where ``found`` is False by linear interpolation over time.
 
     landmarks: (T, L, 3), any values (NaN allowed) in the missing rows; found: (T,) bool with at
     least one True. Rows before the first / after the last face frame copy the nearest face frame.
-    Face rows are returned unchanged. Returns (T, L, 3) float32.
+    Face rows are returned unchanged (``landmarks`` itself, when float32 and no row is missing).
+    Returns (T, L, 3) float32.
     """
     found = np.asarray(found, dtype=bool)
     good = np.flatnonzero(found)
     if good.size == 0:
         raise ValueError("fill_gaps needs at least one frame with a face")
-    t = np.arange(len(found))
-    nxt = np.searchsorted(good, t)  # first face frame at or after t
+    if good.size == len(found):
+        return np.asarray(landmarks, dtype=np.float32)
+    gaps = np.flatnonzero(~found)
+    nxt = np.searchsorted(good, gaps)  # first face frame after each gap row
     hi = good[np.minimum(nxt, good.size - 1)]
     lo = good[np.maximum(nxt - 1, 0)]
     span = hi - lo
-    w = np.where(span > 0, (t - lo) / np.maximum(span, 1), 1.0)[:, None, None]  # (t, 1, 1)
-    src = landmarks.astype(np.float64)
-    return ((1.0 - w) * src[lo] + w * src[hi]).astype(np.float32)
+    w = np.where(span > 0, (gaps - lo) / np.maximum(span, 1), 1.0)  # (gaps,)
+    out = np.array(landmarks, dtype=np.float32)
+    out[gaps] = _lerp_rows(landmarks, lo, hi, w)
+    return out
 
 
 #: A frame interval further than this fraction from 1 / fps marks a variable-frame-rate video.
@@ -253,9 +273,8 @@ def resample_rows(
     times = np.asarray(times, dtype=np.float64)
     j = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 2)
     w = np.clip((grid - times[j]) / (times[j + 1] - times[j]), 0.0, 1.0)  # (n,)
-    src = landmarks.astype(np.float64)
-    out = (1.0 - w)[:, None, None] * src[j] + w[:, None, None] * src[j + 1]
-    return out.astype(np.float32), np.asarray(found, dtype=bool)[np.where(w < 0.5, j, j + 1)]
+    nearer = np.where(w < 0.5, j, j + 1)
+    return _lerp_rows(landmarks, j, j + 1, w), np.asarray(found, dtype=bool)[nearer]
 
 
 @dataclass
@@ -286,7 +305,7 @@ def extract_video(
     Raises NoFaceError when no frame has a face, DecodeError when no frame can be read.
     """
     t_start = time.perf_counter()
-    size, mtime = source.fingerprint()  # taken first: a file changed meanwhile is redone later
+    fingerprint = source.fingerprint()  # taken first: a file changed meanwhile is redone later
     rows: list[np.ndarray | None] = []
     previous = None
     infer_s = 0.0
@@ -335,8 +354,7 @@ def extract_video(
         "stride": stride,
         "max_frames": max_frames,
         "source": str(source.path),
-        "source_size": size,
-        "source_mtime": mtime,
+        **fingerprint,  # source_size, source_mtime (and source_frames for a frame folder)
     }
     if uneven is not None:  # resampled to an even grid at fps
         meta["variable_frame_rate"] = uneven

@@ -10,6 +10,7 @@ sidecar; readers then fall back to a per-dataset default frame size and rate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -47,11 +48,18 @@ UMASK = os.umask(0)  # the process umask (read by setting it; set back at once)
 os.umask(UMASK)
 
 
+def temp_prefix(path: str | os.PathLike) -> str:
+    """Start of the temp names that write ``path``: ``.<16 hex digits of a hash of its name>.``
+    (a random part and ``.tmp`` follow): 30 bytes in all for any name, so every name that the
+    file system takes can be written."""
+    return f".{hashlib.sha256(os.fsencode(Path(path).name)).hexdigest()[:16]}."
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -69,7 +77,7 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     moved one by one, in name order: only that case is not atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; give the folder the usual mode
     try:
         write(tmp)

@@ -9,6 +9,7 @@ landscape frames plus a "rotate 90" flag) is applied to every frame and to the f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -54,6 +55,16 @@ def frame_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def _frames_digest(files: list[Path], stats: list[os.stat_result]) -> str:
+    """16 hex digits of a hash of each frame's name, size and mtime (to 1 us), in frame order:
+    renamed, reordered or swapped frames (mv keeps sizes and mtimes; SPOS frames are all one
+    size) change it, a copy that keeps mtimes (cp -p, rsync -a) does not."""
+    h = hashlib.sha256()
+    for p, st in zip(files, stats, strict=True):
+        h.update(os.fsencode(p.name) + f"/{st.st_size}/{st.st_mtime_ns // 1000}/".encode())
+    return h.hexdigest()[:16]
+
+
 def is_frame_folder(path: Path) -> bool:
     """A folder with frame images and no video or landmark files (``.npy``: an output folder
     with contact sheets is not a clip)."""
@@ -89,13 +100,19 @@ class FrameSource:
     def is_folder(self) -> bool:
         return self.path.is_dir()
 
-    def fingerprint(self) -> tuple[int, float]:
-        """(bytes, mtime in seconds) of the source; for a folder, summed sizes and newest mtime."""
+    def fingerprint(self) -> dict:
+        """The sidecar fields that change with the source: ``source_size`` (bytes) and
+        ``source_mtime`` (s); for a folder, summed sizes, newest mtime and ``source_frames``."""
         if not self.is_folder:
             st = self.path.stat()
-            return st.st_size, st.st_mtime
-        stats = [p.stat() for p in frame_images(self.path)]
-        return sum(s.st_size for s in stats), max(s.st_mtime for s in stats)
+            return {"source_size": st.st_size, "source_mtime": st.st_mtime}
+        files = frame_images(self.path)
+        stats = [p.stat() for p in files]
+        return {
+            "source_size": sum(s.st_size for s in stats),
+            "source_mtime": max(s.st_mtime for s in stats),
+            "source_frames": _frames_digest(files, stats),
+        }
 
     def frames(
         self, stride: int = 1, max_frames: int | None = None, indices: set[int] | None = None

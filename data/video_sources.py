@@ -7,6 +7,7 @@ video), ``<session id>`` (MMI), ``<clip folder>`` (SPOS and other frame folders)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from data.video import VIDEO_EXTS, is_frame_folder, natural_key
@@ -29,7 +30,7 @@ def _videos(folder: Path, exts: tuple[str, ...]) -> list[Path]:
     found = [
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file()
     ]  # hidden files: macOS "._x.mp4" resource forks are not videos
     return sorted(found, key=lambda p: natural_key(p.name))
 
@@ -39,20 +40,16 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
-def is_clip_input(path: Path) -> bool:
-    """An input folder that is one clip's frames: a frame folder none of whose sub-folders holds
-    a video (``ds/overview.jpg`` beside ``ds/posed/*.mp4`` is a stray image in a dataset)."""
-    if not is_frame_folder(path):
-        return False
-    subdirs = (d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    return not any(_videos(d, tuple(VIDEO_EXTS)) for d in subdirs)
+def _skipped(name: str) -> bool:
+    """A folder that walks leave out: hidden, or named like an output folder (``npy``)."""
+    return name.startswith(".") or name == OUTPUT_DIRNAME
 
 
-def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
-    """Every video file and frame folder below ``root``, linked folders included (hidden
-    folders, ``output`` and folders named ``npy`` skipped), as (source, output name)."""
-    found = []
-    seen = {output.resolve(), Path(root).resolve()}  # real paths: each folder once, no link loops
+def _folders(root: Path, skip: Path | None = None) -> Iterator[Path]:
+    """``root`` and every folder below it, in natural order; linked folders are followed, each
+    real folder once (no link loops); hidden folders, folders named ``npy`` and ``skip`` left out.
+    """
+    seen = {Path(root).resolve(), *([skip.resolve()] if skip else [])}
 
     def new(folder: Path) -> bool:
         real = folder.resolve()
@@ -63,11 +60,31 @@ def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
 
     for folder, dirs, _ in os.walk(root, followlinks=True):
         folder = Path(folder)
-        dirs[:] = sorted(
-            (d for d in dirs if not d.startswith(".") and d != OUTPUT_DIRNAME and new(folder / d)),
-            key=natural_key,
-        )
-        if is_clip_input(folder) if folder == Path(root) else is_frame_folder(folder):
+        dirs[:] = [d for d in sorted(dirs, key=natural_key) if not _skipped(d) and new(folder / d)]
+        yield folder
+
+
+def walked(root: Path, folder: Path) -> bool:
+    """Whether a folder walk of ``root`` reaches ``folder`` (which need not exist yet): it lies
+    in ``root`` and no folder on the way there is hidden or named ``npy``."""
+    root, folder = Path(root).resolve(), Path(folder).resolve()
+    if folder != root and root not in folder.parents:
+        return False
+    return not any(_skipped(part) for part in folder.relative_to(root).parts)
+
+
+def is_clip_input(path: Path) -> bool:
+    """A folder that is one clip's frames: a frame folder with no video in any folder below it
+    (``ds/overview.jpg`` beside ``ds/posed/*.mp4`` is a stray image in a dataset)."""
+    return is_frame_folder(path) and not any(_videos(f, tuple(VIDEO_EXTS)) for f in _folders(path))
+
+
+def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
+    """Every video file and clip folder (:func:`is_clip_input`) in or below ``root``, linked
+    folders included (see :func:`_folders`; ``output`` left out), as (source, output name)."""
+    found = []
+    for folder in _folders(root, skip=output):
+        if is_clip_input(folder):
             found.append((folder, folder.resolve().name))  # a linked clip keeps its own name
         found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]
     return found

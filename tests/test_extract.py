@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -81,6 +82,43 @@ def test_fill_gaps_interpolates_and_copies_edges():
         fill_gaps(arr, np.zeros(8, dtype=bool))
 
 
+def interp_rows(x: np.ndarray, xp: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """np.interp of every coordinate of ``rows`` (m, L, 3) at times ``xp`` (m,) -> at ``x`` (n,):
+    (n, L, 3) float64, the ends held."""
+    cols = rows.reshape(len(rows), -1).T
+    return np.stack([np.interp(x, xp, c) for c in cols], axis=1).reshape(len(x), *rows.shape[1:])
+
+
+def traced_peak(fn, *args):
+    """(result of fn(*args), peak bytes it allocated beyond those allocated before the call)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = fn(*args)
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_gap_filling_and_resampling_keep_memory_flat():
+    """No copy when every frame has a face; otherwise the output and a few float64 rows at a
+    time, not float64 copies of the whole video (a 1-hour video: GBs per worker), same values."""
+    rng = np.random.default_rng(0)
+    arr = rng.random((6000, 100, 3), dtype=np.float32)
+    assert fill_gaps(arr, np.ones(len(arr), dtype=bool)) is arr
+    found = rng.random(len(arr)) > 0.3
+    t = np.arange(len(arr))
+    out, peak = traced_peak(fill_gaps, arr, found)
+    assert peak < 2 * arr.nbytes  # the output, the filled rows, a few float64 rows
+    np.testing.assert_allclose(out, interp_rows(t, t[found], arr[found]), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out[found], arr[found])
+    times = np.cumsum(rng.uniform(0.02, 0.05, len(arr)))  # uneven steps around 1/30 s
+    grid = times[0] + np.arange(int((times[-1] - times[0]) * 30)) / 30
+    (rows, _), peak = traced_peak(resample_rows, out, found, times, grid)
+    assert peak < 1.5 * rows.nbytes  # the output, a few float64 rows
+    np.testing.assert_allclose(rows, interp_rows(grid, times, out), rtol=0, atol=1e-6)
+
+
 def test_uneven_frame_times_are_resampled_to_an_even_grid():
     assert even_rows(np.arange(10) / 25, 25.0) == (25.0, None)
     assert even_rows(np.round(np.arange(10) / 30, 3), 30.0) == (30.0, None)  # millisecond stamps
@@ -116,7 +154,7 @@ class _StampedFrames(FrameSource):
         self._stamps = list(times)
 
     def fingerprint(self):
-        return 0, 0.0
+        return {"source_size": 0, "source_mtime": 0.0}
 
     def frames(self, stride=1, max_frames=None):
         self.times = list(self._stamps)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -18,8 +20,8 @@ import numpy as np
 import pytest
 
 from data import extract_batch
-from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs
-from data.io import META_KEYS, load_landmarks, load_meta, save_landmarks
+from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs, run_job
+from data.io import META_KEYS, load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import open_source
 from extract_landmarks import main
 
@@ -145,7 +147,7 @@ def test_kill_mid_run_then_rerun(pyfeat_data, tmp_path):
     for npy in out.glob("*.npy"):  # every array on disk loads, sidecar or not
         arr = np.load(npy)
         assert arr.ndim == 3 and np.isfinite(arr).all()
-    stale = out / ".take7.mp4.npy.deadbeef.tmp"  # as a kill during a write leaves it
+    stale = out / f"{temp_prefix(out / 'take7.mp4.npy')}deadbeef.tmp"  # as a kill leaves it
     stale.write_bytes(b"partial")
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -153,6 +155,50 @@ def test_kill_mid_run_then_rerun(pyfeat_data, tmp_path):
     for k in range(8):
         assert_valid(out / f"take{k}.mp4.npy")
     assert not list(out.glob(".*.tmp"))
+
+
+class FlatBackend:
+    """Stands in for MediaPipe: one face per frame, every point at the frame's first value."""
+
+    name, version = "mediapipe", "test"
+
+    def track(self):
+        return nullcontext(self)
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        return [np.full((478, 3), rgb[0, 0, 0] / 255, dtype=np.float32)]
+
+
+def test_frame_folder_redone_when_its_frames_are_swapped_or_renamed(tmp_path):
+    """mv keeps sizes and mtimes (and SPOS frames are all one size): the frame names, sizes and
+    mtimes in order tell. A copy that keeps mtimes is the same clip."""
+    clip = tmp_path / "clip01"
+    clip.mkdir()
+    for i in range(1, 6):
+        cv2.imwrite(str(clip / f"frame{i}.bmp"), np.full((48, 64, 3), 40 * i, np.uint8))
+        os.utime(clip / f"frame{i}.bmp", (1e9 + i, 1e9 + i))  # written one after the other
+    job, settings = make_jobs(clip)[0][0], Settings()
+
+    def redone() -> bool:
+        complete = extract_batch.is_complete(job, settings)
+        assert run_job(job, settings, FlatBackend()).status == ("skipped" if complete else "done")
+        return not complete
+
+    assert redone() and not redone()
+    for a, b in (("frame2", "tmp"), ("frame4", "frame2"), ("tmp", "frame4")):
+        os.rename(clip / f"{a}.bmp", clip / f"{b}.bmp")
+    assert redone() and np.load(job.output)[:, 0, 0].tolist() == pytest.approx(
+        [40 / 255, 160 / 255, 120 / 255, 80 / 255, 200 / 255]
+    )
+    for i in range(1, 6):
+        os.rename(clip / f"frame{i}.bmp", clip / f"img{i}.bmp")
+    assert redone() and not redone()
+    shutil.copytree(clip, tmp_path / "copy")  # copy2: mtimes kept
+    assert extract_batch.is_complete(replace(job, source=tmp_path / "copy"), settings)
+    meta = load_meta(job.output)
+    del meta["source_frames"]  # as the previous version wrote it: redone once
+    meta_path(job.output).write_text(json.dumps(meta))
+    assert redone() and not redone()
 
 
 def test_truncated_stream_detected(pyfeat_data, tmp_path, capsys):
@@ -241,6 +287,53 @@ def test_folder_walks_past_stray_images_outputs_links_and_clashes(tmp_path):
     assert all(not j.error for j in jobs if j.name != "p1.mp4")
 
 
+def test_clashes_ignore_case_and_a_linked_file_counts_once(tmp_path):
+    """Names one file on macOS and Windows clash; a link to a video also found is one video."""
+    ds = tmp_path / "ds"
+    _touch(ds / "posed" / "Smile.mp4")
+    _touch(ds / "genuine" / "smile.mp4")
+    _touch(ds / "posed" / "cafe\u0301.mp4")  # é decomposed (as macOS writes it) ...
+    _touch(ds / "genuine" / "caf\u00e9.mp4")  # ... and composed
+    _touch(ds / "posed" / "w.mp4")
+    (ds / "all").mkdir()
+    (ds / "all" / "w.mp4").symlink_to("../posed/w.mp4")
+    jobs, _ = make_jobs(ds)
+    errors = {j.source.relative_to(ds).as_posix(): j.error for j in jobs}
+    assert errors["all/w.mp4"] == "" and "posed/w.mp4" not in errors
+    assert (
+        f"{ds / 'posed' / 'Smile.mp4'} (as Smile.mp4.npy) would also write smile.mp4.npy "
+        "where file names ignore case" in errors["genuine/smile.mp4"]
+    )
+    assert "would also write Smile.mp4.npy" in errors["posed/Smile.mp4"]
+    assert errors["posed/cafe\u0301.mp4"] and errors["genuine/caf\u00e9.mp4"]
+    assert len(jobs) == 5
+
+
+def test_stray_images_beside_video_folders_are_no_clip_at_any_depth(tmp_path):
+    ds = tmp_path / "ds"
+    _touch(ds / "part1" / "overview.jpg")  # beside a folder of videos
+    _touch(ds / "part1" / "posed" / "b.mp4")
+    _touch(ds / "part2" / "notes.png")  # above one
+    _touch(ds / "part2" / "subject1" / "spont" / "c.mp4")
+    _touch(ds / "part3" / "clip" / "f1.png")  # a clip is still a clip
+    assert _names(make_jobs(ds)[0]) == ["b.mp4", "c.mp4", "clip"]
+    assert _names(make_jobs(ds / "part2")[0]) == ["c.mp4"]
+
+
+def test_contact_sheets_inside_a_folder_input_refused(tmp_path, capsys):
+    """A later run would take a folder of sheets for a clip: refused unless never walked."""
+    vids = tmp_path / "vids"
+    _touch(vids / "a.mp4")
+    assert run_cli(vids, "--plot", vids / "sheets") == 2
+    assert f"--plot {vids / 'sheets'} is inside the input folder" in capsys.readouterr().err
+    out = vids / "npy"
+    for fine in (out, out / "sheets", vids / ".sheets", tmp_path / "sheets"):
+        extract_batch.check_plot(vids, out, fine)
+    with pytest.raises(ValueError, match="inside the input folder"):
+        extract_batch.check_plot(vids, vids / "landmarks", vids / "landmarks" / "sheets")
+    assert not (vids / "sheets").exists()
+
+
 def test_sidecar_must_describe_its_array(tmp_path):
     npy = tmp_path / "v.mp4.npy"
     save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
@@ -280,13 +373,23 @@ def test_a_failed_write_never_leaves_an_array_without_its_sidecar(tmp_path, monk
     )
 
 
-def test_temp_cleanup_takes_names_literally(tmp_path):
-    job = Job(tmp_path / "v.mp4", "clip [1].mp4", tmp_path / "clip [1].mp4.npy")
-    mine, other = tmp_path / ".clip [1].mp4.npy.ab.tmp", tmp_path / ".clip 1.mp4.npy.cd.tmp"
-    _touch(mine)
-    _touch(other)
-    extract_batch._clean_temp_files(job)
-    assert not mine.exists() and other.exists()
+def test_long_output_names_are_written(tmp_path):
+    """Temp names do not grow with the output name: a 248-byte name (255 is the limit) works."""
+    name = "笑顔" * 40 + ".mp4"  # 244 bytes in UTF-8
+    npy = tmp_path / f"{name}.npy"
+    save_landmarks(npy, np.zeros((2, 478, 3), np.float32), {"n_frames": 2, "face_found": [1, 1]})
+    assert load_landmarks(npy)[0].shape == (2, 478, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.json", f"{name}.npy"]
+
+
+def test_temp_cleanup_removes_this_outputs_temps_only(tmp_path):
+    npy, other = tmp_path / "clip [1].mp4.npy", tmp_path / "clip 1.mp4.npy"
+    mine = [tmp_path / f"{temp_prefix(t)}k2j3h4g5.tmp" for t in (npy, meta_path(npy))]
+    theirs = tmp_path / f"{temp_prefix(other)}k2j3h4g5.tmp"
+    for tmp in (*mine, theirs):
+        _touch(tmp)
+    extract_batch._clean_temp_files(Job(tmp_path / "v.mp4", "clip [1].mp4", npy))
+    assert not any(t.exists() for t in mine) and theirs.exists()
 
 
 def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
@@ -298,6 +401,19 @@ def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
     assert run_cli(clip, "--plot", clip / "sheets") == 2
     assert "inside the frame folder" in capsys.readouterr().err
     assert sorted(p.name for p in clip.iterdir()) == ["frame1.png", "frame2.png"]
+
+
+def test_clip_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch):
+    clip = tmp_path / "clipA"
+    for i in (1, 2):
+        _touch(clip / f"frame{i}.png")
+    monkeypatch.chdir(clip)
+    jobs, out = make_jobs(".")
+    assert _names(jobs) == ["clipA"] and out == tmp_path / "npy"
+    extract_batch.check_targets(jobs, out)  # the default output is beside the clip, not in it
+    (clip / "thumbs").mkdir()
+    monkeypatch.chdir(clip / "thumbs")
+    assert make_jobs("..", output="x")[0][0].output == Path("x") / "clipA.npy"
 
 
 def test_failed_rerun_keeps_the_previous_output(pyfeat_data, tmp_path):
