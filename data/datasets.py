@@ -282,13 +282,16 @@ def open_dataset(
     no subject is in both parts of a fold, the test parts cover every video exactly once.
 
     ``folds_k`` (default per kind, :data:`DEFAULT_FOLDS_K`) and ``seed`` apply only when no fold
-    files exist. ``pack`` uses (and builds if needed) the memory-mapped packed store.
+    files exist; folds are generated only in the default ``<root>/labels``: a ``folds_dir`` given
+    without fold files is an error (a mistyped path must not train on folds of its own).
+    ``pack`` uses (and builds if needed) the memory-mapped packed store.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}: use one of {', '.join(KINDS)}")
     root = Path(root)
     landmarks_dir = Path(landmarks_dir) if landmarks_dir is not None else root / "npy"
-    folds_dir = Path(folds_dir) if folds_dir is not None else root / "labels"
+    default_folds = root / "labels"
+    folds_dir = Path(folds_dir) if folds_dir is not None else default_folds
     if kind == "demo" and not (root / "demo.json").exists():
         raise _no_landmarks(kind, root, landmarks_dir)
     if folds_dir.exists() and not folds_dir.is_dir():
@@ -302,6 +305,11 @@ def open_dataset(
         raise FileNotFoundError(f"{csv_path}: missing; a {kind} dataset needs video,label,subject")
 
     folds, fold_labels = read_fold_files(folds_dir) if fold_dirs(folds_dir) else (None, {})
+    if folds is None and folds_dir.resolve() != default_folds.resolve():
+        raise FileNotFoundError(
+            f"{folds_dir}: no fold files (<k>/train.json, <k>/test.json); check the path, or "
+            f"leave out --folds to use {default_folds} (folds are generated there if it has none)"
+        )
     if folds is not None and folds_k is not None and folds_k != len(folds):
         raise ValueError(
             f"{folds_dir} holds {len(folds)} folds; folds_k={folds_k} applies only "

@@ -54,6 +54,9 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
     for s in range(1, 13):
         for kind, j in (("deliberate", 1), ("spontaneous", 2), ("spontaneous", 3)):
             write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_{j}.mp4", synth_video(5, 68, s))
+    with pytest.raises(FileNotFoundError, match=r"lables: no fold files .*leave out --folds"):
+        open_dataset("uva", tmp_path, folds_dir=tmp_path / "lables")  # a typo: nothing generated
+    assert not (tmp_path / "lables").exists() and not (tmp_path / "labels").exists()
     ds = open_dataset("uva", tmp_path, folds_k=4, seed=1)
     assert len(ds.folds) == 4 and len(ds.videos) == 36
     assert ds.videos["003_spontaneous_smile_2"].label == 1
