@@ -158,11 +158,22 @@ def load_dataset(cfg: Config) -> SmileDataset:
     )
 
 
+#: Settings a run may change between its folds and resumes: where it runs, not what it computes.
+FREE = (("train", "device"), ("data", "num_workers"))
+#: Paths compared as the folders they name (uva/ and ./uva are one root).
+PATHS = (("data", "root"), ("data", "folds"), ("data", "landmarks"))
+
+
 def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
-    """--resume continues a run only with the config it started with (the device may change)."""
+    """A run folder holds one config: its folds and resumes use the one it started with (the
+    device and the loader workers may change)."""
     old, new = to_dict(saved), to_dict(cfg)
     for d in (old, new):
-        d["train"].pop("device")
+        for section, key in FREE:
+            d[section].pop(key)
+        for section, key in PATHS:
+            if d[section][key] is not None:
+                d[section][key] = str(Path(d[section][key]).resolve())
     diff = [
         f"{s}.{k}"
         for s in new
@@ -179,7 +190,8 @@ def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
 
 def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
     """The fold exists and its folder may be written: a new run never overwrites one, --resume
-    continues only with the same config. -> the fold's output folder."""
+    continues only with the same config (the run's config is checked in :func:`main`). -> the
+    fold's output folder."""
     if not 1 <= fold <= len(dataset.folds):
         raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
     out_dir = Path(cfg.out) / f"fold_{fold:02d}"
@@ -200,9 +212,21 @@ def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str 
     return table_digest(table, names) if table is not None else None
 
 
-def kept_result(path: Path, digest: str | None, dataset: SmileDataset) -> dict:
-    """A fold finished earlier, kept by --resume unless the D-Marker table changed since."""
+def kept_result(path: Path, split, digest: str | None, dataset: SmileDataset) -> dict:
+    """A fold finished earlier, kept by --resume unless its test videos, their labels, its
+    validation videos or the D-Marker rows it learned from changed since."""
     result = json.loads(path.read_text())
+    tested = {n: v["label"] for n, v in result["videos"].items()}
+    selection = path.parent / "selection.json"
+    val = json.loads(selection.read_text()).get("val") if selection.exists() else None
+    if tested != {n: dataset.videos[n].label for n in split.test} or (
+        val is not None and sorted(val) != sorted(split.val)
+    ):
+        raise ValueError(
+            f"{path}: this fold was trained or tested on other videos or labels than the "
+            f"dataset's fold holds now (its folds or labels changed since): delete {path.parent} "
+            "and resume, or train under a new --out"
+        )
     if result.get("dmarker_digest") != digest:
         raise ValueError(
             f"{path}: this fold was trained on other D-Markers than {dataset.root}'s table holds "
@@ -223,7 +247,7 @@ def run_fold(
     train, val = list(split.train), list(split.val)
     digest = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
     if resume and (out_dir / "test.json").exists():
-        return kept_result(out_dir / "test.json", digest, dataset)
+        return kept_result(out_dir / "test.json", split, digest, dataset)
 
     subjects = dataset.subjects
     groups = {"train": train, "val": val, "test": list(split.test)}
@@ -336,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
             )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
+        if (Path(cfg.out) / "config.yaml").exists():  # another fold of the run, or a resume
+            check_same_run(load_config(Path(cfg.out) / "config.yaml"), cfg, Path(cfg.out))
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
         if cfg.model.name == BASELINE:
@@ -350,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\n{Fore.YELLOW}interrupted{Style.RESET_ALL}: finished epochs and folds are kept; "
+            "the same command with --resume continues",
+            file=sys.stderr,
+        )
+        return 130
     if failed:
         for k, why in failed.items():
             print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)

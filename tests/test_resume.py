@@ -184,10 +184,12 @@ def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
     class Killed(Exception):
         pass
 
+    lines = []
+
     def fit_cut(resume):
         dataset = open_dataset("demo", root)
         split = dataset.split(1, seed=0)
-        lines = []
+        lines.clear()
 
         def dies_after_two_epochs(line):
             lines.append(line)
@@ -201,6 +203,7 @@ def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
         fit_cut(resume=False)
     with pytest.raises(Killed):
         fit_cut(resume=True)  # same table: resumes (and is cut again)
+    assert lines[1].endswith("last.pt after epoch 2") and lines[2].startswith("\x1b[36mepoch   3")
     table = load_dmarker_table(root / "dmarkers.npz")
     table.mirrored = table.mirrored + 1.0
     table.save(root / "dmarkers.npz")
@@ -233,3 +236,25 @@ def test_finished_fold_is_kept_only_on_the_same_dmarkers(tmp_path, demo_root, mo
         assert "test.json: this fold was trained on other D-Markers" in err
         assert "delete" in err and len(err.strip().splitlines()) == 1
     assert test_json.read_text() == first
+
+
+def test_finished_fold_is_kept_only_on_the_same_folds(tmp_path, demo_root, capsys):
+    """--resume keeps a finished fold only while the dataset's fold still holds the videos and
+    labels it was trained and tested on (here the fold folders 1 and 2 swap names)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    args = ["--config", str(tiny_config(tmp_path, root, epochs=1)), "--model", "meshsmilenet"]
+    args += ["--fold", "2", "--out", str(tmp_path / "run"), "--resume"]
+    assert smile_point.main(args) == 0
+    labels = root / "labels"
+    (labels / "1").rename(labels / "x")
+    (labels / "2").rename(labels / "1")
+    (labels / "x").rename(labels / "2")
+    assert smile_point.main(args) == 2
+    err = capsys.readouterr().err
+    assert "test.json: this fold was trained or tested on other videos or labels" in err
+    (labels / "1").rename(labels / "x")
+    (labels / "2").rename(labels / "1")
+    (labels / "x").rename(labels / "2")
+    assert smile_point.main(args) == 0
+    assert "finished earlier, kept" in capsys.readouterr().out

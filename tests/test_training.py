@@ -324,3 +324,29 @@ def test_bf16_autocast_path_end_to_end(tmp_path, demo_root, monkeypatch):
         v["probability"] for v in json.loads((bf16 / "test.json").read_text())["videos"].values()
     ]
     assert probs and all(0.0 <= p <= 1.0 for p in probs)
+
+
+def test_a_run_folder_holds_one_config(tmp_path, demo_root, capsys):
+    """Another fold of a run with another config is refused (it would overwrite the run's
+    config.yaml and mix two models in one table); the same root spelled another way, and the
+    loader's worker count, are the same run."""
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    out = ["--out", str(tmp_path / "run")]
+    assert smile_point.main(["--config", cfg, "--fold", "1", *out]) == 0
+    other = ["--config", cfg, "--fold", "2", *out, "--set", "model.dim=12"]
+    assert smile_point.main(other) == 2
+    assert "was started with another config (model.dim differ)" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "fold_02").exists()
+    same = ["--data-root", f"{demo_root}/", "--set", "data.num_workers=1"]
+    assert smile_point.main(["--config", cfg, "--fold", "2", *out, *same]) == 0
+
+
+def test_ctrl_c_is_one_line_naming_resume(tmp_path, demo_root, monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(smile_point, "run_folds", interrupted)
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "interrupted" in err and "--resume continues" in err and len(err.splitlines()) == 1

@@ -308,7 +308,7 @@ def fit(
                 f"rebuilt); delete {out_dir} and resume, or train under a new --out"
             )
         mend_best(out_dir, state)
-        log(f"resumed from {last} after epoch {state['epoch']}")
+        log(f"resumed from {last} after epoch {state['epoch'] + 1}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
     rows = _read_metrics(out_dir / "metrics.csv", done)
     writer = SummaryWriter(str(out_dir / "tb"), purge_step=done + 1)
