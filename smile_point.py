@@ -129,6 +129,10 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, flag)
         if value is not None:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
+    if cfg.data.dataset == "folder" and config is None and args.data_root is None:
+        raise ValueError(
+            "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
+        )
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
         cfg.train.dmarker_weight = 0.0
     given = [f for f in NETWORK_FLAGS if getattr(args, f) is not None]

@@ -206,6 +206,8 @@ def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
     assert code == 2
     assert "no landmarks under" in err and "--dataset demo" in err
     assert len(err.strip().splitlines()) == 1
+    assert smile_point.main(["--dataset", "folder", "--fold", "1"]) == 2  # no default root
+    assert "--dataset folder: give --data-root DIR" in capsys.readouterr().err
 
 
 def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
