@@ -352,3 +352,20 @@ def test_ctrl_c_is_one_line_naming_resume(tmp_path, demo_root, monkeypatch, caps
     assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err.strip()
     assert "interrupted" in err and "--resume continues" in err and len(err.splitlines()) == 1
+
+
+def test_device_names(monkeypatch):
+    """auto, cpu, cuda[:N]: a GPU that torch does not see is named in the error (checked here
+    with the CUDA queries patched, as this machine has none)."""
+    with pytest.raises(ValueError, match=r"--device mps: use auto, cpu or cuda\[:N\]"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="--device cuda:0: no CUDA device visible"):
+        resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(RuntimeError, match=r"--device cuda:1: torch sees 1 CUDA device\(s\)"):
+        resolve_device("cuda:1")

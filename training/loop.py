@@ -56,11 +56,15 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"--device {name}: use auto, cpu or cuda[:N]")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            "--device cuda: no CUDA device visible to torch; use --device auto or cpu"
-        )
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"--device {name}: no CUDA device visible to torch; use --device auto or cpu"
+            )
+        if device.index is not None and device.index >= (n := torch.cuda.device_count()):
+            raise RuntimeError(f"--device {name}: torch sees {n} CUDA device(s), cuda:0..{n - 1}")
+    return device
 
 
 def clip_config(cfg: Config) -> ClipConfig:
