@@ -197,6 +197,19 @@ def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
         )
 
 
+#: The fix named when a landmark file cannot be read.
+REEXTRACT = "run extract_landmarks.py again, it re-extracts this video"
+
+
+def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRACT) -> np.ndarray:
+    """``np.load`` of a landmark file (memory-mapped with ``mmap``); an unreadable or truncated
+    file raises ValueError naming it and ``fix``."""
+    try:
+        return np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); {fix}") from e
+
+
 def load_landmarks(
     npy_path: str | os.PathLike, mmap: bool = False
 ) -> tuple[np.ndarray, dict | None]:
@@ -206,12 +219,7 @@ def load_landmarks(
     other frames.
     """
     npy_path = Path(npy_path)
-    try:
-        arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"{npy_path}: not a readable .npy landmark file ({e}); re-run extract_landmarks.py"
-        ) from e
+    arr = read_npy(npy_path, mmap)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:
