@@ -30,7 +30,15 @@ from tqdm import tqdm
 
 from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
-from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks, temp_prefix
+from data.io import (
+    META_KEYS,
+    check_folder,
+    landmark_path,
+    load_meta,
+    meta_path,
+    save_landmarks,
+    temp_prefix,
+)
 from data.video import VIDEO_EXTS, is_video, natural_key, open_source
 from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input, walked
 
@@ -86,6 +94,7 @@ def make_jobs(
     if single and path.is_dir():
         path = path.resolve()  # a clip given as "." or "..": its folder's name and parent
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
+    check_folder(out, "--output" if output else "output folder")
     if dataset is not None:
         found = dataset_sources(dataset, path, out)
     elif single:
@@ -428,7 +437,8 @@ def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -
 
 
 def with_plot_default(settings: Settings, plot: str | None, output: Path, n_jobs: int) -> Settings:
-    """Resolve ``--plot``: "" -> next to the outputs; a .png path needs a single job."""
+    """Resolve ``--plot``: "" -> next to the outputs; a .png path needs a single job, any other
+    path must be a folder."""
     if plot is None:
         return settings
     target = output if plot == "" else Path(plot)
@@ -437,4 +447,6 @@ def with_plot_default(settings: Settings, plot: str | None, output: Path, n_jobs
             f"--plot {plot}: a single .png file needs a single video ({n_jobs} found); "
             "give a folder instead"
         )
+    if target.suffix.lower() != ".png":
+        check_folder(target, "--plot")
     return replace(settings, plot=target)

@@ -55,6 +55,17 @@ def temp_prefix(path: str | os.PathLike) -> str:
     return f".{hashlib.sha256(os.fsencode(Path(path).name)).hexdigest()[:16]}."
 
 
+def check_folder(path: str | os.PathLike, flag: str) -> None:
+    """Raise ValueError when ``path``, a folder to write into, is a file or lies below one."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies below the file {p}"
+                raise ValueError(f"{flag} {path}: {what}; it must be a folder (new or existing)")
+            return
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
     path = Path(path)

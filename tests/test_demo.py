@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import demo_cues
+from data import demo, demo_cues
 from data.demo import generate
 from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
@@ -299,6 +299,17 @@ def test_cli_refuses_a_foreign_folder(tmp_path):
     )
     assert res.returncode == 1 and "demo.json" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cli_refuses_a_file_as_out(tmp_path, capsys):
+    """--out naming a file, or a path below one: one line saying it must be a folder."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for out in (afile, afile / "sub"):
+        assert demo.main(["--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"--out {out}: " in err and "it must be a folder" in err and err.count("\n") == 1
+    assert afile.read_text() == "mine"
 
 
 def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):

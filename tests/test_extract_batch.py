@@ -473,6 +473,19 @@ def test_cli_input_errors(tmp_path, pyfeat_data, capsys):
         main([str(pyfeat_data), "--stride", "0"])
 
 
+def test_an_output_folder_that_is_a_file_is_refused_up_front(pyfeat_data, tmp_path, capsys):
+    """--output or --plot naming a file (or a path below one): one line before any video is
+    decoded, not "[Errno 20] Not a directory" for each video after decoding it."""
+    video, afile = pyfeat_data / "single_face.mp4", tmp_path / "afile"
+    afile.write_text("")
+    plot = ("--plot", afile, "--output", tmp_path / "out")
+    for flag, bad, *more in (("--output", afile), ("--output", afile / "x"), plot):
+        assert run_cli(video, "--max-frames", 2, flag, bad, *more) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {bad}: " in err and "it must be a folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def crash_on_bad(job: Job, settings: Settings) -> JobResult:
     """Stands in for a backend that kills its worker process on one video."""
     if job.name == "bad":
