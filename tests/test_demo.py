@@ -347,5 +347,10 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     assert all(abs(r) < 0.5 for r in table["eye_delay_s"][:2])
     run_accuracy = float(re.search(r"accuracy at 0.5: ([0-9.]+)", text).group(1))
     assert table["durations"][2] == pytest.approx(run_accuracy)
+    (tmp_path / "nothing").mkdir()
     assert demo_cues.main([str(tmp_path / "nothing"), "--demo", str(root)]) == 2
     assert "no fold_*/test.json" in capsys.readouterr().err
+    assert demo_cues.main([str(tmp_path / "nothing")]) == 2
+    assert "nothing: no config.yaml, so not a smile_point.py run" in capsys.readouterr().err
+    assert demo_cues.main([str(tmp_path / "nope")]) == 2
+    assert "nope: no such folder; give a finished smile_point.py run" in capsys.readouterr().err
