@@ -27,7 +27,7 @@ from colorama import Fore, Style
 from colorama import init as colorama_init
 
 from data.datasets import SmileDataset, open_dataset
-from data.io import atomic_write_json
+from data.io import atomic_write_json, check_folder
 from data.targets import table_digest
 from models.config import BASELINE, NAMES
 from training.baseline import fit_baseline, score_baseline
@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.classify:
             return classify_main(args)
         cfg = build_config(args)
+        check_folder(cfg.out, "--out")
         dataset = load_dataset(cfg)
         args.fold = args.fold or "all"
         if args.fold != "all" and not args.fold.isdecimal():

@@ -30,6 +30,7 @@ from data.folds import (
     GENERATED_META,
     Fold,
     fold_dirs,
+    fold_files,
     make_folds,
     read_fold_files,
     resolve_fold,
@@ -209,14 +210,15 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
     )
 
 
-def _labels(kind, names, root, fold_labels, table: LabelsTable | None) -> dict[str, int]:
-    """Labels from fold files, then labels.csv, then the source layout or the name; consistent."""
+def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -> dict[str, int]:
+    """Labels from fold files (``listed``: name -> its fold file), then labels.csv, then the source
+    layout or the name; consistent."""
     layout = folder_labels(kind, root)
     out, conflicts, lacking = {}, [], []
     for n in names:
         options = []
         if n in fold_labels:
-            options.append(("fold files", fold_labels[n]))
+            options.append((str(listed[n]), fold_labels[n]))
         row = table.row(n) if table is not None else None
         if row is not None:
             options.append((str(table.path), table.labels[row]))
@@ -325,14 +327,16 @@ def open_dataset(
             strip_video_ext(stem) if index.get(strip_video_ext(stem)) == path else stem
             for stem, path in stems.items()
         )
+    listed = fold_files(folds_dir, folds or [])
     files, missing = match_names(names, index)
     if missing:
+        shown = [f"{n} ({listed[n]})" if n in listed else n for n in missing[:10]]
         raise FileNotFoundError(
             f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "
-            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; extract them "
+            f"{', '.join(shown)}{' ...' if len(missing) > 10 else ''}; extract them "
             "(extract_landmarks.py) or remove them from the fold files / labels.csv"
         )
-    labels = _labels(kind, names, root, fold_labels, table)
+    labels = _labels(kind, names, root, fold_labels, listed, table)
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
     if rule.startswith(UNVERIFIABLE):
         warnings.warn(

@@ -39,7 +39,13 @@ from data.demo_motion import (
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.dmarker_cache import build_dmarker_table
-from data.io import atomic_write_json, atomic_write_text, save_landmarks, to_isotropic
+from data.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_folder,
+    save_landmarks,
+    to_isotropic,
+)
 
 VERSION = "1"
 CEILING_NOTE = (
@@ -64,6 +70,7 @@ def _prepare(out: Path) -> None:
     folder with other content and no ``demo.json`` is refused. ``demo.json`` is written last, so
     it marks a complete set.
     """
+    check_folder(out, "--out")
     if out.exists() and not (out / "demo.json").exists():
         foreign = sorted(e.name for e in out.iterdir() if e.name not in OWN)
         if foreign:

@@ -85,6 +85,20 @@ def cue_table(run: Path, root: Path) -> str:
     return "\n".join(lines)
 
 
+def demo_root(run: Path, demo: str | None) -> Path:
+    """The demo folder: ``demo`` (--demo), else the data root in the run's ``config.yaml``."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such folder; give a finished smile_point.py run")
+    if demo is not None:
+        return Path(demo)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"{run}: no config.yaml, so not a smile_point.py run; give one, or its demo folder "
+            "with --demo"
+        )
+    return Path(load_config(run / "config.yaml").data.root)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     run = Path(args.run)
     try:
-        root = Path(args.demo or load_config(run / "config.yaml").data.root)
-        print(cue_table(run, root))
+        print(cue_table(run, demo_root(run, args.demo)))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

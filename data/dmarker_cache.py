@@ -31,6 +31,7 @@ unchanged, recomputes changed or new files, and drops rows of files that are gon
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -121,9 +122,12 @@ class DMarkerTable:
         where = f" {self.path}" if self.path else ""
         if found:
             raise KeyError(f"{name!r} is ambiguous in the D-Marker table{where}: {found}")
+        close = difflib.get_close_matches(key, self.names, n=3)
+        some = f", {'closest:' if close else 'e.g.'} {', '.join(close or self.names[:3])}"
         raise KeyError(
-            f"{name!r} is not in the D-Marker table{where} ({len(self)} videos); "
-            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+            f"{name!r} is not in the D-Marker table{where} ({len(self)} videos"
+            f"{some if self.names else ''}); give one of its names (.npy and the video "
+            "extension may be left off)"
         )
 
     def get(self, name: str, mirrored: bool = False) -> np.ndarray:

@@ -5,7 +5,9 @@ video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame 
 its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
 exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
 the source's current size and mtime (and each frame's name, size and mtime, for a frame folder),
-and the array loads with the recorded shape and is newer than the source.
+and the array loads with the recorded shape and is newer than the source. A ``--max-frames`` run
+also skips (keeps) a finished output extracted without ``--max-frames``; ``--overwrite`` redoes
+every job.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from tqdm import tqdm
 
 from data.contact_sheet import contact_sheet
 from data.extraction import extract_video, make_backend
-from data.io import META_KEYS, landmark_path, load_meta, meta_path, save_landmarks, temp_prefix
+from data.io import (
+    META_KEYS,
+    check_folder,
+    landmark_path,
+    load_meta,
+    meta_path,
+    save_landmarks,
+    temp_prefix,
+)
 from data.video import VIDEO_EXTS, is_video, natural_key, open_source
 from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input, walked
 
@@ -84,6 +94,7 @@ def make_jobs(
     if single and path.is_dir():
         path = path.resolve()  # a clip given as "." or "..": its folder's name and parent
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
+    check_folder(out, "--output" if output else "output folder")
     if dataset is not None:
         found = dataset_sources(dataset, path, out)
     elif single:
@@ -169,29 +180,48 @@ def check_plot(inputs: str | os.PathLike, output: Path, plot: Path | None) -> No
 # ---------------------------------------------------------------- one job
 
 
-def is_complete(job: Job, settings: Settings) -> bool:
-    """True when ``job.output`` holds a finished extraction of the current source made with the
-    same backend, stride and max-frames (and, for a rotated video, upright frames: outputs of
-    versions that read them sideways are redone)."""
+#: Reason of a job skipped because ``--max-frames`` would replace a finished whole-video output.
+WHOLE_KEPT = "whole-video output kept"
+
+
+def skip_reason(job: Job, settings: Settings) -> str | None:
+    """Why ``job`` is not extracted: "" when its output is complete, :data:`WHOLE_KEPT` when it is
+    a finished whole-video extraction that a ``--max-frames`` run must not replace; None when the
+    job runs (always with ``--overwrite``)."""
+    meta = None if settings.overwrite else _finished(job, settings)
+    if meta is None:
+        return None
+    if _same_settings(meta, job, settings):
+        return ""
+    return WHOLE_KEPT if settings.max_frames is not None and meta["max_frames"] is None else None
+
+
+def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:
+    wanted = (settings.backend, settings.stride, settings.max_frames)
+    if (meta["backend"], meta["stride"], meta["max_frames"]) != wanted:
+        return False
+    return not job.source.is_dir() or meta["source_fps"] == settings.frame_fps
+
+
+def _finished(job: Job, settings: Settings) -> dict | None:
+    """The sidecar of ``job.output`` when the output is a finished extraction of the source as it
+    is now, whatever its settings (a rotated video's frames upright: outputs of versions that read
+    them sideways are redone); else None."""
     try:
         meta = load_meta(job.output)
         if meta is None or any(k not in meta for k in META_KEYS):
-            return False
-        wanted = (settings.backend, settings.stride, settings.max_frames)
-        if (meta["backend"], meta["stride"], meta["max_frames"]) != wanted:
-            return False
-        if job.source.is_dir() and meta["source_fps"] != settings.frame_fps:
-            return False
+            return None
         source = open_source(job.source, settings.frame_fps)
         if meta.get("rotation", 0) != source.rotation:
-            return False
+            return None
         now = source.fingerprint()
         if not _same_source(meta, now) or job.output.stat().st_mtime < now["source_mtime"]:
-            return False
+            return None
         arr = np.load(job.output, mmap_mode="r", allow_pickle=False)
-        return arr.dtype == np.float32 and arr.shape == (meta["n_frames"], meta["n_landmarks"], 3)
+        shape = (meta["n_frames"], meta["n_landmarks"], 3)
+        return meta if arr.dtype == np.float32 and arr.shape == shape else None
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
 
 
 def _same_source(meta: dict, now: dict) -> bool:
@@ -217,20 +247,16 @@ def _clean_temp_files(job: Job) -> None:
 
 
 def run_job(job: Job, settings: Settings, backend) -> JobResult:
-    """Extract one job (or skip it when complete); never raises for a bad source."""
+    """Extract one job (or skip it, see :func:`skip_reason`); never raises for a bad source."""
     result = JobResult(job.name, str(job.source), "failed", reason=job.error)
     if job.error:
         return result
     t0 = time.perf_counter()
     png = plot_path(job, settings.plot)
     try:
-        if not settings.overwrite and is_complete(job, settings):
-            result.status = "skipped"
-            meta = load_meta(job.output)
-            result.frames, result.face_frames = meta["n_frames"], sum(meta["face_found"])
-            if png is not None and not png.exists():
-                arr = np.load(job.output, allow_pickle=False)
-                _plot(job, settings, arr, meta, png)
+        reason = skip_reason(job, settings)
+        if reason is not None:
+            _skip(job, settings, result, reason, png)
             return result
         _clean_temp_files(job)
         source = open_source(job.source, settings.frame_fps)
@@ -248,6 +274,15 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
         known = isinstance(e, (OSError, ValueError))
         result.reason = str(e) if known else f"{type(e).__name__}: {e}"
     return result
+
+
+def _skip(job: Job, settings: Settings, result: JobResult, reason: str, png: Path | None) -> None:
+    """Mark ``result`` skipped, with the saved output's counts; draw its missing contact sheet."""
+    result.status, result.reason = "skipped", reason
+    meta = load_meta(job.output)
+    result.frames, result.face_frames = meta["n_frames"], sum(meta["face_found"])
+    if png is not None and not png.exists():
+        _plot(job, settings, np.load(job.output, allow_pickle=False), meta, png)
 
 
 def _plot(job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: Path) -> None:
@@ -375,7 +410,8 @@ def _source_bytes(job: Job) -> int:
 
 
 def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -> str:
-    """Counts per status, then one row per video (only the failed ones past ``max_rows``)."""
+    """Counts per status, one row per video (only the failed ones past ``max_rows``), then a note
+    when whole-video outputs were kept from a ``--max-frames`` run."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     lines = [
         f"summary: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
@@ -391,11 +427,18 @@ def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -
             lines.append(
                 f"  {r.name:<{width}}  {r.status:<7}  {frames:>6}  {face:>5}  {r.reason}".rstrip()
             )
+    kept = sum(r.reason == WHOLE_KEPT for r in results)
+    if kept:
+        lines.append(
+            f"note: {kept} output(s) extracted without --max-frames kept: a --max-frames run does "
+            "not replace them (--overwrite does; --output DIR writes the quick run elsewhere)"
+        )
     return "\n".join(lines)
 
 
 def with_plot_default(settings: Settings, plot: str | None, output: Path, n_jobs: int) -> Settings:
-    """Resolve ``--plot``: "" -> next to the outputs; a .png path needs a single job."""
+    """Resolve ``--plot``: "" -> next to the outputs; a .png path needs a single job, any other
+    path must be a folder."""
     if plot is None:
         return settings
     target = output if plot == "" else Path(plot)
@@ -404,4 +447,6 @@ def with_plot_default(settings: Settings, plot: str | None, output: Path, n_jobs
             f"--plot {plot}: a single .png file needs a single video ({n_jobs} found); "
             "give a folder instead"
         )
+    if target.suffix.lower() != ".png":
+        check_folder(target, "--plot")
     return replace(settings, plot=target)

@@ -4,13 +4,18 @@
 
 prints per-fold counts (videos, subjects, posed / spontaneous) and exits non-zero on a leak (a
 subject in both train and test), an overlap (a video in both) or test folds that do not cover
-every video exactly once. DIR is a folds folder or a dataset root holding ``labels/``.
+every video exactly once; then, with the landmark folder (``<root>/npy`` or --landmarks) there,
+on anything ``smile_point.py`` refuses when it opens the dataset with these folds (it runs the same
+:func:`data.datasets.open_dataset`: a video without a landmark file, labels that disagree with
+labels.csv, ...; its messages name the fold file). DIR is a folds folder or a dataset root
+holding ``labels/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,8 +23,6 @@ from pathlib import Path
 from data.folds import Fold, fold_dirs, read_fold_files
 from data.subjects import (
     guess_kind,
-    landmark_index,
-    match_names,
     nfc,
     read_labels_csv,
     strip_video_ext,
@@ -118,48 +121,91 @@ def _find_folds_dir(path: Path) -> Path:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) -> str | None:
+    """Why ``smile_point.py --dataset kind`` refuses the dataset with these folds (landmark files,
+    labels, subjects, sidecars: :func:`data.datasets.open_dataset`), or None when it opens it."""
+    from data.datasets import open_dataset  # it imports this module
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the subject rule is printed anyway
+        try:
+            open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
+        except (OSError, ValueError) as e:
+            return str(e)
+    return None
+
+
+def _unchecked(kind: str, landmarks: Path) -> str | None:
+    """Why the dataset cannot be opened as training does, or None when it can."""
+    from data.datasets import KINDS
+
+    if kind not in KINDS:
+        return f"pass --dataset {'|'.join(KINDS)}"
+    if not landmarks.is_dir():
+        return f"no landmark folder {landmarks} (pass --landmarks DIR)"
+    return None
+
+
+def _subjects(kind: str, names: list[str], root: Path, folds: list[Fold]):
+    """(subjects, rule) of ``names`` by the kind's rule or ``<root>/labels.csv``."""
+    csv = root / "labels.csv"
+    table = read_labels_csv(csv) if csv.exists() else None
+    return subjects_for(kind, names, root=root, folds=folds, table=table)
+
+
+def _error(e: Exception) -> int:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m data.folds", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="print per-fold counts; exit 1 on a leak or an overlap")
+    check = sub.add_parser("check", help="print per-fold counts; exit 1 on what training refuses")
     check.add_argument("dir", type=Path, help="a folds folder (<k>/train.json) or a dataset root")
     check.add_argument(
         "--dataset",
         default="auto",
-        help="subject rule: uva, bbc, mmi, spos, folder, demo or auto (guess from the names)",
+        help="dataset kind: uva, bbc, mmi, spos, folder, demo or auto (guess from the names)",
     )
     check.add_argument(
-        "--landmarks", type=Path, help="also check that every video has a landmark file"
+        "--landmarks", type=Path, help="the landmark folder (default: <dataset root>/npy)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     try:
         folds_dir = _find_folds_dir(args.dir)
         folds, labels = read_fold_files(folds_dir)
-        names = sorted(labels)
-        root = folds_dir.parent
-        kind = guess_kind(names, root) if args.dataset == "auto" else args.dataset
-        csv = root / "labels.csv"
-        table = read_labels_csv(csv) if csv.exists() else None
-        subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
-        missing = []
-        if args.landmarks is not None:
-            missing = match_names(names, landmark_index(args.landmarks))[1]
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error(e)
+    names, root = sorted(labels), folds_dir.parent
+    kind = guess_kind(names, root) if args.dataset == "auto" else args.dataset
+    landmarks = args.landmarks or root / "npy"
+    unchecked = _unchecked(kind, landmarks)
+    try:
+        subjects, rule = _subjects(kind, names, root, folds)
+    except (OSError, ValueError) as e:
+        refusal = None if unchecked else training_refusal(kind, root, folds_dir, landmarks)
+        if refusal is None:
+            return _error(e)
+        print(f"PROBLEM: {refusal}\n1 problem(s)")
+        return 1
     print(
         f"{folds_dir}: {len(folds)} folds, {len(names)} videos, {len(set(subjects.values()))} "
         f"subjects (subject rule: {rule})"
     )
     print(fold_table(folds, subjects, labels))
     problems = check_folds(folds, subjects, labels)
-    if missing:
-        problems.append(
-            f"{len(missing)} video(s) without a landmark file in {args.landmarks}: "
-            f"{_short(missing)}"
-        )
+    if not problems and not unchecked:  # else training would name the first of these problems
+        refusal = training_refusal(kind, root, folds_dir, landmarks)
+        problems += [refusal] if refusal else []
+    if unchecked:
+        print(f"not checked as smile_point.py opens the dataset: {unchecked}")
     for p in problems:
         print(f"PROBLEM: {p}")
     print("ok" if not problems else f"{len(problems)} problem(s)")

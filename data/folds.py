@@ -112,6 +112,17 @@ def read_fold_files(folds_dir: str | Path) -> tuple[list[Fold], dict[str, int]]:
     return folds, labels
 
 
+def fold_files(folds_dir: str | Path, folds: Iterable[Fold]) -> dict[str, Path]:
+    """Each video name of ``folds`` -> the fold file that lists it: the test part's, else the
+    first train part's (for messages that name where a video comes from)."""
+    folds, files = list(folds), {}
+    for part in ("test", "train"):
+        for fold in folds:
+            for name in getattr(fold, part):
+                files.setdefault(name, Path(folds_dir) / fold.name / f"{part}.json")
+    return files
+
+
 def read_folds(folds_dir: str | Path) -> list[Fold]:
     """Folds from ``<folds_dir>/<k>/{train,test}.json``, numerically sorted, 1-based ``index``."""
     return read_fold_files(folds_dir)[0]

@@ -55,6 +55,17 @@ def temp_prefix(path: str | os.PathLike) -> str:
     return f".{hashlib.sha256(os.fsencode(Path(path).name)).hexdigest()[:16]}."
 
 
+def check_folder(path: str | os.PathLike, flag: str) -> None:
+    """Raise ValueError when ``path``, a folder to write into, is a file or lies below one."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies below the file {p}"
+                raise ValueError(f"{flag} {path}: {what}; it must be a folder (new or existing)")
+            return
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
     path = Path(path)
@@ -197,6 +208,19 @@ def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
         )
 
 
+#: The fix named when a landmark file cannot be read.
+REEXTRACT = "run extract_landmarks.py again, it re-extracts this video"
+
+
+def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRACT) -> np.ndarray:
+    """``np.load`` of a landmark file (memory-mapped with ``mmap``); an unreadable or truncated
+    file raises ValueError naming it and ``fix``."""
+    try:
+        return np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); {fix}") from e
+
+
 def load_landmarks(
     npy_path: str | os.PathLike, mmap: bool = False
 ) -> tuple[np.ndarray, dict | None]:
@@ -206,12 +230,7 @@ def load_landmarks(
     other frames.
     """
     npy_path = Path(npy_path)
-    try:
-        arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"{npy_path}: not a readable .npy landmark file ({e}); re-run extract_landmarks.py"
-        ) from e
+    arr = read_npy(npy_path, mmap)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:

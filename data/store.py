@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import uuid
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_json, to_isotropic
+from data.io import atomic_write_json, read_npy, to_isotropic
 
 PACK_DIR = ".packed"
 #: Part of every pack key: bump it when the packed layout or units change, so old packs go unused.
@@ -33,20 +34,31 @@ PACK_FORMAT = 3
 UNUSED_DAYS = 30
 
 
+#: The fix named when a dataset's landmark file cannot be read.
+REDO = "run extract_landmarks.py again on its video, or remove it from the dataset"
+
+
 def npy_shape(path: str | Path) -> tuple[int, ...]:
-    """Shape of a .npy file from its header only."""
+    """Shape of a .npy file from its header only; ValueError naming the file when the header is
+    unreadable, not (T, L, 3), or promises more data than the file holds (a truncated copy)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
-                shape = np.lib.format.read_array_header_1_0(f)[0]
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
             else:
-                shape = np.lib.format.read_array_header_2_0(f)[0]
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npy landmark file ({e}); re-extract it") from e
+        raise ValueError(f"{path}: not a readable .npy landmark file ({e}); {REDO}") from e
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(f"{path}: expected a (T, L, 3) landmark array, got shape {shape}")
+    if data_bytes < math.prod(shape) * dtype.itemsize:
+        raise ValueError(
+            f"{path}: truncated (holds {data_bytes} of the {math.prod(shape) * dtype.itemsize} "
+            f"bytes its header promises); {REDO}"
+        )
     return shape
 
 
@@ -64,7 +76,7 @@ class FileStore:
     def get(self, file: Path) -> np.ndarray:
         """(T, L, 3) float32 isotropic pixels, a fresh array."""
         w, h = self.scales[Path(file).name]
-        return to_isotropic(np.load(file, allow_pickle=False), w, h)
+        return to_isotropic(read_npy(file, fix=REDO), w, h)
 
 
 class PackedStore:
@@ -164,9 +176,8 @@ def build_packed(
         )
         for f, e in zip(files, entries, strict=True):
             w, h = scales[f.name]
-            out[e["offset"] : e["offset"] + e["length"]] = to_isotropic(
-                np.load(f, mmap_mode="r"), w, h
-            )
+            rows = read_npy(f, mmap=True, fix=REDO)
+            out[e["offset"] : e["offset"] + e["length"]] = to_isotropic(rows, w, h)
         out.flush()
         del out
         os.replace(tmp, pack / f"{stem}.npy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import time
 
@@ -315,6 +316,30 @@ def test_packed_store_matches_files_and_refreshes(tmp_path):
     assert again.videos[name].n_frames == 40
     np.testing.assert_allclose(again.landmarks(name), new * np.array([640, 480, 640]), rtol=1e-6)
     assert len(list((tmp_path / "npy" / ".packed").glob("landmarks-*.npy"))) == 1
+
+
+def test_a_truncated_landmark_file_is_named(tmp_path):
+    """A cut copy (head -c) of a landmark file: opening, packing and reading it name the file and
+    the fix, not numpy's "mmap length is greater than file size"."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    plain = open_dataset("folder", tmp_path, pack=False)
+    files = sorted((tmp_path / "npy").glob("*.npy"))
+    shapes = {f: np.load(f, mmap_mode="r").shape for f in files}
+    cut = tmp_path / "npy" / "subj 0 clip 1.mp4.npy"
+    cut.write_bytes(cut.read_bytes()[:5000])
+    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
+    with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: truncated .*; {fix}"):
+        open_dataset("folder", tmp_path)
+    scales = {f.name: (640, 480) for f in files}
+    for read in (
+        lambda: build_packed(files, scales, shapes),  # the file was cut after it was opened
+        lambda: plain.landmarks("subj 0 clip 1.mp4"),
+    ):
+        with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: not a readable .*; {fix}"):
+            read()
+    cut.write_bytes(cut.read_bytes()[:40])  # within the header
+    with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: not a readable .*; {fix}"):
+        open_dataset("folder", tmp_path)
 
 
 def test_packs_of_different_file_sets_coexist(tmp_path):

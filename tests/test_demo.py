@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import demo_cues
+from data import demo, demo_cues
 from data.demo import generate
 from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
@@ -301,6 +301,17 @@ def test_cli_refuses_a_foreign_folder(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+def test_cli_refuses_a_file_as_out(tmp_path, capsys):
+    """--out naming a file, or a path below one: one line saying it must be a folder."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for out in (afile, afile / "sub"):
+        assert demo.main(["--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"--out {out}: " in err and "it must be a folder" in err and err.count("\n") == 1
+    assert afile.read_text() == "mine"
+
+
 def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     """A fake run whose logit is the durations' share of the exact odds: the report correlates it
     with durations (r = 1 in each class), not with the eye delay (independent given the class),
@@ -336,5 +347,10 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     assert all(abs(r) < 0.5 for r in table["eye_delay_s"][:2])
     run_accuracy = float(re.search(r"accuracy at 0.5: ([0-9.]+)", text).group(1))
     assert table["durations"][2] == pytest.approx(run_accuracy)
+    (tmp_path / "nothing").mkdir()
     assert demo_cues.main([str(tmp_path / "nothing"), "--demo", str(root)]) == 2
     assert "no fold_*/test.json" in capsys.readouterr().err
+    assert demo_cues.main([str(tmp_path / "nothing")]) == 2
+    assert "nothing: no config.yaml, so not a smile_point.py run" in capsys.readouterr().err
+    assert demo_cues.main([str(tmp_path / "nope")]) == 2
+    assert "nope: no such folder; give a finished smile_point.py run" in capsys.readouterr().err

@@ -243,8 +243,10 @@ def test_cli_plot(dataset, capsys):
     png = dataset / "b.mp4.dmarkers.png"
     assert f"plot: {png}" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    assert cli.main(["--landmarks", str(dataset), "--plot", "zzz", "--quiet"]) == 1
-    assert "--plot" in capsys.readouterr().err
+    assert cli.main(["--landmarks", str(dataset), "--plot", "bb.mp4", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"--plot: 'bb.mp4' is not in the D-Marker table {dataset / 'dmarkers.npz'}" in err
+    assert "closest: b.mp4" in err and "rebuild" not in err and err.count("\n") == 1
 
 
 def test_cli_errors(tmp_path, dataset, capsys):

@@ -105,6 +105,30 @@ def test_resume_skips_complete_outputs(pyfeat_data, tmp_path, capsys):
     assert "done" in run("--stride", "2")[1]
 
 
+def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):
+    """A --max-frames run (the README's quick look) never replaces an output extracted without
+    --max-frames: it is reported skipped with the reason, the rest of the batch runs."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    whole = write_avi(pyfeat_data, d / "whole.avi", 6)
+    npy = d / "npy" / "whole.avi.npy"
+    assert run_cli(d) == 0
+    stamp = npy.stat().st_mtime_ns
+    write_avi(pyfeat_data, d / "new.avi", 6)
+    assert run_cli(d, "--stride", 2, "--max-frames", 2, "--plot") == 0
+    out = capsys.readouterr().out
+    rows = summary_rows(out)
+    assert "skipped" in rows["whole.avi"] and "whole-video output kept" in rows["whole.avi"]
+    assert "done" in rows["new.avi"] and load_meta(d / "npy" / "new.avi.npy")["max_frames"] == 2
+    assert "note: 1 output(s) extracted without --max-frames kept" in out and "--overwrite" in out
+    assert npy.stat().st_mtime_ns == stamp and load_meta(npy)["n_frames"] == 6
+    assert (d / "npy" / "whole.avi.png").is_file()  # the sheet of the kept output
+    os.utime(whole, (time.time() + 5, time.time() + 5))  # a stale output is no longer kept
+    assert run_cli(whole, "--max-frames", 2) == 0 and load_meta(npy)["max_frames"] == 2
+    assert run_cli(whole) == 0 and run_cli(whole, "--max-frames", 2, "--overwrite") == 0
+    assert load_meta(npy)["n_frames"] == 2
+
+
 def _session_alive(sid: int) -> bool:
     """Whether any process of session ``sid`` is still running (Linux /proc)."""
     for p in Path("/proc").glob("[0-9]*"):
@@ -180,7 +204,7 @@ def test_frame_folder_redone_when_its_frames_are_swapped_or_renamed(tmp_path):
     job, settings = make_jobs(clip)[0][0], Settings()
 
     def redone() -> bool:
-        complete = extract_batch.is_complete(job, settings)
+        complete = extract_batch.skip_reason(job, settings) == ""
         assert run_job(job, settings, FlatBackend()).status == ("skipped" if complete else "done")
         return not complete
 
@@ -194,7 +218,7 @@ def test_frame_folder_redone_when_its_frames_are_swapped_or_renamed(tmp_path):
         os.rename(clip / f"frame{i}.bmp", clip / f"img{i}.bmp")
     assert redone() and not redone()
     shutil.copytree(clip, tmp_path / "copy")  # copy2: mtimes kept
-    assert extract_batch.is_complete(replace(job, source=tmp_path / "copy"), settings)
+    assert extract_batch.skip_reason(replace(job, source=tmp_path / "copy"), settings) == ""
     meta = load_meta(job.output)
     del meta["source_frames"]  # as the previous version wrote it: redone once
     meta_path(job.output).write_text(json.dumps(meta))
@@ -447,6 +471,19 @@ def test_cli_input_errors(tmp_path, pyfeat_data, capsys):
     assert "single .png file needs a single video" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(pyfeat_data), "--stride", "0"])
+
+
+def test_an_output_folder_that_is_a_file_is_refused_up_front(pyfeat_data, tmp_path, capsys):
+    """--output or --plot naming a file (or a path below one): one line before any video is
+    decoded, not "[Errno 20] Not a directory" for each video after decoding it."""
+    video, afile = pyfeat_data / "single_face.mp4", tmp_path / "afile"
+    afile.write_text("")
+    plot = ("--plot", afile, "--output", tmp_path / "out")
+    for flag, bad, *more in (("--output", afile), ("--output", afile / "x"), plot):
+        assert run_cli(video, "--max-frames", 2, flag, bad, *more) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {bad}: " in err and "it must be a folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def crash_on_bad(job: Job, settings: Settings) -> JobResult:

@@ -222,6 +222,35 @@ def test_cli_check_folder_dataset_with_csv_and_landmarks(tmp_path, repo_root):
     assert res.returncode == 1 and "subj 3 clip 1.mp4" in res.stdout
 
 
+def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
+    """The check opens the dataset as smile_point.py does: a label that labels.csv and the fold
+    files disagree on, or a name no landmark file has, fails it with training's message, which
+    names the fold file."""
+    from landmark_synth import make_folder_dataset
+
+    from data.datasets import open_dataset
+    from data.fold_check import main
+
+    make_folder_dataset(tmp_path, n_subjects=4, per_subject=2)
+    open_dataset("folder", tmp_path, folds_k=2)  # writes generated folds to labels/
+    assert main(["check", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.endswith("\nok\n")
+    csv = tmp_path / "labels.csv"
+    good = csv.read_text()
+    csv.write_text(good.replace("subj 0 clip 0.mp4,0,", "subj 0 clip 0.mp4,1,"))
+    test = next(p for p in (tmp_path / "labels").glob("*/test.json") if "subj 0" in p.read_text())
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"PROBLEM: {tmp_path}: labels disagree for 1 video(s)" in out
+    assert f"subj 0 clip 0.mp4 ({test}: 0, {csv}: 1)" in out
+    csv.write_text(good)
+    fold2 = tmp_path / "labels" / "2" / "test.json"
+    fold2.write_text(json.dumps({**json.loads(fold2.read_text()), "ghost": 1}))
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"no landmark file in {tmp_path / 'npy'}: ghost ({fold2})" in out
+
+
 def test_validation_part_gets_both_classes_when_it_can():
     """SPOS-like layouts: few subjects, one class rare. Whenever two or more training subjects
     hold each class, the validation part must hold both (AUC and threshold need them)."""

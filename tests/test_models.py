@@ -323,3 +323,14 @@ def test_linear_ablation_mixes_first_exactly():
         published = torch.einsum("fvd,wv->fwd", model.encoder(points), model.mix.weight)
     assert seen["mixed"].shape == published.shape == (x.shape[0] * x.shape[1], 4, 16)
     torch.testing.assert_close(seen["mixed"], published, rtol=1e-4, atol=1e-5)
+
+
+def test_model_bench_times_batch_2_once(capsys):
+    """--batch 2 is the published batch of 2 clips: its forward line is printed once."""
+    from benchmarks import model_bench
+
+    small = ["point_encoder=linear", "dim=16", "depth=1", "temporal_depth=1", "mlp_dim=16"]
+    args = ["--batch", "2", "--frames", "2", "--landmarks", "68", "--threads", "1"]
+    model_bench.main([*args, "--repeats", "1", "--default-malloc", *(f"--set={s}" for s in small)])
+    out = capsys.readouterr().out
+    assert out.count("batch 2 x 2 frames x 68 landmarks") == 1 and "(published: ~12 s)" in out

@@ -235,8 +235,10 @@ def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
     assert smile_point.main(["--config", cfg, "--out", str(tmp_path / "afile" / "sub")]) == 2
     assert smile_point.main(["--config", cfg, "--folds", str(demo_root / "labels.csv")]) == 2
     assert smile_point.main(["--config", cfg, "--fold", "\u00b2"]) == 2  # "2" superscript
+    assert smile_point.main(["--config", cfg, "--out", str(tmp_path / "afile")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and "afile" in err[0]
+    assert len(err) == 4 and "afile" in err[0]
+    assert f"--out {tmp_path / 'afile'}: is a file; it must be a folder" in err[3]
     assert "labels.csv: a file; --folds takes a folder" in err[1]
     assert "give a fold number 1..3" in err[2]
     out = tmp_path / "run"
