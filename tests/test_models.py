@@ -331,6 +331,12 @@ def test_model_bench_times_batch_2_once(capsys):
 
     small = ["point_encoder=linear", "dim=16", "depth=1", "temporal_depth=1", "mlp_dim=16"]
     args = ["--batch", "2", "--frames", "2", "--landmarks", "68", "--threads", "1"]
-    model_bench.main([*args, "--repeats", "1", "--default-malloc", *(f"--set={s}" for s in small)])
+    threads = torch.get_num_threads()  # the benchmark sets it for the whole process
+    try:
+        model_bench.main(
+            [*args, "--repeats", "1", "--default-malloc", *(f"--set={s}" for s in small)]
+        )
+    finally:
+        torch.set_num_threads(threads)  # later tests compare runs in this process and others
     out = capsys.readouterr().out
     assert out.count("batch 2 x 2 frames x 68 landmarks") == 1 and "(published: ~12 s)" in out
