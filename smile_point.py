@@ -17,7 +17,6 @@ its regularisation by inner cross-validation on the training part instead. Outpu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -26,23 +25,14 @@ from pathlib import Path
 from colorama import Fore, Style
 from colorama import init as colorama_init
 
-from data.datasets import SmileDataset, open_dataset
 from data.io import atomic_write_json, check_folder
-from data.targets import table_digest
 from models.config import BASELINE, NAMES
-from training.baseline import fit_baseline, score_baseline
 from training.classify import classify, format_verdicts
-from training.config import (
-    Config,
-    check_choices,
-    load_config,
-    save_config,
-    set_value,
-    to_dict,
-)
-from training.loop import DMARKER_LOSS, DivergedError, fit, resolve_device, test, uses_dmarkers
+from training.config import Config, check_choices, load_config, save_config, set_value
+from training.cross_validation import check_fold, check_same_run, load_dataset, run_folds
+from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
-from training.report import what_validation_chose, write_results
+from training.report import write_results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -148,157 +138,6 @@ def build_config(args: argparse.Namespace) -> Config:
         name = f"{cfg.data.dataset}-{cfg.model.name}-seed{cfg.train.seed}"
         cfg.out = str(Path(cfg.data.root) / "runs" / name)
     return cfg
-
-
-def load_dataset(cfg: Config) -> SmileDataset:
-    d = cfg.data
-    return open_dataset(
-        d.dataset,
-        d.root,
-        folds_dir=d.folds,
-        landmarks_dir=d.landmarks,
-        folds_k=d.n_folds,
-        seed=cfg.train.seed,
-    )
-
-
-#: Settings a run may change between its folds and resumes: where it runs, not what it computes.
-FREE = (("train", "device"), ("data", "num_workers"))
-#: Paths compared as the folders they name (uva/ and ./uva are one root).
-PATHS = (("data", "root"), ("data", "folds"), ("data", "landmarks"))
-
-
-def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
-    """A run folder holds one config: its folds and resumes use the one it started with (the
-    device and the loader workers may change)."""
-    old, new = to_dict(saved), to_dict(cfg)
-    for d in (old, new):
-        for section, key in FREE:
-            d[section].pop(key)
-        for section, key in PATHS:
-            if d[section][key] is not None:
-                d[section][key] = str(Path(d[section][key]).resolve())
-    diff = [
-        f"{s}.{k}"
-        for s in new
-        if isinstance(new[s], dict)
-        for k in new[s]
-        if old[s].get(k) != new[s][k]
-    ]
-    if diff:
-        raise ValueError(
-            f"{out_dir} was started with another config ({', '.join(diff[:5])} differ): "
-            "resume it with the same settings, or use --out for a new run"
-        )
-
-
-def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
-    """The fold exists and its folder may be written: a new run never overwrites one, --resume
-    continues only with the same config (the run's config is checked in :func:`main`). -> the
-    fold's output folder."""
-    if not 1 <= fold <= len(dataset.folds):
-        raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
-    out_dir = Path(cfg.out) / f"fold_{fold:02d}"
-    if any((out_dir / f).exists() for f in ("last.pt", "test.json")) and not resume:
-        raise FileExistsError(
-            f"{out_dir} already holds a run: pass --resume to continue it, or --out for a new one"
-        )
-    if resume and (out_dir / "config.yaml").exists():
-        check_same_run(load_config(out_dir / "config.yaml"), cfg, out_dir)
-    return out_dir
-
-
-def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str | None:
-    """The digest of the D-Marker rows a fold learns from (None for a model that uses none)."""
-    if cfg.model.name != BASELINE and not uses_dmarkers(cfg):
-        return None
-    table = dataset.dmarkers()
-    return table_digest(table, names) if table is not None else None
-
-
-def kept_result(path: Path, split, digest: str | None, dataset: SmileDataset) -> dict:
-    """A fold finished earlier, kept by --resume unless its test videos, their labels, its
-    validation videos or the D-Marker rows it learned from changed since."""
-    result = json.loads(path.read_text())
-    tested = {n: v["label"] for n, v in result["videos"].items()}
-    selection = path.parent / "selection.json"
-    val = json.loads(selection.read_text()).get("val") if selection.exists() else None
-    if tested != {n: dataset.videos[n].label for n in split.test} or (
-        val is not None and sorted(val) != sorted(split.val)
-    ):
-        raise ValueError(
-            f"{path}: this fold was trained or tested on other videos or labels than the "
-            f"dataset's fold holds now (its folds or labels changed since): delete {path.parent} "
-            "and resume, or train under a new --out"
-        )
-    if result.get("dmarker_digest") != digest:
-        raise ValueError(
-            f"{path}: this fold was trained on other D-Markers than {dataset.root}'s table holds "
-            f"now (rebuilt since, or an older version of the toolkit): delete {path.parent} and "
-            "resume, or train under a new --out"
-        )
-    print(f"fold {path.parent.name}: finished earlier, kept {path}")
-    return result
-
-
-def run_fold(
-    cfg: Config, fold: int, dataset: SmileDataset | None = None, resume: bool = False
-) -> dict:
-    """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
-    dataset = dataset or load_dataset(cfg)
-    out_dir = check_fold(cfg, fold, dataset, resume)
-    split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
-    train, val = list(split.train), list(split.val)
-    digest = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
-    if resume and (out_dir / "test.json").exists():
-        return kept_result(out_dir / "test.json", split, digest, dataset)
-
-    subjects = dataset.subjects
-    groups = {"train": train, "val": val, "test": list(split.test)}
-    seen = {k: {subjects[n] for n in names} for k, names in groups.items()}
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        if shared := seen[a] & seen[b]:
-            raise ValueError(f"fold {fold}: subjects {sorted(shared)[:5]} are in both {a} and {b}")
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    print(
-        f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos train "
-        f"{len(train)}, val {len(val)}, test {len(split.test)}; subjects "
-        + "/".join(str(len(seen[k])) for k in groups)
-    )
-    if cfg.model.name == BASELINE:
-        fitted = fit_baseline(cfg, dataset, train + val, out_dir)
-        result = score_baseline(dataset, list(split.test), fitted)
-        chosen = f"C {fitted['C']:g}"
-    else:
-        device = resolve_device(cfg.train.device)
-        selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
-        result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
-        chosen = f"epoch {selection['best_epoch']}"
-    result["dmarker_digest"] = digest
-    atomic_write_json(out_dir / "test.json", result)
-    print(
-        f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "
-        f"auc {result['auc']:.3f} f1 {result['f1']:.3f} ({chosen}, threshold "
-        f"{result['threshold']:.3f}; {what_validation_chose(cfg.train.threshold, cfg.model.name)})"
-    )
-    return result
-
-
-def run_folds(cfg: Config, folds, dataset, resume: bool) -> tuple[dict, dict]:
-    """Run every fold; one whose training diverged is reported at the end, after the others ran
-    (any other error stops the run). Returns ({fold: test result}, {fold: reason})."""
-    results, failed = {}, {}
-    for k in folds:
-        try:
-            results[k] = run_fold(cfg, k, dataset, resume=resume)
-        except DivergedError as e:
-            if len(folds) == 1:
-                raise
-            failed[k] = str(e)
-            print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {e}", file=sys.stderr)
-    return results, failed
 
 
 #: Flags that only training reads (``--device`` serves both).
