@@ -11,6 +11,7 @@ import io
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -277,7 +278,9 @@ def fit(
         target_adjust=scaler.at_speed if scaler else None,
         seed=t.seed,
     )
-    val_set = TestWindows(dataset, val, ccfg)
+    # Validation runs every epoch: non-overlapping windows. The test (once) and --classify use
+    # data.test_stride, whose denser windows average more views of each video.
+    val_set = TestWindows(dataset, val, replace(ccfg, test_stride=None))
     val_labels = np.array([dataset.videos[n].label for n in val])
 
     torch.manual_seed(t.seed)
