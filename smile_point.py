@@ -28,8 +28,15 @@ from colorama import init as colorama_init
 from data.io import atomic_write_json, check_folder
 from models.config import BASELINE, NAMES
 from training.classify import classify, format_verdicts
-from training.config import Config, check_choices, load_config, save_config, set_value
-from training.cross_validation import check_fold, check_same_run, load_dataset, run_folds
+from training.config import Config, DataConfig, check_choices, load_config, save_config, set_value
+from training.cross_validation import (
+    check_fold,
+    check_kept_folds,
+    check_same_run,
+    load_dataset,
+    run_folds,
+    run_started,
+)
 from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
 from training.report import write_results
@@ -119,7 +126,7 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, flag)
         if value is not None:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
-    if cfg.data.dataset == "folder" and config is None and args.data_root is None:
+    if cfg.data.dataset == "folder" and cfg.data.root == DataConfig.root:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
         )
@@ -204,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
             )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
-        if (Path(cfg.out) / "config.yaml").exists():  # another fold of the run, or a resume
-            check_same_run(load_config(Path(cfg.out) / "config.yaml"), cfg, Path(cfg.out))
+        out = Path(cfg.out)
+        if run_started(out):  # another fold of the run, or a resume: one config per run
+            check_same_run(load_config(out / "config.yaml"), cfg, out)
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
+        if args.resume:
+            check_kept_folds(cfg, folds, dataset)
         if cfg.model.name == BASELINE:
             dataset.require_dmarkers(BASELINE)
         elif uses_dmarkers(cfg):
@@ -221,11 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"\n{Fore.YELLOW}interrupted{Style.RESET_ALL}: finished epochs and folds are kept; "
-            "the same command with --resume continues",
-            file=sys.stderr,
+        kept = (
+            ""
+            if args.classify
+            else (": finished epochs and folds are kept; the same command with --resume continues")
         )
+        print(f"\n{Fore.YELLOW}interrupted{Style.RESET_ALL}{kept}", file=sys.stderr)
         return 130
     if failed:
         for k, why in failed.items():

@@ -233,7 +233,8 @@ def test_finished_fold_is_kept_only_on_the_same_dmarkers(tmp_path, demo_root, mo
     else:
         assert smile_point.main([*args, "--resume"]) == 2
         err = capsys.readouterr().err
-        assert "test.json: this fold was trained on other D-Markers" in err
+        assert "finished folds made on other data than the dataset holds now: fold_02 (its " in err
+        assert "D-Marker table) changed since" in err
         assert "delete" in err and len(err.strip().splitlines()) == 1
     assert test_json.read_text() == first
 
@@ -252,9 +253,45 @@ def test_finished_fold_is_kept_only_on_the_same_folds(tmp_path, demo_root, capsy
     (labels / "x").rename(labels / "2")
     assert smile_point.main(args) == 2
     err = capsys.readouterr().err
-    assert "test.json: this fold was trained or tested on other videos or labels" in err
+    assert "fold_02 (its videos or labels) changed since" in err
     (labels / "1").rename(labels / "x")
     (labels / "2").rename(labels / "1")
     (labels / "x").rename(labels / "2")
     assert smile_point.main(args) == 0
     assert "finished earlier, kept" in capsys.readouterr().out
+
+
+def test_finished_folds_of_earlier_versions(tmp_path, demo_root, capsys):
+    """A test.json without the digests (written before they existed) is kept while its test and
+    validation videos match and its D-Marker table is older than it; a table rebuilt since is
+    refused. All changed folds are named at once, before anything is written."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    args = ["--config", str(tiny_config(tmp_path, root, epochs=1)), "--model", "dmarker-logreg"]
+    args += ["--out", str(tmp_path / "run"), "--resume"]
+    assert smile_point.main([*args, "--fold", "all"]) == 0
+    for test_json in (tmp_path / "run").glob("fold_*/test.json"):
+        old = json.loads(test_json.read_text())
+        del old["fold_digest"], old["dmarker_digest"]
+        test_json.write_text(json.dumps(old))
+    assert smile_point.main([*args, "--fold", "all"]) == 0
+    assert capsys.readouterr().out.count("finished earlier, kept") == 3
+    later = time.time() + 10
+    os.utime(root / "dmarkers.npz", (later, later))
+    assert smile_point.main([*args, "--fold", "all"]) == 2
+    err = capsys.readouterr().err
+    assert "fold_01 (its D-Marker table), fold_02 (its D-Marker table), fold_03 (its" in err
+
+
+def test_meshsmilenet_runs_compare_without_the_dmarker_weight(tmp_path):
+    """MeshSmileNet has no D-Marker head: runs saved with another weight (earlier versions kept
+    the one --set model.name left) are the same run; paths compare as the folders they name."""
+    from training.cross_validation import check_same_run
+
+    saved = load_config(None, ["model.name=meshsmilenet", "train.dmarker_weight=0.8"])
+    now = load_config(None, ["model.name=meshsmilenet", "train.dmarker_weight=0.0"])
+    now.data.folds = str(Path(now.data.root) / "labels")
+    check_same_run(saved, now, tmp_path)
+    now.train.lr = 1.0
+    with pytest.raises(ValueError, match=r"another config \(train.lr 0.0005 -> 1.0\)"):
+        check_same_run(saved, now, tmp_path)

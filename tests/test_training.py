@@ -339,10 +339,17 @@ def test_a_run_folder_holds_one_config(tmp_path, demo_root, capsys):
     assert smile_point.main(["--config", cfg, "--fold", "1", *out]) == 0
     other = ["--config", cfg, "--fold", "2", *out, "--set", "model.dim=12"]
     assert smile_point.main(other) == 2
-    assert "was started with another config (model.dim differ)" in capsys.readouterr().err
+    assert "was started with another config (model.dim 8 -> 12)" in capsys.readouterr().err
     assert not (tmp_path / "run" / "fold_02").exists()
-    same = ["--data-root", f"{demo_root}/", "--set", "data.num_workers=1"]
-    assert smile_point.main(["--config", cfg, "--fold", "2", *out, *same]) == 0
+    same = ["--data-root", f"{demo_root}/", "--folds", str(demo_root / "labels")]
+    assert (
+        smile_point.main(["--config", cfg, "--fold", "2", *out, *same, "--set=data.num_workers=1"])
+        == 0
+    )
+    # a run stopped before any fold saved a checkpoint is not a run yet: other settings start it
+    (tmp_path / "stopped").mkdir()
+    shutil.copy(tmp_path / "run" / "config.yaml", tmp_path / "stopped" / "config.yaml")
+    assert smile_point.main([*other[:4], "--out", str(tmp_path / "stopped"), *other[-2:]]) == 0
 
 
 def test_ctrl_c_is_one_line_naming_resume(tmp_path, demo_root, monkeypatch, capsys):

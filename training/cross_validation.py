@@ -6,6 +6,7 @@ training with selection on validation (or the baseline's fit), and one test of t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -36,22 +37,29 @@ def load_dataset(cfg: Config) -> SmileDataset:
 
 #: Settings a run may change between its folds and resumes: where it runs, not what it computes.
 FREE = (("train", "device"), ("data", "num_workers"))
-#: Paths compared as the folders they name (uva/ and ./uva are one root).
-PATHS = (("data", "root"), ("data", "folds"), ("data", "landmarks"))
+
+
+def _comparable(cfg: Config) -> dict:
+    """The config as two runs compare it: paths as the folders they name (defaults filled in),
+    without the free settings, and without the D-Marker weight of MeshSmileNet (no effect)."""
+    d = to_dict(cfg)
+    for section, key in FREE:
+        d[section].pop(key)
+    root = Path(d["data"]["root"])
+    defaults = {"root": root, "folds": root / "labels", "landmarks": root / "npy"}
+    for key, default in defaults.items():
+        d["data"][key] = str(Path(d["data"][key] or default).resolve())
+    if d["model"]["name"] == "meshsmilenet":
+        d["train"].pop("dmarker_weight")
+    return d
 
 
 def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
     """A run folder holds one config: its folds and resumes use the one it started with (the
     device and the loader workers may change)."""
-    old, new = to_dict(saved), to_dict(cfg)
-    for d in (old, new):
-        for section, key in FREE:
-            d[section].pop(key)
-        for section, key in PATHS:
-            if d[section][key] is not None:
-                d[section][key] = str(Path(d[section][key]).resolve())
+    old, new = _comparable(saved), _comparable(cfg)
     diff = [
-        f"{s}.{k}"
+        f"{s}.{k} {old[s].get(k)!r} -> {new[s][k]!r}"
         for s in new
         if isinstance(new[s], dict)
         for k in new[s]
@@ -59,9 +67,15 @@ def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
     ]
     if diff:
         raise ValueError(
-            f"{out_dir} was started with another config ({', '.join(diff[:5])} differ): "
-            "resume it with the same settings, or use --out for a new run"
+            f"{out_dir} was started with another config ({'; '.join(diff[:3])}"
+            f"{' ...' if len(diff) > 3 else ''}): resume it with the same settings, or use --out "
+            "for a new run"
         )
+
+
+def run_started(out: Path) -> bool:
+    """Whether a fold of the run folder ``out`` holds a checkpoint or a result."""
+    return any((d / f).exists() for d in out.glob("fold_*") for f in ("last.pt", "test.json"))
 
 
 def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
@@ -88,29 +102,51 @@ def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str 
     return table_digest(table, names) if table is not None else None
 
 
-def kept_result(path: Path, split, digest: str | None, dataset: SmileDataset) -> dict:
-    """A fold finished earlier, kept by --resume unless its test videos, their labels, its
-    validation videos or the D-Marker rows it learned from changed since."""
-    result = json.loads(path.read_text())
-    tested = {n: v["label"] for n, v in result["videos"].items()}
-    selection = path.parent / "selection.json"
-    val = json.loads(selection.read_text()).get("val") if selection.exists() else None
-    if tested != {n: dataset.videos[n].label for n in split.test} or (
-        val is not None and sorted(val) != sorted(split.val)
-    ):
-        raise ValueError(
-            f"{path}: this fold was trained or tested on other videos or labels than the "
-            f"dataset's fold holds now (its folds or labels changed since): delete {path.parent} "
-            "and resume, or train under a new --out"
+def fold_digest(dataset: SmileDataset, split) -> str:
+    """SHA-256 of the fold's training, validation and test videos with their labels."""
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    rows = sorted((p, n, dataset.videos[n].label) for p, names in parts.items() for n in names)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> str | None:
+    """Why the finished fold whose result is ``test_json`` no longer matches the dataset (its
+    videos or labels, or the D-Marker rows it learned from, changed since), or None."""
+    result = json.loads(test_json.read_text())
+    split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
+    if "fold_digest" in result:  # results of earlier versions: their test part and validation
+        same_fold = result["fold_digest"] == fold_digest(dataset, split)
+    else:
+        selection = test_json.parent / "selection.json"
+        val = json.loads(selection.read_text()).get("val") if selection.exists() else None
+        tested = {n: v["label"] for n, v in result["videos"].items()}
+        same_fold = tested == {n: dataset.videos[n].label for n in split.test} and (
+            val is None or sorted(val) == sorted(split.val)
         )
-    if result.get("dmarker_digest") != digest:
+    if not same_fold:
+        return "its videos or labels"
+    digest = dmarker_digest(cfg, dataset, [*split.train, *split.val, *split.test])
+    table = dataset.dmarkers()
+    if "dmarker_digest" in result:
+        return None if result["dmarker_digest"] == digest else "its D-Marker table"
+    rebuilt = digest and table.path and table.path.stat().st_mtime > test_json.stat().st_mtime
+    return "its D-Marker table" if rebuilt else None  # earlier versions: the table's time
+
+
+def check_kept_folds(cfg: Config, folds, dataset: SmileDataset) -> None:
+    """Raise ValueError naming every finished fold of ``folds`` that --resume cannot keep."""
+    changed = {}
+    for k in folds:
+        test_json = Path(cfg.out) / f"fold_{k:02d}" / "test.json"
+        if test_json.exists() and (why := _changed(cfg, dataset, k, test_json)):
+            changed[test_json.parent] = why
+    if changed:
+        listed = ", ".join(f"{d.name} ({why})" for d, why in changed.items())
         raise ValueError(
-            f"{path}: this fold was trained on other D-Markers than {dataset.root}'s table holds "
-            f"now (rebuilt since, or an older version of the toolkit): delete {path.parent} and "
-            "resume, or train under a new --out"
+            f"{Path(cfg.out)}: finished folds made on other data than the dataset holds now: "
+            f"{listed} changed since; delete {'them' if len(changed) > 1 else 'it'} and resume, "
+            "or train under a new --out"
         )
-    print(f"fold {path.parent.name}: finished earlier, kept {path}")
-    return result
 
 
 def run_fold(
@@ -119,11 +155,12 @@ def run_fold(
     """Train on fold ``fold`` (1-based, numeric folder order), select on validation, test once."""
     dataset = dataset or load_dataset(cfg)
     out_dir = check_fold(cfg, fold, dataset, resume)
+    if resume and (out_dir / "test.json").exists():
+        check_kept_folds(cfg, [fold], dataset)
+        print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
+        return json.loads((out_dir / "test.json").read_text())
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     train, val = list(split.train), list(split.val)
-    digest = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
-    if resume and (out_dir / "test.json").exists():
-        return kept_result(out_dir / "test.json", split, digest, dataset)
 
     subjects = dataset.subjects
     groups = {"train": train, "val": val, "test": list(split.test)}
@@ -148,7 +185,8 @@ def run_fold(
         selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
         result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
         chosen = f"epoch {selection['best_epoch']}"
-    result["dmarker_digest"] = digest
+    result["dmarker_digest"] = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
+    result["fold_digest"] = fold_digest(dataset, split)  # what --resume checks before keeping it
     atomic_write_json(out_dir / "test.json", result)
     print(
         f"{Fore.GREEN}fold {fold} test{Style.RESET_ALL}: accuracy {result['accuracy']:.3f} "

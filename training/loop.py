@@ -267,7 +267,9 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     ccfg = clip_config(cfg)
     scaler = _scaler(cfg, dataset, train)
-    targets = scaler.targets(dataset.dmarkers(), train) if scaler else None
+    # Validation videos' targets are never used, but they are in the digest that resumed folds
+    # of earlier versions recorded.
+    targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
     digest = targets_digest(targets)  # a resumed fit must train on the same targets
     train_set = TrainClips(
         dataset,
