@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         settings = with_plot_default(settings, args.plot, output, len(jobs))
         check_targets(jobs, output, settings.plot)
-        check_plot(args.input, output, settings.plot)
+        if args.dataset in (None, "folder", "spos"):  # walks that take image folders for clips
+            check_plot(args.input, output, settings.plot)
     except (OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

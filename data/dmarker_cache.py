@@ -105,20 +105,22 @@ class DMarkerTable:
         return len(self.names)
 
     def __contains__(self, name: str) -> bool:
-        try:
-            self.index(name)
-        except KeyError:
-            return False
-        return True
+        return self._row(name) is not None
 
-    def index(self, name: str) -> int:
-        """Row of a video; ``name`` with or without its video extension (or ``.npy``)."""
+    def _row(self, name: str) -> int | None:
         key = _key(name)
         if key in self._index:
             return self._index[key]
         found = self._stems.get(key, [])
-        if len(found) == 1:
-            return self._index[found[0]]
+        return self._index[found[0]] if len(found) == 1 else None
+
+    def index(self, name: str) -> int:
+        """Row of a video; ``name`` with or without its video extension (or ``.npy``)."""
+        row = self._row(name)
+        if row is not None:
+            return row
+        key = _key(name)
+        found = self._stems.get(key, [])
         where = f" {self.path}" if self.path else ""
         if found:
             raise KeyError(f"{name!r} is ambiguous in the D-Marker table{where}: {found}")

@@ -92,7 +92,7 @@ def make_jobs(
         raise FileNotFoundError(f"{path}: no such file or folder")
     single = dataset is None and (path.is_file() or is_clip_input(path))
     if single and path.is_dir():
-        path = path.resolve()  # a clip given as "." or "..": its folder's name and parent
+        path = Path(os.path.abspath(path))  # "." or "..": its folder's name (links kept)
     out = Path(output) if output else (path.parent if single else path) / OUTPUT_DIRNAME
     check_folder(out, "--output" if output else "output folder")
     if dataset is not None:
@@ -226,9 +226,11 @@ def _finished(job: Job, settings: Settings) -> dict | None:
 
 def _same_source(meta: dict, now: dict) -> bool:
     """Whether the sidecar ``meta`` records the source's fingerprint ``now`` (mtime to 1 us). A
-    frame folder's sidecar without ``source_frames`` (an earlier version's) does not."""
+    frame folder's sidecar of an earlier version, without ``source_frames``, is judged on size
+    and mtime as it was then (not every SPOS clip redone)."""
     mtime = math.isclose(meta["source_mtime"], now["source_mtime"], rel_tol=0, abs_tol=1e-6)
-    return mtime and all(meta.get(k) == v for k, v in now.items() if k != "source_mtime")
+    fields = [k for k in now if k != "source_mtime" and (k in meta or k != "source_frames")]
+    return mtime and all(meta.get(k) == now[k] for k in fields)
 
 
 def plot_path(job: Job, plot: Path | None) -> Path | None:

@@ -186,6 +186,7 @@ def test_names_with_and_without_extension(tmp_path):
         table.get("x")
     with pytest.raises(KeyError, match="not in the D-Marker table"):
         table.get("nope.mp4")
+    assert "nope.mp4" not in table and "x" not in table  # membership: a lookup, no message built
 
 
 def test_load_errors_and_stale_tables(dataset, monkeypatch):
