@@ -153,7 +153,7 @@ def _subjects(kind: str, names: list[str], root: Path, folds: list[Fold]):
     return subjects_for(kind, names, root=root, folds=folds, table=table)
 
 
-def _error(e: Exception) -> int:
+def _error(e: Exception | str) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         return _error(e)
     names, root = sorted(labels), folds_dir.parent
+    if args.landmarks is not None and not args.landmarks.is_dir():
+        return _error(f"--landmarks {args.landmarks}: no such folder")
     kind = guess_kind(names, root) if args.dataset == "auto" else args.dataset
     landmarks = args.landmarks or root / "npy"
     unchecked = _unchecked(kind, landmarks)

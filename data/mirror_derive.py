@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m data.mirror_derive", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", type=Path, default=ASSET, help=f"default: {ASSET.name}")
+    parser.add_argument("--out", type=Path, default=ASSET, help=f"default: {ASSET}")
     args = parser.parse_args(argv)
     try:
         asset = derive_asset(args.out)

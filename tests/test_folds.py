@@ -235,6 +235,8 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     open_dataset("folder", tmp_path, folds_k=2)  # writes generated folds to labels/
     assert main(["check", str(tmp_path)]) == 0
     assert capsys.readouterr().out.endswith("\nok\n")
+    assert main(["check", str(tmp_path), "--landmarks", str(tmp_path / "nyp")]) == 2  # a typo
+    assert f"--landmarks {tmp_path / 'nyp'}: no such folder" in capsys.readouterr().err
     csv = tmp_path / "labels.csv"
     good = csv.read_text()
     csv.write_text(good.replace("subj 0 clip 0.mp4,0,", "subj 0 clip 0.mp4,1,"))

@@ -65,7 +65,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     threshold: str = "val"  # val: chosen on the validation split | fixed: 0.5
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
 
 
