@@ -12,15 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data.extract_batch import (
-    Settings,
-    check_plot,
-    check_targets,
-    format_summary,
-    make_jobs,
-    run_batch,
-    with_plot_default,
-)
+from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
+from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
 from data.video_sources import DATASETS
 

@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data.extract_batch import Settings, default_workers, make_jobs, run_batch  # noqa: E402
+from data.extract_batch import Settings, default_workers, run_batch  # noqa: E402
+from data.extract_jobs import make_jobs  # noqa: E402
 from data.extraction import BACKENDS  # noqa: E402
 from data.sample_media import pyfeat_media_dir  # noqa: E402
 from data.video import open_source  # noqa: E402

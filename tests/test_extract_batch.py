@@ -1,4 +1,5 @@
-"""Batch extraction: failures reported and survived, resume, kill -9, layouts, CLI errors."""
+"""Batch extraction: failures reported and survived, resume, kill -9, writes, CLI errors (the
+jobs an input becomes: test_extract_jobs.py)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from extract_cli import run_cli, touch
 
 from data import extract_batch
-from data.extract_batch import Job, JobResult, Settings, _run_pool, make_jobs, run_job
+from data.extract_batch import JobResult, Settings, _run_pool, run_job
+from data.extract_jobs import Job, make_jobs
 from data.io import META_KEYS, load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
 from data.video import open_source
 from extract_landmarks import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args, workers=1) -> int:
-    return main([str(a) for a in args] + ["--quiet", "--workers", str(workers)])
 
 
 def write_avi(pyfeat_data: Path, path: Path, n_frames: int, fps: float = 30) -> Path:
@@ -237,129 +236,8 @@ def test_truncated_stream_detected(pyfeat_data, tmp_path, capsys):
 # ------------------------------------------------------------------ dataset layouts
 
 
-def _touch(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-
-
 def _names(jobs) -> list[str]:
     return [j.name for j in jobs]
-
-
-def test_dataset_layouts(tmp_path):
-    uva = tmp_path / "uva"
-    for n in ("001_deliberate_smile_2.mp4", "001_spontaneous_smile_10.mp4", "readme.txt"):
-        _touch(uva / "videos" / n)
-    jobs, out = make_jobs(uva, "uva")
-    assert out == uva / "npy" and _names(jobs) == [
-        "001_deliberate_smile_2.mp4", "001_spontaneous_smile_10.mp4",
-    ]  # fmt: skip
-    assert jobs[0].output == uva / "npy" / "001_deliberate_smile_2.mp4.npy"
-
-    bbc = tmp_path / "bbc"
-    _touch(bbc / "Genuine" / "g1.mp4")
-    _touch(bbc / "posed" / "p1.mp4")
-    assert _names(make_jobs(bbc, "bbc")[0]) == ["g1.mp4", "p1.mp4"]
-
-    mmi = tmp_path / "mmi"
-    _touch(mmi / "Sessions" / "10" / "S001-001.avi")
-    _touch(mmi / "Sessions" / "2" / "S002-003.avi")
-    _touch(mmi / "Sessions" / "3" / "still.jpg")  # an image session: not a video
-    _touch(mmi / "Sessions" / "4" / "a.avi")
-    _touch(mmi / "Sessions" / "4" / "b.avi")
-    jobs, _ = make_jobs(mmi, "mmi")
-    assert _names(jobs) == ["2", "4", "10"]  # numeric order
-    by_name = {j.name: j for j in jobs}
-    assert by_name["10"].output.name == "10.npy" and not by_name["10"].error
-    assert "several .avi" in by_name["4"].error
-
-    spos = tmp_path / "spos"
-    for label, clip in (("posed", "yi_p1"), ("spontaneous", "ying_s2")):
-        for i in (1, 2, 10):
-            _touch(spos / label / "happy" / clip / f"img{i}.bmp")
-    _touch(spos / "posed" / "happy" / "yi_p1" / "@eaDir" / "thumb.jpg")  # a NAS's thumbnails
-    assert _names(make_jobs(spos, "spos")[0]) == ["yi_p1", "ying_s2"]
-    jobs, out = make_jobs(spos / "posed" / "happy" / "yi_p1")  # one clip, sub-folder or not
-    assert _names(jobs) == ["yi_p1"] and out == spos / "posed" / "happy" / "npy"
-
-    folder = tmp_path / "mixed"
-    _touch(folder / "a" / "x.mov")
-    _touch(folder / "b" / "clip" / "f1.png")
-    _touch(folder / "npy" / "old.png")  # outputs (contact sheets) are not inputs
-    jobs, out = make_jobs(folder, "folder")
-    assert sorted(_names(jobs)) == ["clip", "x.mov"] and out == folder / "npy"
-
-
-def test_folder_walks_past_stray_images_outputs_links_and_clashes(tmp_path):
-    ds = tmp_path / "ds"
-    _touch(ds / "overview.jpg")  # a stray image does not make the dataset one frame folder
-    _touch(ds / "posed" / "p1.mp4")
-    _touch(ds / "spont" / "s1.mp4")
-    _touch(ds / "sheets" / "old.mp4.npy")  # an earlier --output with contact sheets
-    _touch(ds / "sheets" / "old.mp4.png")
-    elsewhere = tmp_path / "elsewhere" / "clips"
-    _touch(elsewhere / "l1 [1080p].mp4")
-    (ds / "linked").symlink_to(elsewhere)  # linked folders are walked
-    (elsewhere / "loop").symlink_to(ds)  # ... once each
-    jobs, out = make_jobs(ds)
-    assert out == ds / "npy" and _names(jobs) == ["l1 [1080p].mp4", "p1.mp4", "s1.mp4"]
-
-    _touch(ds / "spont" / "again" / "p1.mp4")  # two sources, one output name: both fail, only them
-    jobs, _ = make_jobs(ds)
-    clash = [j for j in jobs if j.name == "p1.mp4"]
-    assert len(clash) == 2 and all("would also write p1.mp4.npy" in j.error for j in clash)
-    assert all(not j.error for j in jobs if j.name != "p1.mp4")
-
-
-def test_clashes_ignore_case_and_a_linked_file_counts_once(tmp_path):
-    """Names one file on macOS and Windows clash; a link to a video also found is one video."""
-    ds = tmp_path / "ds"
-    _touch(ds / "posed" / "Smile.mp4")
-    _touch(ds / "genuine" / "smile.mp4")
-    _touch(ds / "posed" / "cafe\u0301.mp4")  # é decomposed (as macOS writes it) ...
-    _touch(ds / "genuine" / "caf\u00e9.mp4")  # ... and composed
-    _touch(ds / "posed" / "w.mp4")
-    (ds / "all").mkdir()
-    (ds / "all" / "w.mp4").symlink_to("../posed/w.mp4")
-    jobs, _ = make_jobs(ds)
-    errors = {j.source.relative_to(ds).as_posix(): j.error for j in jobs}
-    assert errors["all/w.mp4"] == "" and "posed/w.mp4" not in errors
-    assert (
-        f"{ds / 'posed' / 'Smile.mp4'} (as Smile.mp4.npy) would also write smile.mp4.npy "
-        "where file names ignore case" in errors["genuine/smile.mp4"]
-    )
-    assert "would also write Smile.mp4.npy" in errors["posed/Smile.mp4"]
-    assert errors["posed/cafe\u0301.mp4"] and errors["genuine/caf\u00e9.mp4"]
-    assert len(jobs) == 5
-
-
-def test_stray_images_beside_video_folders_are_no_clip_at_any_depth(tmp_path):
-    ds = tmp_path / "ds"
-    _touch(ds / "part1" / "overview.jpg")  # beside a folder of videos
-    _touch(ds / "part1" / "posed" / "b.mp4")
-    _touch(ds / "part2" / "notes.png")  # above one
-    _touch(ds / "part2" / "subject1" / "spont" / "c.mp4")
-    _touch(ds / "part3" / "clip" / "f1.png")  # a clip is still a clip
-    assert _names(make_jobs(ds)[0]) == ["b.mp4", "c.mp4", "clip"]
-    assert _names(make_jobs(ds / "part2")[0]) == ["c.mp4"]
-
-
-def test_contact_sheets_inside_a_folder_input_refused(tmp_path, capsys):
-    """A later run would take a folder of sheets for a clip: refused unless never walked."""
-    vids = tmp_path / "vids"
-    _touch(vids / "a.mp4")
-    assert run_cli(vids, "--plot", vids / "sheets") == 2
-    assert f"--plot {vids / 'sheets'} is inside the input folder" in capsys.readouterr().err
-    out = vids / "npy"
-    for fine in (out, out / "sheets", vids / ".sheets", tmp_path / "sheets"):
-        extract_batch.check_plot(vids, out, fine)
-    with pytest.raises(ValueError, match="inside the input folder"):
-        extract_batch.check_plot(vids, vids / "landmarks", vids / "landmarks" / "sheets")
-    assert not (vids / "sheets").exists()
-    uva = tmp_path / "uva"  # a UvA-NEMO walk takes videos only: sheets inside it are harmless
-    _touch(uva / "001_deliberate_smile_1.mp4")
-    assert run_cli(uva, "--dataset", "uva", "--plot", uva / "sheets") == 1  # the fake video fails
-    assert "inside the input folder" not in capsys.readouterr().err
 
 
 def test_sidecar_must_describe_its_array(tmp_path):
@@ -415,37 +293,9 @@ def test_temp_cleanup_removes_this_outputs_temps_only(tmp_path):
     mine = [tmp_path / f"{temp_prefix(t)}k2j3h4g5.tmp" for t in (npy, meta_path(npy))]
     theirs = tmp_path / f"{temp_prefix(other)}k2j3h4g5.tmp"
     for tmp in (*mine, theirs):
-        _touch(tmp)
+        touch(tmp)
     extract_batch._clean_temp_files(Job(tmp_path / "v.mp4", "clip [1].mp4", npy))
     assert not any(t.exists() for t in mine) and theirs.exists()
-
-
-def test_outputs_inside_a_frame_folder_refused(tmp_path, capsys):
-    clip = tmp_path / "clipA"
-    for i in (1, 2):
-        _touch(clip / f"frame{i}.png")
-    assert run_cli(clip, "--output", clip) == 2
-    assert "inside the frame folder" in capsys.readouterr().err
-    assert run_cli(clip, "--plot", clip / "sheets") == 2
-    assert "inside the frame folder" in capsys.readouterr().err
-    assert sorted(p.name for p in clip.iterdir()) == ["frame1.png", "frame2.png"]
-
-
-def test_clip_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch):
-    clip = tmp_path / "clipA"
-    for i in (1, 2):
-        _touch(clip / f"frame{i}.png")
-    monkeypatch.chdir(clip)
-    jobs, out = make_jobs(".")
-    assert _names(jobs) == ["clipA"] and out == tmp_path / "npy"
-    extract_batch.check_targets(jobs, out)  # the default output is beside the clip, not in it
-    (clip / "thumbs").mkdir()
-    monkeypatch.chdir(clip / "thumbs")
-    assert make_jobs("..", output="x")[0][0].output == Path("x") / "clipA.npy"
-    (tmp_path / "links").mkdir()
-    (tmp_path / "links" / "mine").symlink_to(clip)  # a linked clip keeps the link's name and place
-    jobs, out = make_jobs(tmp_path / "links" / "mine")
-    assert _names(jobs) == ["mine"] and out == tmp_path / "links" / "npy"
 
 
 def test_failed_rerun_keeps_the_previous_output(pyfeat_data, tmp_path):
