@@ -25,7 +25,8 @@ from data.dmarker_cache import load_dmarker_table
 from models import build_model
 from training.checkpoint import mend_best, save_checkpoint
 from training.config import load_config
-from training.loop import clip_config, fit, predict, resolve_device
+from training.evaluate import clip_config, predict
+from training.loop import fit, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 

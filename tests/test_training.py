@@ -303,6 +303,7 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
 def test_bf16_autocast_path_end_to_end(tmp_path, demo_root, monkeypatch):
     """The CUDA path's autocast (bf16 activations, float32 weights) through training, selection,
     checkpoints and the test fold, run here with CPU autocast: this machine has no GPU."""
+    import training.evaluate as evaluate
     import training.loop as loop
 
     used = []
@@ -311,7 +312,8 @@ def test_bf16_autocast_path_end_to_end(tmp_path, demo_root, monkeypatch):
         used.append(cfg.train.amp)
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.amp)
 
-    monkeypatch.setattr(loop, "_autocast", cpu_autocast)
+    for module in (loop, evaluate):  # training steps; validation and test
+        monkeypatch.setattr(module, "autocast", cpu_autocast)
     cfg = tiny_config(tmp_path, demo_root)
     for run, amp in (("bf16", "true"), ("fp32", "false")):
         args = ["--config", str(cfg), "--fold", "2", "--out", str(tmp_path / run)]

@@ -34,7 +34,7 @@ from models import build_model
 from models.config import BASELINE
 from training.checkpoint import load_checkpoint
 from training.config import Config, from_dict
-from training.loop import clip_config, predict
+from training.evaluate import clip_config, predict
 
 #: Why and fix of a landmark file whose frame rate or size is unknown.
 NO_RATE = (

@@ -19,7 +19,8 @@ from data.targets import table_digest
 from models.config import BASELINE
 from training.baseline import fit_baseline, score_baseline
 from training.config import Config, load_config, save_config, to_dict
-from training.loop import DivergedError, fit, resolve_device, test, uses_dmarkers
+from training.evaluate import test
+from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
 from training.report import what_validation_chose
 
 

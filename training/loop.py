@@ -1,7 +1,7 @@
-"""Fit one fold with model selection on the inner validation split, then test once.
+"""Fit one fold with model selection on the inner validation split.
 
 ``fit`` sees only the training and validation names of a fold; the test names reach nothing but
-``test``, which runs once with the selected checkpoint on deterministic windows.
+``training.evaluate.test``, which runs once with the selected checkpoint on deterministic windows.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from data.clips import ClipConfig, TestWindows, TrainClips, video_scores
+from data.clips import TestWindows, TrainClips
 from data.datasets import SmileDataset
 from data.io import atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler, targets_digest
@@ -31,6 +31,7 @@ from data.transforms import build_augment
 from models import build_model, count_parameters
 from training.checkpoint import load_checkpoint, mend_best, save_checkpoint, set_rng_state
 from training.config import DEVICE, Config, to_dict
+from training.evaluate import autocast, batch_to, clip_config, predict
 from training.metrics import best_threshold, classification_metrics, log_loss
 
 METRIC_COLUMNS = (
@@ -68,25 +69,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def clip_config(cfg: Config) -> ClipConfig:
-    d = cfg.data
-    return ClipConfig(
-        window=d.window, target_fps=d.target_fps, normalize=d.normalize, test_stride=d.test_stride
-    )
-
-
 #: What needs the D-Marker table in a network run, for the error when there is none.
 DMARKER_LOSS = "the D-Marker loss (--model meshsmilenet trains without it)"
 
 
 def uses_dmarkers(cfg: Config) -> bool:
     return cfg.model.name == "deepmarkernet" and cfg.train.dmarker_weight > 0
-
-
-def _autocast(cfg: Config, device: torch.device):
-    return torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"
-    )
 
 
 def _lr_lambda(cfg: Config) -> Callable[[int], float]:
@@ -111,12 +99,6 @@ def _update_average(ema: AveragedModel, model: torch.nn.Module) -> None:
             mine.copy_(theirs)
 
 
-def _batch_to(batch: dict, device: torch.device) -> dict:
-    return {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
-
-
 def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
     """Weighted BCE + D-Marker regression on standardised targets (no sigmoid around it)."""
     bce = F.binary_cross_entropy_with_logits(out.logits.float(), batch["label"].float())
@@ -130,28 +112,6 @@ def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
             loss = loss + cfg.train.dmarker_weight * dm
             parts["dmarker"] = dm.detach()
     return loss, parts
-
-
-@torch.no_grad()
-def predict(
-    cfg: Config, model, windows: TestWindows, n_videos: int, device: torch.device
-) -> np.ndarray:
-    """Per-video spontaneous probability: the mean over its deterministic windows. -> (n_videos,)"""
-    model.eval()
-    loader = DataLoader(
-        windows,
-        batch_size=cfg.train.batch_size * 2,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-    )
-    probs, index = [], []
-    for batch in loader:
-        batch = _batch_to(batch, device)
-        with _autocast(cfg, device):
-            out = model(batch["x"], batch["mask"])
-        probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
-        index.append(batch["index"].cpu().numpy())
-    return video_scores(np.concatenate(probs), np.concatenate(index), n_videos)
 
 
 def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScaler | None:
@@ -208,8 +168,8 @@ def _train_epoch(cfg: Config, model, ema, optimizer, train_set: TrainClips, epoc
     n_dm = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, dynamic_ncols=True)
     for batch in bar:
-        batch = _batch_to(batch, device)
-        with _autocast(cfg, device):
+        batch = batch_to(batch, device)
+        with autocast(cfg, device):
             out = model(batch["x"], batch["mask"])
         loss, parts = compute_loss(cfg, out, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -391,27 +351,3 @@ def fit(
         out_dir / "selection.json", {**summary, "select_metric": t.select_metric, "val": val}
     )
     return summary
-
-
-def test(
-    cfg: Config,
-    dataset: SmileDataset,
-    names: list[str],
-    out_dir: Path,
-    device: torch.device,
-    threshold: float,
-) -> dict:
-    """Evaluate ``best.pt`` once on ``names`` (the test fold) -> test.json's content."""
-    ckpt = load_checkpoint(out_dir / "best.pt")
-    model = build_model(cfg.model, dataset.n_landmarks).to(device)
-    model.load_state_dict(ckpt["model"])
-    labels = np.array([dataset.videos[n].label for n in names])
-    probs = predict(cfg, model, TestWindows(dataset, names, clip_config(cfg)), len(names), device)
-    return {
-        **classification_metrics(labels, probs, threshold),
-        "best_epoch": ckpt["state"]["best_epoch"],
-        "videos": {
-            n: {"label": int(y), "probability": float(p)}
-            for n, y, p in zip(names, labels, probs, strict=True)
-        },
-    }
