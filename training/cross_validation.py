@@ -115,9 +115,9 @@ def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> 
     videos or labels, or the D-Marker rows it learned from, changed since), or None."""
     result = json.loads(test_json.read_text())
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
-    if "fold_digest" in result:  # results of earlier versions: their test part and validation
+    if "fold_digest" in result:
         same_fold = result["fold_digest"] == fold_digest(dataset, split)
-    else:
+    else:  # results of earlier versions: their test part and validation videos
         selection = test_json.parent / "selection.json"
         val = json.loads(selection.read_text()).get("val") if selection.exists() else None
         tested = {n: v["label"] for n, v in result["videos"].items()}
