@@ -156,3 +156,14 @@ def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys, model):
     assert f"python dmarker.py --landmarks {root / 'npy'} --output {root / 'dmarkers.npz'}" in err
     assert ("meshsmilenet trains without it" in err) == (model == "deepmarkernet")
     assert not out.exists()  # refused before anything is written
+
+
+def test_the_baseline_reports_no_validation_part(demo_root, tmp_path, capsys):
+    """It fits the whole training part (the networks' training and validation videos)."""
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
+    assert smile_point.main([*args, "--fold", "1", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"videos train {len(split.train) + len(split.val)}, test {len(split.test)}; " in out
+    assert "val " not in out.split("videos train")[1].splitlines()[0]

@@ -172,11 +172,13 @@ def run_fold(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
-    print(
-        f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos train "
-        f"{len(train)}, val {len(val)}, test {len(split.test)}; subjects "
-        + "/".join(str(len(seen[k])) for k in groups)
-    )
+    if cfg.model.name == BASELINE:  # no validation part: C is chosen by inner cross-validation
+        counts = f"train {len(train) + len(val)}, test {len(split.test)}; subjects "
+        counts += f"{len(seen['train'] | seen['val'])}/{len(seen['test'])}"
+    else:
+        counts = f"train {len(train)}, val {len(val)}, test {len(split.test)}; subjects "
+        counts += "/".join(str(len(seen[k])) for k in groups)
+    print(f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos {counts}")
     if cfg.model.name == BASELINE:
         fitted = fit_baseline(cfg, dataset, train + val, out_dir)
         result = score_baseline(dataset, list(split.test), fitted)
