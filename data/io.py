@@ -129,9 +129,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def json_text(obj: Any) -> str:
+    """The JSON files' format: indented, UTF-8 as is, a final newline."""
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON (indented, UTF-8) atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    return atomic_write_text(path, json_text(obj))
 
 
 def landmark_path(out_dir: str | os.PathLike, video_name: str) -> Path:
@@ -158,7 +163,7 @@ def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dic
         raise ValueError(f"{npy_path}: landmarks must be (T, L, 3), got {landmarks.shape}")
     if not np.isfinite(landmarks).all():
         raise ValueError(f"{npy_path}: landmarks contain NaN or inf")
-    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    text = json_text(meta)
     replaced = False
 
     def write(tmp: Path) -> None:
