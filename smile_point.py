@@ -102,6 +102,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 #: Flags of network training that the D-Marker baseline has no use for.
 NETWORK_FLAGS = ("epochs", "batch_size", "lr")
+#: The config keys the D-Marker baseline reads; a ``--set`` of any other key is refused for it.
+BASELINE_KEYS = (
+    "data.dataset", "data.root", "data.folds", "data.landmarks", "data.n_folds", "model.name",
+    "train.threshold", "train.seed", "train.device", "out",
+)  # fmt: skip
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -137,6 +142,12 @@ def build_config(args: argparse.Namespace) -> Config:
         raise ValueError(
             f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
             f"{BASELINE} takes none (its regularisation is chosen by inner cross-validation)"
+        )
+    unread = [k for k in (i.partition("=")[0].strip() for i in args.set) if k not in BASELINE_KEYS]
+    if cfg.model.name == BASELINE and unread:
+        raise ValueError(
+            f"--set {', '.join(unread)}: {BASELINE} does not read it; it reads only "
+            f"{', '.join(BASELINE_KEYS)}"
         )
     check_choices(cfg)
     if args.out is not None:

@@ -180,6 +180,12 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     folds = [str(tmp_path / "running" / f"fold_0{k}" / "best.pt") for k in (1, 3)]
     rc, report = classify([video, "--checkpoint", *folds], tmp_path)
     assert rc == 0 and list(report["videos"][0]["per_checkpoint"]) == folds
+    # a fold of the run's results.json deleted, or its best.pt: not left out silently
+    shutil.copytree(out, tmp_path / "partial")
+    shutil.rmtree(tmp_path / "partial" / "fold_02")
+    (tmp_path / "partial" / "fold_03" / "best.pt").unlink()
+    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "partial")]) == 2
+    assert "partial: no best.pt in fold_02, fold_03; rerun" in capsys.readouterr().err
 
 
 def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run, capsys):

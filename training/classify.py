@@ -83,6 +83,20 @@ def _is_baseline_run(path: Path) -> bool:
     return isinstance(saved, dict) and (saved.get("model") or {}).get("name") == BASELINE
 
 
+def _missing_folds(run: Path, folds: list[Path]) -> list[str]:
+    """Folds of the run without ``best.pt``: fold folders, and the folds its ``results.json``
+    (written by ``--fold all``) lists, so that no fold is silently left out."""
+    listed: list[Path] = []
+    if (results := run / "results.json").is_file():
+        try:
+            listed = [
+                run / f"fold_{int(r['fold']):02d}" for r in json.loads(results.read_text())["folds"]
+            ]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{results}: not a results.json of smile_point.py ({e})") from e
+    return [d.name for d in dict.fromkeys([*listed, *folds]) if not (d / "best.pt").is_file()]
+
+
 def find_checkpoints(paths: list[str | Path]) -> list[Path]:
     """``best.pt`` files: each path itself, or a run folder's ``fold_*/best.pt`` (each once).
 
@@ -115,6 +129,11 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                 raise ValueError(
                     f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
                     "with --resume, or give the finished folds' best.pt files"
+                )
+            if missing := _missing_folds(path, folds):
+                raise FileNotFoundError(
+                    f"{path}: no best.pt in {', '.join(missing)}; rerun those folds with --fold N "
+                    "--resume, or give the other folds' best.pt files"
                 )
             found += [d / "best.pt" for d in folds]
         else:
