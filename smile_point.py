@@ -28,7 +28,15 @@ from colorama import init as colorama_init
 from data.io import atomic_write_json, check_folder
 from models.config import BASELINE, NAMES
 from training.classify import classify, format_verdicts
-from training.config import Config, DataConfig, check_choices, load_config, save_config, set_value
+from training.config import (
+    Config,
+    DataConfig,
+    check_choices,
+    full_key,
+    load_config,
+    save_config,
+    set_value,
+)
 from training.cross_validation import (
     check_fold,
     check_kept_folds,
@@ -105,7 +113,7 @@ NETWORK_FLAGS = ("epochs", "batch_size", "lr")
 #: The config keys the D-Marker baseline reads; a ``--set`` of any other key is refused for it.
 BASELINE_KEYS = (
     "data.dataset", "data.root", "data.folds", "data.landmarks", "data.n_folds", "model.name",
-    "train.threshold", "train.seed", "train.device", "out",
+    "train.threshold", "train.seed", "train.device",
 )  # fmt: skip
 
 
@@ -143,7 +151,8 @@ def build_config(args: argparse.Namespace) -> Config:
             f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
             f"{BASELINE} takes none (its regularisation is chosen by inner cross-validation)"
         )
-    unread = [k for k in (i.partition("=")[0].strip() for i in args.set) if k not in BASELINE_KEYS]
+    keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
+    unread = [k for k in keys if k not in BASELINE_KEYS]
     if cfg.model.name == BASELINE and unread:
         raise ValueError(
             f"--set {', '.join(unread)}: {BASELINE} does not read it; it reads only "

@@ -130,7 +130,7 @@ def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
     args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
     assert smile_point.main([*args, "--epochs", "5", "--out", str(run)]) == 2
     assert "--epochs: network training flags; dmarker-logreg takes none" in capsys.readouterr().err
-    ignored = ["--set", "train.epochs=5", "--set", "model.dim=8", "--set", "train.threshold=fixed"]
+    ignored = ["--set", "train.epochs=5", "--set", "dim=8", "--set", "threshold=fixed"]
     assert smile_point.main([*args, *ignored, "--out", str(run / "x")]) == 2
     err = capsys.readouterr().err
     assert "--set train.epochs, model.dim: dmarker-logreg does not read it" in err

@@ -40,6 +40,7 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         ("nope=1", "unknown key"),
         ("train.lr", "expected key=value"),
         ("train.amp=maybe", "train.amp"),
+        ("augment.mirror=yes", "expected float, got True .YAML reads yes/no/on/off as true"),
         ("ema_decay=1", "train.ema_decay = 1.0: must be 0"),
         ("ema_decay=-0.1", "train.ema_decay"),
         ("epochs=0", "train.epochs = 0: must be at least 1"),

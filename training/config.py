@@ -198,6 +198,11 @@ def set_value(cfg: Config, key: str, value: Any, source: str) -> None:
     setattr(target, name, _coerce(value, hint, f"{source}: {section}.{name}"))
 
 
+def full_key(cfg: Config, key: str) -> str:
+    """``section.field`` of a key as ``--set`` takes it (a unique bare field is completed)."""
+    return ".".join(_resolve(cfg, key.strip(), f"--set {key}"))
+
+
 def _resolve(cfg: Config, key: str, source: str) -> tuple[str, str]:
     sections = SECTIONS
     if "." in key:
@@ -260,4 +265,5 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
     elif hint is Any:
         return value
-    raise ValueError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    why = " (YAML reads yes/no/on/off as true/false)" if isinstance(value, bool) else ""
+    raise ValueError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}{why}")
