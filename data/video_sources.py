@@ -40,14 +40,20 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
+#: Folders that file systems and archivers add: Synology thumbnails (JPEGs that would pass for
+#: a clip's frames), macOS zip resource forks, Windows' recycle bin and volume data.
+SYSTEM_DIRS = frozenset({"@eaDir", "__MACOSX", "$RECYCLE.BIN", "System Volume Information"})
+
+
 def _skipped(name: str) -> bool:
-    """A folder that walks leave out: hidden, or named like an output folder (``npy``)."""
-    return name.startswith(".") or name == OUTPUT_DIRNAME
+    """A folder that walks leave out: hidden, a system folder (:data:`SYSTEM_DIRS`), or named
+    like an output folder (``npy``)."""
+    return name.startswith(".") or name in SYSTEM_DIRS or name == OUTPUT_DIRNAME
 
 
 def _folders(root: Path, skip: Path | None = None) -> Iterator[Path]:
     """``root`` and every folder below it, in natural order; linked folders are followed, each
-    real folder once (no link loops); hidden folders, folders named ``npy`` and ``skip`` left out.
+    real folder once (no link loops); the folders of :func:`_skipped` and ``skip`` left out.
     """
     seen = {Path(root).resolve(), *([skip.resolve()] if skip else [])}
 
@@ -66,7 +72,7 @@ def _folders(root: Path, skip: Path | None = None) -> Iterator[Path]:
 
 def walked(root: Path, folder: Path) -> bool:
     """Whether a folder walk of ``root`` reaches ``folder`` (which need not exist yet): it lies
-    in ``root`` and no folder on the way there is hidden or named ``npy``."""
+    in ``root`` and no folder on the way there is left out (:func:`_skipped`)."""
     root, folder = Path(root).resolve(), Path(folder).resolve()
     if folder != root and root not in folder.parents:
         return False

@@ -109,6 +109,8 @@ def test_stray_images_beside_video_folders_are_no_clip_at_any_depth(tmp_path):
     touch(ds / "part2" / "notes.png")  # above one
     touch(ds / "part2" / "subject1" / "spont" / "c.mp4")
     touch(ds / "part3" / "clip" / "f1.png")  # a clip is still a clip
+    touch(ds / "part3" / "@eaDir" / "SYNOPHOTO_THUMB_M.jpg")  # a NAS's thumbnails: no clip
+    touch(ds / "__MACOSX" / "part1" / "._b.mp4")  # an unzipped archive's resource forks
     assert _names(make_jobs(ds)[0]) == ["b.mp4", "c.mp4", "clip"]
     assert _names(make_jobs(ds / "part2")[0]) == ["c.mp4"]
 
