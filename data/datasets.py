@@ -337,7 +337,7 @@ def open_dataset(
             "(extract_landmarks.py) or remove them from the fold files / labels.csv"
         )
     labels = _labels(kind, names, root, fold_labels, listed, table)
-    subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table)
+    subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
     if rule.startswith(UNVERIFIABLE):
         warnings.warn(
             f"{folds_dir}: subject independence cannot be checked ({rule}); add "

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from data.folds import Fold, fold_dirs, read_fold_files
+from data.folds import Fold, fold_dirs, fold_files, read_fold_files
 from data.subjects import (
     guess_kind,
     nfc,
@@ -146,11 +146,13 @@ def _unchecked(kind: str, landmarks: Path) -> str | None:
     return None
 
 
-def _subjects(kind: str, names: list[str], root: Path, folds: list[Fold]):
+def _subjects(kind: str, names: list[str], folds_dir: Path, folds: list[Fold]):
     """(subjects, rule) of ``names`` by the kind's rule or ``<root>/labels.csv``."""
+    root = folds_dir.parent
     csv = root / "labels.csv"
     table = read_labels_csv(csv) if csv.exists() else None
-    return subjects_for(kind, names, root=root, folds=folds, table=table)
+    listed = fold_files(folds_dir, folds)
+    return subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
 
 
 def _error(e: Exception | str) -> int:
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     landmarks = args.landmarks or root / "npy"
     unchecked = _unchecked(kind, landmarks)
     try:
-        subjects, rule = _subjects(kind, names, root, folds)
+        subjects, rule = _subjects(kind, names, folds_dir, folds)
     except (OSError, ValueError) as e:
         refusal = None if unchecked else training_refusal(kind, root, folds_dir, landmarks)
         if refusal is None:

@@ -257,20 +257,28 @@ UNVERIFIABLE = "NOT VERIFIABLE, subjects inferred from the folds: "
 
 
 def subjects_for(
-    kind: str, names, *, root: Path | None = None, folds=None, table: LabelsTable | None = None
+    kind: str,
+    names,
+    *,
+    root: Path | None = None,
+    folds=None,
+    table: LabelsTable | None = None,
+    listed: dict | None = None,
 ) -> tuple[dict[str, str], str]:
     """Subject of every name and a one-line description of the rule used (it starts with
-    :data:`UNVERIFIABLE` when the subjects come from the folds themselves)."""
-    names = list(names)
+    :data:`UNVERIFIABLE` when the subjects come from the folds themselves). ``listed``: name ->
+    the fold file that lists it, for messages."""
+    names, listed = list(names), listed or {}
     if table is not None:  # it names the subjects of all the videos or of none (a typo hides leaks)
         rows = {n: table.row(n) for n in names}
         lacking = [n for n, row in rows.items() if row is None]
         if not lacking:
             subjects = {n: table.subjects[r] for n, r in rows.items()}
             return subjects, f"subject column of {table.path}"
+        shown = [f"{n} ({listed[n]})" if n in listed else n for n in lacking[:3]]
         raise ValueError(
             f"{table.path}: no row for {len(lacking)} of {len(names)} video(s), e.g. "
-            f"{lacking[:3]}; add them (video,label,subject), named as in the fold files"
+            f"{', '.join(shown)}; add them (video,label,subject), named as in the fold files"
         )
     if kind in ("folder", "demo"):
         raise ValueError(f"labels.csv: no subject for {len(names)} video(s), e.g. {names[:3]}")

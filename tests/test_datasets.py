@@ -257,7 +257,8 @@ def test_labels_csv_must_name_every_video(tmp_path):
         {"Genuine a": 1, "posed b": 0, "posed c": 0},
     )
     write_csv(tmp_path / "labels.csv", [("Genuine a", 1, "alice"), ("posed b", 0, "alice")])
-    with pytest.raises(ValueError, match=r"labels.csv: no row for 1 of 3 video\(s\).*posed c"):
+    lacking = r"labels.csv: no row for 1 of 3 video\(s\), e.g. posed c \(.*labels/1/test.json\)"
+    with pytest.raises(ValueError, match=lacking):
         open_dataset("bbc", tmp_path)
     # rows named with the video extension match fold names without it, as landmark files do
     rows = [("Genuine a.mp4", 1, "alice"), ("posed b.mp4", 0, "alice"), ("posed c.mp4", 0, "bob")]
