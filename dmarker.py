@@ -132,8 +132,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def check_plot_name(landmarks: Path, name: str) -> None:
+    """``--plot NAME`` must name a landmark file of the folder: a KeyError before the table is
+    built, not after (names matched as the table matches them)."""
+    names = [p.name.removesuffix(".npy") for p in sorted(landmarks.glob("*.npy"))]
+    if names:  # none: the build itself says so
+        DMarkerTable(names=names, features=np.zeros((len(names), 0))).index(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        try:
+            check_plot_name(args.landmarks, args.plot)
+        except KeyError as e:
+            print(f"error: --plot: {e.args[0]}", file=sys.stderr)
+            return 1
     try:
         table = build_dmarker_table(
             args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size,

@@ -244,10 +244,12 @@ def test_cli_plot(dataset, capsys):
     png = dataset / "b.mp4.dmarkers.png"
     assert f"plot: {png}" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    write_video(dataset, "new.mp4", smile_video())
     assert cli.main(["--landmarks", str(dataset), "--plot", "bb.mp4", "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert f"--plot: 'bb.mp4' is not in the D-Marker table {dataset / 'dmarkers.npz'}" in err
-    assert "closest: b.mp4" in err and "rebuild" not in err and err.count("\n") == 1
+    out, err = capsys.readouterr()
+    assert "--plot: 'bb.mp4' is not in the D-Marker table (4 videos, closest: b.mp4," in err
+    assert "rebuild" not in err and err.count("\n") == 1
+    assert out == "" and "new.mp4" not in load_dmarker_table(dataset / "dmarkers.npz")  # not built
 
 
 def test_cli_errors(tmp_path, dataset, capsys):
