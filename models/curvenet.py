@@ -168,8 +168,11 @@ class LPFA(nn.Module):
 def crossover_weights(cand: Tensor, feat: Tensor, curve: Tensor) -> Tensor:
     """Crossover suppression of the walk, without gradient: 1 + cos(feat - curve, cand - feat)
     clipped to [0, 1], i.e. candidates that turn back get a smaller score.
-    cand (M, k, d) candidates, feat (M, d) current point, curve (M, d) descriptor -> (M, k)."""
-    with torch.no_grad():
+    cand (M, k, d) candidates, feat (M, d) current point, curve (M, d) descriptor -> (M, k).
+    In float32 whatever the autocast: the expanded squared norm cancels badly in bf16 (a few
+    percent of the weights flipped)."""
+    with torch.no_grad(), torch.autocast(cand.device.type, enabled=False):
+        cand, feat, curve = cand.float(), feat.float(), curve.float()
         direction = feat - curve  # (M, d)
         # dot products and norms of cand - feat from cand @ [direction, feat]: no (M, k, d) temp
         proj = torch.bmm(cand, torch.stack((direction, feat), dim=2))  # (M, k, 2)
@@ -204,7 +207,7 @@ class CurveWalk(nn.Module):
         m = min(self.curves, v)
         score = torch.sigmoid(self.start(x))  # (N, 1)
         x = x * score
-        start = score.view(n, v).topk(m, dim=1).indices  # (n, m)
+        start = score.float().view(n, v).topk(m, dim=1).indices  # (n, m); bf16 would tie
         cur = (start + torch.arange(n, device=x.device)[:, None] * v).reshape(-1)  # (M,) rows
         w_cand, w_curve = self.agent.weight.view(2, d)
         curve = x[cur]  # (M, d) descriptor, starts at the start point

@@ -102,8 +102,8 @@ class SmileNet(nn.Module):
             feats = self.encoder_dropout(feats)  # (f, w, d)
         feats = self.mix_norm(feats)
         w, d = feats.shape[1:]
-        tokens = feats.new_zeros(b, t, w, d)
-        tokens[mask] = feats  # (b, t, w, d), zeros at padding frames
+        tokens = feats.new_zeros(b, t, w, d, dtype=torch.float32)  # the residual stream: fp32
+        tokens[mask] = feats.float()  # (b, t, w, d), zeros at padding frames
         time_pos = sinusoidal_positions(t, d, device=x.device)
         landmark_pos = sinusoidal_positions(w, d, device=x.device)
         time_mask = repeat(mask, "b t -> (b w) t", w=w)
@@ -118,9 +118,10 @@ class SmileNet(nn.Module):
         frame_tokens = tokens.mean(2)  # (b, t, d)
         for layer in self.temporal:
             frame_tokens = layer(frame_tokens, time_pos, mask)
-        pooled = self.norm(masked_mean(frame_tokens, mask))  # (b, d)
-        logits = self.classifier(pooled).squeeze(-1)
-        dmarkers = None if self.dmarker_head is None else self.dmarker_head(pooled)
+        with torch.autocast(x.device.type, enabled=False):  # heads in fp32: bf16 logits are coarse
+            pooled = self.norm(masked_mean(frame_tokens.float(), mask))  # (b, d)
+            logits = self.classifier(pooled).squeeze(-1)
+            dmarkers = None if self.dmarker_head is None else self.dmarker_head(pooled)
         return SmileOutput(logits=logits, dmarkers=dmarkers)
 
     def _check(self, x: Tensor, mask: Tensor | None) -> tuple[int, int, int, int]:

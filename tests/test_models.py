@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from models import ModelConfig, build_model, count_parameters
-from models.curvenet import LEAK, LPFA, CurveWalk, geometry, knn_graph
+from models.curvenet import LEAK, LPFA, CurveWalk, crossover_weights, geometry, knn_graph
 
 TINY = dict(
     k=4,
@@ -154,13 +154,21 @@ def test_default_deepmarkernet_has_the_published_size():
 
 
 def test_bf16_autocast_on_cpu():
+    """The autocast path (CUDA's, run here on the CPU): finite, trainable, and the heads and the
+    curve walk's crossover weights stay float32 (bf16 logits are coarse; the crossover's
+    expanded squared norm cancels in bf16)."""
     torch.manual_seed(0)
     model = build_model(tiny(), 68)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(clip(b=2, t=3))
-    assert torch.isfinite(out.logits.float()).all()
-    loss_of(out, 2).float().backward()
+    assert out.logits.dtype == out.dmarkers.dtype == torch.float32
+    assert torch.isfinite(out.logits).all()
+    loss_of(out, 2).backward()
     assert model.encoder.lpfa.edge.weight.grad is not None
+    cand, feat, curve = torch.randn(50, 5, 16) * 10, torch.randn(50, 16) * 10, torch.randn(50, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = crossover_weights(cand, feat, curve)
+    assert torch.equal(under, crossover_weights(cand, feat, curve))
 
 
 def test_config_errors():

@@ -376,7 +376,72 @@ def test_device_names(monkeypatch):
         resolve_device("cuda:0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert current == [torch.device("cuda:0")]  # made the current device: kernels' own buffers
     with pytest.raises(RuntimeError, match=r"--device cuda:1: torch sees 1 CUDA device\(s\)"):
         resolve_device("cuda:1")
+
+
+def test_rng_state_holds_the_training_gpus_state_only(monkeypatch):
+    """A resume on a machine that sees fewer GPUs (a cluster node, CUDA_VISIBLE_DEVICES) must
+    not restore states of GPUs it lacks, and a CPU run must not start CUDA (checked with the
+    CUDA queries patched, as this machine has none)."""
+    from training.checkpoint import rng_state, set_rng_state
+
+    def no_cuda(*args):
+        raise AssertionError("CUDA touched")
+
+    for name in ("get_rng_state", "set_rng_state", "get_rng_state_all", "set_rng_state_all"):
+        monkeypatch.setattr(torch.cuda, name, no_cuda)
+    cpu = torch.device("cpu")
+    state = rng_state(cpu)
+    assert state["cuda"] is None
+    set_rng_state({**state, "cuda": torch.zeros(8, dtype=torch.uint8)}, cpu)
+    gpu = torch.device("cuda:1")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda d: calls.append(("get", d)) or "s1")
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: calls.append(("set", s, d)))
+    assert rng_state(gpu)["cuda"] == "s1"
+    one = torch.ones(8, dtype=torch.uint8)
+    set_rng_state({**state, "cuda": one}, gpu)
+    set_rng_state({**state, "cuda": [one, one, one]}, gpu)  # an earlier version's list: skipped
+    assert calls == [("get", gpu), ("set", one, gpu)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_cuda_fold_killed_resumed_and_classified(tmp_path, demo_root, monkeypatch):
+    """On a GPU: a fold killed after its first epoch resumes and finishes; its checkpoint
+    classifies its test videos as the test did, on the GPU and on the CPU (bf16 vs fp32: close,
+    not equal)."""
+    import training.loop as loop
+
+    class Killed(Exception):
+        pass
+
+    real = loop.save_checkpoint
+
+    def dies_after_epoch_1(path, **payload):
+        real(path, **payload)
+        if payload["state"]["epoch"] == 0:
+            raise Killed
+
+    out = tmp_path / "run"
+    args = ["--config", str(tiny_config(tmp_path, demo_root)), "--fold", "1", "--out", str(out)]
+    monkeypatch.setattr(loop, "save_checkpoint", dies_after_epoch_1)
+    with pytest.raises(Killed):
+        smile_point.main([*args, "--device", "cuda"])
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    assert smile_point.main([*args, "--device", "cuda", "--resume"]) == 0
+    assert len(metric_rows(out / "fold_01")) == 3
+    tested = json.loads((out / "fold_01" / "test.json").read_text())["videos"]
+    files = [str(demo_root / "npy" / f"{n}.npy") for n in sorted(tested)]
+    for device in ("cuda", "cpu"):
+        report = tmp_path / f"{device}.json"
+        cmd = ["--classify", *files, "--checkpoint", str(out), "--json", str(report)]
+        assert smile_point.main([*cmd, "--device", device]) == 0
+        for v in json.loads(report.read_text())["videos"]:
+            expected = tested[v["name"][: -len(".npy")]]["probability"]
+            assert v["probability"] == pytest.approx(expected, abs=0.02)

@@ -1,10 +1,10 @@
 """Checkpoints (``last.pt``, ``best.pt``; the payload is built in ``training.loop.fit``): "model"
 (the weights validated and tested), "optimizer", "scheduler", "state" (epoch, best epoch and
-score, epochs without improvement), "rng" (added here), "config" (resolved), "n_landmarks" (the
-model's input), "dmarker_scaler" (mean and std that turn the D-Marker head's standardised outputs
-back into descriptors; None without the D-Marker loss) and "targets_digest" (what --resume
-checks); with weight averaging also "train_model" (the weights the optimizer moves) and
-"ema_updates"."""
+score, epochs without improvement), "rng" (:func:`rng_state`), "config" (resolved),
+"n_landmarks" (the model's input), "dmarker_scaler" (mean and std that turn the D-Marker head's
+standardised outputs back into descriptors; None without the D-Marker loss) and
+"targets_digest" (what --resume checks); with weight averaging also "train_model" (the weights
+the optimizer moves) and "ema_updates"."""
 
 from __future__ import annotations
 
@@ -18,26 +18,29 @@ import torch
 from data.io import atomic_write
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
+    """The CPU, numpy and Python generators' states and, on CUDA, the training GPU's only (a
+    resume may see fewer GPUs; a CPU run never starts CUDA)."""
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": np.random.get_state(),
         "python": random.getstate(),
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore :func:`rng_state`; a CUDA state only onto a CUDA ``device``. Earlier versions
+    saved a list, one state per visible GPU: skipped (each epoch reseeds every generator)."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and torch.is_tensor(state.get("cuda")):
+        torch.cuda.set_rng_state(state["cuda"], device)
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
 
 def save_checkpoint(path: str | Path, **payload) -> None:
-    """``torch.save`` a dict atomically (temp file + rename), adding the current RNG states."""
-    payload = {**payload, "rng": rng_state()}
+    """``torch.save`` a dict atomically (temp file + rename)."""
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 

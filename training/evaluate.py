@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +27,20 @@ def clip_config(cfg: Config) -> ClipConfig:
     )
 
 
+def uses_amp(cfg: Config, device: torch.device) -> bool:
+    """bf16 autocast: with ``train.amp`` on a CUDA GPU with bf16 tensor cores (compute capability
+    8.0+, Ampere and later; older GPUs emulate bf16, slower than fp32); never on the CPU."""
+    return cfg.train.amp and device.type == "cuda" and _bf16_cores(device)
+
+
+@cache
+def _bf16_cores(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast(cfg: Config, device: torch.device):
-    """bf16 autocast on CUDA when ``train.amp``; off on the CPU."""
-    return torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"
-    )
+    """The autocast context of :func:`uses_amp`."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_amp(cfg, device))
 
 
 def batch_to(batch: dict, device: torch.device) -> dict:
@@ -51,14 +61,15 @@ def predict(
         batch_size=cfg.train.batch_size * 2,
         shuffle=False,
         num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
     )
     probs, index = [], []
     for batch in loader:
+        index.append(batch.pop("index").numpy())  # stays on the CPU
         batch = batch_to(batch, device)
         with autocast(cfg, device):
             out = model(batch["x"], batch["mask"])
         probs.append(torch.sigmoid(out.logits.float()).cpu().numpy())
-        index.append(batch["index"].cpu().numpy())
     return video_scores(np.concatenate(probs), np.concatenate(index), n_videos)
 
 

@@ -29,9 +29,15 @@ from data.io import atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
 from models import build_model, count_parameters
-from training.checkpoint import load_checkpoint, mend_best, save_checkpoint, set_rng_state
+from training.checkpoint import (
+    load_checkpoint,
+    mend_best,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from training.config import DEVICE, Config, to_dict
-from training.evaluate import autocast, batch_to, clip_config, predict
+from training.evaluate import autocast, batch_to, clip_config, predict, uses_amp
 from training.metrics import best_threshold, classification_metrics, log_loss
 
 METRIC_COLUMNS = (
@@ -66,6 +72,8 @@ def resolve_device(name: str) -> torch.device:
             )
         if device.index is not None and device.index >= (n := torch.cuda.device_count()):
             raise RuntimeError(f"--device {name}: torch sees {n} CUDA device(s), cuda:0..{n - 1}")
+        if device.index is not None:  # the current device too: "cuda" and kernels' own buffers
+            torch.cuda.set_device(device)
     return device
 
 
@@ -162,6 +170,7 @@ def _train_epoch(cfg: Config, model, ema, optimizer, train_set: TrainClips, epoc
         shuffle=True,
         generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch),
         num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",  # so that the non-blocking copies do not block
     )
     model.train()
     sums = {"loss": 0.0, "bce": 0.0, "dmarker": 0.0}
@@ -255,7 +264,8 @@ def fit(
         else None
     )
     scored = ema.module if ema else model  # the weights that are validated, selected and tested
-    log(f"{cfg.model.name}: {count_parameters(model):,} parameters on {device}")
+    precision = "bf16 autocast" if uses_amp(cfg, device) else "fp32"
+    log(f"{cfg.model.name}: {count_parameters(model):,} parameters on {device}, {precision}")
 
     state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "stale": 0}
     last = out_dir / "last.pt"
@@ -270,7 +280,7 @@ def fit(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], device)
         if ckpt.get("targets_digest") != digest:
             raise ValueError(
                 f"{last}: the D-Marker targets changed since this fold started (its table was "
@@ -326,6 +336,7 @@ def fit(
             "n_landmarks": dataset.n_landmarks,
             "dmarker_scaler": {"mean": scaler.mean, "std": scaler.std} if scaler else None,
             "targets_digest": digest,
+            "rng": rng_state(device),
         }
         rows.append(row)
         _write_metrics(out_dir / "metrics.csv", rows)
