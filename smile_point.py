@@ -238,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             check_fold(cfg, k, dataset, args.resume)
         if args.resume:
             check_kept_folds(cfg, folds, dataset)
-        if cfg.model.name == BASELINE:
-            dataset.require_dmarkers(BASELINE)
+        if cfg.model.name == BASELINE:  # every video: each one is in some fold's training part
+            dataset.require_dmarkers(BASELINE, dataset.videos)
         elif uses_dmarkers(cfg):
-            dataset.require_dmarkers(DMARKER_LOSS)
+            dataset.require_dmarkers(DMARKER_LOSS, dataset.videos)
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

@@ -139,14 +139,20 @@ class SmileDataset:
             self._dmarkers_read = True
         return self._dmarkers
 
-    def require_dmarkers(self, needed_by: str):
+    def require_dmarkers(self, needed_by: str, names=()):
         """:meth:`dmarkers`, or FileNotFoundError naming ``needed_by`` and the command that
-        builds the table."""
+        builds the table; ValueError when a video of ``names`` has no row in it."""
         table = self.dmarkers()
         if table is None:
             raise FileNotFoundError(
                 f"no dmarkers.npz under {self.root}: {needed_by} needs the D-Marker table; build "
                 f"it with {self.dmarker_command(self.root / 'dmarkers.npz')}"
+            )
+        if missing := [n for n in names if n not in table]:
+            raise ValueError(
+                f"{table.path}: {len(missing)} videos not in it (e.g. {missing[0]}): the table "
+                "is older than the dataset, or dmarker.py could not measure them (it lists those); "
+                f"rebuild it: {self.dmarker_command(table.path)}, or take them out of the folds"
             )
         return table
 
@@ -174,7 +180,7 @@ class SmileDataset:
         fix = f"rebuild it: {command}"
         for v in self.videos.values():
             if v.file.name[: -len(".npy")] not in table:
-                continue  # such videos simply get no D-Marker target
+                continue  # refused where a run needs its row (require_dmarkers)
             i = table.index(v.file.name[: -len(".npy")])
             if tuple(int(x) for x in table.fingerprints[i]) != fingerprint(v.file):
                 raise ValueError(f"{path}: {v.file.name} changed since the table was built; {fix}")

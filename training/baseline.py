@@ -44,12 +44,7 @@ INNER_FOLDS = 5
 
 def _design(dataset: SmileDataset, names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The names with measured D-Markers, their raw descriptors (n, 225) and labels (n,)."""
-    table = dataset.require_dmarkers(BASELINE)
-    if missing := [n for n in names if n not in table]:
-        raise ValueError(
-            f"{table.path}: {len(missing)} videos not in it (e.g. {missing[0]}): it is older "
-            f"than the dataset; rebuild it: {dataset.dmarker_command(table.path)}"
-        )
+    table = dataset.require_dmarkers(BASELINE, names)
     kept = [n for n in names if measured(table, n)]
     x = np.array([table.get(n) for n in kept], dtype=np.float64).reshape(len(kept), -1)
     return kept, x, np.array([dataset.videos[n].label for n in kept])

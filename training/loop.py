@@ -126,7 +126,7 @@ def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScal
     """D-Marker standardisation fitted on ``train`` only; None when the D-Marker loss is off."""
     if not uses_dmarkers(cfg):
         return None
-    return DMarkerScaler.fit(dataset.require_dmarkers(DMARKER_LOSS), train)
+    return DMarkerScaler.fit(dataset.require_dmarkers(DMARKER_LOSS, train), train)
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
