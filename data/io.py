@@ -139,6 +139,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json_text(obj))
 
 
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """The JSON content of ``path``; a file that is not valid JSON is a ValueError naming it and
+    ``fix`` (what to do about it)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); {fix}") from e
+
+
 def landmark_path(out_dir: str | os.PathLike, video_name: str) -> Path:
     """``<out_dir>/<video name with extension>.npy``."""
     return Path(out_dir) / f"{video_name}.npy"

@@ -186,6 +186,12 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     (tmp_path / "partial" / "fold_03" / "best.pt").unlink()
     assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "partial")]) == 2
     assert "partial: no best.pt in fold_02, fold_03; rerun" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "fold_01" / "selection.json").write_text("{")
+    assert smile_point.main(["--classify", video, "--checkpoint", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "fold_01/selection.json: not valid JSON" in err and len(err.splitlines()) == 1
 
 
 def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run, capsys):

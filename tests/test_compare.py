@@ -52,3 +52,13 @@ def test_unfinished_run_is_one_line(tmp_path, capsys):
     assert "no results.json; finish the run" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_run(tmp_path / "run")
+
+
+def test_missing_folder_and_broken_json_are_named(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "nope: no such run folder" in capsys.readouterr().err
+    run = fake_run(tmp_path / "run", "deepmarkernet", {1: [0.1, 0.9, 0.2, 0.8]})
+    (run / "fold_01" / "test.json").write_text("{")
+    assert main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'fold_01' / 'test.json'}: not valid JSON (" in err and len(err.splitlines()) == 1

@@ -13,7 +13,6 @@ scored. An input that cannot be read is reported and the others are still classi
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +26,7 @@ from data.clips import TestWindows
 from data.datasets import Video
 from data.extraction import check_backend, extract_video, make_backend
 from data.frame_info import frame_info
-from data.io import check_whole_video, load_landmarks, to_isotropic
+from data.io import check_whole_video, load_landmarks, read_json, to_isotropic
 from data.normalize import fit_normalization
 from data.video import is_frame_folder, is_video, natural_key, open_source
 from models import build_model
@@ -90,7 +89,8 @@ def _missing_folds(run: Path, folds: list[Path]) -> list[str]:
     if (results := run / "results.json").is_file():
         try:
             listed = [
-                run / f"fold_{int(r['fold']):02d}" for r in json.loads(results.read_text())["folds"]
+                run / f"fold_{int(r['fold']):02d}"
+                for r in read_json(results, "rerun the run with --fold all --resume")["folds"]
             ]
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{results}: not a results.json of smile_point.py ({e})") from e
@@ -172,7 +172,7 @@ def _threshold(path: Path, cfg, ckpt: dict) -> float:
             f"{path}: its threshold was chosen on validation and is kept in {selection.name} "
             "beside it, which is missing; finish the fold (--resume) or copy the fold folder whole"
         )
-    chosen = json.loads(selection.read_text())
+    chosen = read_json(selection, "delete that fold folder and run the fold again")
     if chosen["best_epoch"] != ckpt["state"]["best_epoch"]:
         raise ValueError(
             f"{selection}: chosen for epoch {chosen['best_epoch']}, but {path.name} holds epoch "

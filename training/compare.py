@@ -12,25 +12,27 @@ since only then is the comparison paired.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
+from data.io import read_json
 from training.report import REPORTED
 
 
 def load_run(path: Path) -> dict:
     """{"name", "model", "dataset", "summary", "folds": {fold: test.json content}}."""
     results = path / "results.json"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run folder (give smile_point.py's --out)")
     if not results.is_file():
         raise FileNotFoundError(
             f"{path}: no results.json; finish the run (smile_point.py --fold all --resume)"
         )
-    table = json.loads(results.read_text())
+    table = read_json(results, "rewrite it: smile_point.py --fold all --resume")
     folds = {
-        int(d.name.split("_")[1]): json.loads((d / "test.json").read_text())
+        int(d.name.split("_")[1]): read_json(d / "test.json", "delete that fold folder, --resume")
         for d in sorted(path.glob("fold_*"))
         if (d / "test.json").is_file()
     }
@@ -80,7 +82,9 @@ def compare_table(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m training.compare", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("runs", nargs="+", help="run folders of smile_point.py --fold all")
     args = p.parse_args(argv)
     try:
