@@ -318,10 +318,11 @@ def open_dataset(
             f"{folds_dir}: no fold files (<k>/train.json, <k>/test.json); check the path, or "
             f"leave out --folds to use {default_folds} (folds are generated there if it has none)"
         )
-    if folds is not None and folds_k is not None and folds_k != len(folds):
+    generated = (folds_dir / GENERATED_META).exists()  # own or published fold files: as they are
+    if folds is not None and generated and folds_k is not None and folds_k != len(folds):
         raise ValueError(
-            f"{folds_dir} holds {len(folds)} folds; folds_k={folds_k} applies only "
-            "when no fold files exist (delete generated folds or pass another folds_dir)"
+            f"{folds_dir} holds {len(folds)} generated folds, data.n_folds asks for {folds_k}: "
+            f"delete {folds_dir} to generate {folds_k}, or set data.n_folds={len(folds)}"
         )
     if folds is not None:
         names = sorted(fold_labels)

@@ -66,8 +66,10 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
     assert (meta["k"], meta["seed"]) == (4, 1)
     again = open_dataset("uva", tmp_path)  # reads the written files
     assert [(f.name, set(f.test)) for f in again.folds] == [(f.name, set(f.test)) for f in ds.folds]
-    with pytest.raises(ValueError, match="holds 4 folds"):
+    with pytest.raises(ValueError, match="holds 4 generated folds, data.n_folds asks for 5"):
         open_dataset("uva", tmp_path, folds_k=5)
+    (tmp_path / "labels" / GENERATED_META).unlink()  # fold files of one's own: taken as they are
+    assert len(open_dataset("uva", tmp_path, folds_k=5).folds) == 4
 
 
 def test_a_quick_run_extraction_is_refused(tmp_path):
