@@ -343,6 +343,12 @@ def build_dmarker_table(
     if phase_rule not in PHASE_RULES:
         raise ValueError(f"phase_rule must be one of {PHASE_RULES}, got {phase_rule!r}")
     landmark_dir = Path(landmark_dir)
+    if landmark_dir.is_file():
+        raise ValueError(f"{landmark_dir}: a file; give the folder that holds the .npy files")
+    if output is not None and Path(output).is_dir():
+        raise ValueError(
+            f"{output}: a folder; give the table's file, e.g. {Path(output) / CACHE_NAME}"
+        )
     if not landmark_dir.is_dir():
         raise FileNotFoundError(
             f"{landmark_dir}: no such folder; "

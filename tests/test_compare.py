@@ -61,4 +61,6 @@ def test_missing_folder_and_broken_json_are_named(tmp_path, capsys):
     (run / "fold_01" / "test.json").write_text("{")
     assert main([str(run)]) == 2
     err = capsys.readouterr().err
-    assert f"{run / 'fold_01' / 'test.json'}: not valid JSON (" in err and len(err.splitlines()) == 1
+    assert (
+        f"{run / 'fold_01' / 'test.json'}: not valid JSON (" in err and len(err.splitlines()) == 1
+    )

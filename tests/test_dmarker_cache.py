@@ -256,6 +256,13 @@ def test_cli_errors(tmp_path, dataset, capsys):
     assert cli.main(["--landmarks", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+    npy = next(dataset.glob("*.npy"))
+    assert cli.main(["--landmarks", str(npy)]) == 1
+    assert f"{npy}: a file; give the folder that holds the .npy files" in capsys.readouterr().err
+    assert cli.main(["--landmarks", str(dataset), "--output", str(tmp_path)]) == 1
+    assert f"a folder; give the table's file, e.g. {tmp_path / 'dmarkers.npz'}" in (
+        capsys.readouterr().err
+    )
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "t.npz"
     assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 1
