@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--out", help="run folder (default: <root>/runs/<dataset>-<model>-seed<seed>)")
     p.add_argument(
         "--resume",

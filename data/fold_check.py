@@ -161,6 +161,8 @@ def _error(e: Exception | str) -> int:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
+    from data.datasets import KINDS
+
     parser = argparse.ArgumentParser(
         prog="python -m data.folds", description=__doc__.split("\n")[0]
     )
@@ -170,6 +172,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     check.add_argument(
         "--dataset",
         default="auto",
+        choices=(*KINDS, "auto"),
         help="dataset kind: uva, bbc, mmi, spos, folder, demo or auto (guess from the names)",
     )
     check.add_argument(

@@ -237,6 +237,9 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     assert capsys.readouterr().out.endswith("\nok\n")
     assert main(["check", str(tmp_path), "--landmarks", str(tmp_path / "nyp")]) == 2  # a typo
     assert f"--landmarks {tmp_path / 'nyp'}: no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a mistyped kind printed "ok" after a note
+        main(["check", str(tmp_path), "--dataset", "fodler"])
+    assert "invalid choice: 'fodler'" in capsys.readouterr().err
     csv = tmp_path / "labels.csv"
     good = csv.read_text()
     csv.write_text(good.replace("subj 0 clip 0.mp4,0,", "subj 0 clip 0.mp4,1,"))
