@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=31, help="distinct videos, cycled")
     ap.add_argument("--files", action="store_true", help="also time the table build from files")
     args = ap.parse_args(argv)
+    for flag in ("videos", "frames", "pool"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag}: at least 1")
     rng = np.random.default_rng(0)
     pool = [synthetic_smile(rng, args.frames, args.landmarks) for _ in range(args.pool)]
     print(f"{args.videos} videos x {args.frames} frames x {args.landmarks} landmarks")

@@ -53,6 +53,8 @@ def clips_per_second(dataset, names, cfg, workers: int, batch_size: int, n_batch
     clips = TrainClips(
         dataset, names, cfg, augment=build_augment(AugmentConfig(), dataset.n_landmarks)
     )
+    if len(clips) < batch_size:  # drop_last would leave no batch
+        raise SystemExit(f"--batch-size {batch_size}: more than the {len(clips)} training clips")
     loader = torch.utils.data.DataLoader(
         clips,
         batch_size=batch_size,
@@ -85,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--root", type=Path, help="keep the synthetic dataset here (default: temp)")
     args = parser.parse_args(argv)
+    if args.videos < 40:  # open_dataset("uva") makes 10 subject-independent folds
+        parser.error("--videos: at least 40 (10 folds of subjects with 4 videos each)")
+    for flag in ("frames", "landmarks", "batch_size", "batches", "window"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')}: at least 1")
+    if min(args.workers) < 0:
+        parser.error("--workers: 0 (in this process) or more")
 
     root = args.root or Path(tempfile.mkdtemp(prefix="loader_bench_"))
     try:
