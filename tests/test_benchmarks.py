@@ -21,11 +21,4 @@ def test_unrunnable_sizes_are_usage_errors(main, args, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert stop.value.code == 2
-    assert (
-        capsys.readouterr()
-        .err.splitlines()[-1]
-        .endswith(
-            f"error: {message}"
-            + (" (10 folds of subjects with 4 videos each)" if "40" in message else "")
-        )
-    )
+    assert f"error: {message}" in capsys.readouterr().err.splitlines()[-1]
