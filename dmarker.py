@@ -15,6 +15,7 @@ fail are listed at the end; the others are still computed; the exit status is 1 
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from pathlib import Path
@@ -133,11 +134,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_plot_name(landmarks: Path, name: str) -> None:
-    """``--plot NAME`` must name a landmark file of the folder: a KeyError before the table is
-    built, not after (names matched as the table matches them)."""
+    """``--plot NAME`` must name a landmark file of the folder (matched as the table matches
+    names): a KeyError before the table is built, not after."""
     names = [p.name.removesuffix(".npy") for p in sorted(landmarks.glob("*.npy"))]
-    if names:  # none: the build itself says so
-        DMarkerTable(names=names, features=np.zeros((len(names), 0))).index(name)
+    if names and name not in DMarkerTable(names=names, features=np.zeros((len(names), 0))):
+        close = difflib.get_close_matches(name.removesuffix(".npy"), names, n=3)
+        raise KeyError(
+            f"{name!r} names no single landmark file in {landmarks}"
+            + (f"; closest: {', '.join(close)}" if close else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,7 +113,7 @@ NETWORK_FLAGS = ("epochs", "batch_size", "lr")
 #: The config keys the D-Marker baseline reads; a ``--set`` of any other key is refused for it.
 BASELINE_KEYS = (
     "data.dataset", "data.root", "data.folds", "data.landmarks", "data.n_folds", "model.name",
-    "train.threshold", "train.seed", "train.device",
+    "train.threshold", "train.seed",
 )  # fmt: skip
 
 
@@ -155,8 +155,8 @@ def build_config(args: argparse.Namespace) -> Config:
     unread = [k for k in keys if k not in BASELINE_KEYS]
     if cfg.model.name == BASELINE and unread:
         raise ValueError(
-            f"--set {', '.join(unread)}: {BASELINE} does not read it; it reads only "
-            f"{', '.join(BASELINE_KEYS)}"
+            f"--set {', '.join(unread)}: {BASELINE} does not read "
+            f"{'them' if len(unread) > 1 else 'it'}; it reads only {', '.join(BASELINE_KEYS)}"
         )
     check_choices(cfg)
     if args.out is not None:
@@ -238,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
             check_fold(cfg, k, dataset, args.resume)
         if args.resume:
             check_kept_folds(cfg, folds, dataset)
-        if cfg.model.name == BASELINE:  # every video: each one is in some fold's training part
-            dataset.require_dmarkers(BASELINE, dataset.videos)
+        trained = {n for k in folds for n in dataset.fold(k).train}  # the runs' training parts
+        if cfg.model.name == BASELINE:  # it also scores the test parts from their D-Markers
+            tested = {n for k in folds for n in dataset.fold(k).test}
+            dataset.require_dmarkers(BASELINE, sorted(trained | tested))
         elif uses_dmarkers(cfg):
-            dataset.require_dmarkers(DMARKER_LOSS, dataset.videos)
+            dataset.require_dmarkers(DMARKER_LOSS, sorted(trained))
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--root", type=Path, help="keep the synthetic dataset here (default: temp)")
     args = parser.parse_args(argv)
-    if args.videos < 40:  # open_dataset("uva") makes 10 subject-independent folds
-        parser.error("--videos: at least 40 (10 folds of subjects with 4 videos each)")
+    if args.videos < 8:  # subject-independent folds need two subjects (4 videos each)
+        parser.error("--videos: at least 8 (two subjects of 4 videos)")
     for flag in ("frames", "landmarks", "batch_size", "batches", "window"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')}: at least 1")

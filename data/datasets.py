@@ -141,18 +141,24 @@ class SmileDataset:
 
     def require_dmarkers(self, needed_by: str, names=()):
         """:meth:`dmarkers`, or FileNotFoundError naming ``needed_by`` and the command that
-        builds the table; ValueError when a video of ``names`` has no row in it."""
+        builds the table; ValueError when a video of ``names`` has no row in it and is not one
+        that its build could not measure (those train without D-Markers, as faceless ones do)."""
         table = self.dmarkers()
         if table is None:
             raise FileNotFoundError(
                 f"no dmarkers.npz under {self.root}: {needed_by} needs the D-Marker table; build "
                 f"it with {self.dmarker_command(self.root / 'dmarkers.npz')}"
             )
-        if missing := [n for n in names if n not in table]:
+        missing = [
+            n
+            for n in names
+            if n not in table
+            and not (n in self.videos and table.unmeasurable(n, self.videos[n].file))
+        ]
+        if missing:
             raise ValueError(
-                f"{table.path}: {len(missing)} videos not in it (e.g. {missing[0]}): the table "
-                "is older than the dataset, or dmarker.py could not measure them (it lists those); "
-                f"rebuild it: {self.dmarker_command(table.path)}, or take them out of the folds"
+                f"{table.path}: {len(missing)} video(s) not in it (e.g. {missing[0]}): the table "
+                f"is older than the dataset; rebuild it: {self.dmarker_command(table.path)}"
             )
         return table
 
@@ -290,7 +296,8 @@ def open_dataset(
     no subject is in both parts of a fold, the test parts cover every video exactly once.
 
     ``folds_k`` (default per kind, :data:`DEFAULT_FOLDS_K`) and ``seed`` apply only when no fold
-    files exist; folds are generated only in the default ``<root>/labels``: a ``folds_dir`` given
+    files exist (generated folds of another k are refused; fold files of one's own are taken as
+    they are); folds are generated only in the default ``<root>/labels``: a ``folds_dir`` given
     without fold files is an error (a mistyped path must not train on folds of its own).
     ``pack`` uses (and builds if needed) the memory-mapped packed store.
     """
@@ -322,7 +329,8 @@ def open_dataset(
     if folds is not None and generated and folds_k is not None and folds_k != len(folds):
         raise ValueError(
             f"{folds_dir} holds {len(folds)} generated folds, data.n_folds asks for {folds_k}: "
-            f"delete {folds_dir} to generate {folds_k}, or set data.n_folds={len(folds)}"
+            f"delete its fold folders and {GENERATED_META} to generate {folds_k}, or set "
+            f"data.n_folds={len(folds)}"
         )
     if folds is not None:
         names = sorted(fold_labels)

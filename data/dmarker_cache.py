@@ -23,6 +23,8 @@ frame_size            (n, 2) f64      width, height used for the isotropic conve
 cheek_available       (n,) bool       False for dlib-68 (cheek block = CHEEK_FILL)
 status                (n,) str        ``data.dmarker.STATUSES``
 fingerprints          (n, 4) int64    size, mtime_ns of the .npy and of its sidecar (-1: none)
+failed_names          (m,) str        files the build could not measure (optional key) ...
+failed_fingerprints   (m, 4) int64    ... and their fingerprints then: unmeasurable, not new
 ====================  ==============  =====================================================
 
 A rebuild reuses a video's row when its fingerprint (and the fps / frame size it would use) is
@@ -90,6 +92,7 @@ class DMarkerTable:
     eyelid: str = DEFAULT_EYELID
     phase_rule: str = DEFAULT_PHASE_RULE
     errors: dict[str, str] = field(default_factory=dict)  # files that failed (last build only)
+    failed: dict[str, tuple[int, ...]] = field(default_factory=dict)  # their fingerprints (saved)
     reused: int = 0  # rows taken unchanged from the previous file (last build only)
     path: Path | None = None
 
@@ -100,6 +103,11 @@ class DMarkerTable:
         for n in self.names:
             stems.setdefault(Path(n).stem, []).append(n)
         self._stems = stems
+
+    def unmeasurable(self, name: str, npy: Path) -> bool:
+        """``name`` has no row because the build could not measure its file ``npy``, which has
+        not changed since (a row missing otherwise means the table is older than the file)."""
+        return _key(name) in self.failed and self.failed[_key(name)] == fingerprint(npy)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -186,6 +194,8 @@ class DMarkerTable:
             cheek_available=np.asarray(self.cheek_available, dtype=bool),
             status=np.array(self.status, dtype=str),
             fingerprints=np.asarray(self.fingerprints, dtype=np.int64).reshape(-1, 4),
+            failed_names=np.array(list(self.failed), dtype=str),
+            failed_fingerprints=np.array(list(self.failed.values()), dtype=np.int64).reshape(-1, 4),
             **(
                 {"mirrored": np.asarray(self.mirrored, dtype=np.float32).reshape(-1, N_DMARKERS)}
                 if self.mirrored is not None
@@ -215,6 +225,12 @@ def _read(path: Path) -> tuple[DMarkerTable, int]:
                 cheek_available=z["cheek_available"],
                 status=[str(s) for s in z["status"]],
                 fingerprints=z["fingerprints"],
+                failed={
+                    str(n): tuple(int(x) for x in f)
+                    for n, f in zip(
+                        z.get("failed_names", []), z.get("failed_fingerprints", []), strict=True
+                    )
+                },
                 eyelid=str(z["eyelid"]),
                 phase_rule=str(z["phase_rule"]),
                 path=path,
@@ -375,9 +391,10 @@ def build_dmarker_table(
             old = None
     rows: list[tuple] = []  # (name, result, mirrored features, (fps, w, h), fingerprint)
     errors: dict[str, str] = {}
+    failed: dict[str, tuple[int, ...]] = {}
     reused = 0
     for npy in tqdm(files, desc="D-Markers", unit="video", disable=not progress):
-        name = _key(npy.name)
+        name, fp = _key(npy.name), None
         try:
             fp = fingerprint(npy)
             i = _reusable(old, name, npy, fp, fps, frame_size)
@@ -392,6 +409,8 @@ def build_dmarker_table(
             rows.append((name, res, mirrored, used, fp))
         except (ValueError, OSError) as e:
             errors[name] = str(e)
+            if fp is not None:
+                failed[name] = fp
     empty = np.zeros((0, N_DMARKERS), dtype=np.float32)
     table = DMarkerTable(
         names=[r[0] for r in rows],
@@ -408,11 +427,12 @@ def build_dmarker_table(
         eyelid=eyelid,
         phase_rule=phase_rule,
         errors=errors,
+        failed=failed,
         reused=reused,
     )
     if not rows and errors:  # nothing computed: keep the previous table, if any
         return table
-    if old is None or reused != len(rows) or len(old) != len(rows):
+    if old is None or reused != len(rows) or len(old) != len(rows) or old.failed != failed:
         table.save(output)
     else:
         table.path = output

@@ -122,7 +122,9 @@ def test_faceless_training_video_is_left_out_and_missing_one_is_refused(demo_roo
     table.status[table.index(faceless)] = "no_face"
     fit_baseline(cfg, dataset, list(fold.train), tmp_path)
     assert json.loads((tmp_path / "selection.json").read_text())["no_dmarkers"] == [faceless]
-    with pytest.raises(ValueError, match=r"dmarkers.npz: 1 videos not in it .e.g. ghost.*rebuild"):
+    with pytest.raises(
+        ValueError, match=r"dmarkers.npz: 1 video.s. not in it .e.g. ghost.*rebuild"
+    ):
         fit_baseline(cfg, dataset, [*fold.train, "ghost"], tmp_path)
 
 
@@ -133,7 +135,7 @@ def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
     ignored = ["--set", "train.epochs=5", "--set", "dim=8", "--set", "threshold=fixed"]
     assert smile_point.main([*args, *ignored, "--out", str(run / "x")]) == 2
     err = capsys.readouterr().err
-    assert "--set train.epochs, model.dim: dmarker-logreg does not read it" in err
+    assert "--set train.epochs, model.dim: dmarker-logreg does not read them" in err
     assert not (run / "x").exists()
     assert smile_point.main([*args, "--fold", "1", "--out", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from benchmarks import dmarker_bench, loader_bench
 @pytest.mark.parametrize(
     ("main", "args", "message"),
     [
-        (loader_bench.main, ["--videos", "4"], "--videos: at least 40"),
+        (loader_bench.main, ["--videos", "4"], "--videos: at least 8"),
         (loader_bench.main, ["--batches", "0"], "--batches: at least 1"),
         (loader_bench.main, ["--workers", "0", "-1"], "--workers: 0 (in this process) or more"),
         (dmarker_bench.main, ["--videos", "0"], "--videos: at least 1"),

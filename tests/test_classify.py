@@ -185,7 +185,10 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     shutil.rmtree(tmp_path / "partial" / "fold_02")
     (tmp_path / "partial" / "fold_03" / "best.pt").unlink()
     assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "partial")]) == 2
-    assert "partial: no best.pt in fold_02, fold_03; rerun" in capsys.readouterr().err
+    assert (
+        "partial: no best.pt in fold_02, fold_03; delete those fold folders"
+        in capsys.readouterr().err
+    )
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
     (broken / "fold_01" / "selection.json").write_text("{")

@@ -247,7 +247,7 @@ def test_cli_plot(dataset, capsys):
     write_video(dataset, "new.mp4", smile_video())
     assert cli.main(["--landmarks", str(dataset), "--plot", "bb.mp4", "--quiet"]) == 1
     out, err = capsys.readouterr()
-    assert "--plot: 'bb.mp4' is not in the D-Marker table (4 videos, closest: b.mp4," in err
+    assert f"--plot: 'bb.mp4' names no single landmark file in {dataset}; closest: b.mp4" in err
     assert "rebuild" not in err and err.count("\n") == 1
     assert out == "" and "new.mp4" not in load_dmarker_table(dataset / "dmarkers.npz")  # not built
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -216,8 +217,28 @@ def test_a_table_older_than_the_dataset_is_refused_up_front(tmp_path, demo_root,
     cfg = str(tiny_config(tmp_path, root, epochs=1))
     assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert f"dmarkers.npz: 1 videos not in it (e.g. {late.stem}): the table is older" in err
+    assert f"dmarkers.npz: 1 video(s) not in it (e.g. {late.stem}): the table is older" in err
     assert "python dmarker.py --landmarks" in err and not (tmp_path / "r").exists()
+
+
+def test_a_video_the_table_could_not_measure_trains_without_dmarkers(tmp_path, demo_root):
+    """A video whose D-Markers failed (its lip corners coincide in the first frame) has no row,
+    as a stale table's new video has none: it trains on the class loss only, until it changes."""
+    from data.dmarker_cache import build_dmarker_table, load_dmarker_table
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    flat = sorted((root / "npy").glob("*.npy"))[1]
+    landmarks = np.load(flat)
+    landmarks[0, 291] = landmarks[0, 61]  # the lip corners of the first frame at one point
+    np.save(flat, landmarks)
+    table = build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
+    assert list(table.errors) == [flat.stem]
+    assert load_dmarker_table(root / "dmarkers.npz").unmeasurable(flat.stem, flat)
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "r")]) == 0
+    os.utime(flat, ns=(flat.stat().st_atime_ns, flat.stat().st_mtime_ns + 10**9))
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "s")]) == 2
 
 
 def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
@@ -467,3 +488,19 @@ def test_cuda_fold_killed_resumed_and_classified(tmp_path, demo_root, monkeypatc
         for v in json.loads(report.read_text())["videos"]:
             expected = tested[v["name"][: -len(".npy")]]["probability"]
             assert v["probability"] == pytest.approx(expected, abs=0.02)
+
+
+def test_bf16_only_on_gpus_with_bf16_cores(monkeypatch):
+    """Older GPUs (V100, T4: compute capability 7.x) emulate bf16 more slowly than float32: they
+    train in float32 (checked with the CUDA query patched)."""
+    import training.evaluate as evaluate
+
+    cfg = load_config(None)
+    for capability, amp in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        evaluate._bf16_cores.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert evaluate.uses_amp(cfg, torch.device("cuda:0")) is amp
+    cfg.train.amp = False
+    assert not evaluate.uses_amp(cfg, torch.device("cuda:0"))
+    assert not evaluate.uses_amp(load_config(None), torch.device("cpu"))
+    evaluate._bf16_cores.cache_clear()

@@ -15,9 +15,9 @@ scored once. Cross-validating a regression costs milliseconds, so unlike the net
 baseline need not hold videos out of its final fit.
 
 A video missing from the D-Marker table is an error (the table is older than the dataset:
-rebuild it). A video whose every frame lacked a face has all-zero descriptors: left out of
-training; in the test part it gets probability 0.5 and is listed in ``test.json``
-(``no_dmarkers``), so it still counts.
+rebuild it). A video whose every frame lacked a face has all-zero descriptors, and one the build
+could not measure has no row: both are left out of training; in the test part they get
+probability 0.5 and are listed in ``test.json`` (``no_dmarkers``), so they still count.
 """
 
 from __future__ import annotations

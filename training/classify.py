@@ -87,13 +87,12 @@ def _missing_folds(run: Path, folds: list[Path]) -> list[str]:
     (written by ``--fold all``) lists, so that no fold is silently left out."""
     listed: list[Path] = []
     if (results := run / "results.json").is_file():
+        rewrite = "rewrite it: smile_point.py --fold all --resume"
+        table = read_json(results, rewrite)
         try:
-            listed = [
-                run / f"fold_{int(r['fold']):02d}"
-                for r in read_json(results, "rerun the run with --fold all --resume")["folds"]
-            ]
+            listed = [run / f"fold_{int(r['fold']):02d}" for r in table["folds"]]
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{results}: not a results.json of smile_point.py ({e})") from e
+            raise ValueError(f"{results}: not a results.json of smile_point.py; {rewrite}") from e
     return [d.name for d in dict.fromkeys([*listed, *folds]) if not (d / "best.pt").is_file()]
 
 
@@ -132,8 +131,8 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                 )
             if missing := _missing_folds(path, folds):
                 raise FileNotFoundError(
-                    f"{path}: no best.pt in {', '.join(missing)}; rerun those folds with --fold N "
-                    "--resume, or give the other folds' best.pt files"
+                    f"{path}: no best.pt in {', '.join(missing)}; delete those fold folders and "
+                    "run them again (--fold N --resume), or give the other folds' best.pt files"
                 )
             found += [d / "best.pt" for d in folds]
         else:
