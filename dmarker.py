@@ -4,7 +4,7 @@
                       [--eyelid paper|vertical] [--phases longest|largest] [--force]
                       [--plot VIDEO_NAME]
 
-Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_cache.py``) with
+Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_table.py``) with
 225 descriptors per video (``data.dmarker.FEATURE_NAMES``), the per-frame signals and the phase
 boundaries. A rerun reuses every video whose landmark file and sidecar are unchanged. Files that
 fail are listed at the end; the others are still computed; the exit status is 1 if any failed.
@@ -30,7 +30,8 @@ from data.dmarker import (
     PHASES,
     REGIONS,
 )
-from data.dmarker_cache import CACHE_NAME, DMarkerTable, build_dmarker_table
+from data.dmarker_cache import build_dmarker_table
+from data.dmarker_table import CACHE_NAME, DMarkerTable
 from data.io import atomic_write
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}

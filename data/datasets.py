@@ -179,7 +179,7 @@ class SmileDataset:
     def _checked_table(self, path: Path):
         """The table at ``path``, refused when it is stale: a video's landmark file or sidecar
         changed since it was built, or it used another frame rate than the dataset does."""
-        from data.dmarker_cache import fingerprint, load_dmarker_table
+        from data.dmarker_table import fingerprint, load_dmarker_table
 
         command = self.dmarker_command(path)
         table = load_dmarker_table(path, command)

@@ -1,42 +1,14 @@
-"""The per-dataset D-Marker table: every video's 225 descriptors, signals and phases in one file.
-
-Default location ``<landmark_dir>/dmarkers.npz`` (plain ``np.savez``, readable with
-``allow_pickle=False``), written atomically. Arrays in the file (n videos, T = total frames):
-
-====================  ==============  =====================================================
-key                   shape, dtype    meaning
-====================  ==============  =====================================================
-version               () int64        :data:`CACHE_VERSION` of the code that wrote it
-eyelid                () str          eyelid mode (``data.dmarker.EYELID_MODES``)
-phase_rule            () str          onset/offset rule (``data.dmarker.PHASE_RULES``)
-names                 (n,) str        landmark file names without ``.npy`` ("x.mp4")
-features              (n, 225) f32    descriptors, columns ``feature_names``
-mirrored              (n, 225) f32    descriptors of each video's mirror image (left and right
-                                      swapped), the targets of mirrored training clips
-feature_names         (225,) str      ``data.dmarker.FEATURE_NAMES``
-signals, raw_signals  (T, 9) f32      smoothed / raw per-frame signals of all videos, stacked
-offsets               (n + 1,) int64  video i owns rows ``offsets[i]:offsets[i + 1]``
-signal_names          (9,) str        ``data.dmarker.SIGNAL_NAMES``
-phases                (n, 4) int64    (onset_start, apex_start, offset_start, offset_end)
-fps                   (n,) f64        frame rate used (omega)
-frame_size            (n, 2) f64      width, height used for the isotropic conversion
-cheek_available       (n,) bool       False for dlib-68 (cheek block = CHEEK_FILL)
-status                (n,) str        ``data.dmarker.STATUSES``
-fingerprints          (n, 4) int64    size, mtime_ns of the .npy and of its sidecar (-1: none)
-failed_names          (m,) str        files the build could not measure (optional key) ...
-failed_fingerprints   (m, 4) int64    ... and their fingerprints then: unmeasurable, not new
-====================  ==============  =====================================================
+"""Building the per-dataset D-Marker table (:mod:`data.dmarker_table`) from a folder of landmark
+files: ``python dmarker.py`` and :func:`build_dmarker_table`.
 
 A rebuild reuses a video's row when its fingerprint (and the fps / frame size it would use) is
-unchanged, recomputes changed or new files, and drops rows of files that are gone.
+unchanged, recomputes changed or new files, and drops rows of files that are gone; files it
+cannot measure are recorded with their fingerprints (``DMarkerTable.unmeasurable``).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +21,18 @@ from data.dmarker import (
     FEATURE_NAMES,
     N_DMARKERS,
     PHASE_RULES,
-    SIGNAL_NAMES,
     DMarkerResult,
     video_descriptors,
 )
+from data.dmarker_table import (
+    CACHE_NAME,
+    CACHE_VERSION,
+    DMarkerTable,
+    fingerprint,
+    read_table,
+    video_key,
+)
 from data.io import (
-    atomic_save_npz,
     check_whole_video,
     load_landmarks,
     load_meta,
@@ -62,210 +40,6 @@ from data.io import (
     to_isotropic,
 )
 from data.mirror import mirror_landmarks, mirror_permutation
-
-CACHE_NAME = "dmarkers.npz"
-#: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
-CACHE_VERSION = 2
-_N_SIG = len(SIGNAL_NAMES)
-
-
-def _key(name: str) -> str:
-    return str(name).removesuffix(".npy")
-
-
-@dataclass(eq=False, kw_only=True)
-class DMarkerTable:
-    """D-Markers of every video of a dataset (see the module docstring for the file layout)."""
-
-    names: list[str]
-    features: np.ndarray  # (n, 225) float32
-    mirrored: np.ndarray | None = None  # (n, 225) float32, of the mirror images
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-    signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32, smoothed
-    raw_signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32
-    phases: np.ndarray | None = None  # (n, 4) int64
-    fps: np.ndarray | None = None  # (n,) float64
-    frame_size: np.ndarray | None = None  # (n, 2) float64
-    cheek_available: np.ndarray | None = None  # (n,) bool
-    status: list[str] = field(default_factory=list)
-    fingerprints: np.ndarray | None = None  # (n, 4) int64
-    eyelid: str = DEFAULT_EYELID
-    phase_rule: str = DEFAULT_PHASE_RULE
-    errors: dict[str, str] = field(default_factory=dict)  # files that failed (last build only)
-    failed: dict[str, tuple[int, ...]] = field(default_factory=dict)  # their fingerprints (saved)
-    reused: int = 0  # rows taken unchanged from the previous file (last build only)
-    path: Path | None = None
-
-    def __post_init__(self) -> None:
-        self.names = [str(n) for n in self.names]
-        self._index = {n: i for i, n in enumerate(self.names)}
-        stems: dict[str, list[str]] = {}
-        for n in self.names:
-            stems.setdefault(Path(n).stem, []).append(n)
-        self._stems = stems
-
-    def unmeasurable(self, name: str, npy: Path) -> bool:
-        """``name`` has no row because the build could not measure its file ``npy``, which has
-        not changed since (a row missing otherwise means the table is older than the file)."""
-        return _key(name) in self.failed and self.failed[_key(name)] == fingerprint(npy)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __contains__(self, name: str) -> bool:
-        return self._row(name) is not None
-
-    def _row(self, name: str) -> int | None:
-        key = _key(name)
-        if key in self._index:
-            return self._index[key]
-        found = self._stems.get(key, [])
-        return self._index[found[0]] if len(found) == 1 else None
-
-    def index(self, name: str) -> int:
-        """Row of a video; ``name`` with or without its video extension (or ``.npy``)."""
-        row = self._row(name)
-        if row is not None:
-            return row
-        key = _key(name)
-        found = self._stems.get(key, [])
-        where = f" {self.path}" if self.path else ""
-        if found:
-            raise KeyError(f"{name!r} is ambiguous in the D-Marker table{where}: {found}")
-        close = difflib.get_close_matches(key, self.names, n=3)
-        some = f", {'closest:' if close else 'e.g.'} {', '.join(close or self.names[:3])}"
-        raise KeyError(
-            f"{name!r} is not in the D-Marker table{where} ({len(self)} videos"
-            f"{some if self.names else ''}); give one of its names (.npy and the video "
-            "extension may be left off)"
-        )
-
-    def get(self, name: str, mirrored: bool = False) -> np.ndarray:
-        """The 225 descriptors (225,) float32 of a video, or of its mirror image."""
-        if not mirrored:
-            return self.features[self.index(name)]
-        if self.mirrored is None:
-            raise ValueError(
-                f"the D-Marker table{f' {self.path}' if self.path else ''} holds no mirror-image "
-                "D-Markers; rebuild it with python dmarker.py --landmarks <landmark dir>"
-            )
-        return self.mirrored[self.index(name)]
-
-    def result(self, name: str) -> DMarkerResult:
-        """Everything stored for one video."""
-        i = self.index(name)
-        return DMarkerResult(
-            features=self.features[i],
-            signals=self.signals[i],
-            raw_signals=self.raw_signals[i],
-            phases=tuple(int(b) for b in self.phases[i]),
-            cheek_available=bool(self.cheek_available[i]),
-            status=self.status[i],
-        )
-
-    def status_counts(self) -> dict[str, int]:
-        return dict(Counter(self.status))
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the table atomically as an npz (no pickled objects)."""
-        lengths = [len(s) for s in self.signals]
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-
-        def stacked(parts: list[np.ndarray]) -> np.ndarray:
-            if not parts:
-                return np.zeros((0, _N_SIG), dtype=np.float32)
-            return np.concatenate(parts).astype(np.float32)
-
-        self.path = atomic_save_npz(
-            path,
-            version=np.int64(CACHE_VERSION),
-            eyelid=np.str_(self.eyelid),
-            phase_rule=np.str_(self.phase_rule),
-            names=np.array(self.names, dtype=str),
-            features=np.asarray(self.features, dtype=np.float32).reshape(-1, N_DMARKERS),
-            feature_names=np.array(self.feature_names, dtype=str),
-            signals=stacked(self.signals),
-            raw_signals=stacked(self.raw_signals),
-            offsets=offsets,
-            signal_names=np.array(SIGNAL_NAMES, dtype=str),
-            phases=np.asarray(self.phases, dtype=np.int64).reshape(-1, 4),
-            fps=np.asarray(self.fps, dtype=np.float64),
-            frame_size=np.asarray(self.frame_size, dtype=np.float64).reshape(-1, 2),
-            cheek_available=np.asarray(self.cheek_available, dtype=bool),
-            status=np.array(self.status, dtype=str),
-            fingerprints=np.asarray(self.fingerprints, dtype=np.int64).reshape(-1, 4),
-            failed_names=np.array(list(self.failed), dtype=str),
-            failed_fingerprints=np.array(list(self.failed.values()), dtype=np.int64).reshape(-1, 4),
-            **(
-                {"mirrored": np.asarray(self.mirrored, dtype=np.float32).reshape(-1, N_DMARKERS)}
-                if self.mirrored is not None
-                else {}
-            ),
-        )
-        return self.path
-
-
-def _read(path: Path) -> tuple[DMarkerTable, int]:
-    """Table and the version it was written with. Raises ValueError when unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            offsets = z["offsets"]
-            spans = list(zip(offsets[:-1], offsets[1:], strict=True))
-            signals, raw = z["signals"], z["raw_signals"]
-            table = DMarkerTable(
-                names=list(z["names"]),
-                features=z["features"],
-                mirrored=z["mirrored"] if "mirrored" in z else None,
-                feature_names=tuple(str(n) for n in z["feature_names"]),
-                signals=[signals[a:b] for a, b in spans],
-                raw_signals=[raw[a:b] for a, b in spans],
-                phases=z["phases"],
-                fps=z["fps"],
-                frame_size=z["frame_size"],
-                cheek_available=z["cheek_available"],
-                status=[str(s) for s in z["status"]],
-                fingerprints=z["fingerprints"],
-                failed={
-                    str(n): tuple(int(x) for x in f)
-                    for n, f in zip(
-                        z.get("failed_names", []), z.get("failed_fingerprints", []), strict=True
-                    )
-                },
-                eyelid=str(z["eyelid"]),
-                phase_rule=str(z["phase_rule"]),
-                path=path,
-            )
-            version = int(z["version"])
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ValueError(
-            f"{path}: not a readable D-Marker table ({e}); "
-            "rebuild it with python dmarker.py --landmarks <landmark dir>"
-        ) from e
-    return table, version
-
-
-def load_dmarker_table(path: str | os.PathLike, rebuild: str | None = None) -> DMarkerTable:
-    """Read a table written by :func:`build_dmarker_table`; ``rebuild``: the dmarker.py command
-    that rebuilds it, for the error of a missing or outdated table."""
-    path = Path(path)
-    rebuild = rebuild or "python dmarker.py --landmarks <landmark dir>"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no D-Marker table; create it with {rebuild}")
-    table, version = _read(path)
-    if version != CACHE_VERSION or table.feature_names != FEATURE_NAMES:
-        raise ValueError(
-            f"{path}: D-Marker table version {version}, this code reads {CACHE_VERSION}; "
-            f"rebuild it with {rebuild}"
-        )
-    return table
-
-
-def fingerprint(npy: Path) -> tuple[int, int, int, int]:
-    """(size, mtime_ns) of a landmark file and of its sidecar ((-1, -1) when it has none)."""
-    st = npy.stat()
-    side = meta_path(npy)
-    sst = side.stat() if side.exists() else None
-    return st.st_size, st.st_mtime_ns, sst.st_size if sst else -1, sst.st_mtime_ns if sst else -1
 
 
 def _known(meta: dict | None, fps, frame_size) -> tuple[float | None, tuple | None]:
@@ -379,7 +153,7 @@ def build_dmarker_table(
     old = None
     if output.is_file() and not force:
         try:
-            old, version = _read(output)
+            old, version = read_table(output)
             if (
                 version != CACHE_VERSION
                 or old.feature_names != FEATURE_NAMES
@@ -394,7 +168,7 @@ def build_dmarker_table(
     failed: dict[str, tuple[int, ...]] = {}
     reused = 0
     for npy in tqdm(files, desc="D-Markers", unit="video", disable=not progress):
-        name, fp = _key(npy.name), None
+        name, fp = video_key(npy.name), None
         try:
             fp = fingerprint(npy)
             i = _reusable(old, name, npy, fp, fps, frame_size)

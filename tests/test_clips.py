@@ -18,7 +18,7 @@ from data.clips import (
 )
 from data.datasets import open_dataset
 from data.dmarker import FEATURE_NAMES, video_descriptors
-from data.dmarker_cache import DMarkerTable
+from data.dmarker_table import DMarkerTable
 from data.mirror import mirror_permutation
 from data.targets import DMarkerScaler
 from data.transforms import Augment, AugmentConfig, RandomMirror, build_augment

@@ -285,7 +285,8 @@ def test_folder_needs_frame_info(tmp_path):
 def test_demo_layout_with_dmarkers(tmp_path):
     root = make_folder_dataset(tmp_path / "demo", n_subjects=4, per_subject=2)
     (root / "demo.json").write_text("{}")
-    from data.dmarker_cache import CACHE_VERSION, build_dmarker_table
+    from data.dmarker_cache import build_dmarker_table
+    from data.dmarker_table import CACHE_VERSION
 
     build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
     ds = open_dataset("demo", root)

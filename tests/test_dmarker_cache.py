@@ -1,4 +1,5 @@
-"""The per-dataset D-Marker table (data/dmarker_cache.py) and the dmarker.py CLI."""
+"""The per-dataset D-Marker table (data/dmarker_table.py), its build (data/dmarker_cache.py)
+and the dmarker.py CLI."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 from dmarker_synth import ramp, synthetic_video
 
 import data.dmarker_cache as cache
+import data.dmarker_table as table_format
 import dmarker as cli
 from data.dmarker import FEATURE_NAMES, video_descriptors
-from data.dmarker_cache import build_dmarker_table, load_dmarker_table
+from data.dmarker_cache import build_dmarker_table
+from data.dmarker_table import load_dmarker_table
 from data.io import atomic_save_npy, load_landmarks, meta_path, save_landmarks, to_isotropic
 from data.mesh import points_for
 from data.mirror import mirror_landmarks, mirror_permutation
@@ -196,7 +199,8 @@ def test_load_errors_and_stale_tables(dataset, monkeypatch):
     with pytest.raises(ValueError, match="not a readable D-Marker table"):
         load_dmarker_table(dataset / "dmarkers.npz")
     assert len(build_dmarker_table(dataset)) == 3  # a broken cache is simply rebuilt
-    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION + 1)
+    for module in (cache, table_format):  # a newer version of both the build and the reader
+        monkeypatch.setattr(module, "CACHE_VERSION", cache.CACHE_VERSION + 1)
     with pytest.raises(ValueError, match="rebuild it"):
         load_dmarker_table(dataset / "dmarkers.npz")
     assert build_dmarker_table(dataset).reused == 0  # another version: recomputed

@@ -21,7 +21,7 @@ import smile_point
 import training.loop as loop
 from data.clips import TestWindows
 from data.datasets import open_dataset
-from data.dmarker_cache import load_dmarker_table
+from data.dmarker_table import load_dmarker_table
 from models import build_model
 from training.checkpoint import mend_best, save_checkpoint
 from training.config import load_config
