@@ -149,20 +149,26 @@ class LPFA(nn.Module):
 
     def forward(self, geo: Geometry, x: Tensor | None = None) -> Tensor:
         """Point features x (N, point_dim) or None -> (N, out_dim)."""
-        w_a, w_b, w_c = self.edge.weight.chunk(3, dim=1)
-        w_self, w_nbr = w_a - w_c, w_b + w_c
-        a, b = F.linear(geo.xyz, w_self), F.linear(geo.xyz, w_nbr)  # (N, d)
-        scale, shift = edge_norm_affine(self.edge_norm, a, b, F.linear(geo.nbr_sum, w_nbr), geo)
-        scale, shift = scale.to(a.dtype), shift.to(a.dtype)
-        if x is None:
-            nbr = b * scale  # (N, d)
-            with torch.no_grad():  # which neighbour gives the max, per point and feature
-                best = geo.nbrs.gather(1, nbr[geo.nbrs].max(1).indices)  # (N, d) rows
-            return F.leaky_relu(a * scale + shift + nbr.gather(0, best), LEAK)
+        if x is None:  # float32 whatever the autocast: a_i + b_j cancels in bf16; (N, d) is cheap
+            with torch.autocast(geo.xyz.device.type, enabled=False):
+                a, b, scale, shift = self._edge_terms(geo)
+                nbr = b * scale  # (N, d)
+                with torch.no_grad():  # which neighbour gives the max, per point and feature
+                    best = geo.nbrs.gather(1, nbr[geo.nbrs].max(1).indices)  # (N, d) rows
+                return F.leaky_relu(a * scale + shift + nbr.gather(0, best), LEAK)
+        a, b, scale, shift = self._edge_terms(geo)
         edge = (x + b * scale)[geo.nbrs]  # (N, k, d): x_j + s b_j
         edge.add_((a * scale + shift - x).unsqueeze(1))  # + s a_i + t - x_i
         out = self.mlp(F.leaky_relu_(edge, LEAK))  # (N, k, out_dim)
         return out.sum(1) / out.shape[1]
+
+    def _edge_terms(self, geo: Geometry) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """a, b (N, d) and the BatchNorm's scale and shift (d,) of the edge values a_i + b_j."""
+        w_a, w_b, w_c = self.edge.weight.chunk(3, dim=1)
+        w_self, w_nbr = w_a - w_c, w_b + w_c
+        a, b = F.linear(geo.xyz, w_self), F.linear(geo.xyz, w_nbr)  # (N, d)
+        scale, shift = edge_norm_affine(self.edge_norm, a, b, F.linear(geo.nbr_sum, w_nbr), geo)
+        return a, b, scale.to(a.dtype), shift.to(a.dtype)
 
 
 def crossover_weights(cand: Tensor, feat: Tensor, curve: Tensor) -> Tensor:

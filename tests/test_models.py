@@ -154,9 +154,9 @@ def test_default_deepmarkernet_has_the_published_size():
 
 
 def test_bf16_autocast_on_cpu():
-    """The autocast path (CUDA's, run here on the CPU): finite, trainable, and the heads and the
-    curve walk's crossover weights stay float32 (bf16 logits are coarse; the crossover's
-    expanded squared norm cancels in bf16)."""
+    """The autocast path (CUDA's, run here on the CPU): finite, trainable, and the heads, the
+    curve walk's crossover weights and the first LPFA stay float32 (bf16 logits are coarse; the
+    crossover's expanded squared norm and the LPFA's split edge form cancel in bf16)."""
     torch.manual_seed(0)
     model = build_model(tiny(), 68)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -169,6 +169,11 @@ def test_bf16_autocast_on_cpu():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = crossover_weights(cand, feat, curve)
     assert torch.equal(under, crossover_weights(cand, feat, curve))
+    first = LPFA(in_channels=3, out_dim=8).eval()  # its a_i + b_j form cancels in bf16
+    geo = geometry(torch.randn(4, 25, 3) * 100, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = first(geo)
+    assert torch.equal(under, first(geo))
 
 
 def test_config_errors():
