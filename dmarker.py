@@ -15,7 +15,6 @@ fail are listed at the end; the others are still computed; the exit status is 1 
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from data.dmarker import (
     REGIONS,
 )
 from data.dmarker_cache import build_dmarker_table
-from data.dmarker_table import CACHE_NAME, DMarkerTable
+from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
 from data.io import atomic_write
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
@@ -137,9 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_plot_name(landmarks: Path, name: str) -> None:
     """``--plot NAME`` must name a landmark file of the folder (matched as the table matches
     names): a KeyError before the table is built, not after."""
-    names = [p.name.removesuffix(".npy") for p in sorted(landmarks.glob("*.npy"))]
-    if names and name not in DMarkerTable(names=names, features=np.zeros((len(names), 0))):
-        close = difflib.get_close_matches(name.removesuffix(".npy"), names, n=3)
+    names = VideoNames([video_key(p.name) for p in sorted(landmarks.glob("*.npy"))])
+    if names.names and names.row(name) is None:
+        close = names.closest(name)
         raise KeyError(
             f"{name!r} names no single landmark file in {landmarks}"
             + (f"; closest: {', '.join(close)}" if close else "")

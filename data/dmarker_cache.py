@@ -89,9 +89,9 @@ def _compute(
 
 def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_size) -> int | None:
     """Row of ``old`` that still holds this file's D-Markers, else None."""
-    if old is None or name not in old._index:
+    i = None if old is None else old.file_row(name)
+    if i is None:
         return None
-    i = old._index[name]
     if tuple(int(x) for x in old.fingerprints[i]) != tuple(fp):
         return None
     try:

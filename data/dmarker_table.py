@@ -64,6 +64,33 @@ def video_key(name: str) -> str:
     return str(name).removesuffix(".npy")
 
 
+class VideoNames:
+    """Rows of table names (:func:`video_key`), found with or without ``.npy`` and, when that is
+    unambiguous, without the video extension ("x" for "x.mp4")."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.rows = {n: i for i, n in enumerate(names)}  # exact names
+        self._stems: dict[str, list[str]] = {}
+        for n in names:
+            self._stems.setdefault(Path(n).stem, []).append(n)
+
+    def row(self, name: str) -> int | None:
+        key = video_key(name)
+        if key in self.rows:
+            return self.rows[key]
+        found = self._stems.get(key, [])
+        return self.rows[found[0]] if len(found) == 1 else None
+
+    def sharing_stem(self, name: str) -> list[str]:
+        """The names that ``name`` without a video extension could mean."""
+        return self._stems.get(video_key(name), [])
+
+    def closest(self, name: str) -> list[str]:
+        """Up to three names close to ``name``, for messages."""
+        return difflib.get_close_matches(video_key(name), self.names, n=3)
+
+
 @dataclass(eq=False, kw_only=True)
 class DMarkerTable:
     """D-Markers of every video of a dataset (see the module docstring for the file layout)."""
@@ -89,11 +116,7 @@ class DMarkerTable:
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
-        self._index = {n: i for i, n in enumerate(self.names)}
-        stems: dict[str, list[str]] = {}
-        for n in self.names:
-            stems.setdefault(Path(n).stem, []).append(n)
-        self._stems = stems
+        self._names = VideoNames(self.names)
 
     def unmeasurable(self, name: str, npy: Path) -> bool:
         """``name`` has no row because the build could not measure its file ``npy``, which has
@@ -104,26 +127,22 @@ class DMarkerTable:
         return len(self.names)
 
     def __contains__(self, name: str) -> bool:
-        return self._row(name) is not None
+        return self._names.row(name) is not None
 
-    def _row(self, name: str) -> int | None:
-        key = video_key(name)
-        if key in self._index:
-            return self._index[key]
-        found = self._stems.get(key, [])
-        return self._index[found[0]] if len(found) == 1 else None
+    def file_row(self, name: str) -> int | None:
+        """Row of exactly this table name (no extension left off), or None."""
+        return self._names.rows.get(name)
 
     def index(self, name: str) -> int:
         """Row of a video; ``name`` with or without its video extension (or ``.npy``)."""
-        row = self._row(name)
+        row = self._names.row(name)
         if row is not None:
             return row
-        key = video_key(name)
-        found = self._stems.get(key, [])
+        found = self._names.sharing_stem(name)
         where = f" {self.path}" if self.path else ""
         if found:
             raise KeyError(f"{name!r} is ambiguous in the D-Marker table{where}: {found}")
-        close = difflib.get_close_matches(key, self.names, n=3)
+        close = self._names.closest(name)
         some = f", {'closest:' if close else 'e.g.'} {', '.join(close or self.names[:3])}"
         raise KeyError(
             f"{name!r} is not in the D-Marker table{where} ({len(self)} videos"
