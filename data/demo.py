@@ -35,6 +35,7 @@ from data.demo_motion import (
     posterior_spontaneous,
     sample_latents,
     sample_subject,
+    sufficient_statistics,
 )
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
@@ -53,8 +54,11 @@ CEILING_NOTE = (
     "class-conditional latent distributions (200k Monte-Carlo draws): the best accuracy any "
     "per-video classifier can reach. Landmarks are a noisy view of the latents, so classifiers "
     "of landmarks stay below it. bayes_rule_accuracy_on_this_set: that optimal rule on this set's "
-    "own latents; latent_classifier_cv_accuracy: a logistic regression on quadratic features of "
-    "the latents over the folds; dmarker_classifier_cv_accuracy: a linear one on the D-Markers."
+    "own latents; latent_classifier_cv_accuracy: a logistic regression (C = 1) on the latents' "
+    "sufficient statistics (the features in which the exact log posterior odds are affine: log "
+    "durations, log amplitude, asymmetry squared, logit eye ratio, eye delay), fitted on each "
+    "fold's training part: what the same training data allow a well-specified learner that sees "
+    "the latents; dmarker_classifier_cv_accuracy: a linear one on the D-Markers."
 )
 VIDEOS_PER_CLASS = (2, 4)  # per subject, inclusive
 CLASS_NAMES = {0: "posed", 1: "spontaneous"}
@@ -110,22 +114,19 @@ def _class_stats(rows: list[dict], keys) -> dict:
     return out
 
 
-def cv_accuracy(
-    x: np.ndarray, labels: np.ndarray, names: list[str], folds, quadratic: bool, c: float
-) -> float:
-    """Test accuracy of a logistic regression (inverse regularisation ``c``, optionally on
-    quadratic features), pooled over the folds (each fitted on its training part only)."""
+def cv_accuracy(x: np.ndarray, labels: np.ndarray, names: list[str], folds, c: float) -> float:
+    """Test accuracy of a logistic regression (inverse regularisation ``c``) on standardised
+    features x (N, F), pooled over the folds (each fitted on its training part only)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
     index = {n: i for i, n in enumerate(names)}
     correct = 0
     for fold in folds:
         tr = [index[n] for n in fold.train]
         te = [index[n] for n in fold.test]
-        steps = [PolynomialFeatures(2), StandardScaler()] if quadratic else []
-        model = make_pipeline(StandardScaler(), *steps, LogisticRegression(C=c, max_iter=3000))
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
         model.fit(x[tr], labels[tr])
         correct += int((model.predict(x[te]) == labels[te]).sum())
     return correct / len(names)
@@ -237,7 +238,9 @@ def generate(
         "counts": {CLASS_NAMES[c]: int((y == c).sum()) for c in CLASS_NAMES},
         "bayes_ceiling": round(bayes_ceiling(params, np.random.default_rng([seed, 10**6])), 4),
         "bayes_rule_accuracy_on_this_set": round(float(((post > 0.5) == y).mean()), 4),
-        "latent_classifier_cv_accuracy": round(cv_accuracy(lat, y, names, fold_list, True, 0.3), 4),
+        "latent_classifier_cv_accuracy": round(
+            cv_accuracy(sufficient_statistics(lat, params), y, names, fold_list, 1.0), 4
+        ),
         "ceiling_note": CEILING_NOTE,
         "parameters": params.to_dict(),
         "faces": list(assets.names),
@@ -250,7 +253,7 @@ def generate(
             summary["dmarker_errors"] = dict(dm.errors)
         else:
             feats = np.stack([dm.get(n) for n in names])
-            acc = cv_accuracy(feats, y, names, fold_list, False, 0.01)
+            acc = cv_accuracy(feats, y, names, fold_list, 0.01)
             summary["dmarker_classifier_cv_accuracy"] = round(acc, 4)
     atomic_write_json(out / "demo.json", summary)
     return {**summary, "seconds": round(time.perf_counter() - t0, 2)}

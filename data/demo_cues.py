@@ -67,7 +67,7 @@ def cue_table(run: Path, root: Path) -> str:
     folds = read_folds(root / "labels")
 
     def acc(*columns) -> float:
-        return cv_accuracy(np.column_stack(columns), y, names, folds, False, 1.0)
+        return cv_accuracy(np.column_stack(columns), y, names, folds, 1.0)
 
     total = sum(ratios.values())
     lines = [

@@ -180,6 +180,21 @@ def cue_log_ratios(latents: np.ndarray, p: MotionParams) -> dict[str, np.ndarray
     return {k: spont[k] - posed[k] for k in CUES}
 
 
+def sufficient_statistics(latents: np.ndarray, p: MotionParams) -> np.ndarray:
+    """(N, 7) features in which the exact log posterior odds are affine: the three log durations,
+    log lip amplitude, asymmetry squared (its spread differs by class, its mean does not), logit of
+    the bounded eye ratio, eye delay. A logistic regression on them is the well-specified learner
+    of the generator: with enough data it is the Bayes rule. latents (N, 7) in LATENTS order."""
+    return np.column_stack(
+        [
+            np.log(latents[:, :4]),
+            latents[:, 4] ** 2,
+            _logit(latents[:, 5] / p.eye_ratio_max),
+            latents[:, 6],
+        ]
+    )
+
+
 def class_log_likelihood(latents: np.ndarray, p: MotionParams, label: int) -> np.ndarray:
     """log p(latents | class) up to a class-independent constant; latents (N, 7) -> (N,)."""
     return sum(cue_log_likelihoods(latents, p, label).values())

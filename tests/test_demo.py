@@ -26,6 +26,7 @@ from data.demo_motion import (
     posterior_spontaneous,
     sample_latents,
     sample_subject,
+    sufficient_statistics,
 )
 from data.demo_render import fill_missing
 from data.demo_stats import MEASURES, measure_smile
@@ -137,6 +138,19 @@ def test_exact_posterior_is_calibrated_and_ceiling_near_90():
     ceiling = bayes_ceiling(p, np.random.default_rng(1), n=100_000)
     assert 0.87 < ceiling < 0.93
     assert abs(ceiling - ((post > 0.5) == y).mean()) < 0.01
+
+
+def test_log_posterior_odds_are_affine_in_the_sufficient_statistics():
+    """The latent reference classifier of demo.json is well specified: a logistic regression on
+    these features can represent the exact Bayes rule."""
+    p = MotionParams()
+    rng = np.random.default_rng(2)
+    y = (rng.random(5000) < 0.5).astype(int)
+    latents = sample_latents(rng, p, y, *sample_subject(rng, p, len(y)))
+    odds = sum(cue_log_ratios(latents, p).values())  # exact log posterior odds, prior 1/2
+    design = np.column_stack([sufficient_statistics(latents, p), np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(design, odds, rcond=None)
+    assert np.abs(design @ coef - odds).max() < 1e-6 * np.abs(odds).max()
 
 
 def test_fill_missing_interpolates_inside_and_holds_edges():
