@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import demo, demo_cues
+from data import demo, demo_cues, demo_fit
 from data.demo import generate
 from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
@@ -28,7 +28,7 @@ from data.demo_motion import (
     sample_subject,
     sufficient_statistics,
 )
-from data.demo_render import fill_missing
+from data.demo_render import fill_missing, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.fold_check import check_folds
 from data.folds import read_folds
@@ -368,3 +368,43 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     assert "nothing: no config.yaml, so not a smile_point.py run" in capsys.readouterr().err
     assert demo_cues.main([str(tmp_path / "nope")]) == 2
     assert "nope: no such folder; give a finished smile_point.py run" in capsys.readouterr().err
+
+
+def test_generator_fit_recovers_the_latents_from_landmarks():
+    """data.demo_fit on rendered videos of known latents: durations, amplitude, asymmetry and eye
+    ratio come back closely; the eyes' delay does where the eyes move enough to be timed."""
+    assets, p = load_assets(), MotionParams()
+    rng = np.random.default_rng(3)
+    labels = np.arange(12) % 2
+    latents = sample_latents(rng, p, labels)
+    projection = demo_fit.FieldProjection.of(assets)
+    est = []
+    for row in latents:
+        identity, _ = make_identity(assets, rng)
+        video = render_video(assets, identity, dict(zip(LATENTS, row, strict=True)), rng)
+        pixels = to_isotropic(video.landmarks, video.width, video.height)
+        est.append(demo_fit.fit_video(projection.gains(pixels), video.fps, p))
+    est = np.array(est)
+    rel = np.abs(np.log(est[:, :4] / latents[:, :4]))  # durations and amplitude
+    assert np.median(rel) < 0.05 and rel.max() < 0.35, rel
+    assert np.abs(est[:, 4] - latents[:, 4]).max() < 0.03
+    assert np.corrcoef(est[:, 5], latents[:, 5])[0, 1] > 0.95
+    seen = latents[:, 3] * latents[:, 5] > demo_fit.EYE_SEEN
+    assert seen.sum() >= 3 and np.abs(est[seen, 6] - latents[seen, 6]).max() < 0.1
+    feats = demo_fit.features(est, p)
+    assert feats.shape == (12, 8) and np.all((feats[:, 7] >= 0) & (feats[:, 7] <= 1))
+    delay = sufficient_statistics(est, p)[:, 6]
+    np.testing.assert_allclose(feats[:, 6], delay * feats[:, 7])  # an unseen delay counts less
+
+
+def test_generator_fit_cli(demo_set, tmp_path, capsys):
+    root, _ = demo_set
+    assert demo_fit.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^(\w+)\s+(-?[0-9.]+)", out, flags=re.M))
+    assert set(LATENTS) <= set(rows) and float(rows["apex_s"]) > 0.9
+    fitted = float(re.search(r"fitted to the landmarks\s+([0-9.]+)", out).group(1))
+    latent = float(re.search(r"regression on the latents\s+([0-9.]+)", out).group(1))
+    assert 0.6 < fitted <= 1 and 0.6 < latent <= 1
+    assert demo_fit.main([str(tmp_path)]) == 2
+    assert "no demo.json; give a folder written by python -m data.demo" in capsys.readouterr().err
