@@ -5,14 +5,14 @@
 A reference for tuning on the demo, between the Bayes ceiling (computed on the latents, which no
 landmark classifier sees) and a trained network. For each video the ``face_motion`` landmarks are
 projected by least squares on the generator's five deformation fields (each passed through the
-same per-frame alignment), which gives every field's gain per frame; the mean lip gain is fitted
-with the generator's phase curve (start, three durations, amplitude), the mean Duchenne gain with
-the same curve delayed (delay, gain), and each side's lip gain with that curve (asymmetry =
-(left - right) / (left + right)). The estimates go through
-:func:`data.demo_motion.sufficient_statistics` to the same logistic regression (C = 1, fitted on
-each fold's training part) as ``demo.json``'s ``latent_classifier_cv_accuracy``. The eyes' delay
-is seen only when the eyes move: it enters multiplied by min(1, eye gain / :data:`EYE_SEEN`), that
-weight being a feature of its own.
+same per-frame alignment) and on the small shifts, rotations and scalings that alignment leaves,
+which gives every field's gain per frame; the mean lip gain is fitted with the generator's phase
+curve (start, three durations, amplitude), the mean Duchenne gain with the same curve delayed
+(delay, gain), and each side's lip gain with that curve (asymmetry = (left - right) / (left +
+right)). The estimates go through :func:`data.demo_motion.sufficient_statistics` to the same
+logistic regression (C = 1, fitted on each fold's training part) as ``demo.json``'s
+``latent_classifier_cv_accuracy``. A smile cut by the end of its video (the generator caps videos
+at 8 s) leaves its apex and offset underdetermined; the fit takes what the frames show.
 
 The fit knows the generator's fields and time courses, which no model is given: it measures what
 the landmarks' noise leaves of the latents, not what a learner should be expected to reach.
@@ -38,29 +38,31 @@ from data.demo_motion import LATENTS, MotionParams, phase_curve, sufficient_stat
 from data.normalize import normalize_video
 
 FIELDS = ("smile_right", "smile_left", "duchenne_right", "duchenne_left", "blink")
-#: Eye gain (lip amplitude x eye ratio) above which the eyes' delay is measured well: below it the
-#: Duchenne motion is too small to time (chosen on the tuning draw, seed 1: median error of the
-#: delay 0.37 s for gains under 0.1, 0.11 s for 0.1-0.3, 0.04 s for 0.3-0.6).
-EYE_SEEN = 0.4
 
 
 @dataclass(frozen=True)
 class FieldProjection:
     """Least-squares gains of the deformation fields, as they look after per-frame alignment."""
 
-    pinv: np.ndarray  # (5 + 3, V * 3): the fields and three global shifts
+    pinv: np.ndarray  # (5 + 7, V * 3): the fields, then 3 shifts, 3 rotations and a scale
 
     @classmethod
     def of(cls, assets: DemoAssets, step: float = 0.05) -> FieldProjection:
+        """The fields through ``face_frame``, linearised at the reference face by finite
+        differences, plus the similarity motions that the per-frame alignment leaves (it is
+        estimated from six noisy points, so every frame keeps a small shift, rotation and scale)."""
         ref = assets.reference[None]  # (1, V, 3)
 
         def frame(x):
-            return normalize_video(x, "face_frame")[0].astype(np.float64)
+            return normalize_video(x, "face_frame")[0].astype(np.float64)  # (V, 3)
 
-        aligned = [(frame(ref + step * assets.fields[k]) - frame(ref)) / step for k in FIELDS]
-        shifts = np.tile(np.eye(3), assets.n_landmarks)  # (3, V * 3)
-        basis = np.vstack([np.stack(aligned).reshape(len(FIELDS), -1), shifts])
-        return cls(np.linalg.pinv(basis.T.astype(np.float64)))
+        face = frame(ref)
+        aligned = [(frame(ref + step * assets.fields[k]) - face) / step for k in FIELDS]
+        axes = np.eye(3)
+        shifts = [np.broadcast_to(e, face.shape) for e in axes]
+        rotations = [np.cross(e, face) for e in axes]
+        basis = np.stack([*aligned, *shifts, *rotations, face]).reshape(12, -1)  # (12, V * 3)
+        return cls(np.linalg.pinv(basis.T))
 
     def gains(self, video: np.ndarray) -> np.ndarray:
         """Field gains (T, 5) of a video (T, V, 3) in isotropic pixels, each up to an offset."""
@@ -103,14 +105,6 @@ def fit_video(gains: np.ndarray, fps: float, p: MotionParams) -> np.ndarray:
     return np.array([on, apex, off, amp, asymmetry, eye_ratio, delay])
 
 
-def features(estimates: np.ndarray, p: MotionParams) -> np.ndarray:
-    """(N, 8): the sufficient statistics of the estimated latents (N, 7), the delay weighted by
-    how well it is seen, and that weight."""
-    seen = np.clip(estimates[:, 3] * estimates[:, 5] / EYE_SEEN, 0, 1)
-    stats = sufficient_statistics(estimates, p)
-    return np.column_stack([stats[:, :6], stats[:, 6] * seen, seen])
-
-
 def report(root: Path) -> str:
     """Per-latent recovery and the accuracies, as printed by the CLI."""
     demo = json.loads((root / "demo.json").read_text())
@@ -128,19 +122,20 @@ def report(root: Path) -> str:
     )
     true = np.array([truth[n] for n in names])
     labels = np.array([ds.videos[n].label for n in names])
-    fitted = cv_accuracy(features(est, p), labels, names, ds.folds, 1.0)
+    fitted = cv_accuracy(sufficient_statistics(est, p), labels, names, ds.folds, 1.0)
     latent = cv_accuracy(sufficient_statistics(true, p), labels, names, ds.folds, 1.0)
     size = LATENTS.index("asymmetry")  # its sign carries no class: compare sizes
     est[:, size], true[:, size] = np.abs(est[:, size]), np.abs(true[:, size])
     lines = [f"{root}: {len(names)} videos, {len(ds.folds)} folds", "latent         r(fit, true)"]
     for i, k in enumerate(LATENTS):
         lines.append(f"{k:14s} {np.corrcoef(est[:, i], true[:, i])[0, 1]:12.3f}")
-    lines += [
-        f"Bayes ceiling                        {demo['bayes_ceiling']:.3f}",
-        f"optimal rule on this set's latents   {demo['bayes_rule_accuracy_on_this_set']:.3f}",
-        f"logistic regression on the latents   {latent:.3f}",
-        f"... on the latents fitted to the landmarks  {fitted:.3f}",
-    ]
+    rows = (
+        ("Bayes ceiling", demo["bayes_ceiling"]),
+        ("optimal rule on this set's latents", demo["bayes_rule_accuracy_on_this_set"]),
+        ("logistic regression on the latents", latent),
+        ("... on the latents fitted to landmarks", fitted),
+    )
+    lines += [f"{name:40s}{value:.3f}" for name, value in rows]
     return "\n".join(lines)
 
 

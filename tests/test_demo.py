@@ -371,12 +371,11 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
 
 
 def test_generator_fit_recovers_the_latents_from_landmarks():
-    """data.demo_fit on rendered videos of known latents: durations, amplitude, asymmetry and eye
-    ratio come back closely; the eyes' delay does where the eyes move enough to be timed."""
+    """data.demo_fit on rendered videos of known latents: every latent comes back closely (the
+    delay too: the projection also absorbs the per-frame alignment's noise)."""
     assets, p = load_assets(), MotionParams()
     rng = np.random.default_rng(3)
-    labels = np.arange(12) % 2
-    latents = sample_latents(rng, p, labels)
+    latents = sample_latents(rng, p, np.arange(16) % 2)
     projection = demo_fit.FieldProjection.of(assets)
     est = []
     for row in latents:
@@ -386,25 +385,23 @@ def test_generator_fit_recovers_the_latents_from_landmarks():
         est.append(demo_fit.fit_video(projection.gains(pixels), video.fps, p))
     est = np.array(est)
     rel = np.abs(np.log(est[:, :4] / latents[:, :4]))  # durations and amplitude
-    assert np.median(rel) < 0.05 and rel.max() < 0.35, rel
-    assert np.abs(est[:, 4] - latents[:, 4]).max() < 0.03
-    assert np.corrcoef(est[:, 5], latents[:, 5])[0, 1] > 0.95
-    seen = latents[:, 3] * latents[:, 5] > demo_fit.EYE_SEEN
-    assert seen.sum() >= 3 and np.abs(est[seen, 6] - latents[seen, 6]).max() < 0.1
-    feats = demo_fit.features(est, p)
-    assert feats.shape == (12, 8) and np.all((feats[:, 7] >= 0) & (feats[:, 7] <= 1))
-    delay = sufficient_statistics(est, p)[:, 6]
-    np.testing.assert_allclose(feats[:, 6], delay * feats[:, 7])  # an unseen delay counts less
+    assert np.median(rel) < 0.05, rel
+    assert np.abs(est[:, 4] - latents[:, 4]).max() < 0.03  # asymmetry, signed
+    assert np.corrcoef(est[:, 5], latents[:, 5])[0, 1] > 0.99  # eye ratio
+    assert np.median(np.abs(est[:, 6] - latents[:, 6])) < 0.06  # eye delay (s)
 
 
 def test_generator_fit_cli(demo_set, tmp_path, capsys):
+    """The report: each latent's recovery, and the fitted latents classify about as well as the
+    true ones over the same folds."""
     root, _ = demo_set
     assert demo_fit.main([str(root)]) == 0
     out = capsys.readouterr().out
-    rows = dict(re.findall(r"^(\w+)\s+(-?[0-9.]+)", out, flags=re.M))
-    assert set(LATENTS) <= set(rows) and float(rows["apex_s"]) > 0.9
-    fitted = float(re.search(r"fitted to the landmarks\s+([0-9.]+)", out).group(1))
+    r = {k: float(v) for k, v in re.findall(r"^(\w+)\s+(-?[0-9.]+)$", out, flags=re.M)}
+    assert set(r) == set(LATENTS), out
+    assert min(r[k] for k in LATENTS if k != "offset_s") > 0.9, out
+    fitted = float(re.search(r"fitted to landmarks\s+([0-9.]+)", out).group(1))
     latent = float(re.search(r"regression on the latents\s+([0-9.]+)", out).group(1))
-    assert 0.6 < fitted <= 1 and 0.6 < latent <= 1
+    assert latent > 0.7 and abs(fitted - latent) < 0.06, out
     assert demo_fit.main([str(tmp_path)]) == 2
     assert "no demo.json; give a folder written by python -m data.demo" in capsys.readouterr().err
