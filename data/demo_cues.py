@@ -34,6 +34,12 @@ def motion_params(demo_json: dict) -> MotionParams:
     return MotionParams(**classes, **d)
 
 
+def read_latents(root: Path) -> dict[str, list[float]]:
+    """{video: its informative latents in :data:`LATENTS` order} from a demo's ``latents.csv``."""
+    with open(root / "latents.csv") as f:
+        return {r["video"]: [float(r[k]) for k in LATENTS] for r in csv.DictReader(f)}
+
+
 def run_logits(run: Path) -> dict[str, tuple[int, float]]:
     """{video: (label, logit of the test probability)} over the run's test folds."""
     files = sorted(run.glob("fold_*/test.json"))
@@ -53,8 +59,7 @@ def cue_table(run: Path, root: Path) -> str:
     if not demo_json.exists():
         raise FileNotFoundError(f"{root}: no demo.json; give the demo folder the run used (--demo)")
     params = motion_params(json.loads(demo_json.read_text()))
-    with open(root / "latents.csv") as f:
-        latents = {r["video"]: [float(r[k]) for k in LATENTS] for r in csv.DictReader(f)}
+    latents = read_latents(root)
     scored = run_logits(run)
     if missing := sorted(set(latents) - set(scored)):
         raise ValueError(

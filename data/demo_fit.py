@@ -21,7 +21,6 @@ the landmarks' noise leaves of the latents, not what a learner should be expecte
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from scipy.optimize import least_squares
 
 from data.datasets import open_dataset
 from data.demo import cv_accuracy
-from data.demo_cues import motion_params
+from data.demo_cues import motion_params, read_latents
 from data.demo_geometry import DemoAssets, load_assets
 from data.demo_motion import LATENTS, MotionParams, phase_curve, sufficient_statistics
 from data.normalize import normalize_video
@@ -110,8 +109,7 @@ def report(root: Path) -> str:
     demo = json.loads((root / "demo.json").read_text())
     p = motion_params(demo)
     ds = open_dataset("demo", root)
-    with open(root / "latents.csv") as f:
-        truth = {r["video"]: [float(r[k]) for k in LATENTS] for r in csv.DictReader(f)}
+    truth = read_latents(root)
     names = sorted(ds.videos)
     projection = FieldProjection.of(load_assets())
     est = np.array(
