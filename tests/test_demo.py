@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import demo, demo_cues, demo_fit
+from data import demo, demo_cues
 from data.demo import generate
 from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
@@ -28,7 +28,7 @@ from data.demo_motion import (
     sample_subject,
     sufficient_statistics,
 )
-from data.demo_render import fill_missing, make_identity, render_video
+from data.demo_render import fill_missing
 from data.demo_stats import MEASURES, measure_smile
 from data.fold_check import check_folds
 from data.folds import read_folds
@@ -368,40 +368,3 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     assert "nothing: no config.yaml, so not a smile_point.py run" in capsys.readouterr().err
     assert demo_cues.main([str(tmp_path / "nope")]) == 2
     assert "nope: no such folder; give a finished smile_point.py run" in capsys.readouterr().err
-
-
-def test_generator_fit_recovers_the_latents_from_landmarks():
-    """data.demo_fit on rendered videos of known latents: every latent comes back closely (the
-    delay too: the projection also absorbs the per-frame alignment's noise)."""
-    assets, p = load_assets(), MotionParams()
-    rng = np.random.default_rng(3)
-    latents = sample_latents(rng, p, np.arange(16) % 2)
-    projection = demo_fit.FieldProjection.of(assets)
-    est = []
-    for row in latents:
-        identity, _ = make_identity(assets, rng)
-        video = render_video(assets, identity, dict(zip(LATENTS, row, strict=True)), rng)
-        pixels = to_isotropic(video.landmarks, video.width, video.height)
-        est.append(demo_fit.fit_video(projection.gains(pixels), video.fps, p))
-    est = np.array(est)
-    rel = np.abs(np.log(est[:, :4] / latents[:, :4]))  # durations and amplitude
-    assert np.median(rel) < 0.05, rel
-    assert np.abs(est[:, 4] - latents[:, 4]).max() < 0.03  # asymmetry, signed
-    assert np.corrcoef(est[:, 5], latents[:, 5])[0, 1] > 0.99  # eye ratio
-    assert np.median(np.abs(est[:, 6] - latents[:, 6])) < 0.06  # eye delay (s)
-
-
-def test_generator_fit_cli(demo_set, tmp_path, capsys):
-    """The report: each latent's recovery, and the fitted latents classify about as well as the
-    true ones over the same folds."""
-    root, _ = demo_set
-    assert demo_fit.main([str(root)]) == 0
-    out = capsys.readouterr().out
-    r = {k: float(v) for k, v in re.findall(r"^(\w+)\s+(-?[0-9.]+)$", out, flags=re.M)}
-    assert set(r) == set(LATENTS), out
-    assert min(r[k] for k in LATENTS if k != "offset_s") > 0.9, out
-    fitted = float(re.search(r"fitted to landmarks\s+([0-9.]+)", out).group(1))
-    latent = float(re.search(r"regression on the latents\s+([0-9.]+)", out).group(1))
-    assert latent > 0.7 and abs(fitted - latent) < 0.06, out
-    assert demo_fit.main([str(tmp_path)]) == 2
-    assert "no demo.json; give a folder written by python -m data.demo" in capsys.readouterr().err
