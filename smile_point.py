@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, why in failed.items():
             print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)
         print(
-            f"{len(failed)} of {len(folds)} folds diverged; no results table (train them with a "
-            "lower --lr under a new --out)",
+            f"{len(failed)} of {len(folds)} folds failed; no results table (each reason above "
+            "names its fix)",
             file=sys.stderr,
         )
         return 1

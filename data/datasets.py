@@ -205,7 +205,10 @@ class SmileDataset:
     def split(self, n: int | str, val_fraction: float = 0.15, seed: int = 0) -> Split:
         """Fold N's parts, with the inner validation carved from its training part by subject."""
         fold = self.fold(n)
-        train, val = split_train_val(fold.train, self.labels, self.subjects, val_fraction, seed)
+        try:
+            train, val = split_train_val(fold.train, self.labels, self.subjects, val_fraction, seed)
+        except ValueError as e:
+            raise ValueError(f"{self.root}, fold {n}: {e}") from e
         return Split(train=tuple(train), val=tuple(val), test=fold.test)
 
 

@@ -20,6 +20,8 @@ follow :mod:`data.demo_motion`, rendering and noise :mod:`data.demo_render`.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import shutil
 import sys
 import time
@@ -203,13 +205,14 @@ def generate(
     """Write the demo dataset into ``out``; returns the content of ``demo.json`` (+ seconds)."""
     from data.folds import make_folds, write_folds
 
-    if subjects < max(2, folds):
-        raise ValueError(
-            f"--subjects {subjects}: need at least max(2, --folds {folds}) subjects "
-            "for subject-independent folds"
-        )
     if folds < 2:
         raise ValueError(f"--folds {folds}: need at least 2 folds")
+    least = next(n for n in itertools.count(folds) if n - math.ceil(n / folds) >= 2)
+    if subjects < least:
+        raise ValueError(
+            f"--subjects {subjects}: --folds {folds} needs at least {least} subjects (every fold "
+            "keeps two or more for training: one goes to validation)"
+        )
     params = params or MotionParams()
     out = Path(out)
     t0 = time.perf_counter()

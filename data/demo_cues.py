@@ -63,7 +63,8 @@ def cue_table(run: Path, root: Path) -> str:
     scored = run_logits(run)
     if missing := sorted(set(latents) - set(scored)):
         raise ValueError(
-            f"{run}: no test probability for {len(missing)} demo videos ({missing[0]})"
+            f"{run}: no test probability for {len(missing)} demo videos ({missing[0]}); finish "
+            "every fold (smile_point.py --fold all, or --resume)"
         )
     names = sorted(latents)
     y = np.array([scored[n][0] for n in names])

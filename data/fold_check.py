@@ -123,13 +123,16 @@ def _find_folds_dir(path: Path) -> Path:
 
 def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) -> str | None:
     """Why ``smile_point.py --dataset kind`` refuses the dataset with these folds (landmark files,
-    labels, subjects, sidecars: :func:`data.datasets.open_dataset`), or None when it opens it."""
+    labels, subjects, sidecars: :func:`data.datasets.open_dataset`; NaN in a file, which training
+    finds when it packs them), or None when it opens it."""
     from data.datasets import open_dataset  # it imports this module
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the subject rule is printed anyway
         try:
-            open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
+            ds = open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
+            for name in ds.videos:
+                ds.landmarks(name)  # read whole: NaN and inf are refused
         except (OSError, ValueError) as e:
             return str(e)
     return None

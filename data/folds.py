@@ -227,7 +227,10 @@ def split_train_val(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     subj, groups = _groups(names, labels, subjects)
     if len(subj) < 2:
-        raise ValueError(f"cannot split {len(names)} videos of {len(subj)} subject(s) by subject")
+        raise ValueError(
+            f"cannot split {len(names)} videos of {len(subj)} subject(s) by subject into training "
+            "and validation parts; use fewer folds, or a dataset with more subjects"
+        )
     counts = _class_counts(groups, labels)
     target = val_fraction * counts.sum(0)
     norm = np.maximum(counts.sum(0), 1.0)

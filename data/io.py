@@ -236,13 +236,20 @@ def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRA
         raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); {fix}") from e
 
 
+def check_finite(npy_path: str | os.PathLike, landmarks: np.ndarray, fix: str = REEXTRACT) -> None:
+    """Raise ValueError naming the file and ``fix`` when ``landmarks`` hold NaN or inf
+    (extract_landmarks.py never writes them; a model or a descriptor would turn them into NaN)."""
+    if not np.isfinite(landmarks).all():
+        raise ValueError(f"{npy_path}: landmarks contain NaN or inf; {fix}")
+
+
 def load_landmarks(
     npy_path: str | os.PathLike, mmap: bool = False
 ) -> tuple[np.ndarray, dict | None]:
     """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
 
-    Raises ValueError naming the file when it is not a (T, L, 3) array or its sidecar counts
-    other frames.
+    Raises ValueError naming the file when it is not a (T, L, 3) array, holds NaN or inf (checked
+    unless ``mmap``: that would read it all) or its sidecar counts other frames.
     """
     npy_path = Path(npy_path)
     arr = read_npy(npy_path, mmap)
@@ -250,6 +257,7 @@ def load_landmarks(
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
     if not mmap:
         arr = arr.astype(np.float32, copy=False)
+        check_finite(npy_path, arr)
     meta = load_meta(npy_path)
     check_sidecar_rows(npy_path, meta, len(arr))
     return arr, meta or None

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_json, read_npy, to_isotropic
+from data.io import atomic_write_json, check_finite, read_npy, to_isotropic
 
 PACK_DIR = ".packed"
-#: Part of every pack key: bump it when the packed layout or units change, so old packs go unused.
-PACK_FORMAT = 3
+#: Part of every pack key: bump it when the packed layout, units or checks change, so old packs
+#: go unused (4: files with NaN or inf are refused).
+PACK_FORMAT = 4
 #: A pack nobody opened for this long is removed by the next build in its folder.
 UNUSED_DAYS = 30
 
@@ -76,7 +77,9 @@ class FileStore:
     def get(self, file: Path) -> np.ndarray:
         """(T, L, 3) float32 isotropic pixels, a fresh array."""
         w, h = self.scales[Path(file).name]
-        return to_isotropic(read_npy(file, fix=REDO), w, h)
+        rows = read_npy(file, fix=REDO)
+        check_finite(file, rows, REDO)
+        return to_isotropic(rows, w, h)
 
 
 class PackedStore:
@@ -177,6 +180,7 @@ def build_packed(
         for f, e in zip(files, entries, strict=True):
             w, h = scales[f.name]
             rows = read_npy(f, mmap=True, fix=REDO)
+            check_finite(f, rows, REDO)
             out[e["offset"] : e["offset"] + e["length"]] = to_isotropic(rows, w, h)
         out.flush()
         del out

@@ -14,6 +14,7 @@ from tiny_run import tiny_config
 import extract_landmarks
 import smile_point
 from data.demo import generate
+from training.classify import format_verdicts
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,12 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     twin.parent.mkdir()
     shutil.copy(src, twin)
     shutil.copy(src.with_suffix(".json"), twin.with_suffix(".json"))
-    inputs = [bare, dlib, text, empty, no_size, no_frames, other, src, twin, src]  # src twice
+    nan = tmp_path / "nan.npy"  # NaN would be scored as NaN, and written as invalid JSON
+    broken = np.load(src)
+    broken[3, 10] = np.nan
+    np.save(nan, broken)
+    shutil.copy(src.with_suffix(".json"), nan.with_suffix(".json"))
+    inputs = [bare, dlib, text, empty, no_size, no_frames, other, nan, src, twin, src]  # src twice
     rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
     assert rc == 1
     assert [v["name"] for v in report["videos"]] == [str(src), str(twin)]
@@ -137,7 +143,9 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
     assert "no frames" in failed[str(no_frames)]
     assert "other.json: describes another array than other.npy" in failed[str(other)]
-    assert "7 input(s) failed" in capsys.readouterr().err
+    assert "nan.npy: landmarks contain NaN or inf; run extract_landmarks.py" in failed[str(nan)]
+    assert "8 input(s) failed" in capsys.readouterr().err
+    assert format_verdicts([], {str(text): "not a video"}) == f"failed: {text}: not a video"
 
 
 def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
@@ -169,6 +177,12 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     assert smile_point.main(["--classify", video, "--checkpoint", str(junk)]) == 2
     err = capsys.readouterr().err
     assert "junk.pt: not a readable smile_point.py checkpoint" in err and len(err.splitlines()) == 1
+    assert err.rstrip().endswith("give a fold's best.pt")
+    cut = tmp_path / "cut" / "fold_01" / "best.pt"  # a fold's own best.pt, damaged
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes((out / "fold_01" / "best.pt").read_bytes()[:1000])
+    assert smile_point.main(["--classify", video, "--checkpoint", str(cut)]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("; train that fold again")
     last = str(out / "fold_01" / "last.pt")
     assert smile_point.main(["--classify", video, "--checkpoint", last]) == 2
     assert "last epoch's weights, not the ones validation selected" in capsys.readouterr().err

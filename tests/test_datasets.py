@@ -346,6 +346,20 @@ def test_a_truncated_landmark_file_is_named(tmp_path):
         open_dataset("folder", tmp_path)
 
 
+def test_a_landmark_file_with_nan_is_named(tmp_path):
+    """NaN would reach training as a "diverged" loss, and the baseline as a bare sklearn error."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    plain = open_dataset("folder", tmp_path, pack=False)
+    bad = tmp_path / "npy" / "subj 1 clip 0.mp4.npy"
+    arr = np.load(bad)
+    arr[5, 7, 1] = np.nan
+    np.save(bad, arr)
+    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
+    for read in (lambda: open_dataset("folder", tmp_path), lambda: plain.landmarks(bad.stem)):
+        with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}"):
+            read()
+
+
 def test_packs_of_different_file_sets_coexist(tmp_path):
     """Two runs packing different subsets of one folder keep each other's packs; packs of the
     older single-index layout and packs unused for a month are removed."""
@@ -378,6 +392,9 @@ def test_split_is_subject_independent(tmp_path):
     assert set(sp.train) | set(sp.val) == set(ds.fold(2).train) and sp.test == ds.fold(2).test
     subj = ds.subjects
     assert not {subj[n] for n in sp.train} & {subj[n] for n in sp.val}
+    few = open_dataset("folder", make_folder_dataset(tmp_path / "few", n_subjects=2), folds_k=2)
+    with pytest.raises(ValueError, match=r"few, fold 1: cannot split .* use fewer folds, or a"):
+        few.split(1)  # one training subject: none is left for validation
 
 
 def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,9 +213,9 @@ def test_folds_are_subject_independent(demo_set):
 
 def test_deterministic_and_seed_dependent(demo_set, tmp_path):
     root, _ = demo_set
-    a = generate(tmp_path / "a", subjects=3, seed=SEED, folds=2, dmarkers=False)
-    generate(tmp_path / "b", subjects=3, seed=SEED, folds=2, dmarkers=False)
-    generate(tmp_path / "c", subjects=3, seed=SEED + 1, folds=2, dmarkers=False)
+    a = generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)
+    generate(tmp_path / "b", subjects=3, seed=SEED, folds=3, dmarkers=False)
+    generate(tmp_path / "c", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
     fa, fb, fc = (_files(tmp_path / k) for k in "abc")
     assert fa == fb
     npy = [k for k in fa if k.endswith(".npy")]
@@ -223,7 +224,7 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
     big = _files(root)
     assert all(big[k] == fa[k] for k in npy)
     # rerunning into an existing demo folder replaces it exactly
-    generate(tmp_path / "a", subjects=3, seed=SEED, folds=2, dmarkers=False)
+    generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)
     assert _files(tmp_path / "a") == fb
     assert a["videos"] == len(npy)
 
@@ -289,7 +290,12 @@ def test_opens_as_a_demo_dataset(demo_set):
 
 
 @pytest.mark.parametrize(
-    "args, message", [(["--subjects", "1"], "--subjects 1"), (["--folds", "1"], "--folds 1")]
+    "args, message",
+    [
+        (["--subjects", "1"], "--subjects 1"),
+        (["--folds", "1"], "--folds 1"),
+        (["--subjects", "3", "--folds", "2"], "--folds 2 needs at least 4 subjects"),
+    ],
 )
 def test_cli_bad_arguments(tmp_path, args, message):
     res = subprocess.run(
@@ -368,3 +374,6 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     assert "nothing: no config.yaml, so not a smile_point.py run" in capsys.readouterr().err
     assert demo_cues.main([str(tmp_path / "nope")]) == 2
     assert "nope: no such folder; give a finished smile_point.py run" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "fold_02")  # a run with a fold not finished
+    assert demo_cues.main([str(tmp_path), "--demo", str(root)]) == 2
+    assert "finish every fold (smile_point.py --fold all" in capsys.readouterr().err

@@ -254,6 +254,15 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"no landmark file in {tmp_path / 'npy'}: ghost ({fold2})" in out
+    fold2.write_text(
+        json.dumps({k: v for k, v in json.loads(fold2.read_text()).items() if k != "ghost"})
+    )
+    bad = tmp_path / "npy" / "subj 1 clip 1.mp4.npy"
+    arr = np.load(bad)
+    arr[2, 3, 0] = np.inf
+    np.save(bad, arr)
+    assert main(["check", str(tmp_path)]) == 1
+    assert f"{bad}: landmarks contain NaN or inf" in capsys.readouterr().out
 
 
 def test_validation_part_gets_both_classes_when_it_can():

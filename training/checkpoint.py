@@ -44,6 +44,10 @@ def save_checkpoint(path: str | Path, **payload) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+class CheckpointError(ValueError):
+    """A fold's checkpoint cannot be read (``--fold all`` reports it and runs the other folds)."""
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Every tensor on the CPU: ``load_state_dict`` copies weights and optimizer state to the
     device of the module they load into, and the RNG states must stay CPU byte tensors."""
@@ -53,7 +57,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a pickle of anything: one line, whatever failed
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and train that "
             "fold again"
         ) from e

@@ -152,9 +152,10 @@ def load_scorer(path: Path, device: torch.device) -> Scorer:
         model.load_state_dict(ckpt["model"])
     except Exception as e:  # a pickle of anything: one line, whatever failed
         e = e.__cause__ or e  # what torch.load itself raised
+        fix = "train that fold again" if path.name == "best.pt" else "give a fold's best.pt"
         raise ValueError(
             f"{path}: not a readable smile_point.py checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); give a fold's best.pt"
+            f"{str(e).splitlines()[0] if str(e) else ''}); {fix}"
         ) from e
     model.to(device).eval()
     return Scorer(path, cfg, model, int(ckpt["n_landmarks"]), _threshold(path, cfg, ckpt))
@@ -339,9 +340,9 @@ def classify(
 
 
 def format_verdicts(verdicts: list[Verdict], failures: dict[str, str]) -> str:
-    """A table of the verdicts, then the failures with their reasons."""
+    """A table of the verdicts (none without verdicts), then the failures with their reasons."""
     width = max([len(v.name) for v in verdicts] + [5])
-    lines = [f"{'input':<{width}}  P(spontaneous)  call         frames  face"]
+    lines = [f"{'input':<{width}}  P(spontaneous)  call         frames  face"] if verdicts else []
     for v in verdicts:
         call = "spontaneous" if v.spontaneous else "posed"
         face = "-" if v.face_frames is None else f"{100 * v.face_frames / v.n_frames:.0f}%"

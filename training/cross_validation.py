@@ -18,6 +18,7 @@ from data.io import atomic_write_json, read_json
 from data.targets import table_digest
 from models.config import BASELINE
 from training.baseline import fit_baseline, score_baseline
+from training.checkpoint import CheckpointError
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
 from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
@@ -204,13 +205,14 @@ def run_fold(
 
 
 def run_folds(cfg: Config, folds, dataset, resume: bool) -> tuple[dict, dict]:
-    """Run every fold; one whose training diverged is reported at the end, after the others ran
-    (any other error stops the run). Returns ({fold: test result}, {fold: reason})."""
+    """Run every fold; one whose training diverged or whose checkpoint cannot be read is reported
+    at the end, after the others ran (any other error stops the run). Returns ({fold: test
+    result}, {fold: reason})."""
     results, failed = {}, {}
     for k in folds:
         try:
             results[k] = run_fold(cfg, k, dataset, resume=resume)
-        except DivergedError as e:
+        except (DivergedError, CheckpointError) as e:
             if len(folds) == 1:
                 raise
             failed[k] = str(e)
