@@ -56,7 +56,7 @@ def report(m: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=default_workers(), help="N (default: all cores)")
     p.add_argument("--copies", type=int, default=2, help="times each video is listed (default 2)")
     p.add_argument("--backend", choices=BACKENDS, default="mediapipe")

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not (args.demo / "demo.json").exists():
         print(
-            f"{args.demo}: no demo.json; give a folder written by python -m data.demo",
+            f"error: {args.demo}: no demo.json; give a folder written by python -m data.demo",
             file=sys.stderr,
         )
         return 2

