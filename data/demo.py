@@ -20,8 +20,6 @@ follow :mod:`data.demo_motion`, rendering and noise :mod:`data.demo_render`.
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
 import shutil
 import sys
 import time
@@ -207,7 +205,7 @@ def generate(
 
     if folds < 2:
         raise ValueError(f"--folds {folds}: need at least 2 folds")
-    least = next(n for n in itertools.count(folds) if n - math.ceil(n / folds) >= 2)
+    least = 4 if folds == 2 else folds  # the smallest n whose folds keep n - ceil(n / k) >= 2
     if subjects < least:
         raise ValueError(
             f"--subjects {subjects}: --folds {folds} needs at least {least} subjects (every fold "

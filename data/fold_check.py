@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from data.folds import Fold, fold_dirs, fold_files, read_fold_files
+from data.io import check_finite, read_npy
+from data.store import REDO
 from data.subjects import (
     guess_kind,
     nfc,
@@ -131,8 +133,8 @@ def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) ->
         warnings.simplefilter("ignore")  # the subject rule is printed anyway
         try:
             ds = open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
-            for name in ds.videos:
-                ds.landmarks(name)  # read whole: NaN and inf are refused
+            for v in ds.videos.values():  # read whole: NaN and inf are refused
+                check_finite(v.file, read_npy(v.file, mmap=True, fix=REDO), REDO)
         except (OSError, ValueError) as e:
             return str(e)
     return None

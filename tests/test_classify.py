@@ -182,7 +182,11 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     cut.parent.mkdir(parents=True)
     cut.write_bytes((out / "fold_01" / "best.pt").read_bytes()[:1000])
     assert smile_point.main(["--classify", video, "--checkpoint", str(cut)]) == 2
-    assert capsys.readouterr().err.rstrip().endswith("; train that fold again")
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith(f"; delete {cut.parent} and resume its run (--resume runs that fold again)")
+    )
     last = str(out / "fold_01" / "last.pt")
     assert smile_point.main(["--classify", video, "--checkpoint", last]) == 2
     assert "last epoch's weights, not the ones validation selected" in capsys.readouterr().err

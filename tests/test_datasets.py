@@ -362,7 +362,7 @@ def test_a_landmark_file_with_nan_is_named(tmp_path):
 
 def test_packs_of_different_file_sets_coexist(tmp_path):
     """Two runs packing different subsets of one folder keep each other's packs; packs of the
-    older single-index layout and packs unused for a month are removed."""
+    older single-index layout, of an older format and unused for a month are removed."""
     make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
     files = sorted((tmp_path / "npy").glob("*.npy"))
     scales = {f.name: (640, 480) for f in files}
@@ -383,6 +383,10 @@ def test_packs_of_different_file_sets_coexist(tmp_path):
     os.utime(a.data_path.with_suffix(".json"), (month_ago, month_ago))
     build_packed(files, scales)  # a third set: the pack unused for a month goes
     assert not a.data_path.exists() and b.data_path.exists()
+    index = b.data_path.with_suffix(".json")
+    index.write_text(json.dumps({**json.loads(index.read_text()), "format": 3}))
+    build_packed(files[1:], scales)  # the format-3 pack was built without the NaN check: it goes
+    assert not b.data_path.exists()
 
 
 def test_split_is_subject_independent(tmp_path):

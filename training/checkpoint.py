@@ -58,8 +58,8 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a pickle of anything: one line, whatever failed
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and train that "
-            "fold again"
+            f"{path}: not a readable checkpoint ({type(e).__name__}); delete {path.parent} and "
+            "resume (--resume runs that fold again)"
         ) from e
 
 

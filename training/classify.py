@@ -152,7 +152,11 @@ def load_scorer(path: Path, device: torch.device) -> Scorer:
         model.load_state_dict(ckpt["model"])
     except Exception as e:  # a pickle of anything: one line, whatever failed
         e = e.__cause__ or e  # what torch.load itself raised
-        fix = "train that fold again" if path.name == "best.pt" else "give a fold's best.pt"
+        fix = (
+            f"delete {path.parent} and resume its run (--resume runs that fold again)"
+            if path.name == "best.pt"
+            else "give a fold's best.pt"
+        )
         raise ValueError(
             f"{path}: not a readable smile_point.py checkpoint ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); {fix}"
