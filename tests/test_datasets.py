@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import pickle
-import re
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +14,6 @@ from data.datasets import open_dataset
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
 from data.frame_info import DATASET_DEFAULTS
 from data.io import UMASK, meta_path
-from data.store import FileStore, PackedStore, build_packed, open_packed
 
 
 def _write_folds(root, folds, labels):
@@ -303,90 +298,6 @@ def test_demo_layout_with_dmarkers(tmp_path):
     shutil.rmtree(root / "labels")
     (root / "dmarkers.npz").unlink()
     assert open_dataset("demo", root).dmarkers() is None
-
-
-def test_packed_store_matches_files_and_refreshes(tmp_path):
-    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
-    packed = open_dataset("folder", tmp_path)
-    plain = open_dataset("folder", tmp_path, pack=False)
-    assert isinstance(packed.store, PackedStore) and isinstance(plain.store, FileStore)
-    for name in packed.videos:
-        np.testing.assert_array_equal(packed.landmarks(name), plain.landmarks(name))
-    assert len(pickle.dumps(packed)) < 20_000  # workers re-open the memory map
-    name = "subj 1 clip 1.mp4"
-    new = synth_video(40, 478, seed=99)
-    write_video(tmp_path / "npy", name, new)
-    again = open_dataset("folder", tmp_path)
-    assert again.videos[name].n_frames == 40
-    np.testing.assert_allclose(again.landmarks(name), new * np.array([640, 480, 640]), rtol=1e-6)
-    assert len(list((tmp_path / "npy" / ".packed").glob("landmarks-*.npy"))) == 1
-
-
-def test_a_truncated_landmark_file_is_named(tmp_path):
-    """A cut copy (head -c) of a landmark file: opening, packing and reading it name the file and
-    the fix, not numpy's "mmap length is greater than file size"."""
-    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
-    plain = open_dataset("folder", tmp_path, pack=False)
-    files = sorted((tmp_path / "npy").glob("*.npy"))
-    shapes = {f: np.load(f, mmap_mode="r").shape for f in files}
-    cut = tmp_path / "npy" / "subj 0 clip 1.mp4.npy"
-    cut.write_bytes(cut.read_bytes()[:5000])
-    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
-    with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: truncated .*; {fix}"):
-        open_dataset("folder", tmp_path)
-    scales = {f.name: (640, 480) for f in files}
-    for read in (
-        lambda: build_packed(files, scales, shapes),  # the file was cut after it was opened
-        lambda: plain.landmarks("subj 0 clip 1.mp4"),
-    ):
-        with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: not a readable .*; {fix}"):
-            read()
-    cut.write_bytes(cut.read_bytes()[:40])  # within the header
-    with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: not a readable .*; {fix}"):
-        open_dataset("folder", tmp_path)
-
-
-def test_a_landmark_file_with_nan_is_named(tmp_path):
-    """NaN would reach training as a "diverged" loss, and the baseline as a bare sklearn error."""
-    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
-    plain = open_dataset("folder", tmp_path, pack=False)
-    bad = tmp_path / "npy" / "subj 1 clip 0.mp4.npy"
-    arr = np.load(bad)
-    arr[5, 7, 1] = np.nan
-    np.save(bad, arr)
-    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
-    for read in (lambda: open_dataset("folder", tmp_path), lambda: plain.landmarks(bad.stem)):
-        with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}"):
-            read()
-
-
-def test_packs_of_different_file_sets_coexist(tmp_path):
-    """Two runs packing different subsets of one folder keep each other's packs; packs of the
-    older single-index layout, of an older format and unused for a month are removed."""
-    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
-    files = sorted((tmp_path / "npy").glob("*.npy"))
-    scales = {f.name: (640, 480) for f in files}
-    legacy = tmp_path / "npy" / ".packed" / "landmarks-0123abcd.npy"
-    legacy.parent.mkdir()
-    np.save(legacy, np.zeros((1, 1, 3), np.float32))
-    first, second = files[:4], files[2:]
-    a, b = build_packed(first, scales), build_packed(second, scales)
-    assert not legacy.exists()
-    for subset, built in ((first, a), (second, b)):
-        reopened = open_packed(subset, scales)
-        assert reopened is not None and reopened.data_path == built.data_path
-        for f in subset:
-            np.testing.assert_array_equal(reopened.get(f), FileStore(scales).get(f))
-    assert a.data_path != b.data_path
-    assert open_packed(first, {**scales, first[0].name: (320, 240)}) is None  # frame size is keyed
-    month_ago = time.time() - 31 * 86400
-    os.utime(a.data_path.with_suffix(".json"), (month_ago, month_ago))
-    build_packed(files, scales)  # a third set: the pack unused for a month goes
-    assert not a.data_path.exists() and b.data_path.exists()
-    index = b.data_path.with_suffix(".json")
-    index.write_text(json.dumps({**json.loads(index.read_text()), "format": 3}))
-    build_packed(files[1:], scales)  # the format-3 pack was built without the NaN check: it goes
-    assert not b.data_path.exists()
 
 
 def test_split_is_subject_independent(tmp_path):

@@ -1,5 +1,6 @@
 """Resuming a fold: a killed run resumes to the uninterrupted result (also with weight averaging),
-a kill between the two checkpoint writes is mended, and changed D-Marker targets are refused."""
+a kill between the two checkpoint writes is mended, changed D-Marker targets are refused, and an
+unreadable checkpoint fails its fold only."""
 
 from __future__ import annotations
 
@@ -282,6 +283,32 @@ def test_finished_folds_of_earlier_versions(tmp_path, demo_root, capsys):
     assert smile_point.main([*args, "--fold", "all"]) == 2
     err = capsys.readouterr().err
     assert "fold_01 (its D-Marker table), fold_02 (its D-Marker table), fold_03 (its" in err
+
+
+def test_an_unreadable_checkpoint_fails_its_fold_and_the_others_still_run(
+    tmp_path, demo_root, capsys
+):
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    out = tmp_path / "run"
+    args = ["--config", cfg, "--out", str(out), "--fold", "all"]
+    assert smile_point.main(args) == 0
+    for k in (2, 3):  # as if killed in fold 2: fold 3 not started
+        (out / f"fold_0{k}" / "test.json").unlink()
+    (out / "fold_02" / "last.pt").write_bytes(b"cut")
+    (out / "results.md").unlink()
+    assert smile_point.main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "fold 2 failed:" in err and "fold_02/last.pt: not a readable checkpoint" in err
+    assert f"delete {out / 'fold_02'} and resume" in err and "1 of 3 folds failed" in err
+    assert (out / "fold_03" / "test.json").exists() and not (out / "fold_02" / "test.json").exists()
+    (out / "fold_03" / "test.json").unlink()  # and a damaged best.pt (read first on resume)
+    (out / "fold_03" / "best.pt").write_bytes(b"cut")
+    assert smile_point.main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "fold_03/best.pt: not a readable checkpoint" in err and "2 of 3 folds failed" in err
+    for k in (2, 3):  # the fix the messages name
+        shutil.rmtree(out / f"fold_0{k}")
+    assert smile_point.main([*args, "--resume"]) == 0 and (out / "results.md").exists()
 
 
 def test_meshsmilenet_runs_compare_without_the_dmarker_weight(tmp_path):
