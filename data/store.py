@@ -194,9 +194,8 @@ def build_packed(
 def _remove_stale(pack: Path) -> None:
     """Delete packs of another :data:`PACK_FORMAT`, whose index names a source file that changed
     or vanished or that were not opened for :data:`UNUSED_DAYS`, data without an index (the older
-    single-index layout), and
-    temporary files of builds killed over a day ago. A file that cannot be deleted (mapped on
-    Windows, say) is left for a later build."""
+    single-index layout), and temporary files of builds killed over a day ago. A file that cannot
+    be deleted (mapped on Windows, say) is left for a later build."""
     now = time.time()
     _unlink(pack / "index.json")
     for index in pack.glob("landmarks-*.json"):
