@@ -171,8 +171,7 @@ def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dic
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.ndim != 3 or landmarks.shape[-1] != 3:
         raise ValueError(f"{npy_path}: landmarks must be (T, L, 3), got {landmarks.shape}")
-    if not np.isfinite(landmarks).all():
-        raise ValueError(f"{npy_path}: landmarks contain NaN or inf")
+    check_finite(npy_path, landmarks, "nothing was written")
     text = json_text(meta)
     replaced = False
 
