@@ -39,7 +39,7 @@ from data.folds import (
 )
 from data.frame_info import video_frame_info
 from data.io import atomic_write_dir, atomic_write_json, meta_path
-from data.store import FileStore, PackedStore, build_packed, npy_shape, open_packed
+from data.store import REDO, FileStore, PackedStore, build_packed, npy_shape, open_packed
 from data.subjects import (
     UNVERIFIABLE,
     LabelsTable,
@@ -93,7 +93,7 @@ class SmileDataset:
         folds: list[Fold],
         n_landmarks: int,
         landmarks_dir: Path,
-        store: FileStore | PackedStore | None = None,
+        store: FileStore | PackedStore,
     ):
         self.kind = kind
         self.root = Path(root)
@@ -101,8 +101,7 @@ class SmileDataset:
         self.folds = folds
         self.n_landmarks = n_landmarks
         self.landmarks_dir = Path(landmarks_dir)
-        scales = {v.file.name: (v.width, v.height) for v in videos.values()}
-        self.store = store if store is not None else FileStore(scales)
+        self.store = store
         self._dmarkers = None
         self._dmarkers_read = False
 
@@ -210,6 +209,12 @@ class SmileDataset:
         except ValueError as e:
             raise ValueError(f"{self.root}, fold {n}: {e}") from e
         return Split(train=tuple(train), val=tuple(val), test=fold.test)
+
+
+def landmark_fix(kind: str, root: Path) -> str:
+    """What to do about a damaged landmark file of the dataset: extract its video again, or, for a
+    demo, generate the demo again."""
+    return f"generate the demo again: python -m data.demo --out {root}" if kind == "demo" else REDO
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
@@ -371,14 +376,15 @@ def open_dataset(
             f"check {folds_dir} --dataset {kind})"
         )
 
-    shapes = {files[n]: npy_shape(files[n]) for n in names}
+    fix = landmark_fix(kind, root)
+    shapes = {files[n]: npy_shape(files[n], fix) for n in names}
     counts = {s[1] for s in shapes.values()}
     if len(counts) != 1:
         raise ValueError(f"{landmarks_dir}: landmark files mix point counts {sorted(counts)}")
     videos = {}
     for n in names:
         if shapes[files[n]][0] == 0:
-            raise ValueError(f"{files[n]}: no frames; re-extract it or drop it from the folds")
+            raise ValueError(f"{files[n]}: no frames; {fix}")
         fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
         videos[n] = Video(
             name=n,
@@ -390,14 +396,14 @@ def open_dataset(
             height=height,
             n_frames=shapes[files[n]][0],
         )
+    scales = {v.file.name: (v.width, v.height) for v in videos.values()}
     store = None
     if pack:
         ordered = sorted(set(files.values()))
-        scales = {v.file.name: (v.width, v.height) for v in videos.values()}
         store = open_packed(ordered, scales, shapes)
         if store is None:
             try:
-                store = build_packed(ordered, scales, shapes)
+                store = build_packed(ordered, scales, shapes, fix)
             except OSError as e:
                 warnings.warn(
                     f"could not pack {landmarks_dir} ({e}); reading files one by one", stacklevel=2
@@ -409,5 +415,5 @@ def open_dataset(
         folds=folds,
         n_landmarks=counts.pop(),
         landmarks_dir=landmarks_dir,
-        store=store,
+        store=store or FileStore(scales, fix),
     )

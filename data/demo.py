@@ -238,9 +238,10 @@ def generate(
         "folds": folds,
         "counts": {CLASS_NAMES[c]: int((y == c).sum()) for c in CLASS_NAMES},
         "bayes_ceiling": round(bayes_ceiling(params, np.random.default_rng([seed, 10**6])), 4),
-        "bayes_rule_accuracy_on_this_set": round(float(((post > 0.5) == y).mean()), 4),
+        # counts over this set: 6 decimals, so that 3 printed ones round as the exact fraction
+        "bayes_rule_accuracy_on_this_set": round(float(((post > 0.5) == y).mean()), 6),
         "latent_classifier_cv_accuracy": round(
-            cv_accuracy(sufficient_statistics(lat, params), y, names, fold_list, 1.0), 4
+            cv_accuracy(sufficient_statistics(lat, params), y, names, fold_list, 1.0), 6
         ),
         "ceiling_note": CEILING_NOTE,
         "parameters": params.to_dict(),
@@ -255,7 +256,7 @@ def generate(
         else:
             feats = np.stack([dm.get(n) for n in names])
             acc = cv_accuracy(feats, y, names, fold_list, 0.01)
-            summary["dmarker_classifier_cv_accuracy"] = round(acc, 4)
+            summary["dmarker_classifier_cv_accuracy"] = round(acc, 6)
     atomic_write_json(out / "demo.json", summary)
     return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
 

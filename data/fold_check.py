@@ -22,7 +22,6 @@ from pathlib import Path
 
 from data.folds import Fold, fold_dirs, fold_files, read_fold_files
 from data.io import check_finite, read_npy
-from data.store import REDO
 from data.subjects import (
     guess_kind,
     nfc,
@@ -127,14 +126,15 @@ def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) ->
     """Why ``smile_point.py --dataset kind`` refuses the dataset with these folds (landmark files,
     labels, subjects, sidecars: :func:`data.datasets.open_dataset`; NaN in a file, which training
     finds when it packs them), or None when it opens it."""
-    from data.datasets import open_dataset  # it imports this module
+    from data.datasets import landmark_fix, open_dataset  # it imports this module
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the subject rule is printed anyway
         try:
             ds = open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
             for v in ds.videos.values():  # read whole: NaN and inf are refused
-                check_finite(v.file, read_npy(v.file, mmap=True, fix=REDO), REDO)
+                fix = landmark_fix(kind, root)
+                check_finite(v.file, read_npy(v.file, mmap=True, fix=fix), fix)
         except (OSError, ValueError) as e:
             return str(e)
     return None

@@ -35,13 +35,14 @@ PACK_FORMAT = 4
 UNUSED_DAYS = 30
 
 
-#: The fix named when a dataset's landmark file cannot be read.
+#: The fix named when a dataset's landmark file cannot be read (a demo names its generator).
 REDO = "run extract_landmarks.py again on its video, or remove it from the dataset"
 
 
-def npy_shape(path: str | Path) -> tuple[int, ...]:
-    """Shape of a .npy file from its header only; ValueError naming the file when the header is
-    unreadable, not (T, L, 3), or promises more data than the file holds (a truncated copy)."""
+def npy_shape(path: str | Path, fix: str = REDO) -> tuple[int, ...]:
+    """Shape of a .npy file from its header only; ValueError naming the file and ``fix`` when the
+    header is unreadable, not (T, L, 3), or promises more data than the file holds (a truncated
+    copy)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -52,13 +53,13 @@ def npy_shape(path: str | Path) -> tuple[int, ...]:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f)
             data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npy landmark file ({e}); {REDO}") from e
+        raise ValueError(f"{path}: not a readable .npy landmark file ({e}); {fix}") from e
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(f"{path}: expected a (T, L, 3) landmark array, got shape {shape}")
     if data_bytes < math.prod(shape) * dtype.itemsize:
         raise ValueError(
             f"{path}: truncated (holds {data_bytes} of the {math.prod(shape) * dtype.itemsize} "
-            f"bytes its header promises); {REDO}"
+            f"bytes its header promises); {fix}"
         )
     return shape
 
@@ -69,16 +70,18 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 
 
 class FileStore:
-    """Reads a landmark file each time it is asked (no packing)."""
+    """Reads a landmark file each time it is asked (no packing); ``fix`` is named when one is
+    unreadable or holds NaN."""
 
-    def __init__(self, scales: dict[str, tuple[int, int]]):
+    def __init__(self, scales: dict[str, tuple[int, int]], fix: str = REDO):
         self.scales = scales
+        self.fix = fix
 
     def get(self, file: Path) -> np.ndarray:
         """(T, L, 3) float32 isotropic pixels, a fresh array."""
         w, h = self.scales[Path(file).name]
-        rows = read_npy(file, fix=REDO)
-        check_finite(file, rows, REDO)
+        rows = read_npy(file, fix=self.fix)
+        check_finite(file, rows, self.fix)
         return to_isotropic(rows, w, h)
 
 
@@ -151,12 +154,16 @@ def open_packed(
 
 
 def build_packed(
-    files: list[Path], scales: dict[str, tuple[int, int]], shapes: dict | None = None
+    files: list[Path],
+    scales: dict[str, tuple[int, int]],
+    shapes: dict | None = None,
+    fix: str = REDO,
 ) -> PackedStore:
     """Pack ``files`` (one folder, same landmark count) into ``<folder>/.packed``; atomic.
 
     The pack is named by its content key and appears by a rename, so a reader never sees a half
     written pack, and runs packing different file sets of one folder keep each other's packs.
+    A file that is unreadable or holds NaN or inf is refused by name, with ``fix``.
     Packs whose sources changed or vanished, or that nobody opened for :data:`UNUSED_DAYS`, are
     removed afterwards.
     """
@@ -164,7 +171,7 @@ def build_packed(
         raise ValueError("no landmark files to pack")
     pack = files[0].parent / PACK_DIR
     pack.mkdir(exist_ok=True)
-    shapes = shapes or {f: npy_shape(f) for f in files}
+    shapes = shapes or {f: npy_shape(f, fix) for f in files}
     n_points = {shapes[f][1] for f in files}
     if len(n_points) != 1:
         raise ValueError(f"{files[0].parent}: landmark files mix point counts {sorted(n_points)}")
@@ -179,8 +186,8 @@ def build_packed(
         )
         for f, e in zip(files, entries, strict=True):
             w, h = scales[f.name]
-            rows = read_npy(f, mmap=True, fix=REDO)
-            check_finite(f, rows, REDO)
+            rows = read_npy(f, mmap=True, fix=fix)
+            check_finite(f, rows, fix)
             out[e["offset"] : e["offset"] + e["length"]] = to_isotropic(rows, w, h)
         out.flush()
         del out

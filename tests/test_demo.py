@@ -268,6 +268,8 @@ def test_ceiling_reported(demo_set):
     assert 0.87 < info["bayes_ceiling"] < 0.93
     assert 0.6 < info["latent_classifier_cv_accuracy"] <= 1.0
     assert 0.6 < info["bayes_rule_accuracy_on_this_set"] <= 1.0
+    rule, n = info["bayes_rule_accuracy_on_this_set"], info["videos"]
+    assert f"{rule:.3f}" == f"{round(rule * n) / n:.3f}"  # printed as the exact fraction rounds
     assert info["counts"]["posed"] + info["counts"]["spontaneous"] == info["videos"]
     stats = info["landmark_statistics"]
     assert stats["posed"]["rise_time_s"]["mean"] < stats["spontaneous"]["rise_time_s"]["mean"]

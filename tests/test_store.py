@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_video
 
 from data.datasets import open_dataset
+from data.fold_check import training_refusal
 from data.store import FileStore, PackedStore, build_packed, open_packed
 
 
@@ -70,6 +72,33 @@ def test_a_landmark_file_with_nan_is_named(tmp_path):
     for read in (lambda: open_dataset("folder", tmp_path), lambda: plain.landmarks(bad.stem)):
         with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}"):
             read()
+
+
+def test_a_demo_names_its_generator_as_the_fix(demo_root, tmp_path):
+    """A demo's landmark files come from the generator, not from videos: a damaged one is fixed by
+    generating the demo again, whether it is cut, empty or holds NaN."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    fix = re.escape(f"generate the demo again: python -m data.demo --out {root}")
+    bad = sorted((root / "npy").glob("*.npy"))[3]
+    original = bad.read_bytes()
+    bad.write_bytes(original[:5000])
+    with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: truncated .*; {fix}$"):
+        open_dataset("demo", root)
+    np.save(bad, np.zeros((0, 478, 3), np.float32))
+    with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: no frames; {fix}$"):
+        open_dataset("demo", root)
+    bad.write_bytes(original)
+    plain = open_dataset("demo", root, pack=False)
+    arr = np.load(bad)
+    arr[2, 4, 0] = np.inf
+    np.save(bad, arr)
+    for read in (lambda: open_dataset("demo", root), lambda: plain.landmarks(bad.stem)):
+        with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}$"):
+            read()
+    assert training_refusal("demo", root, root / "labels", root / "npy").endswith(
+        f"generate the demo again: python -m data.demo --out {root}"
+    )
 
 
 def test_packs_of_different_file_sets_coexist(tmp_path):
