@@ -13,8 +13,9 @@ Layout under a dataset root (``uva/``, ``bbc/``, ...):
 - ``dmarkers.npz``: the D-Marker cache (``dmarker.py``), under the root or the landmarks folder.
 - ``demo.json``: marks a generated demo dataset (``python -m data.demo --out DIR``).
 
-Frame rate and size come from each sidecar; published files have none, so the per-kind
-:data:`data.frame_info.DATASET_DEFAULTS` apply (then labels.csv columns for folder data).
+Frame rate and size come from each sidecar; for files without one (published landmark files) from
+labels.csv's fps,width,height columns (any kind), then the per-kind
+:data:`data.frame_info.DATASET_DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from data.folds import (
 )
 from data.frame_info import video_frame_info
 from data.io import atomic_write_dir, atomic_write_json, meta_path
-from data.store import REDO, FileStore, PackedStore, build_packed, npy_shape, open_packed
+from data.store import (
+    REDO,
+    FileStore,
+    PackedStore,
+    build_packed,
+    check_point_counts,
+    npy_shape,
+    open_packed,
+)
 from data.subjects import (
     UNVERIFIABLE,
     LabelsTable,
@@ -378,9 +387,7 @@ def open_dataset(
 
     fix = landmark_fix(kind, root)
     shapes = {files[n]: npy_shape(files[n], fix) for n in names}
-    counts = {s[1] for s in shapes.values()}
-    if len(counts) != 1:
-        raise ValueError(f"{landmarks_dir}: landmark files mix point counts {sorted(counts)}")
+    n_landmarks = check_point_counts(landmarks_dir, shapes)
     videos = {}
     for n in names:
         if shapes[files[n]][0] == 0:
@@ -413,7 +420,7 @@ def open_dataset(
         root=root,
         videos=videos,
         folds=folds,
-        n_landmarks=counts.pop(),
+        n_landmarks=n_landmarks,
         landmarks_dir=landmarks_dir,
         store=store or FileStore(scales, fix),
     )

@@ -18,7 +18,6 @@ from data.dmarker import (
     DEFAULT_EYELID,
     DEFAULT_PHASE_RULE,
     EYELID_MODES,
-    FEATURE_NAMES,
     N_DMARKERS,
     PHASE_RULES,
     DMarkerResult,
@@ -26,7 +25,6 @@ from data.dmarker import (
 )
 from data.dmarker_table import (
     CACHE_NAME,
-    CACHE_VERSION,
     DMarkerTable,
     fingerprint,
     read_table,
@@ -153,15 +151,10 @@ def build_dmarker_table(
     old = None
     if output.is_file() and not force:
         try:
-            old, version = read_table(output)
-            if (
-                version != CACHE_VERSION
-                or old.feature_names != FEATURE_NAMES
-                or old.mirrored is None
-                or (old.eyelid, old.phase_rule) != (eyelid, phase_rule)
-            ):
-                old = None
-        except ValueError:
+            old = read_table(output)
+        except ValueError:  # unreadable or of another version: rebuilt whole
+            pass
+        if old is not None and (old.eyelid, old.phase_rule) != (eyelid, phase_rule):
             old = None
     rows: list[tuple] = []  # (name, result, mirrored features, (fps, w, h), fingerprint)
     errors: dict[str, str] = {}

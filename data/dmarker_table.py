@@ -102,7 +102,7 @@ class DMarkerTable:
 
     names: list[str]
     features: np.ndarray  # (n, 225) float32
-    mirrored: np.ndarray | None = None  # (n, 225) float32, of the mirror images
+    mirrored: np.ndarray  # (n, 225) float32, of the mirror images
     feature_names: tuple[str, ...] = FEATURE_NAMES
     signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32, smoothed
     raw_signals: list[np.ndarray] = field(default_factory=list)  # n x (t_i, 9) float32
@@ -157,14 +157,7 @@ class DMarkerTable:
 
     def get(self, name: str, mirrored: bool = False) -> np.ndarray:
         """The 225 descriptors (225,) float32 of a video, or of its mirror image."""
-        if not mirrored:
-            return self.features[self.index(name)]
-        if self.mirrored is None:
-            raise ValueError(
-                f"the D-Marker table{f' {self.path}' if self.path else ''} holds no mirror-image "
-                "D-Markers; rebuild it with python dmarker.py --landmarks <landmark dir>"
-            )
-        return self.mirrored[self.index(name)]
+        return (self.mirrored if mirrored else self.features)[self.index(name)]
 
     def result(self, name: str) -> DMarkerResult:
         """Everything stored for one video."""
@@ -211,68 +204,70 @@ class DMarkerTable:
             fingerprints=np.asarray(self.fingerprints, dtype=np.int64).reshape(-1, 4),
             failed_names=np.array(list(self.failed), dtype=str),
             failed_fingerprints=np.array(list(self.failed.values()), dtype=np.int64).reshape(-1, 4),
-            **(
-                {"mirrored": np.asarray(self.mirrored, dtype=np.float32).reshape(-1, N_DMARKERS)}
-                if self.mirrored is not None
-                else {}
-            ),
+            mirrored=np.asarray(self.mirrored, dtype=np.float32).reshape(-1, N_DMARKERS),
         )
         return self.path
 
 
-def read_table(path: Path) -> tuple[DMarkerTable, int]:
-    """Table and the version it was written with. Raises ValueError when unreadable."""
+def read_table(path: Path, rebuild: str | None = None) -> DMarkerTable:
+    """The table at ``path``; ValueError naming ``rebuild`` (the dmarker.py command that rebuilds
+    it) when the file is unreadable or written by another version of dmarker.py."""
+    rebuild = rebuild or _rebuild(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            offsets = z["offsets"]
-            spans = list(zip(offsets[:-1], offsets[1:], strict=True))
-            signals, raw = z["signals"], z["raw_signals"]
-            table = DMarkerTable(
-                names=list(z["names"]),
-                features=z["features"],
-                mirrored=z["mirrored"] if "mirrored" in z else None,
-                feature_names=tuple(str(n) for n in z["feature_names"]),
-                signals=[signals[a:b] for a, b in spans],
-                raw_signals=[raw[a:b] for a, b in spans],
-                phases=z["phases"],
-                fps=z["fps"],
-                frame_size=z["frame_size"],
-                cheek_available=z["cheek_available"],
-                status=[str(s) for s in z["status"]],
-                fingerprints=z["fingerprints"],
-                failed={
-                    str(n): tuple(int(x) for x in f)
-                    for n, f in zip(
-                        z.get("failed_names", []), z.get("failed_fingerprints", []), strict=True
-                    )
-                },
-                eyelid=str(z["eyelid"]),
-                phase_rule=str(z["phase_rule"]),
-                path=path,
-            )
             version = int(z["version"])
+            table = _from_npz(z, path) if version == CACHE_VERSION else None
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise ValueError(
-            f"{path}: not a readable D-Marker table ({e}); "
-            "rebuild it with python dmarker.py --landmarks <landmark dir>"
+            f"{path}: not a readable D-Marker table ({e}); rebuild it with {rebuild}"
         ) from e
-    return table, version
+    if table is None or table.feature_names != FEATURE_NAMES:
+        raise ValueError(
+            f"{path}: written by another version of dmarker.py (table version {version}, this "
+            f"code reads {CACHE_VERSION}); rebuild it with {rebuild}"
+        )
+    return table
+
+
+def _from_npz(z, path: Path) -> DMarkerTable:
+    offsets = z["offsets"]
+    spans = list(zip(offsets[:-1], offsets[1:], strict=True))
+    signals, raw = z["signals"], z["raw_signals"]
+    return DMarkerTable(
+        names=list(z["names"]),
+        features=z["features"],
+        mirrored=z["mirrored"],
+        feature_names=tuple(str(n) for n in z["feature_names"]),
+        signals=[signals[a:b] for a, b in spans],
+        raw_signals=[raw[a:b] for a, b in spans],
+        phases=z["phases"],
+        fps=z["fps"],
+        frame_size=z["frame_size"],
+        cheek_available=z["cheek_available"],
+        status=[str(s) for s in z["status"]],
+        fingerprints=z["fingerprints"],
+        failed={
+            str(n): tuple(int(x) for x in f)
+            for n, f in zip(z["failed_names"], z["failed_fingerprints"], strict=True)
+        },
+        eyelid=str(z["eyelid"]),
+        phase_rule=str(z["phase_rule"]),
+        path=path,
+    )
 
 
 def load_dmarker_table(path: str | os.PathLike, rebuild: str | None = None) -> DMarkerTable:
     """Read a table written by :func:`build_dmarker_table`; ``rebuild``: the dmarker.py command
-    that rebuilds it, for the error of a missing or outdated table."""
+    that rebuilds it, for the error of a missing, unreadable or outdated table."""
     path = Path(path)
-    rebuild = rebuild or "python dmarker.py --landmarks <landmark dir>"
+    rebuild = rebuild or _rebuild(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no D-Marker table; create it with {rebuild}")
-    table, version = read_table(path)
-    if version != CACHE_VERSION or table.feature_names != FEATURE_NAMES:
-        raise ValueError(
-            f"{path}: D-Marker table version {version}, this code reads {CACHE_VERSION}; "
-            f"rebuild it with {rebuild}"
-        )
-    return table
+    return read_table(path, rebuild)
+
+
+def _rebuild(path: Path) -> str:
+    return f"python dmarker.py --landmarks <landmark folder> --output {path}"
 
 
 def fingerprint(npy: Path) -> tuple[int, int, int, int]:

@@ -242,21 +242,18 @@ def check_finite(npy_path: str | os.PathLike, landmarks: np.ndarray, fix: str = 
         raise ValueError(f"{npy_path}: landmarks contain NaN or inf; {fix}")
 
 
-def load_landmarks(
-    npy_path: str | os.PathLike, mmap: bool = False
-) -> tuple[np.ndarray, dict | None]:
+def load_landmarks(npy_path: str | os.PathLike) -> tuple[np.ndarray, dict | None]:
     """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
 
-    Raises ValueError naming the file when it is not a (T, L, 3) array, holds NaN or inf (checked
-    unless ``mmap``: that would read it all) or its sidecar counts other frames.
+    Raises ValueError naming the file when it is not a (T, L, 3) array, holds NaN or inf or its
+    sidecar counts other frames.
     """
     npy_path = Path(npy_path)
-    arr = read_npy(npy_path, mmap)
+    arr = read_npy(npy_path)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
-    if not mmap:
-        arr = arr.astype(np.float32, copy=False)
-        check_finite(npy_path, arr)
+    arr = arr.astype(np.float32, copy=False)
+    check_finite(npy_path, arr)
     meta = load_meta(npy_path)
     check_sidecar_rows(npy_path, meta, len(arr))
     return arr, meta or None

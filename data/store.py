@@ -64,6 +64,23 @@ def npy_shape(path: str | Path, fix: str = REDO) -> tuple[int, ...]:
     return shape
 
 
+def check_point_counts(folder: Path, shapes: dict[Path, tuple[int, ...]]) -> int:
+    """The landmark count L the files of ``shapes`` (file -> (T, L, 3)) share; ValueError naming a
+    file per count and the fix when they differ (two backends, or two versions of one)."""
+    by_count: dict[int, list[Path]] = {}
+    for f, shape in shapes.items():
+        by_count.setdefault(shape[1], []).append(Path(f))
+    if len(by_count) > 1:
+        seen = ", ".join(
+            f"{len(fs)} with {c} (e.g. {min(fs).name})" for c, fs in sorted(by_count.items())
+        )
+        raise ValueError(
+            f"{folder}: landmark files mix point counts: {seen}; extract every video with one "
+            "--backend (extract_landmarks.py ... --backend B --overwrite)"
+        )
+    return next(iter(by_count))
+
+
 def _fingerprint(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns
@@ -172,9 +189,7 @@ def build_packed(
     pack = files[0].parent / PACK_DIR
     pack.mkdir(exist_ok=True)
     shapes = shapes or {f: npy_shape(f, fix) for f in files}
-    n_points = {shapes[f][1] for f in files}
-    if len(n_points) != 1:
-        raise ValueError(f"{files[0].parent}: landmark files mix point counts {sorted(n_points)}")
+    n_points = check_point_counts(files[0].parent, {f: shapes[f] for f in files})
     entries = _pack_entries(files, scales, shapes)
     stem = f"landmarks-{_pack_key(entries)}"
     atomic_write_json(pack / f"{stem}.json", {"format": PACK_FORMAT, "entries": entries})
@@ -182,7 +197,7 @@ def build_packed(
     try:
         total = entries[-1]["offset"] + entries[-1]["length"]
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(total, n_points.pop(), 3)
+            tmp, mode="w+", dtype=np.float32, shape=(total, n_points, 3)
         )
         for f, e in zip(files, entries, strict=True):
             w, h = scales[f.name]

@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 
 from data.video import VIDEO_EXTS, is_video
+from data.video_sources import bbc_folders, spos_clips
 
 #: The seven SPOS subjects (as the published SPOS protocol names them).
 SPOS_SUBJECTS = ("tomas", "nelly", "riku", "yi", "ying", "rui", "xiaopeng")
@@ -77,7 +78,11 @@ def match_names(names, index: dict[str, Path | None]) -> tuple[dict[str, Path], 
         if key not in index:
             missing.append(name)
         elif index[key] is None:
-            raise ValueError(f"{name!r} matches several landmark files; name it with its extension")
+            files = sorted(str(p) for k, p in index.items() if p and strip_video_ext(k) == key)
+            raise ValueError(
+                f"{name!r} matches several landmark files ({', '.join(files)}); name it with its "
+                "video extension in the fold files or labels.csv"
+            )
         else:
             found[name] = index[key]
     return found, missing
@@ -208,7 +213,7 @@ def mmi_session_subject(root: Path, session: str) -> str | None:
 
 
 def folder_labels(kind: str, root: Path) -> dict[str, int]:
-    """Labels from a source layout: BBC ``{Genuine,posed}/*.<video>`` (under root or root/videos),
+    """Labels from a source layout: BBC ``{Genuine,posed}/*.<video>`` (:func:`bbc_folders`),
     SPOS ``{posed,spontaneous}/happy/<clip>/``; keys are names without video extension.
 
     Raises ValueError when one name is under both labels."""
@@ -222,20 +227,13 @@ def folder_labels(kind: str, root: Path) -> dict[str, int]:
         found[name] = (label, path)
 
     if kind == "bbc":
-        for base in (root, root / "videos"):
-            for sub, label in (("Genuine", 1), ("posed", 0)):
-                for d in (base / sub, base / sub.lower(), base / sub.capitalize()):
-                    if d.is_dir():
-                        for p in d.iterdir():
-                            if is_video(p) and not p.name.startswith("."):  # not .DS_Store, ._x
-                                add(nfc(strip_video_ext(p.name)), label, p)
+        for d, label in bbc_folders(root):
+            for p in d.iterdir():
+                if is_video(p) and not p.name.startswith("."):  # not .DS_Store, ._x
+                    add(nfc(strip_video_ext(p.name)), label, p)
     if kind == "spos":
-        for sub, label in (("spontaneous", 1), ("posed", 0)):
-            d = root / sub / "happy"
-            if d.is_dir():
-                for p in d.iterdir():
-                    if p.is_dir():
-                        add(nfc(p.name), label, p)
+        for clip, label in spos_clips(root):
+            add(nfc(clip.name), label, clip)
     return {name: label for name, (label, _) in found.items()}
 
 
@@ -281,7 +279,10 @@ def subjects_for(
             f"{', '.join(shown)}; add them (video,label,subject), named as in the fold files"
         )
     if kind in ("folder", "demo"):
-        raise ValueError(f"labels.csv: no subject for {len(names)} video(s), e.g. {names[:3]}")
+        csv = Path(root) / "labels.csv" if root is not None else "labels.csv"
+        raise ValueError(
+            f"{csv}: missing; a {kind} dataset takes its subjects from it (video,label,subject)"
+        )
     if kind == "uva":
         return {n: uva_subject(n) for n in names}, "UvA-NEMO 3-digit name prefix"
     if kind == "spos":
@@ -299,7 +300,10 @@ def subjects_for(
                     out.setdefault(n, f"group{fold.index}")
             lacking = [n for n in names if n not in out]
             if lacking:
-                raise ValueError(f"MMI sessions in no test fold, subject unknown: {lacking[:5]}")
+                raise ValueError(
+                    f"MMI sessions in no test fold, subject unknown: {lacking[:5]}; add them to a "
+                    "test fold, or give Sessions/<id>/session.xml or a labels.csv subject column"
+                )
             return out, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
         raise ValueError(
             "MMI subjects unknown: no Sessions/<id>/session.xml and no fold files; "
@@ -309,7 +313,9 @@ def subjects_for(
 
 
 def guess_kind(names, root: Path | None = None) -> str:
-    """Subject rule for fold files of unknown origin (``data.folds check`` without --dataset)."""
+    """Subject rule for fold files of unknown origin (``data.folds check`` without --dataset): a
+    dataset kind, or "name" when none fits (every video its own subject; not a kind training
+    opens, so the check then asks for --dataset)."""
     names = list(names)
     if root is not None and (Path(root) / "labels.csv").exists():
         return "folder"

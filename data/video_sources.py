@@ -105,6 +105,31 @@ def _layout_error(kind: str, root: Path, layout: str) -> FileNotFoundError:
     )
 
 
+def bbc_folders(root: Path) -> list[tuple[Path, int]]:
+    """BBC's label folders (``Genuine`` = 1, ``posed`` = 0, any case) with their labels, under
+    ``root`` or else under ``root/videos``, as UvA-NEMO's videos may be."""
+    for base in (root, _child(root, "videos")):
+        found = [
+            (f, label)
+            for sub, label in (("Genuine", 1), ("posed", 0))
+            if base and (f := _child(base, sub))
+        ]
+        if found:
+            return found
+    return []
+
+
+def spos_clips(root: Path) -> list[tuple[Path, int]]:
+    """SPOS's clip folders under ``{posed,spontaneous}/happy`` (any case), with their labels (0,
+    1); hidden and system folders are not clips."""
+    found = []
+    for sub, label in (("posed", 0), ("spontaneous", 1)):
+        happy = _child(_child(root, sub) or root / sub, "happy")
+        clips = _subdirs(happy) if happy else []
+        found += [(c, label) for c in clips if c.name not in SYSTEM_DIRS]
+    return found
+
+
 def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tuple]:
     """(source, output name[, error]) for every video of a dataset laid out as published."""
     root = Path(root)
@@ -115,9 +140,8 @@ def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tu
         found = [(p, p.name) for p in _videos(folder, (".mp4",))]
         layout = "<root>/videos/*.mp4 or <root>/*.mp4"
     elif kind == "bbc":
-        folders = [f for f in (_child(root, "Genuine"), _child(root, "posed")) if f]
-        found = [(p, p.name) for f in folders for p in _videos(f, (".mp4",))]
-        layout = "<root>/Genuine/*.mp4 and <root>/posed/*.mp4"
+        found = [(p, p.name) for f, _ in bbc_folders(root) for p in _videos(f, (".mp4",))]
+        layout = "<root>/{Genuine,posed}/*.mp4 or <root>/videos/{Genuine,posed}/*.mp4"
     elif kind == "mmi":
         sessions = _child(root, "Sessions")
         found = []
@@ -130,10 +154,7 @@ def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tu
                 found.append((s, s.name, f"{s}: several .avi files ({names}); keep one"))
         layout = "<root>/Sessions/<id>/*.avi"
     elif kind == "spos":
-        found = []
-        for label in ("posed", "spontaneous"):
-            happy = _child(_child(root, label) or root / label, "happy")
-            found += [(c, c.name) for c in (_subdirs(happy) if happy else []) if is_frame_folder(c)]
+        found = [(c, c.name) for c, _ in spos_clips(root) if is_frame_folder(c)]
         layout = "<root>/{posed,spontaneous}/happy/<clip>/*.bmp"
     elif kind == "folder":
         found = _walk(root, output)

@@ -35,6 +35,10 @@ from models.config import ModelConfig
 from models.curvenet import CurveNet
 from models.layers import TransformerBlock, masked_mean, sinusoidal_positions
 
+#: D-Markers the regression head predicts: 3 regions x 3 phases x 25 descriptors (the count of
+#: data.dmarker.N_DMARKERS; models do not import data).
+N_DMARKERS = 225
+
 
 class SmileOutput(NamedTuple):
     logits: Tensor  # (b,) class logit, spontaneous = 1
@@ -144,7 +148,7 @@ class SmileNet(nn.Module):
 class DeepMarkerNet(SmileNet):
     """Class logit plus a regression head of the D-Marker descriptors (Duchenne markers)."""
 
-    def __init__(self, *, config: ModelConfig, n_landmarks: int, n_dmarkers: int = 225):
+    def __init__(self, *, config: ModelConfig, n_landmarks: int, n_dmarkers: int = N_DMARKERS):
         if n_dmarkers < 1:
             raise ValueError(f"DeepMarkerNet needs n_dmarkers >= 1, got {n_dmarkers}")
         super().__init__(config=config, n_landmarks=n_landmarks, n_dmarkers=n_dmarkers)
@@ -157,7 +161,7 @@ class MeshSmileNet(SmileNet):
         super().__init__(config=config, n_landmarks=n_landmarks, n_dmarkers=0)
 
 
-def build_model(cfg: ModelConfig, n_landmarks: int, n_dmarkers: int = 225) -> SmileNet:
+def build_model(cfg: ModelConfig, n_landmarks: int, n_dmarkers: int = N_DMARKERS) -> SmileNet:
     """The model named by ``cfg.name`` for clips of ``n_landmarks`` points per frame."""
     cfg.validate()
     if cfg.name not in ("deepmarkernet", "meshsmilenet"):

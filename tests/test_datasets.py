@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -179,7 +180,9 @@ def test_spos_exact_subject_tokens(tmp_path):
     }
     for name, label in clips.items():
         write_video(tmp_path / "npy", name, synth_video(8, 68), fps=None)
-        (tmp_path / ("spontaneous" if label else "posed") / "happy" / name).mkdir(parents=True)
+        (tmp_path / ("Spontaneous" if label else "posed") / "happy" / name).mkdir(parents=True)
+    for sub in ("posed", "Spontaneous"):  # a NAS's thumbnails in every folder: not a clip
+        (tmp_path / sub / "happy" / "@eaDir").mkdir()
     ds = open_dataset("spos", tmp_path)
     assert ds.videos["ying_smile_1"].subject == "ying" and ds.videos["yi_smile_1"].subject == "yi"
     assert ds.videos["yi_smile_2"].label == 1 and ds.videos["yi_smile_1"].fps == 25.0
@@ -214,7 +217,8 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
 
 
 def test_bbc_labels_from_source_folders(tmp_path):
-    for sub, stem in (("Genuine", "Genuinesmilecontent"), ("posed", "posedsmilecontent")):
+    """Under <root>/videos/, where extraction also finds them (tests/test_extract_jobs.py)."""
+    for sub, stem in (("genuine", "Genuinesmilecontent"), ("posed", "posedsmilecontent")):
         (tmp_path / "videos" / sub).mkdir(parents=True)
         for i in range(3):
             (tmp_path / "videos" / sub / f"{stem}{i}.mp4").touch()
@@ -224,7 +228,7 @@ def test_bbc_labels_from_source_folders(tmp_path):
     assert ds.videos["posedsmilecontent2"].label == 0
     assert len(set(ds.subjects.values())) == 6 and len(ds.folds) == 6
     assert ds.videos["posedsmilecontent2"].width == DATASET_DEFAULTS["bbc"].width
-    for sub in ("Genuine", "posed"):  # junk beside the videos is not a name under both labels
+    for sub in ("genuine", "posed"):  # junk beside the videos is not a name under both labels
         (tmp_path / "videos" / sub / ".DS_Store").touch()
         (tmp_path / "videos" / sub / "Thumbs.db").touch()
     assert len(open_dataset("bbc", tmp_path).videos) == 6
@@ -293,7 +297,7 @@ def test_demo_layout_with_dmarkers(tmp_path):
         old = {**z, "version": np.int64(1)}
     np.savez(root / "dmarkers.npz", **old)
     fix = f"rebuild it with python dmarker.py --landmarks {root / 'npy'} --output {root}"
-    with pytest.raises(ValueError, match=f"version 1, this code reads {CACHE_VERSION}; {fix}"):
+    with pytest.raises(ValueError, match=rf"version 1, this code reads {CACHE_VERSION}\); {fix}"):
         open_dataset("demo", root).dmarkers()
     shutil.rmtree(root / "labels")
     (root / "dmarkers.npz").unlink()
@@ -321,7 +325,8 @@ def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
     found, missing = match_names(["a.mp4", "b", "b.mp4", "c"], index)
     assert found["a.mp4"].name == "a.mp4.npy" and found["b"].name == "b.npy"
     assert found["b.mp4"].name == "b.mp4.npy" and missing == ["c"]
-    with pytest.raises(ValueError, match="several landmark files"):
+    files = f"{tmp_path / 'a.avi.npy'}, {tmp_path / 'a.mp4.npy'}"
+    with pytest.raises(ValueError, match=rf"several landmark files \({re.escape(files)}\); name"):
         match_names(["a"], index)
 
 

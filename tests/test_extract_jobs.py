@@ -29,6 +29,11 @@ def test_dataset_layouts(tmp_path):
     touch(bbc / "Genuine" / "g1.mp4")
     touch(bbc / "posed" / "p1.mp4")
     assert _names(make_jobs(bbc, "bbc")[0]) == ["g1.mp4", "p1.mp4"]
+    bbc2 = tmp_path / "bbc2"  # under <root>/videos/, as UvA-NEMO's, and the labels are read
+    touch(bbc2 / "Videos" / "genuine" / "g1.mp4")
+    touch(bbc2 / "Videos" / "Posed" / "p1.mp4")
+    jobs, out = make_jobs(bbc2, "bbc")
+    assert _names(jobs) == ["g1.mp4", "p1.mp4"] and out == bbc2 / "npy"
 
     mmi = tmp_path / "mmi"
     touch(mmi / "Sessions" / "10" / "S001-001.avi")
@@ -47,6 +52,7 @@ def test_dataset_layouts(tmp_path):
         for i in (1, 2, 10):
             touch(spos / label / "happy" / clip / f"img{i}.bmp")
     touch(spos / "posed" / "happy" / "yi_p1" / "@eaDir" / "thumb.jpg")  # a NAS's thumbnails
+    touch(spos / "posed" / "happy" / "@eaDir" / "thumb.jpg")
     assert _names(make_jobs(spos, "spos")[0]) == ["yi_p1", "ying_s2"]
     jobs, out = make_jobs(spos / "posed" / "happy" / "yi_p1")  # one clip, sub-folder or not
     assert _names(jobs) == ["yi_p1"] and out == spos / "posed" / "happy" / "npy"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from data.dmarker import N_DMARKERS
 from models import ModelConfig, build_model, count_parameters
 from models.curvenet import LEAK, LPFA, CurveWalk, crossover_weights, geometry, knn_graph
 
@@ -28,7 +29,6 @@ TINY = dict(
     dim_head=8,
     mlp_dim=32,
 )
-N_DMARKERS = 225
 
 
 def tiny(**kw) -> ModelConfig:
@@ -67,7 +67,7 @@ def test_landmark_counts(n_landmarks):
     torch.manual_seed(0)
     model = build_model(tiny(), n_landmarks)
     out = model(clip(b=2, t=3, v=n_landmarks))
-    assert out.logits.shape == (2,) and out.dmarkers.shape == (2, N_DMARKERS)
+    assert out.logits.shape == (2,) and out.dmarkers.shape == (2, N_DMARKERS)  # the data's count
     with pytest.raises(ValueError, match="landmark count"):
         model(clip(b=2, t=3, v=n_landmarks - 1))
 

@@ -128,3 +128,15 @@ def test_packs_of_different_file_sets_coexist(tmp_path):
     index.write_text(json.dumps({**json.loads(index.read_text()), "format": 3}))
     build_packed(files[1:], scales)  # the format-3 pack was built without the NaN check: it goes
     assert not b.data_path.exists()
+
+
+def test_files_of_two_backends_are_named_with_the_fix(tmp_path):
+    """68-point dlib files beside 478-point mediapipe ones: one file of each count is named."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    write_video(tmp_path / "npy", "subj 2 clip 1.mp4", synth_video(24, 68, seed=3))
+    message = (
+        r"npy: landmark files mix point counts: 1 with 68 \(e.g. subj 2 clip 1.mp4.npy\), 5 with "
+        r"478 \(e.g. subj 0 clip 0.mp4.npy\); extract every video with one --backend"
+    )
+    with pytest.raises(ValueError, match=message):
+        open_dataset("folder", tmp_path)

@@ -45,17 +45,22 @@ def load_run(path: Path) -> dict:
     }
 
 
+#: The metrics whose paired differences the table shows.
+PAIRED = ("accuracy", "auc")
+
+
 def paired(run: dict, first: dict) -> dict[str, str]:
-    """Per metric "mean +- std" over folds of run - first; {} when the folds differ."""
+    """Per metric of :data:`PAIRED`, "mean +- std" over folds of run - first; {} when the folds
+    differ."""
     same = run["folds"].keys() == first["folds"].keys() and all(
         run["folds"][k]["videos"].keys() == first["folds"][k]["videos"].keys() for k in run["folds"]
     )
     if not same or not run["folds"]:
         return {}
     out = {}
-    for m in REPORTED:
+    for m in PAIRED:
         d = [run["folds"][k][m] - first["folds"][k][m] for k in sorted(run["folds"])]
-        d = [x for x in d if not math.isnan(x)]  # AUC or F1 undefined in a fold
+        d = [x for x in d if not math.isnan(x)]  # AUC undefined in a fold
         out[m] = f"{statistics.fmean(d):+.3f} +- {statistics.pstdev(d):.3f}" if d else "n/a"
     return out
 
@@ -72,7 +77,7 @@ def compare_table(runs: list[dict]) -> str:
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms.get(m) else "n/a" for m in REPORTED
         ]
         diff = paired(run, runs[0]) if i else {}
-        first = ["(first)"] * 2 if not i else [diff.get(m, "other folds") for m in REPORTED[:2]]
+        first = ["(first)"] * 2 if not i else [diff.get(m, "other folds") for m in PAIRED]
         lines.append(
             f"| {run['name']} | {run['model']} | {run['dataset']} | {len(run['folds'])} | "
             + " | ".join(cells + first)

@@ -171,9 +171,12 @@ def run_fold(
     subjects = dataset.subjects
     groups = {"train": train, "val": val, "test": list(split.test)}
     seen = {k: {subjects[n] for n in names} for k, names in groups.items()}
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        if shared := seen[a] & seen[b]:
-            raise ValueError(f"fold {fold}: subjects {sorted(shared)[:5]} are in both {a} and {b}")
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):  # the last guard
+        if shared := seen[a] & seen[b]:  # open_dataset and the split refuse this before: a bug
+            raise RuntimeError(
+                f"fold {fold}: subjects {sorted(shared)[:5]} are in both {a} and {b} (a toolkit "
+                f"bug: check the folds with python -m data.folds check, and report it)"
+            )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
