@@ -7,7 +7,8 @@
 Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_table.py``) with
 225 descriptors per video (``data.dmarker.FEATURE_NAMES``), the per-frame signals and the phase
 boundaries. A rerun reuses every video whose landmark file and sidecar are unchanged. Files that
-fail are listed at the end; the others are still computed; the exit status is 1 if any failed.
+fail are listed at the end; the others are still computed; the exit status is 1 if any failed,
+2 when the arguments are refused (nothing computed).
 ``--plot NAME`` also draws that video's three signals with the phases shaded into
 ``<table folder>/<NAME>.dmarkers.png``.
 """
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             check_plot_name(args.landmarks, args.plot)
         except KeyError as e:
             print(f"error: --plot: {e.args[0]}", file=sys.stderr)
-            return 1
+            return 2
     try:
         table = build_dmarker_table(
             args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size,
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except (OSError, ValueError) as e:  # OSError: an unwritable --output, for one
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     computed = len(table) - table.reused
     if table.path is None:
         print("no video's D-Markers computed: nothing written", file=sys.stderr)

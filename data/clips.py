@@ -188,8 +188,8 @@ class TrainClips(_Clips):
 
 class TestWindows(_Clips):
     """Deterministic windows covering each whole video; items as in :class:`TrainClips` (no
-    D-Marker targets) with ``index`` = the video's position in ``names``. ``window_index``
-    (n_windows,) holds that index for every window."""
+    D-Marker targets) with ``index`` = the video's position in ``names``; ``windows`` lists
+    (that position, start in target frames) per window."""
 
     __test__ = False  # not a pytest class
 
@@ -201,7 +201,6 @@ class TestWindows(_Clips):
             v = dataset.videos[name]
             n_out = n_target_frames(v.n_frames, v.fps, cfg.target_fps)
             self.windows += [(j, s) for s in window_starts(n_out, cfg.window, stride)]
-        self.window_index = np.array([j for j, _ in self.windows], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -217,12 +216,7 @@ class TestWindows(_Clips):
 
 
 def video_scores(window_scores, window_index, n_videos: int) -> np.ndarray:
-    """Mean of the window scores of each video: (n_windows,), (n_windows,) -> (n_videos,).
-    Accepts numpy arrays, lists or tensors (any device)."""
-    if isinstance(window_scores, torch.Tensor):
-        window_scores = window_scores.detach().float().cpu().numpy()
-    if isinstance(window_index, torch.Tensor):
-        window_index = window_index.detach().cpu().numpy()
+    """Mean of the window scores of each video: (n_windows,), (n_windows,) -> (n_videos,)."""
     scores = np.asarray(window_scores, dtype=np.float64).reshape(-1)
     index = np.asarray(window_index, dtype=np.int64).reshape(-1)
     if scores.shape != index.shape:

@@ -41,7 +41,7 @@ from data.folds import (
 from data.frame_info import video_frame_info
 from data.io import atomic_write_dir, atomic_write_json, meta_path
 from data.store import (
-    REDO,
+    DATASET_FILE_FIX,
     FileStore,
     PackedStore,
     build_packed,
@@ -223,7 +223,9 @@ class SmileDataset:
 def landmark_fix(kind: str, root: Path) -> str:
     """What to do about a damaged landmark file of the dataset: extract its video again, or, for a
     demo, generate the demo again."""
-    return f"generate the demo again: python -m data.demo --out {root}" if kind == "demo" else REDO
+    if kind == "demo":
+        return f"generate the demo again: python -m data.demo --out {root}"
+    return DATASET_FILE_FIX
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:

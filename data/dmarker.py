@@ -335,6 +335,15 @@ def phase_descriptors(
     return np.stack([np.broadcast_to(f, n.shape) for f in feats], axis=-1)
 
 
+def check_options(eyelid: str, phase_rule: str) -> None:
+    """ValueError unless ``eyelid`` is one of :data:`EYELID_MODES` and ``phase_rule`` one of
+    :data:`PHASE_RULES`."""
+    if eyelid not in EYELID_MODES:
+        raise ValueError(f"eyelid must be one of {EYELID_MODES}, got {eyelid!r}")
+    if phase_rule not in PHASE_RULES:
+        raise ValueError(f"phase_rule must be one of {PHASE_RULES}, got {phase_rule!r}")
+
+
 def _check(landmarks: np.ndarray, fps: float, face_found, eyelid: str, phase_rule: str) -> None:
     if landmarks.ndim != 3 or landmarks.shape[-1] != 3 or landmarks.shape[0] == 0:
         raise ValueError(f"expected landmarks (t >= 1, v, 3), got shape {landmarks.shape}")
@@ -343,10 +352,7 @@ def _check(landmarks: np.ndarray, fps: float, face_found, eyelid: str, phase_rul
         raise ValueError("landmarks contain NaN or inf; re-run extract_landmarks.py")
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
-    if eyelid not in EYELID_MODES:
-        raise ValueError(f"eyelid must be one of {EYELID_MODES}, got {eyelid!r}")
-    if phase_rule not in PHASE_RULES:
-        raise ValueError(f"phase_rule must be one of {PHASE_RULES}, got {phase_rule!r}")
+    check_options(eyelid, phase_rule)
     if face_found is not None and len(face_found) != landmarks.shape[0]:
         raise ValueError(
             f"face_found has {len(face_found)} entries for {landmarks.shape[0]} frames"

@@ -17,10 +17,9 @@ from tqdm import tqdm
 from data.dmarker import (
     DEFAULT_EYELID,
     DEFAULT_PHASE_RULE,
-    EYELID_MODES,
     N_DMARKERS,
-    PHASE_RULES,
     DMarkerResult,
+    check_options,
     video_descriptors,
 )
 from data.dmarker_table import (
@@ -126,10 +125,7 @@ def build_dmarker_table(
     kept). ``eyelid`` and ``phase_rule`` are passed to ``video_descriptors`` (a table built
     with other settings is recomputed). ``force`` recomputes everything.
     """
-    if eyelid not in EYELID_MODES:
-        raise ValueError(f"eyelid must be one of {EYELID_MODES}, got {eyelid!r}")
-    if phase_rule not in PHASE_RULES:
-        raise ValueError(f"phase_rule must be one of {PHASE_RULES}, got {phase_rule!r}")
+    check_options(eyelid, phase_rule)  # before any file: a bad setting is no per-file failure
     landmark_dir = Path(landmark_dir)
     if landmark_dir.is_file():
         raise ValueError(f"{landmark_dir}: a file; give the folder that holds the .npy files")

@@ -52,6 +52,7 @@ from data.io import (
     atomic_save_npz,
     meta_path,
 )
+from data.subjects import strip_video_ext
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
@@ -73,7 +74,7 @@ class VideoNames:
         self.rows = {n: i for i, n in enumerate(names)}  # exact names
         self._stems: dict[str, list[str]] = {}
         for n in names:
-            self._stems.setdefault(Path(n).stem, []).append(n)
+            self._stems.setdefault(strip_video_ext(n), []).append(n)
 
     def row(self, name: str) -> int | None:
         key = video_key(name)

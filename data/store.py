@@ -36,10 +36,10 @@ UNUSED_DAYS = 30
 
 
 #: The fix named when a dataset's landmark file cannot be read (a demo names its generator).
-REDO = "run extract_landmarks.py again on its video, or remove it from the dataset"
+DATASET_FILE_FIX = "run extract_landmarks.py again on its video, or remove it from the dataset"
 
 
-def npy_shape(path: str | Path, fix: str = REDO) -> tuple[int, ...]:
+def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:
     """Shape of a .npy file from its header only; ValueError naming the file and ``fix`` when the
     header is unreadable, not (T, L, 3), or promises more data than the file holds (a truncated
     copy)."""
@@ -90,7 +90,7 @@ class FileStore:
     """Reads a landmark file each time it is asked (no packing); ``fix`` is named when one is
     unreadable or holds NaN."""
 
-    def __init__(self, scales: dict[str, tuple[int, int]], fix: str = REDO):
+    def __init__(self, scales: dict[str, tuple[int, int]], fix: str = DATASET_FILE_FIX):
         self.scales = scales
         self.fix = fix
 
@@ -174,7 +174,7 @@ def build_packed(
     files: list[Path],
     scales: dict[str, tuple[int, int]],
     shapes: dict | None = None,
-    fix: str = REDO,
+    fix: str = DATASET_FILE_FIX,
 ) -> PackedStore:
     """Pack ``files`` (one folder, same landmark count) into ``<folder>/.packed``; atomic.
 

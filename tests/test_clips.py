@@ -46,9 +46,9 @@ def test_resampling_to_target_fps(tmp_path):
     cfg = ClipConfig(window=8, target_fps=25.0, normalize="none")
     tw = TestWindows(ds, ["v0.mp4", "v1.mp4", "v2.mp4"], cfg)
     np.testing.assert_allclose(_frames(tw[0]), np.arange(0, 16, 2))  # 50 fps: every other frame
-    v1 = [tw[i] for i in range(len(tw)) if tw.window_index[i] == 1][0]
+    v1 = tw[[j for j, _ in tw.windows].index(1)]
     np.testing.assert_allclose(_frames(v1), np.arange(8) * 1.2, atol=1e-5)  # 30 -> 25 interpolated
-    assert set(tw.window_index) == {0, 1, 2}
+    assert {j for j, _ in tw.windows} == {0, 1, 2}
     train = TrainClips(ds, ["v0.mp4"], cfg, seed=0)
     for epoch in range(5):
         train.set_epoch(epoch)
@@ -62,7 +62,7 @@ def test_test_windows_cover_whole_video_deterministically(tmp_path):
     names = ["v0.mp4", "v1.mp4", "v2.mp4"]
     tw = TestWindows(ds, names, cfg)
     again = TestWindows(ds, names, cfg)
-    assert list(tw.window_index) == [0] * 5 + [1] + [2] * 3
+    assert [j for j, _ in tw.windows] == [0] * 5 + [1] + [2] * 3
     for i in range(len(tw)):
         a, b = tw[i], again[i]
         assert torch.equal(a["x"], b["x"]) and torch.equal(a["mask"], b["mask"])
@@ -134,7 +134,7 @@ def test_training_never_reads_test_videos(tmp_path):
 
 
 def test_video_scores():
-    scores = video_scores(torch.tensor([0.2, 0.4, 1.0, 0.0, 0.5]), np.array([0, 0, 1, 2, 2]), 3)
+    scores = video_scores(np.array([0.2, 0.4, 1.0, 0.0, 0.5]), np.array([0, 0, 1, 2, 2]), 3)
     np.testing.assert_allclose(scores, [0.3, 1.0, 0.25])
     with pytest.raises(ValueError, match="at least one window"):
         video_scores([0.1, 0.2], [0, 2], 3)

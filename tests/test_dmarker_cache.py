@@ -249,30 +249,30 @@ def test_cli_plot(dataset, capsys):
     assert f"plot: {png}" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     write_video(dataset, "new.mp4", smile_video())
-    assert cli.main(["--landmarks", str(dataset), "--plot", "bb.mp4", "--quiet"]) == 1
+    assert cli.main(["--landmarks", str(dataset), "--plot", "bb.mp4", "--quiet"]) == 2
     out, err = capsys.readouterr()
     assert f"--plot: 'bb.mp4' names no single landmark file in {dataset}; closest: b.mp4" in err
     assert "rebuild" not in err and err.count("\n") == 1
     for typed in ("NE", "nwe"):  # a part of the name, a typo
-        assert cli.main(["--landmarks", str(dataset), "--plot", typed, "--quiet"]) == 1
+        assert cli.main(["--landmarks", str(dataset), "--plot", typed, "--quiet"]) == 2
         assert "; closest: new.mp4" in capsys.readouterr().err
     assert out == "" and "new.mp4" not in load_dmarker_table(dataset / "dmarkers.npz")  # not built
 
 
 def test_cli_errors(tmp_path, dataset, capsys):
-    assert cli.main(["--landmarks", str(tmp_path / "none")]) == 1
+    assert cli.main(["--landmarks", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
     npy = next(dataset.glob("*.npy"))
-    assert cli.main(["--landmarks", str(npy)]) == 1
+    assert cli.main(["--landmarks", str(npy)]) == 2
     assert f"{npy}: a file; give the folder that holds the .npy files" in capsys.readouterr().err
-    assert cli.main(["--landmarks", str(dataset), "--output", str(tmp_path)]) == 1
+    assert cli.main(["--landmarks", str(dataset), "--output", str(tmp_path)]) == 2
     assert f"a folder; give the table's file, e.g. {tmp_path / 'dmarkers.npz'}" in (
         capsys.readouterr().err
     )
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "t.npz"
-    assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 1
+    assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "file" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
@@ -339,3 +339,12 @@ def test_a_failure_in_the_mirror_image_says_so(tmp_path):
     write_video(tmp_path, "v.mp4", video)
     table = build_dmarker_table(tmp_path)
     assert "in its mirror image (left and right swapped): degenerate" in table.errors["v.mp4"]
+
+
+def test_table_names_drop_only_a_video_extension():
+    """A name finds "x.MP4" without its extension, as the dataset matches names; a dot that is part
+    of a name ("clip.v2") stays."""
+    names = table_format.VideoNames(["x.MP4", "clip.v2", "y.mp4", "y.avi"])
+    assert names.row("x") == 0 and names.row("x.MP4.npy") == 0
+    assert names.row("clip") is None and names.row("clip.v2") == 1
+    assert names.row("y") is None and names.sharing_stem("y") == ["y.mp4", "y.avi"]

@@ -112,19 +112,19 @@ def fold_digest(dataset: SmileDataset, split) -> str:
 
 
 #: The fix for an unreadable result of a finished fold.
-REDO = "delete that fold folder and resume (--resume runs the fold again)"
+FOLD_FIX = "delete that fold folder and resume (--resume runs the fold again)"
 
 
 def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> str | None:
     """Why the finished fold whose result is ``test_json`` no longer matches the dataset (its
     videos or labels, or the D-Marker rows it learned from, changed since), or None."""
-    result = read_json(test_json, REDO)
+    result = read_json(test_json, FOLD_FIX)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     if "fold_digest" in result:
         same_fold = result["fold_digest"] == fold_digest(dataset, split)
     else:  # results of earlier versions: their test part and validation videos
         selection = test_json.parent / "selection.json"
-        val = read_json(selection, REDO).get("val") if selection.exists() else None
+        val = read_json(selection, FOLD_FIX).get("val") if selection.exists() else None
         tested = {n: v["label"] for n, v in result["videos"].items()}
         same_fold = tested == {n: dataset.videos[n].label for n in split.test} and (
             val is None or sorted(val) == sorted(split.val)
@@ -164,7 +164,7 @@ def run_fold(
     if resume and (out_dir / "test.json").exists():
         check_kept_folds(cfg, [fold], dataset)
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
-        return read_json(out_dir / "test.json", REDO)
+        return read_json(out_dir / "test.json", FOLD_FIX)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     train, val = list(split.train), list(split.val)
 

@@ -28,7 +28,7 @@ from data.datasets import SmileDataset
 from data.io import atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
-from models import build_model, count_parameters
+from models import SmileOutput, build_model, count_parameters
 from training.checkpoint import (
     load_checkpoint,
     mend_best,
@@ -107,8 +107,13 @@ def _update_average(ema: AveragedModel, model: torch.nn.Module) -> None:
             mine.copy_(theirs)
 
 
-def compute_loss(cfg: Config, out, batch: dict) -> tuple[torch.Tensor, dict]:
-    """Weighted BCE + D-Marker regression on standardised targets (no sigmoid around it)."""
+def compute_loss(cfg: Config, out: SmileOutput, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Weighted BCE + D-Marker regression on standardised targets (no sigmoid around it).
+
+    ``out``: logits (b,), dmarkers (b, 225) or None; ``batch``: label (b,) 0/1, dmarker (b, 225)
+    standardised, has_dmarker (b,) (0 where a video has no D-Markers: its row is left out).
+    Returns the loss and its detached parts {"bce", "dmarker"}.
+    """
     bce = F.binary_cross_entropy_with_logits(out.logits.float(), batch["label"].float())
     parts = {"bce": bce.detach()}
     loss = cfg.train.bce_weight * bce
