@@ -54,13 +54,12 @@ from data.subjects import (
     LabelsTable,
     folder_labels,
     landmark_index,
-    match_names,
     name_label,
-    nfc,
     read_labels_csv,
     strip_video_ext,
     subjects_for,
 )
+from data.video_list import check_generated, match_files, source_names, warn_unlisted
 
 KINDS = ("uva", "bbc", "mmi", "spos", "folder", "demo")
 
@@ -243,7 +242,7 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
 
 def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -> dict[str, int]:
     """Labels from fold files (``listed``: name -> its fold file), then labels.csv, then the source
-    layout or the name; consistent."""
+    layout and the name; every source that gives a video's label must agree."""
     layout = folder_labels(kind, root)
     out, conflicts, lacking = {}, [], []
     for n in names:
@@ -253,12 +252,11 @@ def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -
         row = table.row(n) if table is not None else None
         if row is not None:
             options.append((str(table.path), table.labels[row]))
-        if not options:
-            key = strip_video_ext(n)
-            if key in layout:
-                options.append(("source folders", layout[key]))
-            elif name_label(kind, n) is not None:
-                options.append(("name", name_label(kind, n)))
+        key = strip_video_ext(n)  # what the dataset itself encodes must agree with the lists
+        if key in layout:
+            options.append((f"its {kind} source folder", layout[key]))
+        if name_label(kind, n) is not None:
+            options.append((f"its {kind} name", name_label(kind, n)))
         if not options:
             lacking.append(n)
             continue
@@ -266,7 +264,10 @@ def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -
             conflicts.append(f"{n} ({', '.join(f'{w}: {lab}' for w, lab in options)})")
         out[n] = options[0][1]
     if conflicts:
-        raise ValueError(f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}")
+        raise ValueError(
+            f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}; correct the "
+            "fold file or labels.csv row that is wrong"
+        )
     if lacking:
         raise ValueError(
             f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; add fold files "
@@ -351,25 +352,16 @@ def open_dataset(
             f"delete its fold folders and {GENERATED_META} to generate {folds_k}, or set "
             f"data.n_folds={len(folds)}"
         )
-    if folds is not None:
-        names = sorted(fold_labels)
-    elif table is not None:
-        names = sorted(table.labels)
-    else:  # a file's name without its video extension, unless another file shares that name
-        stems = {nfc(p.name[: -len(".npy")]): p for p in index.values() if p}
-        names = sorted(
-            strip_video_ext(stem) if index.get(strip_video_ext(stem)) == path else stem
-            for stem, path in stems.items()
-        )
+    current = source_names(table, index)
+    names = sorted(fold_labels) if folds is not None else current
+    if folds is not None and generated:  # made from what the dataset listed then
+        listing = table.path if table is not None else f"the landmark folder {landmarks_dir}"
+        check_generated(folds_dir, names, current, str(listing))
     listed = fold_files(folds_dir, folds or [])
-    files, missing = match_names(names, index)
-    if missing:
-        shown = [f"{n} ({listed[n]})" if n in listed else n for n in missing[:10]]
-        raise FileNotFoundError(
-            f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "
-            f"{', '.join(shown)}{' ...' if len(missing) > 10 else ''}; extract them "
-            "(extract_landmarks.py) or remove them from the fold files / labels.csv"
-        )
+    where = {n: str(table.path) for n in table.labels} if table is not None else {}
+    files = match_files(names, index, landmarks_dir, {**where, **listed})
+    if table is not None and (folds is None or generated):
+        warn_unlisted(table, files, index, landmarks_dir)
     labels = _labels(kind, names, root, fold_labels, listed, table)
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
     if rule.startswith(UNVERIFIABLE):

@@ -223,7 +223,9 @@ def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
 
 
 #: The fix named when a landmark file cannot be read.
-REEXTRACT = "run extract_landmarks.py again, it re-extracts this video"
+#: The fix named for a damaged landmark file: a rerun without --overwrite keeps an output whose
+#: size and sidecar look complete (one holding NaN, say).
+REEXTRACT = "run extract_landmarks.py on its video again with --overwrite"
 
 
 def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRACT) -> np.ndarray:

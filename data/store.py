@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_json, check_finite, read_npy, to_isotropic
+from data.io import REEXTRACT, atomic_write_json, check_finite, read_npy, to_isotropic
 
 PACK_DIR = ".packed"
 #: Part of every pack key: bump it when the packed layout, units or checks change, so old packs
@@ -36,7 +36,7 @@ UNUSED_DAYS = 30
 
 
 #: The fix named when a dataset's landmark file cannot be read (a demo names its generator).
-DATASET_FILE_FIX = "run extract_landmarks.py again on its video, or remove it from the dataset"
+DATASET_FILE_FIX = f"{REEXTRACT}, or remove it from the dataset"
 
 
 def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:

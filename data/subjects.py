@@ -133,6 +133,7 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
         if not need <= set(cols):
             raise ValueError(f"{path}: header must hold video,label,subject (got {','.join(cols)})")
         reader.fieldnames = cols
+        spellings: dict[str, tuple[str, int]] = {}  # casefolded subject -> (as written, line)
         for row_no, row in enumerate(reader, start=2):
             where = f"{path} line {row_no}"
             name = nfc((row["video"] or "").strip())
@@ -144,6 +145,14 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
             subject = (row["subject"] or "").strip()
             if not subject:
                 raise ValueError(f"{where}: empty subject for {name!r}")
+            first, line = spellings.setdefault(
+                " ".join(subject.casefold().split()), (subject, row_no)
+            )
+            if first != subject:  # one person as two subjects would leak across folds
+                raise ValueError(
+                    f"{where}: subject {subject!r} differs from {first!r} (line {line}) only in "
+                    "case or spaces; write one person's subject alike, or rename one of them"
+                )
             table.subjects[name] = subject
             meta = {}
             for key in ("fps", "width", "height"):

@@ -143,7 +143,8 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
     assert "no frames" in failed[str(no_frames)]
     assert "other.json: describes another array than other.npy" in failed[str(other)]
-    assert "nan.npy: landmarks contain NaN or inf; run extract_landmarks.py" in failed[str(nan)]
+    fix = "run extract_landmarks.py on its video again with --overwrite"  # a rerun keeps it else
+    assert f"nan.npy: landmarks contain NaN or inf; {fix}" in failed[str(nan)]
     assert "8 input(s) failed" in capsys.readouterr().err
     assert format_verdicts([], {str(text): "not a video"}) == f"failed: {text}: not a video"
 

@@ -251,6 +251,10 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     csv.write_text(good)
     fold2 = tmp_path / "labels" / "2" / "test.json"
     fold2.write_text(json.dumps({**json.loads(fold2.read_text()), "ghost": 1}))
+    assert main(["check", str(tmp_path)]) == 1  # generated folds list what labels.csv does
+    out = capsys.readouterr().out
+    assert f"folds generated for 9 videos, but {csv} lists 8 now: 1 no longer listed (e.g. " in out
+    (tmp_path / "labels" / "folds_meta.json").unlink()  # fold files of one's own
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"no landmark file in {tmp_path / 'npy'}: ghost ({fold2})" in out

@@ -45,7 +45,7 @@ def test_a_truncated_landmark_file_is_named(tmp_path):
     shapes = {f: np.load(f, mmap_mode="r").shape for f in files}
     cut = tmp_path / "npy" / "subj 0 clip 1.mp4.npy"
     cut.write_bytes(cut.read_bytes()[:5000])
-    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
+    fix = r"run extract_landmarks.py on its video again with --overwrite, or remove it from the"
     with pytest.raises(ValueError, match=rf"{re.escape(cut.name)}: truncated .*; {fix}"):
         open_dataset("folder", tmp_path)
     scales = {f.name: (640, 480) for f in files}
@@ -68,7 +68,7 @@ def test_a_landmark_file_with_nan_is_named(tmp_path):
     arr = np.load(bad)
     arr[5, 7, 1] = np.nan
     np.save(bad, arr)
-    fix = r"run extract_landmarks.py again on its video, or remove it from the dataset"
+    fix = r"run extract_landmarks.py on its video again with --overwrite, or remove it from the"
     for read in (lambda: open_dataset("folder", tmp_path), lambda: plain.landmarks(bad.stem)):
         with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}"):
             read()

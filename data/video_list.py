@@ -1,0 +1,105 @@
+"""Which videos a dataset holds, each matched to exactly one landmark file.
+
+Names come from the fold files, else from ``labels.csv``, else from the landmark files
+themselves (:func:`source_names`). :func:`match_files` matches them to ``<name>.npy`` files (with
+or without the video extension) and refuses what would silently corrupt a run: a listed video
+without a file, and two names of one file (a row ``x.mp4`` and a row ``x``: one video scored
+twice). Generated folds must still list the videos the dataset lists (:func:`check_generated`),
+and landmark files that ``labels.csv`` leaves out are reported (:func:`warn_unlisted`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from data.folds import GENERATED_META
+from data.subjects import LabelsTable, match_names, nfc, strip_video_ext
+
+
+def source_names(table: LabelsTable | None, index: dict[str, Path | None]) -> list[str]:
+    """The videos a dataset lists without fold files: ``labels.csv``'s rows, else every landmark
+    file, named without its video extension unless another file shares that name."""
+    if table is not None:
+        return sorted(table.labels)
+    stems = {nfc(p.name[: -len(".npy")]): p for p in index.values() if p}
+    return sorted(
+        strip_video_ext(stem) if index.get(strip_video_ext(stem)) == path else stem
+        for stem, path in stems.items()
+    )
+
+
+def check_generated(folds_dir: Path, fold_names, current: list[str], source: str) -> None:
+    """Generated folds (``folds_meta.json``) must list the videos ``source`` lists now; else
+    ValueError naming what was added and removed, and how to generate folds again."""
+    old, new = set(fold_names), set(current)
+    if old == new:
+        return
+    added, gone = sorted(new - old), sorted(old - new)
+    change = "; ".join(
+        f"{len(part)} {what} (e.g. {', '.join(part[:3])})"
+        for part, what in ((added, f"added to {source}"), (gone, "no longer listed"))
+        if part
+    )
+    raise ValueError(
+        f"{folds_dir}: folds generated for {len(old)} videos, but {source} lists {len(new)} "
+        f"now: {change}; delete its fold folders and {GENERATED_META} to generate folds for the "
+        "current videos (runs on the old folds stay comparable only with each other)"
+    )
+
+
+def match_files(
+    names: list[str],
+    index: dict[str, Path | None],
+    landmarks_dir: Path,
+    where: dict[str, str | Path],
+) -> dict[str, Path]:
+    """The landmark file of each name; ``where``: name -> the file that lists it, for messages.
+
+    FileNotFoundError for names without a file (with a file of another spelling when there is
+    one: ``x.mp4`` for ``X.mp4``, ``a/x.mp4`` for ``x.mp4``); ValueError when two names match one
+    file.
+    """
+    files, missing = match_names(names, index)
+    if missing:
+        shown = [_missing(n, where, index) for n in missing[:10]]
+        raise FileNotFoundError(
+            f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "
+            f"{', '.join(shown)}{' ...' if len(missing) > 10 else ''}; extract them "
+            "(extract_landmarks.py) or remove them from the fold files / labels.csv"
+        )
+    by_file: dict[Path, list[str]] = {}
+    for n, f in files.items():
+        by_file.setdefault(f, []).append(n)
+    for f, same in by_file.items():
+        if len(same) > 1:
+            shown = " and ".join(f"{n!r} ({where[n]})" if n in where else repr(n) for n in same)
+            raise ValueError(
+                f"{shown} name one landmark file, {f}: one video would count twice; keep one"
+            )
+    return files
+
+
+def _missing(name: str, where: dict[str, str | Path], index: dict[str, Path | None]) -> str:
+    """``name (the file that lists it)``, and a landmark file it may mean."""
+    entry = f"{name} ({where[name]})" if name in where else name
+    base = nfc(Path(name).name)  # a path given for a name
+    folded = {k.casefold(): p for k, p in index.items() if p}
+    for key in (base, strip_video_ext(base)):
+        found = index.get(key) or folded.get(key.casefold())
+        if found:
+            return f"{entry} (name it {found.name[: -len('.npy')]!r}?)"
+    return entry
+
+
+def warn_unlisted(
+    table: LabelsTable, files: dict[str, Path], index: dict[str, Path | None], landmarks_dir
+) -> None:
+    """Warn about landmark files that ``labels.csv`` lists under no name: they are left out."""
+    left = sorted({p for p in index.values() if p} - set(files.values()))
+    if left:
+        warnings.warn(
+            f"{landmarks_dir}: {len(left)} landmark file(s) not in {table.path} are left out "
+            f"(e.g. {', '.join(p.name for p in left[:3])}); add rows to train on them",
+            stacklevel=3,
+        )

@@ -1,0 +1,105 @@
+"""Which videos a dataset holds (data/video_list.py): what a researcher's own labels.csv gets wrong
+is refused or reported, never trained on silently."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
+
+from data.datasets import open_dataset
+
+
+def _rows(root):
+    lines = (root / "labels.csv").read_text().splitlines()[1:]
+    return [tuple(line.split(",")) for line in lines]
+
+
+def test_one_file_named_twice_is_refused(tmp_path):
+    """A row with the extension and one without name one landmark file: it would be one video
+    scored twice, with two labels."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    rows = _rows(tmp_path) + [("subj 0 clip 1", "1", "s0")]
+    write_csv(tmp_path / "labels.csv", rows)
+    csv = tmp_path / "labels.csv"
+    file = tmp_path / "npy" / "subj 0 clip 1.mp4.npy"
+    message = rf"'subj 0 clip 1' \({re.escape(str(csv))}\) and 'subj 0 clip 1.mp4' \("
+    with pytest.raises(
+        ValueError, match=message + rf".* name one landmark file, {re.escape(str(file))}"
+    ):
+        open_dataset("folder", tmp_path)
+    assert not (tmp_path / "labels").exists()  # refused before folds are generated
+
+
+def test_generated_folds_follow_the_listed_videos(tmp_path):
+    """Rows added to labels.csv after folds were generated would be left out of every fold."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    assert len(open_dataset("folder", tmp_path, folds_k=3)) == 6
+    write_video(tmp_path / "npy", "erin 1.mp4", synth_video(24, 478, seed=7))
+    write_video(tmp_path / "npy", "erin 2.mp4", synth_video(24, 478, seed=8))
+    write_csv(
+        tmp_path / "labels.csv",
+        _rows(tmp_path) + [("erin 1.mp4", "1", "erin"), ("erin 2.mp4", "0", "erin")],
+    )
+    with pytest.raises(ValueError, match=r"folds generated for 6 videos, but .*labels.csv lists 8 "
+                       r"now: 2 added to .*labels.csv \(e.g. erin 1.mp4, erin 2.mp4\); delete its "
+                       r"fold folders and folds_meta.json"):  # fmt: skip
+        open_dataset("folder", tmp_path, folds_k=3)
+    for fold in (tmp_path / "labels").iterdir():
+        if fold.is_dir():
+            for f in fold.iterdir():
+                f.unlink()
+            fold.rmdir()
+    (tmp_path / "labels" / "folds_meta.json").unlink()
+    assert len(open_dataset("folder", tmp_path, folds_k=3)) == 8
+
+
+def test_a_name_of_another_spelling_is_suggested(tmp_path):
+    """The file is x.MP4 and labels.csv says x.mp4, or gives a path: the message says what to
+    write instead of "extract them"."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    rows = _rows(tmp_path)
+    rows[0] = ("SUBJ 0 clip 0.mp4", *rows[0][1:])
+    rows[1] = ("videos/s0/subj 0 clip 1.mp4", *rows[1][1:])
+    write_csv(tmp_path / "labels.csv", rows)
+    with pytest.raises(FileNotFoundError) as e:
+        open_dataset("folder", tmp_path)
+    assert "SUBJ 0 clip 0.mp4 (" in str(e.value) and "(name it 'subj 0 clip 0.mp4'?)" in str(
+        e.value
+    )
+    assert "(name it 'subj 0 clip 1.mp4'?)" in str(e.value)
+
+
+def test_landmark_files_left_out_of_labels_csv_are_reported(tmp_path):
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    write_video(tmp_path / "npy", "forgotten.mp4", synth_video(24, 478, seed=9))
+    with pytest.warns(UserWarning, match=r"1 landmark file\(s\) not in .*labels.csv are left out "
+                      r"\(e.g. forgotten.mp4.npy\); add rows to train on them"):  # fmt: skip
+        assert len(open_dataset("folder", tmp_path)) == 6
+
+
+def test_a_list_that_contradicts_the_dataset_names_is_refused(tmp_path):
+    """UvA-NEMO names carry the label (deliberate / spontaneous): a fold file or labels.csv row
+    saying otherwise is an error, not a relabelled video."""
+    names = [f"{s:03d}_{k}_smile_1" for s in (1, 2, 3) for k in ("deliberate", "spontaneous")]
+    for n in names:
+        write_video(tmp_path / "npy", f"{n}.mp4", synth_video(5, 68, seed=len(n)))
+    write_csv(tmp_path / "labels.csv", [(f"{n}.mp4", int("spont" in n), n[:3]) for n in names])
+    assert len(open_dataset("uva", tmp_path, folds_k=3)) == 6
+    rows = [(f"{n}.mp4", int("spont" in n or n == names[0]), n[:3]) for n in names]
+    write_csv(tmp_path / "labels.csv", rows)
+    message = rf"labels disagree for 1 video\(s\): \['{names[0]}.mp4 \(.*labels.csv: 1, its uva "
+    with pytest.raises(ValueError, match=message + r"name: 0\)'\]; correct the fold file or"):
+        open_dataset("uva", tmp_path, folds_k=3)
+
+
+def test_subjects_differing_only_in_case_are_refused(tmp_path):
+    """ "Alice" and "alice" would be two subjects: one person's videos in train and test."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    rows = _rows(tmp_path)
+    rows[1] = (rows[1][0], rows[1][1], "S0 ")
+    write_csv(tmp_path / "labels.csv", rows)
+    with pytest.raises(ValueError, match=r"labels.csv line 3: subject 'S0' differs from 's0' "
+                       r"\(line 2\) only in case or spaces; write one person's"):  # fmt: skip
+        open_dataset("folder", tmp_path)
