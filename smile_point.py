@@ -143,7 +143,13 @@ def build_config(args: argparse.Namespace) -> Config:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
         )
+    keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
+        if "train.dmarker_weight" in keys and cfg.train.dmarker_weight != 0:
+            raise ValueError(
+                f"--set train.dmarker_weight={cfg.train.dmarker_weight:g}: meshsmilenet has no "
+                "D-Marker head (its weight is 0); use --model deepmarkernet for the D-Marker loss"
+            )
         cfg.train.dmarker_weight = 0.0
     given = [f for f in NETWORK_FLAGS if getattr(args, f) is not None]
     if cfg.model.name == BASELINE and given:
@@ -151,7 +157,6 @@ def build_config(args: argparse.Namespace) -> Config:
             f"{', '.join('--' + f.replace('_', '-') for f in given)}: network training flags; "
             f"{BASELINE} takes none (its regularisation is chosen by inner cross-validation)"
         )
-    keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
     unread = [k for k in keys if k not in BASELINE_KEYS]
     if cfg.model.name == BASELINE and unread:
         raise ValueError(

@@ -280,7 +280,12 @@ def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_
     k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
     if folds_k is None:
         k = min(k, len(set(subjects.values())))
-    folds = make_folds(names, labels, subjects, k, seed)
+    try:
+        folds = make_folds(names, labels, subjects, k, seed)
+    except ValueError as e:
+        raise ValueError(
+            f"{folds_dir}: {e}; generate at most as many folds as subjects (--set data.n_folds=K)"
+        ) from e
     meta = {
         "generated_by": "data.folds.make_folds",
         "k": k,

@@ -118,23 +118,25 @@ def _find_folds_dir(path: Path) -> Path:
     if fold_dirs(path / "labels"):
         return path / "labels"
     raise FileNotFoundError(
-        f"no fold folders under {path} or {path / 'labels'}: expected <k>/train.json"
+        f"no fold folders under {path} or {path / 'labels'}: expected <k>/train.json (without "
+        "fold files, smile_point.py generates them in <root>/labels at its first run)"
     )
 
 
 def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) -> str | None:
     """Why ``smile_point.py --dataset kind`` refuses the dataset with these folds (landmark files,
     labels, subjects, sidecars: :func:`data.datasets.open_dataset`; NaN in a file, which training
-    finds when it packs them), or None when it opens it."""
+    finds when it packs them; a stale D-Marker table), or None when it opens it."""
     from data.datasets import landmark_fix, open_dataset  # it imports this module
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the subject rule is printed anyway
         try:
             ds = open_dataset(kind, root, folds_dir=folds_dir, landmarks_dir=landmarks, pack=False)
+            fix = landmark_fix(kind, root)
             for v in ds.videos.values():  # read whole: NaN and inf are refused
-                fix = landmark_fix(kind, root)
                 check_finite(v.file, read_npy(v.file, mmap=True, fix=fix), fix)
+            ds.dmarkers()  # a D-Marker table is refused when stale (DeepMarkerNet, the baseline)
         except (OSError, ValueError) as e:
             return str(e)
     return None

@@ -14,6 +14,7 @@ CLI: ``python -m data.folds check DIR`` (:mod:`data.fold_check`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections import defaultdict
@@ -285,4 +286,8 @@ def resolve_fold(folds: list[Fold], spec: int | str) -> list[Fold]:
 if __name__ == "__main__":  # python -m data.folds check DIR (data/fold_check.py)
     from data.fold_check import main
 
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `... | head` stopped reading: as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

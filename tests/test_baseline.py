@@ -174,3 +174,37 @@ def test_the_baseline_reports_no_validation_part(demo_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"videos train {len(split.train) + len(split.val)}, test {len(split.test)}; " in out
     assert "val " not in out.split("videos train")[1].splitlines()[0]
+
+
+def test_a_rare_class_gets_fewer_inner_folds(demo_root, tmp_path):
+    """Two spontaneous videos among many posed ones: the inner cross-validation uses two folds
+    rather than handing scikit-learn five ("n_splits=5 cannot be greater than ...")."""
+    import warnings
+
+    dataset = open_dataset("demo", demo_root)
+    train = list(dataset.fold(1).train)
+    spontaneous = [n for n in train if dataset.videos[n].label == 1]
+    two = [next(n for n in spontaneous if dataset.subjects[n] == s) for s in
+           sorted({dataset.subjects[n] for n in spontaneous})[:2]]  # fmt: skip
+    train = [n for n in train if dataset.videos[n].label == 0] + two
+    cfg = load_config(None, ["data.dataset=demo"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor its "least populated class" warning
+        fit_baseline(cfg, dataset, train, tmp_path)
+    assert json.loads((tmp_path / "selection.json").read_text())["inner_folds"] == 2
+    with pytest.raises(ValueError, match=r"\[\d+, 1\] videos per class \(posed, spontaneous\): "
+                       r"use fewer folds \(--set data.n_folds=K\)"):  # fmt: skip
+        fit_baseline(cfg, dataset, train[:-1], tmp_path)
+
+
+def test_a_fold_folder_of_another_name_is_named(demo_root, tmp_path, capsys):
+    """Fold folders 0..2: --fold 1 is the first in numeric order, folder 0, and says so."""
+    import shutil
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    for k in (1, 2, 3):
+        (root / "labels" / str(k)).rename(root / "labels" / str(k - 1))
+    args = ["--dataset", "demo", "--data-root", str(root), "--model", "dmarker-logreg"]
+    assert smile_point.main([*args, "--fold", "1", "--out", str(tmp_path / "r")]) == 0
+    assert "fold 1/3 (0/): videos train" in capsys.readouterr().out

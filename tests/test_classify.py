@@ -139,7 +139,7 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "extract_landmarks.py" in failed[str(bare)]
     assert "68 landmarks per frame" in failed[str(dlib)] and "478" in failed[str(dlib)]
     assert "not a video file or a .npy" in failed[str(text)]
-    assert "no videos or .npy" in failed[str(empty)]
+    assert "no videos or .npy landmark files in this folder (its sub-folders" in failed[str(empty)]
     assert "no width (sidecar missing or incomplete)" in failed[str(no_size)]
     assert "no frames" in failed[str(no_frames)]
     assert "other.json: describes another array than other.npy" in failed[str(other)]

@@ -229,6 +229,7 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     from landmark_synth import make_folder_dataset
 
     from data.datasets import open_dataset
+    from data.dmarker_cache import build_dmarker_table
     from data.fold_check import main
 
     make_folder_dataset(tmp_path, n_subjects=4, per_subject=2)
@@ -267,6 +268,13 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     np.save(bad, arr)
     assert main(["check", str(tmp_path)]) == 1
     assert f"{bad}: landmarks contain NaN or inf" in capsys.readouterr().out
+    np.save(bad, np.nan_to_num(arr, posinf=0.5))
+    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz")
+    assert main(["check", str(tmp_path)]) == 0
+    capsys.readouterr()
+    np.save(bad, np.nan_to_num(arr, posinf=0.6))  # the table no longer describes the file
+    assert main(["check", str(tmp_path)]) == 1
+    assert f"dmarkers.npz: {bad.name} changed since the table was built" in capsys.readouterr().out
 
 
 def test_validation_part_gets_both_classes_when_it_can():
@@ -286,3 +294,27 @@ def test_validation_part_gets_both_classes_when_it_can():
         holders = [{subjects[n] for n in labels if labels[n] == c} for c in (0, 1)]
         if all(len(h) >= 2 for h in holders):
             assert {labels[n] for n in val} == {0, 1}, trial
+
+
+def test_check_piped_into_head_ends_quietly(tmp_path):
+    """`python -m data.folds check ... | head` closes the pipe early: no BrokenPipeError trace."""
+    import os
+    from pathlib import Path
+
+    from landmark_synth import make_folder_dataset
+
+    from data.datasets import open_dataset
+
+    make_folder_dataset(tmp_path, n_subjects=4, per_subject=2)
+    open_dataset("folder", tmp_path, folds_k=2)
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "data.folds", "check", str(tmp_path)],
+            stdout=write, stderr=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parents[1], timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and done.stderr == ""

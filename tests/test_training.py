@@ -182,6 +182,9 @@ def test_flags_override_the_config(tmp_path, demo_root):
     assert cfg.data.folds == "my_folds" and cfg.model.name == "meshsmilenet"
     assert t.dmarker_weight == 0.0
     assert cfg.out == str(demo_root / "runs" / "demo-meshsmilenet-seed4")
+    given = ["--config", str(tiny_config(tmp_path, demo_root)), "--model", "meshsmilenet"]
+    with pytest.raises(ValueError, match=r"--set train.dmarker_weight=0.5: meshsmilenet has no "):
+        smile_point.build_config(smile_point.parse_args([*given, "--set", "dmarker_weight=0.5"]))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ is refused or reported, never trained on silently."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
@@ -103,3 +104,23 @@ def test_subjects_differing_only_in_case_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"labels.csv line 3: subject 'S0' differs from 's0' "
                        r"\(line 2\) only in case or spaces; write one person's"):  # fmt: skip
         open_dataset("folder", tmp_path)
+
+
+def test_too_many_folds_name_the_setting(tmp_path, capsys):
+    """Own data with 3 subjects under the default of 10 folds; SPOS's config leaves k to the
+    subjects (leave one subject out, however many there are); the check before any run says
+    where the folds will come from."""
+    from data.fold_check import main
+    from training.config import load_config
+
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    assert main(["check", str(tmp_path), "--dataset", "folder"]) == 2
+    assert "smile_point.py generates them in <root>/labels at its first run" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match=r"cannot make 10 subject-independent folds from 3 "
+                       r"subjects; generate at most as many folds as subjects \(--set "
+                       r"data.n_folds=K\)"):  # fmt: skip
+        open_dataset("folder", tmp_path, folds_k=10)
+    spos = Path(__file__).resolve().parents[1] / "configs" / "spos.yaml"
+    assert load_config(spos, []).data.n_folds is None

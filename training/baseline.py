@@ -60,13 +60,15 @@ def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: 
     Returns {"C", "threshold", "model"}."""
     kept, x, y = _design(dataset, train)
     groups = [dataset.subjects[n] for n in kept]
-    k = min(INNER_FOLDS, len(set(groups)))
+    smallest_class = int(min(np.bincount(y, minlength=2)))  # sklearn refuses more folds than that
+    k = min(INNER_FOLDS, len(set(groups)), smallest_class)
     splits = list(StratifiedGroupKFold(k).split(x, y, groups)) if k >= 2 else []
     if not splits or any(len(set(y[inner])) < 2 for inner, _ in splits):
         raise ValueError(
             f"{dataset.root}: {BASELINE} needs both classes in every inner training part (at "
             f"least two subjects with D-Markers and both classes); this fold's training part "
-            f"has {len(set(groups))} subjects and classes {sorted(set(y.tolist()))}"
+            f"has {len(set(groups))} subjects and {np.bincount(y, minlength=2).tolist()} videos "
+            "per class (posed, spontaneous): use fewer folds (--set data.n_folds=K) or more data"
         )
     oof = {c: np.zeros(len(y)) for c in CS}  # out-of-fold probabilities per C
     for inner_train, inner_val in splits:

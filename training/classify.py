@@ -258,7 +258,10 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
             "--frame-fps F and classify the .npy"
         )
     elif path.is_dir():
-        raise ValueError(f"{path}: no videos or .npy landmark files in this folder")
+        raise ValueError(
+            f"{path}: no videos or .npy landmark files in this folder (its sub-folders are not "
+            "searched: give them as inputs too)"
+        )
     else:
         raise ValueError(f"{path}: not a video file or a .npy landmark file")
     if len(landmarks) == 0:

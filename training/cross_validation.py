@@ -186,7 +186,9 @@ def run_fold(
     else:
         counts = f"train {len(train)}, val {len(val)}, test {len(split.test)}; subjects "
         counts += "/".join(str(len(seen[k])) for k in groups)
-    print(f"{Fore.MAGENTA}fold {fold}/{len(dataset.folds)}{Style.RESET_ALL}: videos {counts}")
+    folder = dataset.fold(fold).name  # the N-th folder in numeric order, named as it may be
+    named = f"fold {fold}/{len(dataset.folds)}" + ("" if folder == str(fold) else f" ({folder}/)")
+    print(f"{Fore.MAGENTA}{named}{Style.RESET_ALL}: videos {counts}")
     if cfg.model.name == BASELINE:
         fitted = fit_baseline(cfg, dataset, train + val, out_dir)
         result = score_baseline(dataset, list(split.test), fitted)
