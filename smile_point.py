@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -220,8 +221,14 @@ def classify_main(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the user reads it: one line, without the source line that raised it."""
+    return f"{Fore.YELLOW}warning:{Style.RESET_ALL} {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     colorama_init()
+    warnings.formatwarning = _warning_line
     args = parse_args(argv)
     try:
         check_mode(args)

@@ -73,7 +73,10 @@ def pyfeat_media_dir(cache: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Print the media folder (downloading on first use); 1 with a one-line error if it fails."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m data.sample_media",
+        description=__doc__,
+        epilog=f"cache folder: {cache_dir()} ($SMILE_TEST_CACHE, else <repo>/.cache)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.parse_args(argv)
     try:

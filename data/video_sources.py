@@ -35,6 +35,17 @@ def _videos(folder: Path, exts: tuple[str, ...]) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
+def _video_entries(folder: Path, exts: tuple[str, ...]) -> list[tuple]:
+    """(video, output name) of the videos in ``folder``, and (link, name, error) of each link to
+    a video that is gone, so that a batch reports it failed instead of passing over it."""
+    entries: list[tuple] = [(p, p.name) for p in _videos(folder, exts)]
+    for p in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+        if p.suffix.lower() in exts and p.is_symlink() and not p.exists():
+            gone = f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link"
+            entries.append((p, p.name, gone))
+    return entries
+
+
 def _subdirs(folder: Path) -> list[Path]:
     found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return sorted(found, key=lambda p: natural_key(p.name))
@@ -85,14 +96,15 @@ def is_clip_input(path: Path) -> bool:
     return is_frame_folder(path) and not any(_videos(f, tuple(VIDEO_EXTS)) for f in _folders(path))
 
 
-def _walk(root: Path, output: Path) -> list[tuple[Path, str]]:
+def _walk(root: Path, output: Path) -> list[tuple]:
     """Every video file and clip folder (:func:`is_clip_input`) in or below ``root``, linked
-    folders included (see :func:`_folders`; ``output`` left out), as (source, output name)."""
+    folders included (see :func:`_folders`; ``output`` left out), as (source, output name);
+    broken links to videos as (link, name, error)."""
     found = []
     for folder in _folders(root, skip=output):
         if is_clip_input(folder):
             found.append((folder, folder.resolve().name))  # a linked clip keeps its own name
-        found += [(p, p.name) for p in _videos(folder, tuple(VIDEO_EXTS))]
+        found += _video_entries(folder, tuple(VIDEO_EXTS))
     return found
 
 
@@ -137,10 +149,10 @@ def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tu
         raise FileNotFoundError(f"{root}: no such folder (the {kind} dataset root)")
     if kind == "uva":
         folder = _child(root, "videos") or root
-        found = [(p, p.name) for p in _videos(folder, (".mp4",))]
+        found = _video_entries(folder, (".mp4",))
         layout = "<root>/videos/*.mp4 or <root>/*.mp4"
     elif kind == "bbc":
-        found = [(p, p.name) for f, _ in bbc_folders(root) for p in _videos(f, (".mp4",))]
+        found = [e for f, _ in bbc_folders(root) for e in _video_entries(f, (".mp4",))]
         layout = "<root>/{Genuine,posed}/*.mp4 or <root>/videos/{Genuine,posed}/*.mp4"
     elif kind == "mmi":
         sessions = _child(root, "Sessions")

