@@ -1,4 +1,4 @@
-"""Video -> per-frame face landmarks, one ``<output>/<name>.npy`` (T, L, 3) + ``.json`` per video.
+"""Video -> per-frame face landmarks, one ``<output>/<name>.npy`` (T, V, 3) + ``.json`` per video.
 
     python extract_landmarks.py VIDEO_OR_FOLDER [--output DIR] [--backend mediapipe|dlib]
     python extract_landmarks.py ROOT --dataset uva|bbc|mmi|spos|folder [--workers N] [--plot]

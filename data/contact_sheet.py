@@ -42,7 +42,7 @@ def mesh_edges(n_landmarks: int) -> np.ndarray:
 
 
 def draw_mesh(rgb: np.ndarray, points: np.ndarray, found: bool, label: str) -> np.ndarray:
-    """Copy of ``rgb`` (H, W, 3) with ``points`` (L, 3) (x/W, y/H) drawn on it and a label."""
+    """Copy of ``rgb`` (H, W, 3) with ``points`` (V, 3) (x/W, y/H) drawn on it and a label."""
     img = rgb.copy()
     h, w = img.shape[:2]
     xy = np.round(points[:, :2] * (w, h)).astype(np.int32)  # (v, 2) pixels
@@ -79,7 +79,7 @@ def contact_sheet(
 ) -> Path:
     """Write a PNG grid of ``n_tiles`` frames with their landmarks drawn; returns its path.
 
-    landmarks: (T, L, 3) normalised, row t = source frame t * stride; found: (T,) 0/1.
+    landmarks: (T, V, 3) normalised, row t = source frame t * stride; found: (T,) 0/1.
     """
     rows = sheet_rows(len(landmarks), n_tiles)
     wanted = {r * stride: r for r in rows}

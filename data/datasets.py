@@ -10,7 +10,7 @@ Layout under a dataset root (``uva/``, ``bbc/``, ...):
   from ``seed`` and written there (with ``folds_meta.json``; delete the folder to regenerate).
 - ``labels.csv`` (required for ``folder``/``demo``, optional otherwise): video,label,subject
   [,fps,width,height]; it overrides the per-kind subject rules (see data/subjects.py).
-- ``dmarkers.npz``: the D-Marker cache (``dmarker.py``), under the root or the landmarks folder.
+- ``dmarkers.npz``: the D-Marker table (``dmarker.py``), under the root or the landmarks folder.
 - ``demo.json``: marks a generated demo dataset (``python -m data.demo --out DIR``).
 
 Frame rate and size come from each sidecar; for files without one (published landmark files) from
@@ -131,12 +131,12 @@ class SmileDataset:
         return {n: v.subject for n, v in self.videos.items()}
 
     def landmarks(self, name: str) -> np.ndarray:
-        """(T, L, 3) float32 isotropic pixels (x*W, y*H, z*W) of one video; a read-only view when
+        """(T, V, 3) float32 isotropic pixels (x*W, y*H, z*W) of one video; a read-only view when
         packed (copy before writing). The only way training code reads landmark data."""
         return self.store.get(self.videos[name].file)
 
     def dmarkers(self):
-        """The D-Marker cache (``DMarkerTable``) from ``dmarkers.npz`` under the root or the
+        """The D-Marker table (``DMarkerTable``) from ``dmarkers.npz`` under the root or the
         landmarks folder, or None when there is none."""
         if not self._dmarkers_read:
             for path in (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz"):
@@ -235,8 +235,8 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
         where = f"a demo keeps them in {root / 'npy'}; rebuild it: {build}"
         return FileNotFoundError(f"no landmarks under {landmarks_dir} ({where})")
     return FileNotFoundError(
-        f"no landmarks under {landmarks_dir}: run extract_landmarks.py --dataset {kind} ... "
-        f"--output {landmarks_dir} or use --dataset demo"
+        f"no landmarks under {landmarks_dir}: run extract_landmarks.py <{kind} videos folder> "
+        f"--dataset {kind} --output {landmarks_dir}, or use --dataset demo"
     )
 
 

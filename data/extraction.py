@@ -1,4 +1,4 @@
-"""One video -> per-frame face landmarks (T, L, 3) and their metadata.
+"""One video -> per-frame face landmarks (T, V, 3) and their metadata.
 
 Backends:
 - ``mediapipe`` (default): the legacy Face Mesh in video (tracking) mode with refined eyes and
@@ -86,7 +86,7 @@ class MediaPipeBackend:
                 self._mesh = None
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """RGB frame (H, W, 3) uint8 -> one (L, 3) float32 array per face found.
+        """RGB frame (H, W, 3) uint8 -> one (V, 3) float32 array per face found.
 
         Call inside :meth:`track`."""
         rgb.flags.writeable = False  # lets MediaPipe wrap the frame without a copy
@@ -178,7 +178,7 @@ def check_backend(name: str) -> None:
 def choose_face(
     faces: list[np.ndarray], previous: np.ndarray | None, width: int, height: int
 ) -> np.ndarray | None:
-    """The face to keep among ``faces`` (each (L, 3), normalised): the largest bounding box when
+    """The face to keep among ``faces`` (each (V, 3), normalised): the largest bounding box when
     there is no ``previous`` face, else the one whose centroid is nearest to its centroid (pixels).
     """
     if not faces:
@@ -197,8 +197,8 @@ LERP_CHUNK = 256
 
 
 def _lerp_rows(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Rows ``(1 - w) * src[lo] + w * src[hi]`` of ``src`` (T, L, 3) for ``lo``, ``hi``, ``w``
-    (n,), computed in float64, LERP_CHUNK rows at a time. Returns (n, L, 3) float32."""
+    """Rows ``(1 - w) * src[lo] + w * src[hi]`` of ``src`` (T, V, 3) for ``lo``, ``hi``, ``w``
+    (n,), computed in float64, LERP_CHUNK rows at a time. Returns (n, V, 3) float32."""
     src = np.asarray(src)
     out = np.empty((len(w), *src.shape[1:]), dtype=np.float32)
     for start in range(0, len(w), LERP_CHUNK):
@@ -211,10 +211,10 @@ def _lerp_rows(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -
 def fill_gaps(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Fill the rows where ``found`` is False by linear interpolation over time.
 
-    landmarks: (T, L, 3), any values (NaN allowed) in the missing rows; found: (T,) bool with at
+    landmarks: (T, V, 3), any values (NaN allowed) in the missing rows; found: (T,) bool with at
     least one True. Rows before the first / after the last face frame copy the nearest face frame.
     Face rows are returned unchanged (``landmarks`` itself, when float32 and no row is missing).
-    Returns (T, L, 3) float32.
+    Returns (T, V, 3) float32.
     """
     found = np.asarray(found, dtype=bool)
     good = np.flatnonzero(found)
@@ -267,9 +267,9 @@ def even_rows(times: np.ndarray, fps: float) -> tuple[float, np.ndarray | None]:
 def resample_rows(
     landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, grid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks (T, L, 3) and face flags (T,) of frames at ``times`` (T,) -> at ``grid`` (n,):
+    """Landmarks (T, V, 3) and face flags (T,) of frames at ``times`` (T,) -> at ``grid`` (n,):
     linear interpolation between the two frames around each grid time; a row's face flag is that
-    of the nearer frame. Returns (n, L, 3) float32 and (n,) bool."""
+    of the nearer frame. Returns (n, V, 3) float32 and (n,) bool."""
     times = np.asarray(times, dtype=np.float64)
     j = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 2)
     w = np.clip((grid - times[j]) / (times[j + 1] - times[j]), 0.0, 1.0)  # (n,)
@@ -279,7 +279,7 @@ def resample_rows(
 
 @dataclass
 class Extraction:
-    """Result for one video: landmarks (T, L, 3) float32, the sidecar dict (data.io.META_KEYS),
+    """Result for one video: landmarks (T, V, 3) float32, the sidecar dict (data.io.META_KEYS),
     and seconds spent decoding, in the backend, and in all."""
 
     landmarks: np.ndarray

@@ -1,6 +1,6 @@
 """Atomic file writes and the per-video landmark file format.
 
-A landmark file is ``<dir>/<video name with extension>.npy``: float32 (T, L, 3), x and y
+A landmark file is ``<dir>/<video name with extension>.npy``: float32 (T, V, 3), x and y
 normalised to the frame width and height, z MediaPipe's relative depth (same scale as x; 0 for
 dlib), the
 format of the published landmark files. Its metadata lives in the sidecar
@@ -170,7 +170,7 @@ def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dic
     """
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.ndim != 3 or landmarks.shape[-1] != 3:
-        raise ValueError(f"{npy_path}: landmarks must be (T, L, 3), got {landmarks.shape}")
+        raise ValueError(f"{npy_path}: landmarks must be (T, V, 3), got {landmarks.shape}")
     check_finite(npy_path, landmarks, "nothing was written")
     text = json_text(meta)
     replaced = False
@@ -245,15 +245,15 @@ def check_finite(npy_path: str | os.PathLike, landmarks: np.ndarray, fix: str = 
 
 
 def load_landmarks(npy_path: str | os.PathLike) -> tuple[np.ndarray, dict | None]:
-    """Read a landmark array (T, L, 3) float32 and its sidecar (None when absent).
+    """Read a landmark array (T, V, 3) float32 and its sidecar (None when absent).
 
-    Raises ValueError naming the file when it is not a (T, L, 3) array, holds NaN or inf or its
+    Raises ValueError naming the file when it is not a (T, V, 3) array, holds NaN or inf or its
     sidecar counts other frames.
     """
     npy_path = Path(npy_path)
     arr = read_npy(npy_path)
     if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{npy_path}: expected a (T, L, 3) landmark array, got shape {arr.shape}")
+        raise ValueError(f"{npy_path}: expected a (T, V, 3) landmark array, got shape {arr.shape}")
     arr = arr.astype(np.float32, copy=False)
     check_finite(npy_path, arr)
     meta = load_meta(npy_path)

@@ -1,7 +1,7 @@
 """Landmark storage for training: one packed, memory-mapped array instead of one file per video.
 
 ``<landmarks dir>/.packed/landmarks-<key>.npy`` holds every video's rows back to back, float32
-(sum T, L, 3), already in isotropic pixels (x*W, y*H, z*W); ``landmarks-<key>.json`` lists each
+(sum T, V, 3), already in isotropic pixels (x*W, y*H, z*W); ``landmarks-<key>.json`` lists each
 file's offset, length, frame size, byte size and mtime. The key hashes that list, so a pack is
 found again only for the same files with the same content and frame sizes, and two runs on
 different subsets of one folder each keep their own pack. Opening is a memory map (no read) and a
@@ -9,7 +9,7 @@ video is a read-only view, so a training clip touches only the frames it uses; a
 re-opens the map lazily after pickling, so DataLoader workers share the page cache instead of
 copying arrays.
 
-Both stores answer ``get(file) -> (T, L, 3) float32`` isotropic pixels; ``scales`` maps each
+Both stores answer ``get(file) -> (T, V, 3) float32`` isotropic pixels; ``scales`` maps each
 landmark file name to its frame size (W, H).
 """
 
@@ -41,7 +41,7 @@ DATASET_FILE_FIX = f"{REEXTRACT}, or remove it from the dataset"
 
 def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:
     """Shape of a .npy file from its header only; ValueError naming the file and ``fix`` when the
-    header is unreadable, not (T, L, 3), or promises more data than the file holds (a truncated
+    header is unreadable, not (T, V, 3), or promises more data than the file holds (a truncated
     copy)."""
     path = Path(path)
     try:
@@ -55,7 +55,7 @@ def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .npy landmark file ({e}); {fix}") from e
     if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"{path}: expected a (T, L, 3) landmark array, got shape {shape}")
+        raise ValueError(f"{path}: expected a (T, V, 3) landmark array, got shape {shape}")
     if data_bytes < math.prod(shape) * dtype.itemsize:
         raise ValueError(
             f"{path}: truncated (holds {data_bytes} of the {math.prod(shape) * dtype.itemsize} "
@@ -65,7 +65,7 @@ def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:
 
 
 def check_point_counts(folder: Path, shapes: dict[Path, tuple[int, ...]]) -> int:
-    """The landmark count L the files of ``shapes`` (file -> (T, L, 3)) share; ValueError naming a
+    """The landmark count V the files of ``shapes`` (file -> (T, V, 3)) share; ValueError naming a
     file per count and the fix when they differ (two backends, or two versions of one)."""
     by_count: dict[int, list[Path]] = {}
     for f, shape in shapes.items():
@@ -95,7 +95,7 @@ class FileStore:
         self.fix = fix
 
     def get(self, file: Path) -> np.ndarray:
-        """(T, L, 3) float32 isotropic pixels, a fresh array."""
+        """(T, V, 3) float32 isotropic pixels, a fresh array."""
         w, h = self.scales[Path(file).name]
         rows = read_npy(file, fix=self.fix)
         check_finite(file, rows, self.fix)
@@ -124,7 +124,7 @@ class PackedStore:
         return self._mm
 
     def get(self, file: Path) -> np.ndarray:
-        """(T, L, 3) float32 isotropic pixels, a read-only view (copy before writing to it)."""
+        """(T, V, 3) float32 isotropic pixels, a read-only view (copy before writing to it)."""
         offset, length = self.entries[Path(file).name]
         return self._array()[offset : offset + length]
 

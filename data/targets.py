@@ -1,11 +1,11 @@
 """D-Marker regression targets: per-feature standardisation fitted on the training part only.
 
-The cache (``dmarker.py``) holds 225 raw descriptors per video on very different scales (seconds,
-amplitude ratios, per-second speeds). :class:`DMarkerScaler` subtracts the mean and divides by the
-standard deviation of each descriptor over the training videos of a fold; features that are
-constant there (e.g. the cheek block of dlib-68 landmarks) get std 1, so they stay 0 - mean.
-Videos whose every frame was filled by interpolation (status ``no_face``: all-zero descriptors)
-are neither fitted nor used as targets.
+The D-Marker table (``dmarker.py``) holds 225 raw descriptors per video on very different scales
+(seconds, amplitude ratios, per-second speeds). :class:`DMarkerScaler` subtracts the mean and
+divides by the standard deviation of each descriptor over the training videos of a fold;
+features that are constant there (e.g. the cheek block of dlib-68 landmarks) get std 1, so they
+stay 0 - mean. Videos whose every frame was filled by interpolation (status ``no_face``: all-zero
+descriptors) are neither fitted nor used as targets.
 
 Augmentation changes what the descriptors of a clip's video would be. A mirrored clip takes the
 D-Markers of the video's mirror image, which the table stores (computed, not derived: both

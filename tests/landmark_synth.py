@@ -23,7 +23,7 @@ _KEY = {
 def synth_video(
     n_frames: int = 30, n_landmarks: int = 478, seed: int = 0, width: int = 640, height: int = 480
 ) -> np.ndarray:
-    """(T, L, 3) float32 in landmark-file units (x/W, y/H, z/W): a face-like cloud, eye corners
+    """(T, V, 3) float32 in landmark-file units (x/W, y/H, z/W): a face-like cloud, eye corners
     and lip corners where a face has them, a little head motion and a smile over time."""
     rng = np.random.default_rng(seed)
     base = rng.uniform(-1.0, 1.0, (n_landmarks, 3)) * np.array([1.0, 1.4, 0.3])

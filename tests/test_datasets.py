@@ -152,8 +152,8 @@ def test_missing_landmark_files_are_named(tmp_path):
 def test_no_landmarks_message(tmp_path):
     with pytest.raises(
         FileNotFoundError,
-        match=r"no landmarks under .*uva/npy: run extract_landmarks"
-        r".py --dataset uva .* or use --dataset demo",
+        match=r"no landmarks under .*uva/npy: run extract_landmarks.py <uva videos folder> "
+        r"--dataset uva --output .*uva/npy, or use --dataset demo",
     ):
         open_dataset("uva", tmp_path / "uva")
     with pytest.raises(FileNotFoundError, match="python -m data.demo --out"):

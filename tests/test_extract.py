@@ -83,8 +83,8 @@ def test_fill_gaps_interpolates_and_copies_edges():
 
 
 def interp_rows(x: np.ndarray, xp: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """np.interp of every coordinate of ``rows`` (m, L, 3) at times ``xp`` (m,) -> at ``x`` (n,):
-    (n, L, 3) float64, the ends held."""
+    """np.interp of every coordinate of ``rows`` (m, V, 3) at times ``xp`` (m,) -> at ``x`` (n,):
+    (n, V, 3) float64, the ends held."""
     cols = rows.reshape(len(rows), -1).T
     return np.stack([np.interp(x, xp, c) for c in cols], axis=1).reshape(len(x), *rows.shape[1:])
 

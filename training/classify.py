@@ -211,14 +211,14 @@ class NewVideos:
         self._arrays: dict[str, np.ndarray] = {}
 
     def add(self, name: str, file: Path, landmarks: np.ndarray, meta: dict) -> None:
-        """``landmarks`` (T, L, 3) as extraction writes them (x/W, y/H, z/W); ``meta`` with fps,
+        """``landmarks`` (T, V, 3) as extraction writes them (x/W, y/H, z/W); ``meta`` with fps,
         width, height."""
         w, h = int(meta["width"]), int(meta["height"])
         self.videos[name] = Video(name, file, -1, name, float(meta["fps"]), w, h, len(landmarks))
         self._arrays[name] = to_isotropic(landmarks, w, h)
 
     def landmarks(self, name: str) -> np.ndarray:
-        """(T, L, 3) float32 isotropic pixels."""
+        """(T, V, 3) float32 isotropic pixels."""
         return self._arrays[name]
 
     def remove(self, name: str) -> None:
@@ -233,7 +233,7 @@ def _backend(name: str):
 
 
 def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
-    """Landmarks (T, L, 3) and their metadata (fps, width, height, face_found) of one input.
+    """Landmarks (T, V, 3) and their metadata (fps, width, height, face_found) of one input.
 
     Raises ValueError / OSError with a one-line message naming the file and the fix.
     """
