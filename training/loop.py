@@ -134,6 +134,37 @@ def _scaler(cfg: Config, dataset: SmileDataset, train: list[str]) -> DMarkerScal
     return DMarkerScaler.fit(dataset.require_dmarkers(DMARKER_LOSS, train), train)
 
 
+def _weights(model: torch.nn.Module, ema: AveragedModel | None) -> dict:
+    """A checkpoint's weights: "model" the scored ones (the average with EMA), and with EMA also
+    "train_model" (the weights the optimizer moves) and the number of averaged steps."""
+    if ema is None:
+        return {"model": model.state_dict()}
+    return {
+        "model": ema.module.state_dict(),
+        "train_model": model.state_dict(),
+        "ema_updates": int(ema.n_averaged),
+    }
+
+
+def _restore(last: Path, model, ema, optimizer, scheduler, device, digest: str | None) -> dict:
+    """Load ``last.pt`` into the training objects (as :func:`_weights` saved them) and the RNGs;
+    returns its selection state. ValueError when the D-Marker targets changed since."""
+    ckpt = load_checkpoint(last)
+    (ema.module if ema else model).load_state_dict(ckpt["model"])
+    if ema:
+        model.load_state_dict(ckpt["train_model"])
+        ema.n_averaged.fill_(ckpt["ema_updates"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"], device)
+    if ckpt.get("targets_digest") != digest:
+        raise ValueError(
+            f"{last}: the D-Marker targets changed since this fold started (its table was "
+            f"rebuilt); delete {last.parent} and resume, or train under a new --out"
+        )
+    return ckpt["state"]
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
@@ -277,20 +308,7 @@ def fit(
     if not resume:
         (out_dir / "best.pt").unlink(missing_ok=True)  # never select a checkpoint of another run
     if resume and last.exists():
-        ckpt = load_checkpoint(last)
-        scored.load_state_dict(ckpt["model"])
-        if ema:
-            model.load_state_dict(ckpt["train_model"])
-            ema.n_averaged.fill_(ckpt["ema_updates"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        set_rng_state(ckpt["rng"], device)
-        if ckpt.get("targets_digest") != digest:
-            raise ValueError(
-                f"{last}: the D-Marker targets changed since this fold started (its table was "
-                f"rebuilt); delete {out_dir} and resume, or train under a new --out"
-            )
+        state = _restore(last, model, ema, optimizer, scheduler, device, digest)
         mend_best(out_dir, state)
         log(f"resumed from {last} after epoch {state['epoch'] + 1}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
@@ -328,12 +346,7 @@ def fit(
             "stale": 0 if improved else state["stale"] + 1,
         }
         payload = {
-            "model": scored.state_dict(),
-            **(
-                {"train_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
-                if ema
-                else {}
-            ),
+            **_weights(model, ema),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": state,
