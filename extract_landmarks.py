@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--frame-fps",
         type=_positive(float),
-        default=25.0,
-        help="frame rate of frame-image folders, which carry none (default 25, SPOS)",
+        help="frame rate of frame-image folders, which carry none (default 25, SPOS); videos "
+        "keep their own",
     )
     p.add_argument(
         "--overwrite",
@@ -94,11 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_backend(args.backend)
         jobs, output = make_jobs(args.input, args.dataset, args.output)
+        if args.frame_fps is not None and not any(j.source.is_dir() for j in jobs):
+            raise ValueError(
+                f"--frame-fps {args.frame_fps:g}: {args.input} holds no frame-image folder, and a "
+                "video keeps the rate its file records; leave --frame-fps out"
+            )
         settings = Settings(
             backend=args.backend,
             stride=args.stride,
             max_frames=args.max_frames,
-            frame_fps=args.frame_fps,
+            frame_fps=args.frame_fps or Settings.frame_fps,
             overwrite=args.overwrite,
         )
         settings = with_plot_default(settings, args.plot, output, len(jobs))

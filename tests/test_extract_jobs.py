@@ -180,3 +180,12 @@ def test_a_link_to_a_missing_video_is_a_failed_job(tmp_path):
         failed = [j for j in jobs if j.error]
         assert len(jobs) == 2 and len(failed) == 1
         assert "which does not exist; fix or remove the link" in failed[0].error
+
+
+def test_frame_fps_without_a_frame_folder_is_refused(tmp_path, capsys):
+    """--frame-fps 50 on videos did nothing: a video keeps the rate its file records."""
+    touch(tmp_path / "ds" / "a.mp4")
+    assert run_cli(tmp_path / "ds", "--frame-fps", 50) == 2
+    err = capsys.readouterr().err
+    assert "--frame-fps 50: " in err and "holds no frame-image folder" in err
+    assert not (tmp_path / "ds" / "npy").exists()  # refused before anything runs
