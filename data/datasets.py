@@ -387,11 +387,15 @@ def open_dataset(
     fix = landmark_fix(kind, root)
     shapes = {files[n]: npy_shape(files[n], fix) for n in names}
     n_landmarks = check_point_counts(landmarks_dir, shapes)
-    videos = {}
+    videos, refused = {}, []
     for n in names:
-        if shapes[files[n]][0] == 0:
-            raise ValueError(f"{files[n]}: no frames; {fix}")
-        fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
+        try:
+            if shapes[files[n]][0] == 0:
+                raise ValueError(f"{files[n]}: no frames; {fix}")
+            fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
+        except ValueError as e:  # all named at once: ten quick-run files are one fix, not ten
+            refused.append((files[n], e))
+            continue
         videos[n] = Video(
             name=n,
             file=files[n],
@@ -402,6 +406,10 @@ def open_dataset(
             height=height,
             n_frames=shapes[files[n]][0],
         )
+    if refused:
+        others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])
+        also = f" (also {len(refused) - 1} more: {', '.join(others)})" if others else ""
+        raise ValueError(f"{refused[0][1]}{also}")
     scales = {v.file.name: (v.width, v.height) for v in videos.values()}
     store = None
     if pack:

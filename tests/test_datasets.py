@@ -75,6 +75,11 @@ def test_a_quick_run_extraction_is_refused(tmp_path):
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 5}))
     with pytest.raises(ValueError, match=r"002_spontaneous_smile_1.mp4.npy: a quick run .*without"):
         open_dataset("uva", tmp_path, folds_k=3)
+    other = meta_path(tmp_path / "npy" / "003_deliberate_smile_1.mp4.npy")
+    other.write_text(json.dumps({**json.loads(other.read_text()), "max_frames": 5}))
+    with pytest.raises(ValueError, match=r"without --max-frames \(also 1 more: 003_deliberate"):
+        open_dataset("uva", tmp_path, folds_k=3)  # every file named, not one per run
+    other.write_text(json.dumps({**json.loads(other.read_text()), "max_frames": None}))
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 50}))
     assert len(open_dataset("uva", tmp_path, folds_k=3).videos) == 6  # the video ended first
 
