@@ -15,7 +15,6 @@ except the diagonals of the few quads the published tessellation triangulates as
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -99,7 +98,9 @@ def _default_images() -> dict[str, np.ndarray]:
     images = {"skimage:astronaut": skimage.data.astronaut()}
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         images["matplotlib:grace_hopper.jpg"] = np.asarray(Image.open(f).convert("RGB"))
-    cache = Path(os.environ.get("SMILE_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+    from data.sample_media import cache_dir
+
+    cache = cache_dir()
     for name in (
         "0-f1-su-ph.jpg",
         "0-f15-hao-ph.jpg",
