@@ -8,7 +8,7 @@ Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_t
 225 descriptors per video (``data.dmarker.FEATURE_NAMES``), the per-frame signals and the phase
 boundaries. A rerun reuses every video whose landmark file and sidecar are unchanged. Files that
 fail are listed at the end; the others are still computed; the exit status is 1 if any failed,
-2 when the arguments are refused (nothing computed).
+2 when no table was written (arguments refused, or the table could not be saved).
 ``--plot NAME`` also draws that video's three signals with the phases shaded into
 ``<table folder>/<NAME>.dmarkers.png``.
 """

@@ -20,6 +20,7 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,13 +224,24 @@ def landmark_fix(kind: str, root: Path) -> str:
     """What to do about a damaged landmark file of the dataset: extract its video again, or, for a
     demo, generate the demo again."""
     if kind == "demo":
-        return f"generate the demo again: python -m data.demo --out {root}"
+        return f"generate the demo again: {demo_command(root)}"
     return DATASET_FILE_FIX
+
+
+def demo_command(root: Path) -> str:
+    """The ``data.demo`` command that writes the demo at ``root`` again: the same seed, subjects
+    and folds as its ``demo.json`` records (the defaults when it has none)."""
+    command = f"python -m data.demo --out {root}"
+    try:
+        made = json.loads((root / "demo.json").read_text())
+        return command + "".join(f" --{k} {int(made[k])}" for k in ("seed", "subjects", "folds"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return command
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
     if kind == "demo":
-        build = f"python -m data.demo --out {root}"
+        build = demo_command(root)
         if not (root / "demo.json").exists():
             return FileNotFoundError(f"no demo dataset at {root}: run {build}")
         where = f"a demo keeps them in {root / 'npy'}; rebuild it: {build}"
@@ -255,8 +267,8 @@ def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -
         key = strip_video_ext(n)  # what the dataset itself encodes must agree with the lists
         if key in layout:
             options.append((f"its {kind} source folder", layout[key]))
-        if name_label(kind, n) is not None:
-            options.append((f"its {kind} name", name_label(kind, n)))
+        if (label := name_label(kind, n)) is not None:
+            options.append((f"its {kind} name", label))
         if not options:
             lacking.append(n)
             continue
@@ -266,7 +278,7 @@ def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -
     if conflicts:
         raise ValueError(
             f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}; correct the "
-            "fold file or labels.csv row that is wrong"
+            "source that is wrong (a fold file, a labels.csv row, or the video's folder or name)"
         )
     if lacking:
         raise ValueError(
@@ -361,7 +373,7 @@ def open_dataset(
     names = sorted(fold_labels) if folds is not None else current
     if folds is not None and generated:  # made from what the dataset listed then
         listing = table.path if table is not None else f"the landmark folder {landmarks_dir}"
-        check_generated(folds_dir, names, current, str(listing))
+        check_generated(folds_dir, names, current, str(listing), index)
     listed = fold_files(folds_dir, folds or [])
     where = {n: str(table.path) for n in table.labels} if table is not None else {}
     files = match_files(names, index, landmarks_dir, {**where, **listed})

@@ -249,7 +249,9 @@ def _from_npz(z, path: Path) -> DMarkerTable:
         fingerprints=z["fingerprints"],
         failed={
             str(n): tuple(int(x) for x in f)
-            for n, f in zip(z["failed_names"], z["failed_fingerprints"], strict=True)
+            for n, f in zip(
+                z.get("failed_names", []), z.get("failed_fingerprints", []), strict=True
+            )  # optional: tables of version 2 written before they existed lack them
         },
         eyelid=str(z["eyelid"]),
         phase_rule=str(z["phase_rule"]),

@@ -136,7 +136,12 @@ def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) ->
             fix = landmark_fix(kind, root)
             for v in ds.videos.values():  # read whole: NaN and inf are refused
                 check_finite(v.file, read_npy(v.file, mmap=True, fix=fix), fix)
-            ds.dmarkers()  # a D-Marker table is refused when stale (DeepMarkerNet, the baseline)
+            try:
+                ds.dmarkers()  # a stale D-Marker table is refused
+            except ValueError as e:
+                raise ValueError(
+                    f"{e} (deepmarkernet and dmarker-logreg refuse it; meshsmilenet reads no table)"
+                ) from e
         except (OSError, ValueError) as e:
             return str(e)
     return None

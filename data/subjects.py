@@ -142,7 +142,7 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
             if name in table.labels:
                 raise ValueError(f"{where}: video {name!r} is listed twice")
             table.labels[name] = parse_label(row["label"], where)
-            subject = (row["subject"] or "").strip()
+            subject = nfc((row["subject"] or "").strip())
             if not subject:
                 raise ValueError(f"{where}: empty subject for {name!r}")
             first, line = spellings.setdefault(
@@ -247,14 +247,15 @@ def folder_labels(kind: str, root: Path) -> dict[str, int]:
 
 
 def name_label(kind: str, name: str) -> int | None:
-    """Label read from the name where the dataset encodes it (UvA, BBC), else None."""
+    """Label read from the name where the dataset encodes it (a UvA-NEMO name, a BBC name that
+    starts with "genuine" or "posed"), else None."""
     if kind == "uva":
-        return uva_label(name)
+        return uva_label(name) if _UVA.match(name) else None
     if kind == "bbc":
         low = name.lower()
-        if "genuine" in low:
+        if low.startswith("genuine"):
             return 1
-        if "posed" in low:
+        if low.startswith("posed"):
             return 0
     return None
 

@@ -29,13 +29,21 @@ def source_names(table: LabelsTable | None, index: dict[str, Path | None]) -> li
     )
 
 
-def check_generated(folds_dir: Path, fold_names, current: list[str], source: str) -> None:
-    """Generated folds (``folds_meta.json``) must list the videos ``source`` lists now; else
-    ValueError naming what was added and removed, and how to generate folds again."""
-    old, new = set(fold_names), set(current)
-    if old == new:
+def check_generated(
+    folds_dir: Path, fold_names, current: list[str], source: str, index: dict[str, Path | None]
+) -> None:
+    """Generated folds (``folds_meta.json``) must list the landmark files ``source`` lists now
+    (a name may gain or lose its video extension); else ValueError naming what was added and
+    removed, and how to generate folds again."""
+
+    def files(names) -> dict:  # landmark file (or the name, without one) -> name
+        return {index.get(nfc(n)) or n: n for n in names}
+
+    old, new = files(fold_names), files(current)
+    if old.keys() == new.keys():
         return
-    added, gone = sorted(new - old), sorted(old - new)
+    added = sorted(new[k] for k in new.keys() - old.keys())
+    gone = sorted(old[k] for k in old.keys() - new.keys())
     change = "; ".join(
         f"{len(part)} {what} (e.g. {', '.join(part[:3])})"
         for part, what in ((added, f"added to {source}"), (gone, "no longer listed"))

@@ -178,7 +178,8 @@ def test_the_baseline_reports_no_validation_part(demo_root, tmp_path, capsys):
 
 def test_a_rare_class_gets_fewer_inner_folds(demo_root, tmp_path):
     """Two spontaneous videos among many posed ones: the inner cross-validation uses two folds
-    rather than handing scikit-learn five ("n_splits=5 cannot be greater than ...")."""
+    rather than asking scikit-learn for five (a warning, or "n_splits=5 cannot be greater than
+    the number of members in each class" when both classes are that rare)."""
     import warnings
 
     dataset = open_dataset("demo", demo_root)
@@ -193,7 +194,7 @@ def test_a_rare_class_gets_fewer_inner_folds(demo_root, tmp_path):
         fit_baseline(cfg, dataset, train, tmp_path)
     assert json.loads((tmp_path / "selection.json").read_text())["inner_folds"] == 2
     with pytest.raises(ValueError, match=r"\[\d+, 1\] videos per class \(posed, spontaneous\): "
-                       r"use fewer folds \(--set data.n_folds=K\)"):  # fmt: skip
+                       r"use fewer folds \(data.n_folds where they are generated"):  # fmt: skip
         fit_baseline(cfg, dataset, train[:-1], tmp_path)
 
 

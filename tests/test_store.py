@@ -79,7 +79,8 @@ def test_a_demo_names_its_generator_as_the_fix(demo_root, tmp_path):
     generating the demo again, whether it is cut, empty or holds NaN."""
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
-    fix = re.escape(f"generate the demo again: python -m data.demo --out {root}")
+    command = f"python -m data.demo --out {root} --seed 1 --subjects 6 --folds 3"  # as it was made
+    fix = re.escape(f"generate the demo again: {command}")
     bad = sorted((root / "npy").glob("*.npy"))[3]
     original = bad.read_bytes()
     bad.write_bytes(original[:5000])
@@ -97,7 +98,7 @@ def test_a_demo_names_its_generator_as_the_fix(demo_root, tmp_path):
         with pytest.raises(ValueError, match=rf"{re.escape(bad.name)}: .* NaN or inf; {fix}$"):
             read()
     assert training_refusal("demo", root, root / "labels", root / "npy").endswith(
-        f"generate the demo again: python -m data.demo --out {root}"
+        f"generate the demo again: {command}"
     )
 
 

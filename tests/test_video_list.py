@@ -91,7 +91,9 @@ def test_a_list_that_contradicts_the_dataset_names_is_refused(tmp_path):
     rows = [(f"{n}.mp4", int("spont" in n or n == names[0]), n[:3]) for n in names]
     write_csv(tmp_path / "labels.csv", rows)
     message = rf"labels disagree for 1 video\(s\): \['{names[0]}.mp4 \(.*labels.csv: 1, its uva "
-    with pytest.raises(ValueError, match=message + r"name: 0\)'\]; correct the fold file or"):
+    with pytest.raises(
+        ValueError, match=message + r"name: 0\)'\]; correct the source that is wrong"
+    ):
         open_dataset("uva", tmp_path, folds_k=3)
 
 
@@ -143,3 +145,47 @@ def test_the_cli_prints_a_warning_as_one_line(tmp_path):
         line.endswith("(e.g. forgotten.mp4.npy); add rows to train on them") for line in lines
     )
     assert lines[-1].endswith("--fold 'x': give a fold number 1..3 or 'all'")
+
+
+def test_generated_folds_compare_files_not_spellings(tmp_path):
+    """BBC folds generated from the landmark folder stay valid when a labels.csv names the same
+    files with their extension; a new landmark file is a changed dataset."""
+    for i in range(3):
+        for stem in ("Genuinesmilecontent", "posedsmilecontent"):
+            write_video(tmp_path / "npy", f"{stem}{i}.mp4", synth_video(8, 68, seed=i), fps=None)
+    assert len(open_dataset("bbc", tmp_path, folds_k=3)) == 6  # folds named without .mp4
+    names = sorted(p.name[: -len(".npy")] for p in (tmp_path / "npy").glob("*.npy"))
+    write_csv(tmp_path / "labels.csv", [(n, int(n.startswith("G")), n) for n in names])
+    assert len(open_dataset("bbc", tmp_path, folds_k=3)) == 6
+    (tmp_path / "labels.csv").unlink()
+    write_video(tmp_path / "npy", "posedsmilecontent9.mp4", synth_video(8, 68, seed=9), fps=None)
+    with pytest.raises(ValueError, match=r"folds generated for 6 videos, but the landmark folder "
+                       r".*npy lists 7 now: 1 added to .*\(e.g. posedsmilecontent9\)"):  # fmt: skip
+        open_dataset("bbc", tmp_path, folds_k=3)
+
+
+def test_names_that_encode_no_label_leave_the_lists_alone(tmp_path, demo_root):
+    """Only a name that follows the dataset's pattern is a label source: own names under
+    --dataset uva, a BBC name like "composed ..." with its label in labels.csv. Neither the demo
+    nor a labels.csv that lists every file warns."""
+    import warnings
+
+    make_folder_dataset(tmp_path / "own", n_subjects=3, per_subject=2)
+    assert len(open_dataset("uva", tmp_path / "own", folds_k=3)) == 6
+    bbc = tmp_path / "bbc"
+    write_video(bbc / "npy", "composed smile 1.mp4", synth_video(8, 68, seed=1), fps=None)
+    write_video(bbc / "npy", "posed smile 2.mp4", synth_video(8, 68, seed=2), fps=None)
+    write_csv(bbc / "labels.csv", [("composed smile 1.mp4", 1, "a"), ("posed smile 2.mp4", 0, "b")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = open_dataset("bbc", bbc, folds_k=2)
+        assert ds.videos["composed smile 1.mp4"].label == 1
+        open_dataset("demo", demo_root)
+
+
+def test_subjects_are_unicode_normalised(tmp_path):
+    """ "José" typed composed on one row and decomposed on another is one person."""
+    from data.subjects import read_labels_csv
+
+    write_csv(tmp_path / "labels.csv", [("a.mp4", 1, "Jos\u00e9"), ("b.mp4", 0, "Jose\u0301")])
+    assert len(set(read_labels_csv(tmp_path / "labels.csv").subjects.values())) == 1

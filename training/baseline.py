@@ -68,7 +68,8 @@ def fit_baseline(cfg: Config, dataset: SmileDataset, train: list[str], out_dir: 
             f"{dataset.root}: {BASELINE} needs both classes in every inner training part (at "
             f"least two subjects with D-Markers and both classes); this fold's training part "
             f"has {len(set(groups))} subjects and {np.bincount(y, minlength=2).tolist()} videos "
-            "per class (posed, spontaneous): use fewer folds (--set data.n_folds=K) or more data"
+            "per class (posed, spontaneous): use fewer folds (data.n_folds where they are "
+            "generated; else fold files with larger training parts) or more data"
         )
     oof = {c: np.zeros(len(y)) for c in CS}  # out-of-fold probabilities per C
     for inner_train, inner_val in splits:
