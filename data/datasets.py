@@ -33,14 +33,13 @@ from data.folds import (
     Fold,
     fold_dirs,
     fold_files,
-    make_folds,
     read_fold_files,
     resolve_fold,
     split_train_val,
-    write_folds,
+    write_generated_folds,
 )
 from data.frame_info import video_frame_info
-from data.io import atomic_write_dir, atomic_write_json, meta_path
+from data.io import meta_path
 from data.store import (
     DATASET_FILE_FIX,
     FileStore,
@@ -52,12 +51,9 @@ from data.store import (
 )
 from data.subjects import (
     UNVERIFIABLE,
-    LabelsTable,
-    folder_labels,
+    labels_for,
     landmark_index,
-    name_label,
     read_labels_csv,
-    strip_video_ext,
     subjects_for,
 )
 from data.video_list import check_generated, match_files, source_names, warn_unlisted
@@ -252,74 +248,6 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
     )
 
 
-def _labels(kind, names, root, fold_labels, listed, table: LabelsTable | None) -> dict[str, int]:
-    """Labels from fold files (``listed``: name -> its fold file), then labels.csv, then the source
-    layout and the name; every source that gives a video's label must agree."""
-    layout = folder_labels(kind, root)
-    out, conflicts, lacking = {}, [], []
-    for n in names:
-        options = []
-        if n in fold_labels:
-            options.append((str(listed[n]), fold_labels[n]))
-        row = table.row(n) if table is not None else None
-        if row is not None:
-            options.append((str(table.path), table.labels[row]))
-        key = strip_video_ext(n)  # what the dataset itself encodes must agree with the lists
-        if key in layout:
-            options.append((f"its {kind} source folder", layout[key]))
-        if (label := name_label(kind, n)) is not None:
-            options.append((f"its {kind} name", label))
-        if not options:
-            lacking.append(n)
-            continue
-        if len({lab for _, lab in options}) > 1:
-            conflicts.append(f"{n} ({', '.join(f'{w}: {lab}' for w, lab in options)})")
-        out[n] = options[0][1]
-    if conflicts:
-        raise ValueError(
-            f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}; correct the "
-            "source that is wrong (a fold file, a labels.csv row, or the video's folder or name)"
-        )
-    if lacking:
-        raise ValueError(
-            f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; add fold files "
-            f"labels/<k>/{{train,test}}.json or {root / 'labels.csv'} (video,label,subject)"
-        )
-    return out
-
-
-def _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed):
-    k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
-    if folds_k is None:
-        k = min(k, len(set(subjects.values())))
-    try:
-        folds = make_folds(names, labels, subjects, k, seed)
-    except ValueError as e:
-        raise ValueError(
-            f"{folds_dir}: {e}; generate at most as many folds as subjects (--set data.n_folds=K)"
-        ) from e
-    meta = {
-        "generated_by": "data.folds.make_folds",
-        "k": k,
-        "seed": seed,
-        "subject_rule": rule,
-        "note": "delete this folder to make new folds",
-    }
-
-    def write(tmp: Path) -> None:
-        write_folds(tmp, folds, labels)
-        atomic_write_json(tmp / GENERATED_META, meta)
-
-    try:
-        atomic_write_dir(folds_dir, write)  # a killed run leaves no partial fold set
-    except OSError as e:
-        warnings.warn(
-            f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
-            stacklevel=3,
-        )
-    return folds
-
-
 def open_dataset(
     kind: str,
     root,
@@ -379,7 +307,7 @@ def open_dataset(
     files = match_files(names, index, landmarks_dir, {**where, **listed})
     if table is not None and (folds is None or generated):
         warn_unlisted(table, files, index, landmarks_dir)
-    labels = _labels(kind, names, root, fold_labels, listed, table)
+    labels = labels_for(kind, names, root, fold_labels, listed, table)
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
     if rule.startswith(UNVERIFIABLE):
         warnings.warn(
@@ -388,7 +316,10 @@ def open_dataset(
             stacklevel=2,
         )
     if folds is None:
-        folds = _make_and_write_folds(folds_dir, names, labels, subjects, rule, kind, folds_k, seed)
+        k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
+        if folds_k is None:  # a kind's default, within the subjects there are
+            k = min(k, len(set(subjects.values())))
+        folds = write_generated_folds(folds_dir, names, labels, subjects, rule, k, seed)
     problems = check_folds(folds, subjects, labels)
     if problems:
         raise ValueError(

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_json
+from data.io import atomic_write_dir, atomic_write_json
 
 #: Written beside generated folds; its presence marks the folds as generated (not published).
 GENERATED_META = "folds_meta.json"
@@ -281,6 +282,38 @@ def resolve_fold(folds: list[Fold], spec: int | str) -> list[Fold]:
     if not 1 <= n <= len(folds):
         raise ValueError(f"--fold {n} is out of range: there are folds 1..{len(folds)}")
     return [folds[n - 1]]
+
+
+def write_generated_folds(folds_dir: Path, names, labels, subjects, rule: str, k: int, seed: int):
+    """Make ``k`` stratified subject-independent folds (:func:`make_folds`) and write them with
+    ``folds_meta.json`` into ``folds_dir`` at once; kept unsaved, with a warning, where it cannot
+    be written. -> the folds."""
+    try:
+        folds = make_folds(names, labels, subjects, k, seed)
+    except ValueError as e:
+        raise ValueError(
+            f"{folds_dir}: {e}; generate at most as many folds as subjects (--set data.n_folds=K)"
+        ) from e
+    meta = {
+        "generated_by": "data.folds.make_folds",
+        "k": k,
+        "seed": seed,
+        "subject_rule": rule,
+        "note": "delete this folder to make new folds",
+    }
+
+    def write(tmp: Path) -> None:
+        write_folds(tmp, folds, labels)
+        atomic_write_json(tmp / GENERATED_META, meta)
+
+    try:
+        atomic_write_dir(folds_dir, write)  # a killed run leaves no partial fold set
+    except OSError as e:
+        warnings.warn(
+            f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
+            stacklevel=3,
+        )
+    return folds
 
 
 if __name__ == "__main__":  # python -m data.folds check DIR (data/fold_check.py)

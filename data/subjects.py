@@ -337,3 +337,41 @@ def guess_kind(names, root: Path | None = None) -> str:
     if names and all(n.isdigit() for n in names):
         return "mmi"
     return "name"
+
+
+def labels_for(
+    kind: str, names, root: Path, fold_labels: dict, listed: dict, table: LabelsTable | None
+) -> dict[str, int]:
+    """Labels from fold files (``listed``: name -> its fold file), then labels.csv, then the source
+    layout and the name; every source that gives a video's label must agree."""
+    layout = folder_labels(kind, root)
+    out, conflicts, lacking = {}, [], []
+    for n in names:
+        options = []
+        if n in fold_labels:
+            options.append((str(listed[n]), fold_labels[n]))
+        row = table.row(n) if table is not None else None
+        if row is not None:
+            options.append((str(table.path), table.labels[row]))
+        key = strip_video_ext(n)  # what the dataset itself encodes must agree with the lists
+        if key in layout:
+            options.append((f"its {kind} source folder", layout[key]))
+        if (label := name_label(kind, n)) is not None:
+            options.append((f"its {kind} name", label))
+        if not options:
+            lacking.append(n)
+            continue
+        if len({lab for _, lab in options}) > 1:
+            conflicts.append(f"{n} ({', '.join(f'{w}: {lab}' for w, lab in options)})")
+        out[n] = options[0][1]
+    if conflicts:
+        raise ValueError(
+            f"{root}: labels disagree for {len(conflicts)} video(s): {conflicts[:3]}; correct the "
+            "source that is wrong (a fold file, a labels.csv row, or the video's folder or name)"
+        )
+    if lacking:
+        raise ValueError(
+            f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; add fold files "
+            f"labels/<k>/{{train,test}}.json or {root / 'labels.csv'} (video,label,subject)"
+        )
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
 
-from data import datasets
+from data import folds as folds_module
 from data.datasets import open_dataset
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
 from data.frame_info import DATASET_DEFAULTS
@@ -100,14 +100,14 @@ def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     for s in range(1, 7):
         for kind in ("deliberate", "spontaneous"):
             write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
-    real = datasets.atomic_write_json
+    real = folds_module.atomic_write_json
 
     def fail_on_meta(path, obj):
         if str(path).endswith(GENERATED_META):
             raise OSError("disk full")
         return real(path, obj)
 
-    monkeypatch.setattr(datasets, "atomic_write_json", fail_on_meta)
+    monkeypatch.setattr(folds_module, "atomic_write_json", fail_on_meta)
     with pytest.warns(UserWarning, match="using them unsaved"):
         open_dataset("uva", tmp_path, folds_k=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["npy"]
