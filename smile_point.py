@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             return classify_main(args)
         cfg = build_config(args)
         check_folder(cfg.out, "--out")
-        dataset = load_dataset(cfg)
+        dataset = load_dataset(cfg, save_folds=False)  # generated folds: once the run may start
         args.fold = args.fold or "all"
         if args.fold != "all" and not args.fold.isdecimal():
             raise ValueError(
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset.require_dmarkers(BASELINE, sorted(trained | tested))
         elif uses_dmarkers(cfg):
             dataset.require_dmarkers(DMARKER_LOSS, sorted(trained))
+        dataset.save_folds()
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

@@ -31,12 +31,13 @@ from data.fold_check import check_folds
 from data.folds import (
     GENERATED_META,
     Fold,
+    GeneratedFolds,
     fold_dirs,
     fold_files,
     read_fold_files,
     resolve_fold,
+    generate_folds,
     split_train_val,
-    write_generated_folds,
 )
 from data.frame_info import video_frame_info
 from data.io import meta_path
@@ -99,6 +100,7 @@ class SmileDataset:
         n_landmarks: int,
         landmarks_dir: Path,
         store: FileStore | PackedStore,
+        unsaved_folds: GeneratedFolds | None = None,
     ):
         self.kind = kind
         self.root = Path(root)
@@ -107,6 +109,7 @@ class SmileDataset:
         self.n_landmarks = n_landmarks
         self.landmarks_dir = Path(landmarks_dir)
         self.store = store
+        self.unsaved_folds = unsaved_folds
         self._dmarkers = None
         self._dmarkers_read = False
 
@@ -126,6 +129,12 @@ class SmileDataset:
     @property
     def subjects(self) -> dict[str, str]:
         return {n: v.subject for n, v in self.videos.items()}
+
+    def save_folds(self) -> None:
+        """Write the folds generated for this dataset (``open_dataset(save_folds=False)``), once."""
+        if self.unsaved_folds is not None:
+            self.unsaved_folds.save()
+            self.unsaved_folds = None
 
     def landmarks(self, name: str) -> np.ndarray:
         """(T, V, 3) float32 isotropic pixels (x*W, y*H, z*W) of one video; a read-only view when
@@ -256,6 +265,7 @@ def open_dataset(
     folds_k: int | None = None,
     seed: int = 0,
     pack: bool = True,
+    save_folds: bool = True,
 ) -> SmileDataset:
     """Open a dataset and check it: every listed video has a landmark file (missing ones are named),
     no subject is in both parts of a fold, the test parts cover every video exactly once.
@@ -264,7 +274,10 @@ def open_dataset(
     files exist (generated folds of another k are refused; fold files of one's own are taken as
     they are); folds are generated only in the default ``<root>/labels``: a ``folds_dir`` given
     without fold files is an error (a mistyped path must not train on folds of its own).
-    ``pack`` uses (and builds if needed) the memory-mapped packed store.
+    ``pack`` uses (and builds if needed) the memory-mapped packed store. Generated folds are
+    written once every check has passed; with ``save_folds=False`` only by
+    :meth:`SmileDataset.save_folds`, so a caller with checks of its own writes nothing when they
+    refuse.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -291,6 +304,7 @@ def open_dataset(
             f"leave out --folds to use {default_folds} (folds are generated there if it has none)"
         )
     generated = (folds_dir / GENERATED_META).exists()  # own or published fold files: as they are
+    made = None
     if folds is not None and generated and folds_k is not None and folds_k != len(folds):
         raise ValueError(
             f"{folds_dir} holds {len(folds)} generated folds, data.n_folds asks for {folds_k}: "
@@ -319,7 +333,8 @@ def open_dataset(
         k = folds_k or DEFAULT_FOLDS_K[kind] or len(set(subjects.values()))
         if folds_k is None:  # a kind's default, within the subjects there are
             k = min(k, len(set(subjects.values())))
-        folds = write_generated_folds(folds_dir, names, labels, subjects, rule, k, seed)
+        made = generate_folds(folds_dir, names, labels, subjects, rule, k, seed)
+        folds = made.folds
     problems = check_folds(folds, subjects, labels)
     if problems:
         raise ValueError(
@@ -365,7 +380,7 @@ def open_dataset(
                 warnings.warn(
                     f"could not pack {landmarks_dir} ({e}); reading files one by one", stacklevel=2
                 )
-    return SmileDataset(
+    dataset = SmileDataset(
         kind=kind,
         root=root,
         videos=videos,
@@ -373,4 +388,8 @@ def open_dataset(
         n_landmarks=n_landmarks,
         landmarks_dir=landmarks_dir,
         store=store or FileStore(scales, fix),
+        unsaved_folds=made,
     )
+    if save_folds:
+        dataset.save_folds()
+    return dataset

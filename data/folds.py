@@ -284,10 +284,36 @@ def resolve_fold(folds: list[Fold], spec: int | str) -> list[Fold]:
     return [folds[n - 1]]
 
 
-def write_generated_folds(folds_dir: Path, names, labels, subjects, rule: str, k: int, seed: int):
-    """Make ``k`` stratified subject-independent folds (:func:`make_folds`) and write them with
-    ``folds_meta.json`` into ``folds_dir`` at once; kept unsaved, with a warning, where it cannot
-    be written. -> the folds."""
+@dataclass(frozen=True)
+class GeneratedFolds:
+    """Folds made where a dataset has none, not yet written (:meth:`save` writes them)."""
+
+    folds_dir: Path
+    folds: list[Fold]
+    labels: Mapping[str, int]
+    meta: dict
+
+    def save(self) -> None:
+        """Write the folds with ``folds_meta.json`` into ``folds_dir`` at once; kept unsaved,
+        with a warning, where it cannot be written."""
+
+        def write(tmp: Path) -> None:
+            write_folds(tmp, self.folds, self.labels)
+            atomic_write_json(tmp / GENERATED_META, self.meta)
+
+        try:
+            atomic_write_dir(self.folds_dir, write)  # a killed run leaves no partial fold set
+        except OSError as e:
+            warnings.warn(
+                f"could not write generated folds to {self.folds_dir} ({e}); using them unsaved",
+                stacklevel=3,
+            )
+
+
+def generate_folds(
+    folds_dir: Path, names, labels, subjects, rule: str, k: int, seed: int
+) -> GeneratedFolds:
+    """``k`` stratified subject-independent folds (:func:`make_folds`) for ``folds_dir``."""
     try:
         folds = make_folds(names, labels, subjects, k, seed)
     except ValueError as e:
@@ -301,19 +327,7 @@ def write_generated_folds(folds_dir: Path, names, labels, subjects, rule: str, k
         "subject_rule": rule,
         "note": "delete this folder to make new folds",
     }
-
-    def write(tmp: Path) -> None:
-        write_folds(tmp, folds, labels)
-        atomic_write_json(tmp / GENERATED_META, meta)
-
-    try:
-        atomic_write_dir(folds_dir, write)  # a killed run leaves no partial fold set
-    except OSError as e:
-        warnings.warn(
-            f"could not write generated folds to {folds_dir} ({e}); using them unsaved",
-            stacklevel=3,
-        )
-    return folds
+    return GeneratedFolds(folds_dir, folds, labels, meta)
 
 
 if __name__ == "__main__":  # python -m data.folds check DIR (data/fold_check.py)

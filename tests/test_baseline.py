@@ -13,6 +13,7 @@ import pytest
 import smile_point
 from data.datasets import open_dataset
 from data.demo import generate
+from data.folds import GENERATED_META
 from training.baseline import CS, fit_baseline, score_baseline
 from training.classify import find_checkpoints
 from training.config import load_config
@@ -149,11 +150,12 @@ def test_network_flags_rerun_and_classify_are_refused(run, demo_root, capsys):
 @pytest.mark.parametrize("model", ["dmarker-logreg", "deepmarkernet"])
 def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys, model):
     """The baseline and DeepMarkerNet's D-Marker loss need the table: refused before anything is
-    written, with the command that builds it."""
+    written (the folds generated for a dataset without fold files included), with the command
+    that builds it."""
     root = tmp_path / "demo"
     root.mkdir()
     for item in demo_root.iterdir():
-        if item.name != "dmarkers.npz":
+        if item.name not in ("dmarkers.npz", "labels"):
             (root / item.name).symlink_to(item)
     out = tmp_path / "run"
     assert smile_point.main(["--dataset", "demo", "--data-root", str(root),
@@ -163,6 +165,9 @@ def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys, model):
     assert f"python dmarker.py --landmarks {root / 'npy'} --output {root / 'dmarkers.npz'}" in err
     assert ("meshsmilenet trains without it" in err) == (model == "deepmarkernet")
     assert not out.exists()  # refused before anything is written
+    assert not (root / "labels").exists()
+    assert len(open_dataset("demo", root).folds) == 5  # a run that may start writes them
+    assert (root / "labels" / GENERATED_META).exists()
 
 
 def test_the_baseline_reports_no_validation_part(demo_root, tmp_path, capsys):

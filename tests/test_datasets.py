@@ -94,6 +94,25 @@ def test_a_sidecar_of_another_array_is_refused(tmp_path):
         open_dataset("uva", tmp_path, folds_k=3)
 
 
+def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
+    """Folds are written once every check has passed: a damaged landmark file leaves no fold
+    folder (fixing it by removing the file would otherwise meet folds that list it)."""
+    for s in range(1, 7):
+        for kind in ("deliberate", "spontaneous"):
+            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+    empty = tmp_path / "npy" / "006_spontaneous_smile_1.mp4.npy"
+    np.save(empty, np.zeros((0, 68, 3), np.float32))
+    meta_path(empty).unlink()
+    with pytest.raises(ValueError, match="006_spontaneous_smile_1.mp4.npy: no frames"):
+        open_dataset("uva", tmp_path, folds_k=3)
+    assert not (tmp_path / "labels").exists()
+    empty.unlink()
+    ds = open_dataset("uva", tmp_path, folds_k=3, save_folds=False)
+    assert not (tmp_path / "labels").exists() and len(ds.folds) == 3
+    ds.save_folds()
+    assert [f.test for f in open_dataset("uva", tmp_path).folds] == [f.test for f in ds.folds]
+
+
 def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     """A write interrupted after some fold files leaves no fold folder behind (and no temp files);
     into a folder that holds other files the folds are moved in."""

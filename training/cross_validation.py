@@ -25,7 +25,8 @@ from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
 from training.report import what_validation_chose
 
 
-def load_dataset(cfg: Config) -> SmileDataset:
+def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
+    """The config's dataset (:func:`data.datasets.open_dataset`)."""
     d = cfg.data
     return open_dataset(
         d.dataset,
@@ -34,6 +35,7 @@ def load_dataset(cfg: Config) -> SmileDataset:
         landmarks_dir=d.landmarks,
         folds_k=d.n_folds,
         seed=cfg.train.seed,
+        save_folds=save_folds,
     )
 
 
