@@ -34,9 +34,9 @@ from data.folds import (
     GeneratedFolds,
     fold_dirs,
     fold_files,
+    generate_folds,
     read_fold_files,
     resolve_fold,
-    generate_folds,
     split_train_val,
 )
 from data.frame_info import video_frame_info

@@ -127,8 +127,8 @@ def build_dmarker_table(
     """
     check_options(eyelid, phase_rule)  # before any file: a bad setting is no per-file failure
     landmark_dir = Path(landmark_dir)
-    if landmark_dir.is_file():
-        raise ValueError(f"{landmark_dir}: a file; give the folder that holds the .npy files")
+    if landmark_dir.exists() and not landmark_dir.is_dir():
+        raise ValueError(f"{landmark_dir}: not a folder; give the folder that holds the .npy files")
     if output is not None and Path(output).is_dir():
         raise ValueError(
             f"{output}: a folder; give the table's file, e.g. {Path(output) / CACHE_NAME}"

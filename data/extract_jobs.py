@@ -45,6 +45,8 @@ def make_jobs(
     path = Path(inputs)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if not (path.is_file() or path.is_dir()):  # a pipe, socket or device: nothing to seek in
+        raise ValueError(f"{path}: not a regular file or folder; give a video file or a folder")
     single = dataset is None and (path.is_file() or is_clip_input(path))
     if single and path.is_dir():
         path = Path(os.path.abspath(path))  # "." or "..": its folder's name (links kept)

@@ -4,6 +4,7 @@ the test fold was scored; failures reported while the other inputs are classifie
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     broken[3, 10] = np.nan
     np.save(nan, broken)
     shutil.copy(src.with_suffix(".json"), nan.with_suffix(".json"))
-    inputs = [bare, dlib, text, empty, no_size, no_frames, other, nan, src, twin, src]  # src twice
+    pipe = tmp_path / "pipe.npy"  # reading a named pipe would wait for a writer forever
+    os.mkfifo(pipe)
+    inputs = [bare, dlib, text, empty, no_size, no_frames, other, nan, pipe, src, twin, src]
     rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
     assert rc == 1
     assert [v["name"] for v in report["videos"]] == [str(src), str(twin)]
@@ -145,7 +148,8 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "other.json: describes another array than other.npy" in failed[str(other)]
     fix = "run extract_landmarks.py on its video again with --overwrite"  # a rerun keeps it else
     assert f"nan.npy: landmarks contain NaN or inf; {fix}" in failed[str(nan)]
-    assert "8 input(s) failed" in capsys.readouterr().err
+    assert "not a regular file or folder" in failed[str(pipe)]
+    assert "9 input(s) failed" in capsys.readouterr().err
     assert format_verdicts([], {str(text): "not a video"}) == f"failed: {text}: not a video"
 
 

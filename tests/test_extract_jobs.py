@@ -3,6 +3,7 @@ inputs given as "." and outputs or contact sheets where a later run would read t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,12 @@ def test_frame_fps_without_a_frame_folder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--frame-fps 50: " in err and "holds no frame-image folder" in err
     assert not (tmp_path / "ds" / "npy").exists()  # refused before anything runs
+
+
+def test_a_named_pipe_is_refused(tmp_path, capsys):
+    """A pipe is neither a video to seek in nor a folder (it was taken for a dataset root)."""
+    os.mkfifo(tmp_path / "v.mp4")
+    for output in ((), ("--output", tmp_path / "out")):
+        assert run_cli(tmp_path / "v.mp4", *output) == 2
+        assert f"{tmp_path / 'v.mp4'}: not a regular file or folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]

@@ -239,6 +239,8 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
     """
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if not (path.is_file() or path.is_dir()):  # a pipe or device: reading it would block
+        raise ValueError(f"{path}: not a regular file or folder; give a video or a .npy file")
     if path.suffix == ".npy":
         landmarks, meta = load_landmarks(path)
         check_whole_video(path, meta)
