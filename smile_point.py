@@ -256,11 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             dataset.require_dmarkers(BASELINE, sorted(trained | tested))
         elif uses_dmarkers(cfg):
             dataset.require_dmarkers(DMARKER_LOSS, sorted(trained))
-        dataset.save_folds()
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.out) / "config.yaml")
+        dataset.save_folds()
         results, failed = run_folds(cfg, folds, dataset, args.resume)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)

@@ -130,10 +130,11 @@ class SmileDataset:
     def subjects(self) -> dict[str, str]:
         return {n: v.subject for n, v in self.videos.items()}
 
-    def save_folds(self) -> None:
-        """Write the folds generated for this dataset (``open_dataset(save_folds=False)``), once."""
+    def save_folds(self, stacklevel: int = 1) -> None:
+        """Write the folds generated for this dataset (``open_dataset(save_folds=False)``), once;
+        a failed write warns at ``stacklevel`` above the caller."""
         if self.unsaved_folds is not None:
-            self.unsaved_folds.save()
+            self.unsaved_folds.save(stacklevel + 1)
             self.unsaved_folds = None
 
     def landmarks(self, name: str) -> np.ndarray:
@@ -391,5 +392,5 @@ def open_dataset(
         unsaved_folds=made,
     )
     if save_folds:
-        dataset.save_folds()
+        dataset.save_folds(stacklevel=2)
     return dataset

@@ -293,9 +293,9 @@ class GeneratedFolds:
     labels: Mapping[str, int]
     meta: dict
 
-    def save(self) -> None:
+    def save(self, stacklevel: int = 1) -> None:
         """Write the folds with ``folds_meta.json`` into ``folds_dir`` at once; kept unsaved,
-        with a warning, where it cannot be written."""
+        with a warning (at ``stacklevel`` above the caller), where it cannot be written."""
 
         def write(tmp: Path) -> None:
             write_folds(tmp, self.folds, self.labels)
@@ -306,7 +306,7 @@ class GeneratedFolds:
         except OSError as e:
             warnings.warn(
                 f"could not write generated folds to {self.folds_dir} ({e}); using them unsaved",
-                stacklevel=3,
+                stacklevel=stacklevel + 1,
             )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import smile_point
 from data.datasets import open_dataset
@@ -166,8 +167,15 @@ def test_no_dmarker_table_is_one_clear_line(demo_root, tmp_path, capsys, model):
     assert ("meshsmilenet trains without it" in err) == (model == "deepmarkernet")
     assert not out.exists()  # refused before anything is written
     assert not (root / "labels").exists()
-    assert len(open_dataset("demo", root).folds) == 5  # a run that may start writes them
-    assert (root / "labels" / GENERATED_META).exists()
+    (root / "dmarkers.npz").symlink_to(demo_root / "dmarkers.npz")
+    if not torch.cuda.is_available():  # refused later, by the device: still nothing written
+        assert smile_point.main(["--dataset", "demo", "--data-root", str(root),
+                                 "--device", "cuda", "--out", str(out)]) == 2  # fmt: skip
+        assert "no CUDA device" in capsys.readouterr().err
+        assert not out.exists() and not (root / "labels").exists()
+    assert smile_point.main(["--dataset", "demo", "--data-root", str(root),
+                             "--model", "dmarker-logreg", "--out", str(out)]) == 0  # fmt: skip
+    assert (root / "labels" / GENERATED_META).exists()  # a run that starts writes them
 
 
 def test_the_baseline_reports_no_validation_part(demo_root, tmp_path, capsys):

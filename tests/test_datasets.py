@@ -127,8 +127,9 @@ def test_generated_folds_appear_whole(tmp_path, monkeypatch):
         return real(path, obj)
 
     monkeypatch.setattr(folds_module, "atomic_write_json", fail_on_meta)
-    with pytest.warns(UserWarning, match="using them unsaved"):
+    with pytest.warns(UserWarning, match="using them unsaved") as caught:
         open_dataset("uva", tmp_path, folds_k=3)
+    assert caught[0].filename == __file__  # the warning points at the caller of open_dataset
     assert sorted(p.name for p in tmp_path.iterdir()) == ["npy"]
     monkeypatch.undo()
     (tmp_path / "labels").mkdir()

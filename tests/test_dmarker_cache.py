@@ -268,7 +268,7 @@ def test_cli_errors(tmp_path, dataset, capsys):
     assert f"{npy}: not a folder; give the folder that holds the" in capsys.readouterr().err
     os.mkfifo(tmp_path / "pipe")
     assert cli.main(["--landmarks", str(tmp_path / "pipe")]) == 2
-    assert "pipe: not a folder; give the folder" in capsys.readouterr().err
+    assert f"{tmp_path / 'pipe'}: not a folder; give the folder" in capsys.readouterr().err
     assert cli.main(["--landmarks", str(dataset), "--output", str(tmp_path)]) == 2
     assert f"a folder; give the table's file, e.g. {tmp_path / 'dmarkers.npz'}" in (
         capsys.readouterr().err
