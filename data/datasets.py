@@ -45,10 +45,9 @@ from data.store import (
     DATASET_FILE_FIX,
     FileStore,
     PackedStore,
-    build_packed,
     check_point_counts,
+    landmark_store,
     npy_shape,
-    open_packed,
 )
 from data.subjects import (
     UNVERIFIABLE,
@@ -258,6 +257,35 @@ def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErr
     )
 
 
+def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> dict[str, Video]:
+    """Every listed video with its frames, rate and size; files that cannot be used are named all
+    at once (ten quick-run files are one fix, not ten)."""
+    videos, refused = {}, []
+    for n in names:
+        try:
+            if shapes[files[n]][0] == 0:
+                raise ValueError(f"{files[n]}: no frames; {fix}")
+            fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
+        except ValueError as e:
+            refused.append((files[n], e))
+            continue
+        videos[n] = Video(
+            name=n,
+            file=files[n],
+            label=labels[n],
+            subject=subjects[n],
+            fps=fps,
+            width=width,
+            height=height,
+            n_frames=shapes[files[n]][0],
+        )
+    if refused:
+        others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])
+        also = f" (also {len(refused) - 1} more: {', '.join(others)})" if others else ""
+        raise ValueError(f"{refused[0][1]}{also}")
+    return videos
+
+
 def open_dataset(
     kind: str,
     root,
@@ -346,41 +374,7 @@ def open_dataset(
     fix = landmark_fix(kind, root)
     shapes = {files[n]: npy_shape(files[n], fix) for n in names}
     n_landmarks = check_point_counts(landmarks_dir, shapes)
-    videos, refused = {}, []
-    for n in names:
-        try:
-            if shapes[files[n]][0] == 0:
-                raise ValueError(f"{files[n]}: no frames; {fix}")
-            fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
-        except ValueError as e:  # all named at once: ten quick-run files are one fix, not ten
-            refused.append((files[n], e))
-            continue
-        videos[n] = Video(
-            name=n,
-            file=files[n],
-            label=labels[n],
-            subject=subjects[n],
-            fps=fps,
-            width=width,
-            height=height,
-            n_frames=shapes[files[n]][0],
-        )
-    if refused:
-        others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])
-        also = f" (also {len(refused) - 1} more: {', '.join(others)})" if others else ""
-        raise ValueError(f"{refused[0][1]}{also}")
-    scales = {v.file.name: (v.width, v.height) for v in videos.values()}
-    store = None
-    if pack:
-        ordered = sorted(set(files.values()))
-        store = open_packed(ordered, scales, shapes)
-        if store is None:
-            try:
-                store = build_packed(ordered, scales, shapes, fix)
-            except OSError as e:
-                warnings.warn(
-                    f"could not pack {landmarks_dir} ({e}); reading files one by one", stacklevel=2
-                )
+    videos = _read_videos(kind, names, files, labels, subjects, table, shapes, fix)
     dataset = SmileDataset(
         kind=kind,
         root=root,
@@ -388,7 +382,9 @@ def open_dataset(
         folds=folds,
         n_landmarks=n_landmarks,
         landmarks_dir=landmarks_dir,
-        store=store or FileStore(scales, fix),
+        store=landmark_store(
+            {v.file: (v.width, v.height) for v in videos.values()}, shapes, fix, pack
+        ),
         unsaved_folds=made,
     )
     if save_folds:

@@ -21,6 +21,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,27 @@ def build_packed(
         tmp.unlink(missing_ok=True)
     _remove_stale(pack)
     return _store(pack / f"{stem}.npy", entries)
+
+
+def landmark_store(
+    sizes: dict[Path, tuple[int, int]], shapes, fix: str = DATASET_FILE_FIX, pack: bool = True
+) -> FileStore | PackedStore:
+    """The store of the landmark files ``sizes`` maps to their frame (width, height): packed
+    (built if needed) or, without ``pack`` or where the pack cannot be written (a read-only
+    dataset), the files read one by one."""
+    scales = {f.name: size for f, size in sizes.items()}
+    if pack:
+        files = sorted(sizes)
+        store = open_packed(files, scales, shapes)
+        if store is not None:
+            return store
+        try:
+            return build_packed(files, scales, shapes, fix)
+        except OSError as e:
+            warnings.warn(
+                f"could not pack {files[0].parent} ({e}); reading files one by one", stacklevel=3
+            )
+    return FileStore(scales, fix)
 
 
 def _remove_stale(pack: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_video
 
+from data import store as store_module
 from data.datasets import open_dataset
 from data.fold_check import training_refusal
 from data.store import FileStore, PackedStore, build_packed, open_packed
@@ -34,6 +35,23 @@ def test_packed_store_matches_files_and_refreshes(tmp_path):
     assert again.videos[name].n_frames == 40
     np.testing.assert_allclose(again.landmarks(name), new * np.array([640, 480, 640]), rtol=1e-6)
     assert len(list((tmp_path / "npy" / ".packed").glob("landmarks-*.npy"))) == 1
+
+
+def test_a_pack_that_cannot_be_written_falls_back_to_files(tmp_path, monkeypatch):
+    """A read-only landmark folder (a shared dataset): the files are read one by one, with a
+    warning that points at the caller."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    plain = open_dataset("folder", tmp_path, pack=False)
+
+    def read_only(*args):
+        raise OSError("Read-only file system")
+
+    monkeypatch.setattr(store_module, "build_packed", read_only)
+    with pytest.warns(UserWarning, match="could not pack .*Read-only file system.*one by one") as w:
+        fallback = open_dataset("folder", tmp_path)
+    assert w[0].filename == __file__ and isinstance(fallback.store, FileStore)
+    for name in plain.videos:
+        np.testing.assert_array_equal(fallback.landmarks(name), plain.landmarks(name))
 
 
 def test_a_truncated_landmark_file_is_named(tmp_path):
