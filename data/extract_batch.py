@@ -72,14 +72,25 @@ WHOLE_KEPT = "whole-video output kept"
 
 def skip_reason(job: Job, settings: Settings) -> str | None:
     """Why ``job`` is not extracted: "" when its output is complete, :data:`WHOLE_KEPT` when it is
-    a finished whole-video extraction that a ``--max-frames`` run must not replace; None when the
-    job runs (always with ``--overwrite``)."""
-    meta = None if settings.overwrite else _finished(job, settings)
-    if meta is None:
+    a whole-video extraction that a ``--max-frames`` run must not replace (even where its video
+    changed since: a copied dataset's videos all look changed); None when the job runs (always
+    with ``--overwrite``)."""
+    if settings.overwrite:
         return None
-    if _same_settings(meta, job, settings):
+    meta = _finished(job, settings)
+    if meta is not None and _same_settings(meta, job, settings):
         return ""
-    return WHOLE_KEPT if settings.max_frames is not None and meta["max_frames"] is None else None
+    return WHOLE_KEPT if settings.max_frames is not None and _whole_video(job) else None
+
+
+def _whole_video(job: Job) -> bool:
+    """Whether ``job.output`` holds a whole-video extraction (its sidecar says so: an array
+    without one is an unfinished output, redone as any run redoes it)."""
+    try:
+        meta = load_meta(job.output)
+    except ValueError:  # an unreadable sidecar: nothing worth keeping
+        return False
+    return job.output.exists() and meta is not None and meta.get("max_frames", 0) is None
 
 
 def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:

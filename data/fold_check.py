@@ -126,7 +126,8 @@ def _find_folds_dir(path: Path) -> Path:
 def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) -> str | None:
     """Why ``smile_point.py --dataset kind`` refuses the dataset with these folds (landmark files,
     labels, subjects, sidecars: :func:`data.datasets.open_dataset`; NaN in a file, which training
-    finds when it packs them; a stale D-Marker table), or None when it opens it."""
+    finds when it packs them; a stale D-Marker table or one without rows for some videos), or
+    None when it opens it."""
     from data.datasets import landmark_fix, open_dataset  # it imports this module
 
     with warnings.catch_warnings():
@@ -136,8 +137,9 @@ def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) ->
             fix = landmark_fix(kind, root)
             for v in ds.videos.values():  # read whole: NaN and inf are refused
                 check_finite(v.file, read_npy(v.file, mmap=True, fix=fix), fix)
-            try:
-                ds.dmarkers()  # a stale D-Marker table is refused
+            try:  # a stale D-Marker table is refused, one that lacks videos too
+                if ds.dmarkers() is not None:
+                    ds.require_dmarkers("training", sorted(ds.videos))
             except ValueError as e:
                 raise ValueError(
                     f"{e} (deepmarkernet and dmarker-logreg refuse it; meshsmilenet reads no table)"

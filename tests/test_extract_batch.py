@@ -122,8 +122,9 @@ def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):
     assert "note: 1 output(s) extracted without --max-frames kept" in out and "--overwrite" in out
     assert npy.stat().st_mtime_ns == stamp and load_meta(npy)["n_frames"] == 6
     assert (d / "npy" / "whole.avi.png").is_file()  # the sheet of the kept output
-    os.utime(whole, (time.time() + 5, time.time() + 5))  # a stale output is no longer kept
-    assert run_cli(whole, "--max-frames", 2) == 0 and load_meta(npy)["max_frames"] == 2
+    os.utime(whole, (time.time() + 5, time.time() + 5))  # the video changed (or was copied)
+    assert run_cli(whole, "--max-frames", 2) == 0 and load_meta(npy)["n_frames"] == 6  # kept
+    assert "whole-video output kept" in capsys.readouterr().out
     assert run_cli(whole) == 0 and run_cli(whole, "--max-frames", 2, "--overwrite") == 0
     assert load_meta(npy)["n_frames"] == 2
 

@@ -275,6 +275,17 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     np.save(bad, np.nan_to_num(arr, posinf=0.6))  # the table no longer describes the file
     assert main(["check", str(tmp_path)]) == 1
     assert f"dmarkers.npz: {bad.name} changed since the table was built" in capsys.readouterr().out
+    aside = tmp_path / "aside"  # a table built before a video was added lacks its row
+    aside.mkdir()
+    for f in (bad, bad.with_suffix(".json")):
+        f.rename(aside / f.name)
+    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz")
+    for f in aside.iterdir():
+        f.rename(tmp_path / "npy" / f.name)
+    assert main(["check", str(tmp_path)]) == 1  # training would refuse it
+    out = capsys.readouterr().out
+    assert "dmarkers.npz: 1 video(s) not in it (e.g. subj 1 clip 1.mp4)" in out
+    assert "meshsmilenet reads no table" in out
 
 
 def test_validation_part_gets_both_classes_when_it_can():
