@@ -15,6 +15,7 @@ from tiny_run import tiny_config
 import extract_landmarks
 import smile_point
 from data.demo import generate
+from data.frame_info import DATASET_DEFAULTS, FrameDefaults
 from training.classify import format_verdicts
 
 
@@ -151,6 +152,27 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "not a regular file or folder" in failed[str(pipe)]
     assert "9 input(s) failed" in capsys.readouterr().err
     assert format_verdicts([], {str(text): "not a video"}) == f"failed: {text}: not a video"
+
+
+def test_files_without_sidecar_take_the_dataset_defaults_with_one_warning(
+    tmp_path, run, monkeypatch
+):
+    """A published landmark file has no sidecar: it is scored at the training dataset's frame
+    rate and size (UvA-NEMO: 50 fps, 1920x1080), and one warning names the files so taken."""
+    root, out = run
+    src = sorted((root / "npy").glob("*.npy"))[0]
+    monkeypatch.setitem(DATASET_DEFAULTS, "demo", FrameDefaults(640, 360, 30.0))
+    bare = [tmp_path / f"published_{i}.npy" for i in range(2)]
+    for b in bare:
+        shutil.copy(src, b)
+    with pytest.warns(UserWarning) as caught:
+        rc, report = classify([*map(str, bare), str(src), "--checkpoint", str(out)], tmp_path)
+    assert rc == 0 and [v["fps"] for v in report["videos"]][:2] == [30.0, 30.0]
+    texts = [str(w.message) for w in caught if "without a sidecar" in str(w.message)]
+    assert texts == [
+        "2 landmark file(s) without a sidecar (published_0.npy, published_1.npy) taken as demo "
+        "files: 30 fps, 640x360; if they are not, classify their videos"
+    ]
 
 
 def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):

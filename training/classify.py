@@ -13,6 +13,7 @@ scored. An input that cannot be read is reported and the others are still classi
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
@@ -232,8 +233,9 @@ def _backend(name: str):
     return make_backend(name)
 
 
-def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
-    """Landmarks (T, V, 3) and their metadata (fps, width, height, face_found) of one input.
+def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict, bool]:
+    """Landmarks (T, V, 3) and their metadata (fps, width, height, face_found) of one input, and
+    whether its frame rate or size is the training dataset's default (a file without sidecar).
 
     Raises ValueError / OSError with a one-line message naming the file and the fix.
     """
@@ -244,7 +246,9 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
     if path.suffix == ".npy":
         landmarks, meta = load_landmarks(path)
         check_whole_video(path, meta)
-        meta = {**(meta or {}), **frame_info(path, [meta], scorer.cfg.data.dataset, *NO_RATE)}
+        info = frame_info(path, [meta], scorer.cfg.data.dataset, *NO_RATE)
+        assumed = any(not (meta or {}).get(key) for key in info)  # a published file of the kind
+        meta = {**(meta or {}), **info}
     elif is_video(path):
         backend = BACKEND_FOR.get(scorer.n_landmarks)
         if backend is None:
@@ -253,7 +257,7 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
                 "which no backend here extracts; extract them as for training and give the .npy"
             )
         ext = extract_video(open_source(path), _backend(backend))
-        landmarks, meta = ext.landmarks, ext.meta
+        landmarks, meta, assumed = ext.landmarks, ext.meta, False
     elif is_frame_folder(path):
         raise ValueError(
             f"{path}: a frame folder has no frame rate; run extract_landmarks.py {path} "
@@ -273,7 +277,7 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict]:
             f"{path}: {landmarks.shape[1]} landmarks per frame, but {scorer.path} was trained on "
             f"{scorer.n_landmarks}; extract with the backend it was trained with"
         )
-    return landmarks, meta
+    return landmarks, meta, assumed
 
 
 def classify(
@@ -298,11 +302,11 @@ def classify(
     backend = BACKEND_FOR.get(scorers[0].n_landmarks)
     if backend and any(is_video(p) for p in paths):
         check_backend(backend)  # a missing package: one error now, not one per video
-    videos, failures, sources, face_frames = NewVideos(), {}, {}, {}
+    videos, failures, sources, face_frames, assumed = NewVideos(), {}, {}, {}, []
     for path in paths:
         name = str(path) if path.name in shared else path.name  # smile.mp4 of two folders
         try:
-            landmarks, meta = read_input(path, scorers[0])
+            landmarks, meta, default_rate = read_input(path, scorers[0])
             videos.add(name, path, landmarks, meta)
             size = (meta["width"], meta["height"])
             for method in {s.cfg.data.normalize for s in scorers}:  # refuse a degenerate face now
@@ -315,6 +319,16 @@ def classify(
         sources[name] = str(path)
         found = meta.get("face_found")
         face_frames[name] = int(np.sum(found)) if found is not None else None
+        if default_rate:
+            assumed.append(name)
+    if assumed:
+        v = videos.videos[assumed[0]]
+        warnings.warn(
+            f"{len(assumed)} landmark file(s) without a sidecar ({', '.join(assumed[:3])}"
+            f"{', ...' if len(assumed) > 3 else ''}) taken as {scorers[0].cfg.data.dataset} "
+            f"files: {v.fps:g} fps, {v.width}x{v.height}; if they are not, classify their videos",
+            stacklevel=2,
+        )
     names = list(videos.videos)
     if not names:
         return [], failures
