@@ -283,8 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     if args.fold == "all":
+        folds_dir = cfg.data.folds or Path(cfg.data.root) / "labels"
         summary = write_results(
-            Path(cfg.out), cfg.data.dataset, cfg.model.name, results, cfg.train.threshold
+            Path(cfg.out),
+            cfg.data.dataset,
+            cfg.model.name,
+            results,
+            cfg.train.threshold,
+            str(folds_dir),
         )
         acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
         print(

@@ -348,8 +348,11 @@ def open_dataset(
     listed = fold_files(folds_dir, folds or [])
     where = {n: str(table.path) for n in table.labels} if table is not None else {}
     files = match_files(names, index, landmarks_dir, {**where, **listed})
-    if table is not None and (folds is None or generated):
-        warn_unlisted(table, files, index, landmarks_dir)
+    if folds is not None and not generated:  # fold files of one's own or published
+        where = f"the fold files of {folds_dir}"
+        warn_unlisted(where, files, index, landmarks_dir, "a run uses what the fold files list")
+    elif table is not None:
+        warn_unlisted(str(table.path), files, index, landmarks_dir, "add rows to train on them")
     labels = labels_for(kind, names, root, fold_labels, listed, table)
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
     if rule.startswith(UNVERIFIABLE):

@@ -5,7 +5,8 @@ themselves (:func:`source_names`). :func:`match_files` matches them to ``<name>.
 or without the video extension) and refuses what would silently corrupt a run: a listed video
 without a file, and two names of one file (a row ``x.mp4`` and a row ``x``: one video scored
 twice). Generated folds must still list the videos the dataset lists (:func:`check_generated`),
-and landmark files that ``labels.csv`` leaves out are reported (:func:`warn_unlisted`).
+and landmark files that ``labels.csv`` or the fold files leave out are reported
+(:func:`warn_unlisted`).
 """
 
 from __future__ import annotations
@@ -101,13 +102,14 @@ def _missing(name: str, where: dict[str, str | Path], index: dict[str, Path | No
 
 
 def warn_unlisted(
-    table: LabelsTable, files: dict[str, Path], index: dict[str, Path | None], landmarks_dir
+    source: str, files: dict[str, Path], index: dict[str, Path | None], landmarks_dir, fix: str
 ) -> None:
-    """Warn about landmark files that ``labels.csv`` lists under no name: they are left out."""
+    """Warn about landmark files that ``source`` (``labels.csv``, the fold files) lists under no
+    name: they are left out."""
     left = sorted({p for p in index.values() if p} - set(files.values()))
     if left:
         warnings.warn(
-            f"{landmarks_dir}: {len(left)} landmark file(s) not in {table.path} are left out "
-            f"(e.g. {', '.join(p.name for p in left[:3])}); add rows to train on them",
+            f"{landmarks_dir}: {len(left)} landmark file(s) not in {source} are left out "
+            f"(e.g. {', '.join(p.name for p in left[:3])}); {fix}",
             stacklevel=3,
         )

@@ -39,7 +39,7 @@ def test_run_writes_the_table_and_scores_each_test_video_once(run, demo_root):
     dataset = open_dataset("demo", demo_root)
     table = dataset.dmarkers()
     table_md = (run / "results.md").read_text()
-    assert "dmarker-logreg on demo (3 folds)" in table_md
+    assert f"# dmarker-logreg on demo (3 folds of {demo_root / 'labels'})" in table_md
     assert "| fold | test videos | C | threshold |" in table_md
     assert "C chosen by subject-grouped inner cross-validation" in table_md
     for k in (1, 2, 3):

@@ -10,6 +10,7 @@ import pytest
 from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
 
 from data.datasets import open_dataset
+from data.folds import GENERATED_META
 
 
 def _rows(root):
@@ -77,6 +78,21 @@ def test_landmark_files_left_out_of_labels_csv_are_reported(tmp_path):
     write_video(tmp_path / "npy", "forgotten.mp4", synth_video(24, 478, seed=9))
     with pytest.warns(UserWarning, match=r"1 landmark file\(s\) not in .*labels.csv are left out "
                       r"\(e.g. forgotten.mp4.npy\); add rows to train on them"):  # fmt: skip
+        assert len(open_dataset("folder", tmp_path)) == 6
+
+
+def test_landmark_files_in_no_fold_file_are_reported(tmp_path):
+    """Fold files of one's own (or a subset of the published ones) decide what a run uses: the
+    landmark files they leave out are named, so a subset run is not taken for the full one."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    open_dataset("folder", tmp_path, folds_k=3)  # generated, then kept as fold files of one's own
+    (tmp_path / "labels" / GENERATED_META).unlink()
+    write_video(tmp_path / "npy", "forgotten.mp4", synth_video(24, 478, seed=9))
+    rows = [*_rows(tmp_path), ("forgotten.mp4", "1", "s9")]
+    write_csv(tmp_path / "labels.csv", rows)  # listed in labels.csv, in no fold
+    with pytest.warns(UserWarning, match=r"1 landmark file\(s\) not in the fold files of "
+                      r".*labels are left out \(e.g. forgotten.mp4.npy\); a run uses what the "
+                      r"fold files list"):  # fmt: skip
         assert len(open_dataset("folder", tmp_path)) == 6
 
 

@@ -73,21 +73,33 @@ def what_validation_chose(threshold_rule: str, model: str) -> str:
 
 
 def write_results(
-    out: Path, dataset: str, model: str, results: dict[int, dict], threshold_rule: str
+    out: Path,
+    dataset: str,
+    model: str,
+    results: dict[int, dict],
+    threshold_rule: str,
+    folds_dir: str | None = None,
 ) -> dict:
     """Write results.json and results.md under ``out``; returns the summary.
 
-    ``threshold_rule``: ``train.threshold`` of the run (val: chosen on validation | fixed: 0.5).
+    ``threshold_rule``: ``train.threshold`` of the run (val: chosen on validation | fixed: 0.5);
+    ``folds_dir``: the fold folder, named in the title (a subset of folds is another table).
     """
     rows = fold_rows(results)
     summary = {"mean_std": mean_std(rows), "pooled": pooled(results)}
     atomic_write_json(
         out / "results.json",
-        {"dataset": dataset, "model": model, "folds": rows, "summary": summary},
+        {
+            "dataset": dataset,
+            "model": model,
+            "folds_dir": folds_dir,
+            "folds": rows,
+            "summary": summary,
+        },  # fmt: skip
     )
     ms, pool = summary["mean_std"], summary["pooled"]
     lines = [
-        f"# {model} on {dataset} ({len(rows)} folds)",
+        f"# {model} on {dataset} ({len(rows)} folds{f' of {folds_dir}' if folds_dir else ''})",
         "",
         f"| fold | test videos | {'C' if model == BASELINE else 'best epoch'} | threshold | "
         "accuracy | AUC | F1 |",
