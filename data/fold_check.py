@@ -24,6 +24,7 @@ from data.folds import Fold, fold_dirs, fold_files, read_fold_files
 from data.io import check_finite, read_npy
 from data.subjects import (
     guess_kind,
+    labels_for,
     nfc,
     read_labels_csv,
     strip_video_ext,
@@ -160,13 +161,30 @@ def _unchecked(kind: str, landmarks: Path) -> str | None:
     return None
 
 
+def _labels_csv(root: Path):
+    csv = root / "labels.csv"
+    return read_labels_csv(csv) if csv.exists() else None
+
+
 def _subjects(kind: str, names: list[str], folds_dir: Path, folds: list[Fold]):
     """(subjects, rule) of ``names`` by the kind's rule or ``<root>/labels.csv``."""
     root = folds_dir.parent
-    csv = root / "labels.csv"
-    table = read_labels_csv(csv) if csv.exists() else None
     listed = fold_files(folds_dir, folds)
+    table = _labels_csv(root)
     return subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
+
+
+def _label_conflict(kind: str, folds_dir: Path, folds: list[Fold], labels: dict) -> str | None:
+    """Where the fold files' labels contradict ``labels.csv``, the kind's names or its folder
+    layout (as training finds when it opens the dataset), or None."""
+    root = folds_dir.parent
+    try:
+        labels_for(
+            kind, sorted(labels), root, labels, fold_files(folds_dir, folds), _labels_csv(root)
+        )
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _error(e: Exception | str) -> int:
@@ -227,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         problems += [refusal] if refusal else []
     if unchecked:
         print(f"not checked as smile_point.py opens the dataset: {unchecked}")
+        problems += filter(None, [_label_conflict(kind, folds_dir, folds, labels)])
     for p in problems:
         print(f"PROBLEM: {p}")
     print("ok" if not problems else f"{len(problems)} problem(s)")

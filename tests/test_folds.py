@@ -207,6 +207,23 @@ def test_cli_check_fails_on_leak(tmp_path, repo_root):
     assert res.returncode == 2 and "no fold folders" in res.stderr
 
 
+def test_cli_check_without_landmarks_still_checks_labels_against_names(tmp_path, capsys):
+    """A UvA-NEMO name carries its label: a fold file that says otherwise is a problem even when
+    no landmark folder lets the check open the dataset as training does."""
+    from data.fold_check import main
+
+    labels = {"001_deliberate_smile_1": 1, "001_spontaneous_smile_2": 1,
+              "002_deliberate_smile_1": 0, "002_spontaneous_smile_1": 1}  # fmt: skip
+    one, two = sorted(labels)[:2], sorted(labels)[2:]
+    write_folds(tmp_path / "labels", [Fold(1, "1", tuple(one), tuple(two)),
+                                      Fold(2, "2", tuple(two), tuple(one))], labels)  # fmt: skip
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "not checked as smile_point.py opens the dataset: no landmark folder" in out
+    assert "labels disagree for 1 video(s): ['001_deliberate_smile_1 (" in out
+    assert "its uva name: 0" in out
+
+
 def test_cli_check_folder_dataset_with_csv_and_landmarks(tmp_path, repo_root):
     from landmark_synth import make_folder_dataset
 
