@@ -245,6 +245,9 @@ def demo_command(root: Path) -> str:
 
 
 def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
+    """The error for a dataset without landmarks, its folder named in full (a relative default
+    such as ``uva/npy`` read from another folder looks like one that exists)."""
+    root, landmarks_dir = root.absolute(), landmarks_dir.absolute()
     if kind == "demo":
         build = demo_command(root)
         if not (root / "demo.json").exists():

@@ -140,9 +140,13 @@ def build_dmarker_table(
         )
     files = sorted(landmark_dir.glob("*.npy"))
     if not files:
-        raise FileNotFoundError(
-            f"no landmark files (*.npy) under {landmark_dir}: run extract_landmarks.py first"
+        inner = landmark_dir / "npy"
+        fix = (
+            f"a dataset root? give its landmark folder: --landmarks {inner}"
+            if any(inner.glob("*.npy"))
+            else "run extract_landmarks.py first"
         )
+        raise FileNotFoundError(f"no landmark files (*.npy) under {landmark_dir}: {fix}")
     output = Path(output) if output else landmark_dir / CACHE_NAME
     old = None
     if output.is_file() and not force:

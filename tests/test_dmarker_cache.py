@@ -266,6 +266,13 @@ def test_cli_errors(tmp_path, dataset, capsys):
     npy = next(dataset.glob("*.npy"))
     assert cli.main(["--landmarks", str(npy)]) == 2
     assert f"{npy}: not a folder; give the folder that holds the" in capsys.readouterr().err
+    root = tmp_path / "root"  # a dataset root given, not its npy/
+    (root / "npy").parent.mkdir()
+    (root / "npy").symlink_to(dataset)
+    assert cli.main(["--landmarks", str(root)]) == 2
+    assert f"a dataset root? give its landmark folder: --landmarks {root / 'npy'}" in (
+        capsys.readouterr().err
+    )
     os.mkfifo(tmp_path / "pipe")
     assert cli.main(["--landmarks", str(tmp_path / "pipe")]) == 2
     assert f"{tmp_path / 'pipe'}: not a folder; give the folder" in capsys.readouterr().err

@@ -245,13 +245,12 @@ def test_a_video_the_table_could_not_measure_trains_without_dmarkers(tmp_path, d
     assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "s")]) == 2
 
 
-def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
-    code = smile_point.main(
-        ["--dataset", "uva", "--data-root", str(tmp_path / "uva"), "--fold", "1"]
-    )
-    err = capsys.readouterr().err
+def test_missing_dataset_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative root is named in full: from another folder it
+    code = smile_point.main(["--dataset", "uva", "--data-root", "uva", "--fold", "1"])
+    err = capsys.readouterr().err  # would look like one that exists
     assert code == 2
-    assert "no landmarks under" in err and "--dataset demo" in err
+    assert f"no landmarks under {tmp_path / 'uva' / 'npy'}: " in err and "--dataset demo" in err
     assert len(err.strip().splitlines()) == 1
     assert smile_point.main(["--dataset", "folder", "--fold", "1"]) == 2  # no default root
     assert "--dataset folder: give --data-root DIR" in capsys.readouterr().err

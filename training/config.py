@@ -8,6 +8,7 @@ type are errors.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -198,6 +199,16 @@ def set_value(cfg: Config, key: str, value: Any, source: str) -> None:
     setattr(target, name, _coerce(value, hint, f"{source}: {section}.{name}"))
 
 
+def _did_you_mean(cfg: Config, key: str) -> str:
+    """ " (did you mean 'model.dim'?)" for the closest keys, or "" when none is close."""
+    keys = [f"{s}.{n}" for s in SECTIONS for n in _field_names(getattr(cfg, s))]
+    bare = {k.split(".", 1)[1]: k for k in keys}
+    close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75)
+    close += [bare[k] for k in difflib.get_close_matches(key, bare, n=2, cutoff=0.75)]
+    close = list(dict.fromkeys(close))
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
 def full_key(cfg: Config, key: str) -> str:
     """``section.field`` of a key as ``--set`` takes it (a unique bare field is completed)."""
     return ".".join(_resolve(cfg, key.strip(), f"--set {key}"))
@@ -209,12 +220,12 @@ def _resolve(cfg: Config, key: str, source: str) -> tuple[str, str]:
         section, name = key.split(".", 1)
         if section in sections and name in _field_names(getattr(cfg, section)):
             return section, name
-        raise ValueError(f"{source}: unknown key {key!r}")
+        raise ValueError(f"{source}: unknown key {key!r}{_did_you_mean(cfg, key)}")
     owners = [s for s in sections if key in _field_names(getattr(cfg, s))]
     if len(owners) == 1:
         return owners[0], key
     if not owners:
-        raise ValueError(f"{source}: unknown key {key!r}")
+        raise ValueError(f"{source}: unknown key {key!r}{_did_you_mean(cfg, key)}")
     raise ValueError(
         f"{source}: key {key!r} is ambiguous, write one of "
         + ", ".join(f"{s}.{key}" for s in owners)
