@@ -353,7 +353,8 @@ def open_dataset(
     files = match_files(names, index, landmarks_dir, {**where, **listed})
     if folds is not None and not generated:  # fold files of one's own or published
         where = f"the fold files of {folds_dir}"
-        warn_unlisted(where, files, index, landmarks_dir, "a run uses what the fold files list")
+        fix = "list them in a fold file to use them"
+        warn_unlisted(where, files, index, landmarks_dir, fix)
     elif table is not None:
         warn_unlisted(str(table.path), files, index, landmarks_dir, "add rows to train on them")
     labels = labels_for(kind, names, root, fold_labels, listed, table)

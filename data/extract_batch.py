@@ -6,8 +6,8 @@ its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rer
 exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
 the source's current size and mtime (and each frame's name, size and mtime, for a frame folder),
 and the array loads with the recorded shape and is newer than the source. A ``--max-frames`` run
-also skips (keeps) a finished output extracted without ``--max-frames``; ``--overwrite`` redoes
-every job.
+also skips (keeps) a whole-video output, even a stale one: one extracted without ``--max-frames``
+or a published file without sidecar; ``--overwrite`` redoes every job.
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ class JobResult:
     status: str  # "done" | "skipped" | "failed"
     reason: str = ""
     frames: int = 0
-    face_frames: int = 0
+    face_frames: int | None = 0  # None: unknown (a published file without sidecar)
     timings: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- one job
 
 
-#: Reason of a job skipped because ``--max-frames`` would replace a finished whole-video output.
+#: Reason of a job skipped because ``--max-frames`` would replace a whole-video output.
 WHOLE_KEPT = "whole-video output kept"
 
 
@@ -84,13 +84,15 @@ def skip_reason(job: Job, settings: Settings) -> str | None:
 
 
 def _whole_video(job: Job) -> bool:
-    """Whether ``job.output`` holds a whole-video extraction (its sidecar says so: an array
-    without one is an unfinished output, redone as any run redoes it)."""
+    """Whether ``job.output`` holds a whole video: extracted without ``--max-frames`` (a sidecar
+    that says so in full) or a published file (an array without sidecar)."""
     try:
         meta = load_meta(job.output)
     except ValueError:  # an unreadable sidecar: nothing worth keeping
         return False
-    return job.output.exists() and meta is not None and meta.get("max_frames", 0) is None
+    if meta is None:
+        return job.output.exists()
+    return all(k in meta for k in META_KEYS) and meta["max_frames"] is None
 
 
 def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:
@@ -179,6 +181,10 @@ def _skip(job: Job, settings: Settings, result: JobResult, reason: str, png: Pat
     """Mark ``result`` skipped, with the saved output's counts; draw its missing contact sheet."""
     result.status, result.reason = "skipped", reason
     meta = load_meta(job.output)
+    if meta is None:  # a published file kept by a quick run: no face counts, no sheet to draw
+        result.frames = len(np.load(job.output, mmap_mode="r", allow_pickle=False))
+        result.face_frames = None
+        return
     result.frames, result.face_frames = meta["n_frames"], sum(meta["face_found"])
     if png is not None and not png.exists():
         _plot(job, settings, np.load(job.output, allow_pickle=False), meta, png)
@@ -321,7 +327,11 @@ def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -
         width = max(len("video"), *(len(r.name) for r in rows))
         lines.append(f"  {'video':<{width}}  {'status':<7}  {'frames':>6}  {'face':>5}  reason")
         for r in rows:
-            face = f"{100 * r.face_frames / r.frames:.0f}%" if r.frames else "-"
+            face = (
+                f"{100 * r.face_frames / r.frames:.0f}%"
+                if r.frames and r.face_frames is not None
+                else "-"
+            )
             frames = r.frames or "-"
             lines.append(
                 f"  {r.name:<{width}}  {r.status:<7}  {frames:>6}  {face:>5}  {r.reason}".rstrip()
@@ -329,8 +339,8 @@ def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -
     kept = sum(r.reason == WHOLE_KEPT for r in results)
     if kept:
         lines.append(
-            f"note: {kept} output(s) extracted without --max-frames kept: a --max-frames run does "
-            "not replace them (--overwrite does; --output DIR writes the quick run elsewhere)"
+            f"note: {kept} whole-video output(s) kept: a --max-frames run does not replace them "
+            "(--overwrite does; --output DIR writes the quick run elsewhere)"
         )
     return "\n".join(lines)
 

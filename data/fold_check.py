@@ -7,8 +7,9 @@ subject in both train and test), an overlap (a video in both) or test folds that
 every video exactly once; then, with the landmark folder (``<root>/npy`` or --landmarks) there,
 on anything ``smile_point.py`` refuses when it opens the dataset with these folds (it runs the same
 :func:`data.datasets.open_dataset`: a video without a landmark file, labels that disagree with
-labels.csv, ...; its messages name the fold file). DIR is a folds folder or a dataset root
-holding ``labels/``.
+labels.csv, ...; its messages name the fold file) and on a ``dmarkers.npz`` that is stale or lacks
+videos. Without the landmark folder the fold files' labels are still checked against labels.csv,
+the names and the folder layout. DIR is a folds folder or a dataset root holding ``labels/``.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def _unchecked(kind: str, landmarks: Path) -> str | None:
     if kind not in KINDS:
         return f"pass --dataset {'|'.join(KINDS)}"
     if not landmarks.is_dir():
-        return f"no landmark folder {landmarks} (pass --landmarks DIR)"
+        return f"no landmark folder {landmarks.absolute()} (pass --landmarks DIR)"
     return None
 
 

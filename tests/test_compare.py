@@ -52,8 +52,7 @@ def test_unfinished_run_is_one_line(tmp_path, capsys):
     assert "no results.json; finish the run" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_run(tmp_path / "run")
-    (tmp_path / "run" / "results.json").write_text("{}")  # a fold of a finished run given
-    assert main([str(tmp_path / "run" / "fold_01")]) == 2
+    assert main([str(tmp_path / "run" / "fold_01")]) == 2  # a fold given, not its run
     assert f"fold_01: a fold of a run; give the run folder {tmp_path / 'run'}" in (
         capsys.readouterr().err
     )

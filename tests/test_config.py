@@ -40,6 +40,7 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         ("nope=1", "unknown key"),
         ("model.dimm=16", r"unknown key 'model.dimm' \(did you mean 'model.dim' or 'model.mlp_"),
         ("epoch=3", r"unknown key 'epoch' \(did you mean 'train.epochs'\?\)"),
+        ("train.dim=3", r"unknown key 'train.dim' \(did you mean 'model.dim'\?\)"),  # section
         ("train.lr", "expected key=value"),
         ("train.amp=maybe", "train.amp"),
         ("augment.mirror=yes", "expected float, got True .YAML reads yes/no/on/off as true"),

@@ -100,8 +100,9 @@ def test_resume_skips_complete_outputs(pyfeat_data, tmp_path, capsys):
     assert "skipped" in run("--stride", "2")[1]
     os.utime(video, (time.time() + 5, time.time() + 5))  # the source changed since
     assert "done" in run("--stride", "2")[1]
-    npy.with_suffix(".json").unlink()  # array without its sidecar is incomplete
-    assert "done" in run("--stride", "2")[1]
+    npy.with_suffix(".json").unlink()  # an array without sidecar: a published file
+    assert "whole-video output kept" in run("--stride", "2")[1]  # by a quick run
+    assert run_cli(d, "--stride", 2) == 0 and load_meta(npy)["stride"] == 2  # redone by a whole one
 
 
 def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):
@@ -119,7 +120,7 @@ def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):
     rows = summary_rows(out)
     assert "skipped" in rows["whole.avi"] and "whole-video output kept" in rows["whole.avi"]
     assert "done" in rows["new.avi"] and load_meta(d / "npy" / "new.avi.npy")["max_frames"] == 2
-    assert "note: 1 output(s) extracted without --max-frames kept" in out and "--overwrite" in out
+    assert "note: 1 whole-video output(s) kept" in out and "--overwrite" in out
     assert npy.stat().st_mtime_ns == stamp and load_meta(npy)["n_frames"] == 6
     assert (d / "npy" / "whole.avi.png").is_file()  # the sheet of the kept output
     os.utime(whole, (time.time() + 5, time.time() + 5))  # the video changed (or was copied)

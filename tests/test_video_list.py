@@ -3,6 +3,7 @@ is refused or reported, never trained on silently."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -87,12 +88,15 @@ def test_landmark_files_in_no_fold_file_are_reported(tmp_path):
     make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
     open_dataset("folder", tmp_path, folds_k=3)  # generated, then kept as fold files of one's own
     (tmp_path / "labels" / GENERATED_META).unlink()
+    for part in (tmp_path / "labels").glob("*/*.json"):  # names without extension: same files
+        listed = json.loads(part.read_text())
+        part.write_text(json.dumps({k.removesuffix(".mp4"): v for k, v in listed.items()}))
     write_video(tmp_path / "npy", "forgotten.mp4", synth_video(24, 478, seed=9))
     rows = [*_rows(tmp_path), ("forgotten.mp4", "1", "s9")]
     write_csv(tmp_path / "labels.csv", rows)  # listed in labels.csv, in no fold
     with pytest.warns(UserWarning, match=r"1 landmark file\(s\) not in the fold files of "
-                      r".*labels are left out \(e.g. forgotten.mp4.npy\); a run uses what the "
-                      r"fold files list"):  # fmt: skip
+                      r".*labels are left out \(e.g. forgotten.mp4.npy\); list them in a fold "
+                      r"file to use them"):  # fmt: skip
         assert len(open_dataset("folder", tmp_path)) == 6
 
 

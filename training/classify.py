@@ -322,11 +322,12 @@ def classify(
         if default_rate:
             assumed.append(name)
     if assumed:
-        v = videos.videos[assumed[0]]
+        v, kind = videos.videos[assumed[0]], scorers[0].cfg.data.dataset
+        named = ", ".join(assumed[:3]) + (", ..." if len(assumed) > 3 else "")
         warnings.warn(
-            f"{len(assumed)} landmark file(s) without a sidecar ({', '.join(assumed[:3])}"
-            f"{', ...' if len(assumed) > 3 else ''}) taken as {scorers[0].cfg.data.dataset} "
-            f"files: {v.fps:g} fps, {v.width}x{v.height}; if they are not, classify their videos",
+            f"{len(assumed)} landmark file(s) without a (complete) sidecar ({named}) taken as "
+            f"{kind} files: {v.fps:g} fps, {v.width}x{v.height}; if they are not, classify their "
+            "videos",
             stacklevel=2,
         )
     names = list(videos.videos)

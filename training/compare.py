@@ -26,7 +26,7 @@ def load_run(path: Path) -> dict:
     results = path / "results.json"
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder (give smile_point.py's --out)")
-    if not results.is_file() and (path.parent / "results.json").is_file():
+    if not results.is_file() and path.name.startswith("fold_"):
         raise FileNotFoundError(f"{path}: a fold of a run; give the run folder {path.parent}")
     if not results.is_file():
         raise FileNotFoundError(

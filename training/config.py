@@ -200,12 +200,16 @@ def set_value(cfg: Config, key: str, value: Any, source: str) -> None:
 
 
 def _did_you_mean(cfg: Config, key: str) -> str:
-    """ " (did you mean 'model.dim'?)" for the closest keys, or "" when none is close."""
+    """The hint " (did you mean 'model.dim'?)": the field under another section, else the
+    closest keys; "" when none is close."""
     keys = [f"{s}.{n}" for s in SECTIONS for n in _field_names(getattr(cfg, s))]
-    bare = {k.split(".", 1)[1]: k for k in keys}
-    close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75)
-    close += [bare[k] for k in difflib.get_close_matches(key, bare, n=2, cutoff=0.75)]
-    close = list(dict.fromkeys(close))
+    name = key.rsplit(".", 1)[-1]
+    close = [k for k in keys if k.endswith(f".{name}")]  # train.dim -> model.dim
+    if not close:
+        bare = {k.split(".", 1)[1]: k for k in keys}
+        close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75)
+        close += [bare[k] for k in difflib.get_close_matches(name, bare, n=2, cutoff=0.75)]
+    close = list(dict.fromkeys(close))[:2]
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
