@@ -56,7 +56,13 @@ from data.subjects import (
     read_labels_csv,
     subjects_for,
 )
-from data.video_list import check_generated, match_files, source_names, warn_unlisted
+from data.video_list import (
+    check_generated,
+    check_no_copies,
+    match_files,
+    source_names,
+    warn_unlisted,
+)
 
 KINDS = ("uva", "bbc", "mmi", "spos", "folder", "demo")
 
@@ -382,6 +388,7 @@ def open_dataset(
     shapes = {files[n]: npy_shape(files[n], fix) for n in names}
     n_landmarks = check_point_counts(landmarks_dir, shapes)
     videos = _read_videos(kind, names, files, labels, subjects, table, shapes, fix)
+    check_no_copies(videos, fix)
     dataset = SmileDataset(
         kind=kind,
         root=root,

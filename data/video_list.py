@@ -11,10 +11,15 @@ and landmark files that ``labels.csv`` or the fold files leave out are reported
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from data.folds import GENERATED_META
+from data.io import read_npy
 from data.subjects import LabelsTable, match_names, nfc, strip_video_ext
 
 
@@ -113,3 +118,24 @@ def warn_unlisted(
             f"(e.g. {', '.join(p.name for p in left[:3])}); {fix}",
             stacklevel=3,
         )
+
+
+def check_no_copies(videos: dict, fix: str) -> None:
+    """Refuse two videos whose landmark files hold the same array: one video under two names (a
+    copied file) lands in training and test, or counts twice. ``videos``: name -> ``Video``.
+
+    Files are grouped by their first frame (a few KB read per file), then compared in full."""
+    by_start = defaultdict(list)
+    for v in videos.values():
+        start = np.ascontiguousarray(read_npy(v.file, mmap=True, fix=fix)[:1])
+        by_start[(v.n_frames, hashlib.sha256(start.tobytes()).digest())].append(v)
+    for group in (g for g in by_start.values() if len(g) > 1):
+        first = read_npy(group[0].file, fix=fix)
+        same = [v for v in group[1:] if np.array_equal(read_npy(v.file, fix=fix), first)]
+        if same:
+            a, b = group[0], same[0]
+            raise ValueError(
+                f"{a.file} and {b.file} hold the same landmarks ({a.name}: subject {a.subject}; "
+                f"{b.name}: subject {b.subject}): one video under two names would be scored "
+                "twice or cross from training to test; remove the copy from the dataset"
+            )

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
+from landmark_synth import make_folder_dataset, name_seed, synth_video, write_csv, write_video
 
 from data import folds as folds_module
 from data.datasets import open_dataset
@@ -29,13 +29,20 @@ def _three_uva_subjects(npy_dir, fps=25.0):
     """Six UvA-NEMO-named landmark files: subjects 001-003, one posed and one spontaneous each."""
     for s in range(1, 4):
         for kind in ("deliberate", "spontaneous"):
-            write_video(npy_dir, f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s), fps=fps)
+            write_video(
+                npy_dir,
+                f"{s:03d}_{kind}_smile_1.mp4",
+                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
+                fps=fps,
+            )
 
 
 def test_uva_published_folds_and_defaults(tmp_path, repo_root):
     _, labels = read_fold_files(repo_root / "uva" / "labels")
-    arr = synth_video(3, 68, seed=0)
-    for name in labels:  # published files: "<name>.mp4.npy", no sidecar
+    arrays = {
+        name: synth_video(3, 68, seed=name_seed(name)) for name in labels
+    }  # each video its own (copies refused)
+    for name, arr in arrays.items():  # published files: "<name>.mp4.npy", no sidecar
         write_video(tmp_path / "npy", f"{name}.mp4", arr, fps=None)
     ds = open_dataset("uva", tmp_path, folds_dir=repo_root / "uva" / "labels")
     assert len(ds.videos) == 1240 and len(ds.folds) == 10
@@ -44,13 +51,18 @@ def test_uva_published_folds_and_defaults(tmp_path, repo_root):
     assert (v.subject, v.label, v.fps, v.width, v.height) == ("001", 0, 50.0, 1920, 1080)
     assert v.file.name == "001_deliberate_smile_2.mp4.npy"
     assert ds.fold(10).name == "10"
-    np.testing.assert_allclose(ds.landmarks(v.name), arr * np.array([1920, 1080, 1920]), rtol=1e-6)
+    expected = arrays[v.name] * np.array([1920, 1080, 1920])
+    np.testing.assert_allclose(ds.landmarks(v.name), expected, rtol=1e-6)
 
 
 def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
     for s in range(1, 13):
         for kind, j in (("deliberate", 1), ("spontaneous", 2), ("spontaneous", 3)):
-            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_{j}.mp4", synth_video(5, 68, s))
+            write_video(
+                tmp_path / "npy",
+                f"{s:03d}_{kind}_smile_{j}.mp4",
+                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_{j}.mp4")),
+            )
     with pytest.raises(FileNotFoundError, match=r"lables: no fold files .*leave out --folds"):
         open_dataset("uva", tmp_path, folds_dir=tmp_path / "lables")  # a typo: nothing generated
     assert not (tmp_path / "lables").exists() and not (tmp_path / "labels").exists()
@@ -99,7 +111,11 @@ def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
     folder (fixing it by removing the file would otherwise meet folds that list it)."""
     for s in range(1, 7):
         for kind in ("deliberate", "spontaneous"):
-            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+            write_video(
+                tmp_path / "npy",
+                f"{s:03d}_{kind}_smile_1.mp4",
+                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
+            )
     empty = tmp_path / "npy" / "006_spontaneous_smile_1.mp4.npy"
     np.save(empty, np.zeros((0, 68, 3), np.float32))
     meta_path(empty).unlink()
@@ -118,7 +134,11 @@ def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     into a folder that holds other files the folds are moved in."""
     for s in range(1, 7):
         for kind in ("deliberate", "spontaneous"):
-            write_video(tmp_path / "npy", f"{s:03d}_{kind}_smile_1.mp4", synth_video(5, 68, s))
+            write_video(
+                tmp_path / "npy",
+                f"{s:03d}_{kind}_smile_1.mp4",
+                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
+            )
     real = folds_module.atomic_write_json
 
     def fail_on_meta(path, obj):
@@ -148,7 +168,7 @@ def test_generated_folds_appear_whole(tmp_path, monkeypatch):
 def test_names_with_spaces_with_or_without_extension(tmp_path):
     names = {"my clip 1": 0, "my clip 2.mp4": 1, "other one": 0, "other two.avi": 1}
     for n in ("my clip 1.mp4", "my clip 2.mp4", "other one.mov", "other two.avi"):
-        write_video(tmp_path / "npy", n, synth_video(6, 68))
+        write_video(tmp_path / "npy", n, synth_video(6, 68, seed=name_seed(n)))
     write_csv(tmp_path / "labels.csv", [(n, lab, n.split()[0]) for n, lab in names.items()])
     _write_folds(
         tmp_path,
@@ -204,7 +224,7 @@ def test_spos_exact_subject_tokens(tmp_path):
         "rui_smile_2": 1,
     }
     for name, label in clips.items():
-        write_video(tmp_path / "npy", name, synth_video(8, 68), fps=None)
+        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
         (tmp_path / ("Spontaneous" if label else "posed") / "happy" / name).mkdir(parents=True)
     for sub in ("posed", "Spontaneous"):  # a NAS's thumbnails in every folder: not a clip
         (tmp_path / sub / "happy" / "@eaDir").mkdir()
@@ -221,7 +241,7 @@ def test_spos_exact_subject_tokens(tmp_path):
 def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
     labels = {str(i): i % 2 for i in range(100, 106)}
     for name in labels:
-        write_video(tmp_path / "npy", name, synth_video(8, 68), fps=None)
+        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
     groups = [["100", "101"], ["102", "103"], ["104", "105"]]
     folds = [([n for g in groups if g is not t for n in g], t) for t in groups]
     _write_folds(tmp_path, folds, labels)
@@ -247,7 +267,12 @@ def test_bbc_labels_from_source_folders(tmp_path):
         (tmp_path / "videos" / sub).mkdir(parents=True)
         for i in range(3):
             (tmp_path / "videos" / sub / f"{stem}{i}.mp4").touch()
-            write_video(tmp_path / "npy", f"{stem}{i}.mp4", synth_video(8, 68), fps=None)
+            write_video(
+                tmp_path / "npy",
+                f"{stem}{i}.mp4",
+                synth_video(8, 68, seed=name_seed(f"{stem}{i}.mp4")),
+                fps=None,
+            )
     ds = open_dataset("bbc", tmp_path)
     assert ds.videos["Genuinesmilecontent1"].label == 1
     assert ds.videos["posedsmilecontent2"].label == 0
@@ -266,7 +291,7 @@ def test_two_videos_of_one_name_keep_their_extensions(tmp_path):
     """Without fold files or labels.csv the names come from the landmark files: x.mp4 and x.avi
     would both be "x", so they keep their extensions; the others lose theirs."""
     for stem in ("Genuine x.mp4", "Genuine x.avi", "posed y.mp4", "posed z.mp4"):
-        write_video(tmp_path / "npy", stem, synth_video(4, 68), fps=None)
+        write_video(tmp_path / "npy", stem, synth_video(4, 68, seed=name_seed(stem)), fps=None)
     ds = open_dataset("bbc", tmp_path, folds_k=2)
     assert sorted(ds.videos) == ["Genuine x.avi", "Genuine x.mp4", "posed y", "posed z"]
     assert ds.videos["Genuine x.avi"].file.name == "Genuine x.avi.npy"
@@ -276,7 +301,7 @@ def test_labels_csv_must_name_every_video(tmp_path):
     """A labels.csv that misses a video would silently hand subjects to the name rule, where a
     leak could hide: it is refused, naming the file and the videos."""
     for name in ("Genuine a.mp4", "posed b.mp4", "posed c.mp4"):
-        write_video(tmp_path / "npy", name, synth_video(4, 68), fps=None)
+        write_video(tmp_path / "npy", name, synth_video(4, 68, seed=name_seed(name)), fps=None)
     _write_folds(
         tmp_path,
         [(["Genuine a", "posed b"], ["posed c"]), (["posed c"], ["Genuine a", "posed b"])],
@@ -295,7 +320,7 @@ def test_labels_csv_must_name_every_video(tmp_path):
 
 def test_folder_needs_frame_info(tmp_path):
     for name in ("a.mp4", "b.mp4"):
-        write_video(tmp_path / "npy", name, synth_video(4, 68), fps=None)
+        write_video(tmp_path / "npy", name, synth_video(4, 68, seed=name_seed(name)), fps=None)
     write_csv(tmp_path / "labels.csv", [("a.mp4", 1, "s1"), ("b.mp4", 0, "s2")])
     with pytest.raises(ValueError, match=r"a.mp4.npy: no fps"):
         open_dataset("folder", tmp_path)
@@ -345,7 +370,7 @@ def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
     from data.subjects import landmark_index, match_names
 
     for n in ("a.mp4", "a.avi", "b", "b.mp4"):
-        write_video(tmp_path, n, synth_video(2, 68))
+        write_video(tmp_path, n, synth_video(2, 68, seed=name_seed(n)))
     index = landmark_index(tmp_path)
     found, missing = match_names(["a.mp4", "b", "b.mp4", "c"], index)
     assert found["a.mp4"].name == "a.mp4.npy" and found["b"].name == "b.npy"

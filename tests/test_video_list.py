@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
-from landmark_synth import make_folder_dataset, synth_video, write_csv, write_video
+from landmark_synth import make_folder_dataset, name_seed, synth_video, write_csv, write_video
 
 from data.datasets import open_dataset
 from data.folds import GENERATED_META
@@ -100,12 +101,30 @@ def test_landmark_files_in_no_fold_file_are_reported(tmp_path):
         assert len(open_dataset("folder", tmp_path)) == 6
 
 
+def test_a_copied_landmark_file_is_refused(tmp_path):
+    """The same video under two names (a file copied under another subject's name) would be in
+    training and test at once: refused, both files and subjects named."""
+    make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
+    npy = tmp_path / "npy"
+    original = npy / "subj 0 clip 0.mp4.npy"
+    for suffix in (".npy", ".json"):  # subject 2's second clip becomes a copy of it
+        shutil.copy(original.with_suffix(suffix), npy / f"subj 2 clip 1.mp4{suffix}")
+    with pytest.raises(ValueError) as e:
+        open_dataset("folder", tmp_path)
+    message = str(e.value)
+    assert (
+        "subj 0 clip 0.mp4.npy and " in message and "subj 2 clip 1.mp4.npy hold the same" in message
+    )
+    assert "subject s0" in message and "subject s2" in message
+    assert message.endswith("remove the copy from the dataset") and "\n" not in message
+
+
 def test_a_list_that_contradicts_the_dataset_names_is_refused(tmp_path):
     """UvA-NEMO names carry the label (deliberate / spontaneous): a fold file or labels.csv row
     saying otherwise is an error, not a relabelled video."""
     names = [f"{s:03d}_{k}_smile_1" for s in (1, 2, 3) for k in ("deliberate", "spontaneous")]
     for n in names:
-        write_video(tmp_path / "npy", f"{n}.mp4", synth_video(5, 68, seed=len(n)))
+        write_video(tmp_path / "npy", f"{n}.mp4", synth_video(5, 68, seed=name_seed(f"{n}.mp4")))
     write_csv(tmp_path / "labels.csv", [(f"{n}.mp4", int("spont" in n), n[:3]) for n in names])
     assert len(open_dataset("uva", tmp_path, folds_k=3)) == 6
     rows = [(f"{n}.mp4", int("spont" in n or n == names[0]), n[:3]) for n in names]
@@ -172,7 +191,12 @@ def test_generated_folds_compare_files_not_spellings(tmp_path):
     files with their extension; a new landmark file is a changed dataset."""
     for i in range(3):
         for stem in ("Genuinesmilecontent", "posedsmilecontent"):
-            write_video(tmp_path / "npy", f"{stem}{i}.mp4", synth_video(8, 68, seed=i), fps=None)
+            write_video(
+                tmp_path / "npy",
+                f"{stem}{i}.mp4",
+                synth_video(8, 68, seed=name_seed(f"{stem}{i}.mp4")),
+                fps=None,
+            )
     assert len(open_dataset("bbc", tmp_path, folds_k=3)) == 6  # folds named without .mp4
     names = sorted(p.name[: -len(".npy")] for p in (tmp_path / "npy").glob("*.npy"))
     write_csv(tmp_path / "labels.csv", [(n, int(n.startswith("G")), n) for n in names])
