@@ -124,16 +124,23 @@ def check_no_copies(videos: dict, fix: str) -> None:
     """Refuse two videos whose landmark files hold the same array: one video under two names (a
     copied file) lands in training and test, or counts twice. ``videos``: name -> ``Video``.
 
-    Files are grouped by their first frame (a few KB read per file), then compared in full."""
+    Files are grouped by their length and first frame (a few KB read per file); only files
+    that share both are read whole."""
+
+    def digest(v, frames: slice) -> tuple:
+        part = np.ascontiguousarray(read_npy(v.file, mmap=True, fix=fix)[frames])
+        return v.n_frames, part.shape, hashlib.sha256(part.tobytes()).digest()
+
     by_start = defaultdict(list)
     for v in videos.values():
-        start = np.ascontiguousarray(read_npy(v.file, mmap=True, fix=fix)[:1])
-        by_start[(v.n_frames, hashlib.sha256(start.tobytes()).digest())].append(v)
+        by_start[digest(v, slice(0, 1))].append(v)
     for group in (g for g in by_start.values() if len(g) > 1):
-        first = read_npy(group[0].file, fix=fix)
-        same = [v for v in group[1:] if np.array_equal(read_npy(v.file, fix=fix), first)]
-        if same:
-            a, b = group[0], same[0]
+        by_whole = defaultdict(list)
+        for v in group:
+            by_whole[digest(v, slice(None))].append(v)
+        copies = next((g for g in by_whole.values() if len(g) > 1), None)
+        if copies:
+            a, b = copies[:2]
             raise ValueError(
                 f"{a.file} and {b.file} hold the same landmarks ({a.name}: subject {a.subject}; "
                 f"{b.name}: subject {b.subject}): one video under two names would be scored "

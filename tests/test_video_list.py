@@ -8,11 +8,13 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from landmark_synth import make_folder_dataset, name_seed, synth_video, write_csv, write_video
 
-from data.datasets import open_dataset
+from data.datasets import Video, open_dataset
 from data.folds import GENERATED_META
+from data.video_list import check_no_copies
 
 
 def _rows(root):
@@ -117,6 +119,23 @@ def test_a_copied_landmark_file_is_refused(tmp_path):
     )
     assert "subject s0" in message and "subject s2" in message
     assert message.endswith("remove the copy from the dataset") and "\n" not in message
+
+
+def test_copies_are_found_among_files_that_only_start_alike(tmp_path):
+    """Files of one length and first frame are compared whole: a and b differ after their first
+    frame, b and c are copies."""
+    a = synth_video(6, 68, seed=1)
+    b = a.copy()
+    b[3:] += 0.01
+    arrays = {"a": a, "b": b, "c": b.copy(), "d": synth_video(6, 68, seed=2)}
+    videos = {}
+    for name, arr in arrays.items():
+        np.save(tmp_path / f"{name}.npy", arr)
+        videos[name] = Video(name, tmp_path / f"{name}.npy", 0, name, 25.0, 640, 480, len(arr))
+    with pytest.raises(ValueError, match=r"b.npy and .*c.npy hold the same landmarks \(b: sub"):
+        check_no_copies(videos, "fix")
+    del videos["c"]
+    check_no_copies(videos, "fix")  # a and b start alike only
 
 
 def test_a_list_that_contradicts_the_dataset_names_is_refused(tmp_path):
