@@ -16,7 +16,7 @@ import extract_landmarks
 import smile_point
 from data.demo import generate
 from data.frame_info import DATASET_DEFAULTS, FrameDefaults
-from training.classify import format_verdicts
+from training.classify import Verdict, format_verdicts
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,10 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
     assert "not a regular file or folder" in failed[str(pipe)]
     assert "9 input(s) failed" in capsys.readouterr().err
     assert format_verdicts([], {str(text): "not a video"}) == f"failed: {text}: not a video"
+    verdict = Verdict("clip.mp4", "clip.mp4", 0.61, 0.7, False, {}, 90, 30.0, 45)
+    head, row = format_verdicts([verdict], {}).splitlines()
+    assert "call (P >= 0.700)" in head  # the threshold the calls were made at
+    assert row.split() == ["clip.mp4", "0.610", "posed", "90", "50%"]
 
 
 def test_files_without_sidecar_take_the_dataset_defaults_with_one_warning(

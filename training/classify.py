@@ -366,12 +366,14 @@ def classify(
 def format_verdicts(verdicts: list[Verdict], failures: dict[str, str]) -> str:
     """A table of the verdicts (none without verdicts), then the failures with their reasons."""
     width = max([len(v.name) for v in verdicts] + [5])
-    lines = [f"{'input':<{width}}  P(spontaneous)  call         frames  face"] if verdicts else []
+    head = f"call (P >= {verdicts[0].threshold:.3f})" if verdicts else ""  # one threshold for all
+    lines = [f"{'input':<{width}}  P(spontaneous)  {head}  frames  face"] if verdicts else []
     for v in verdicts:
         call = "spontaneous" if v.spontaneous else "posed"
         face = "-" if v.face_frames is None else f"{100 * v.face_frames / v.n_frames:.0f}%"
         lines.append(
-            f"{v.name:<{width}}  {v.probability:>14.3f}  {call:<11}  {v.n_frames:>6}  {face:>4}"
+            f"{v.name:<{width}}  {v.probability:>14.3f}  {call:<{len(head)}}  {v.n_frames:>6}  "
+            f"{face:>4}"
         )
     lines += [
         f"failed: {reason}" if path in reason else f"failed: {path}: {reason}"
