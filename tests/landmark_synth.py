@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -107,3 +108,16 @@ def make_folder_dataset(
             rows.append((name, (s + j) % 2, f"s{s}"))
     write_csv(root / "labels.csv", rows)
     return root
+
+
+def build_table_without(late: Path, output: Path) -> None:
+    """Build the D-Marker table of ``late``'s folder as it was before ``late`` (a landmark file
+    with its sidecar) was added: the table lacks its row."""
+    from data.dmarker_cache import build_dmarker_table
+
+    with tempfile.TemporaryDirectory(dir=output.parent) as held:
+        for f in (late, late.with_suffix(".json")):
+            f.rename(Path(held) / f.name)
+        build_dmarker_table(late.parent, output=output)
+        for f in Path(held).iterdir():
+            f.rename(late.parent / f.name)

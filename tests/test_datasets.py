@@ -25,16 +25,12 @@ def _write_folds(root, folds, labels):
     )
 
 
-def _three_uva_subjects(npy_dir, fps=25.0):
-    """Six UvA-NEMO-named landmark files: subjects 001-003, one posed and one spontaneous each."""
-    for s in range(1, 4):
+def _uva_subjects(npy_dir, n=3, fps=25.0):
+    """UvA-NEMO-named landmark files of subjects 001..n, one posed and one spontaneous each."""
+    for s in range(1, n + 1):
         for kind in ("deliberate", "spontaneous"):
-            write_video(
-                npy_dir,
-                f"{s:03d}_{kind}_smile_1.mp4",
-                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
-                fps=fps,
-            )
+            name = f"{s:03d}_{kind}_smile_1.mp4"
+            write_video(npy_dir, name, synth_video(5, 68, seed=name_seed(name)), fps=fps)
 
 
 def test_uva_published_folds_and_defaults(tmp_path, repo_root):
@@ -58,11 +54,8 @@ def test_uva_published_folds_and_defaults(tmp_path, repo_root):
 def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
     for s in range(1, 13):
         for kind, j in (("deliberate", 1), ("spontaneous", 2), ("spontaneous", 3)):
-            write_video(
-                tmp_path / "npy",
-                f"{s:03d}_{kind}_smile_{j}.mp4",
-                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_{j}.mp4")),
-            )
+            name = f"{s:03d}_{kind}_smile_{j}.mp4"
+            write_video(tmp_path / "npy", name, synth_video(5, 68, seed=name_seed(name)))
     with pytest.raises(FileNotFoundError, match=r"lables: no fold files .*leave out --folds"):
         open_dataset("uva", tmp_path, folds_dir=tmp_path / "lables")  # a typo: nothing generated
     assert not (tmp_path / "lables").exists() and not (tmp_path / "labels").exists()
@@ -82,7 +75,7 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
 
 def test_a_quick_run_extraction_is_refused(tmp_path):
     """Landmarks extracted with --max-frames hold the start of a video: never a training video."""
-    _three_uva_subjects(tmp_path / "npy")
+    _uva_subjects(tmp_path / "npy")
     quick = meta_path(tmp_path / "npy" / "002_spontaneous_smile_1.mp4.npy")
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 5}))
     with pytest.raises(ValueError, match=r"002_spontaneous_smile_1.mp4.npy: a quick run .*without"):
@@ -99,7 +92,7 @@ def test_a_quick_run_extraction_is_refused(tmp_path):
 def test_a_sidecar_of_another_array_is_refused(tmp_path):
     """A sidecar left from another extraction (other frame count) would give the array another
     video's fps: the dataset names it, as --classify and dmarker.py do."""
-    _three_uva_subjects(tmp_path / "npy")
+    _uva_subjects(tmp_path / "npy")
     stale = meta_path(tmp_path / "npy" / "003_deliberate_smile_1.mp4.npy")
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "n_frames": 9}))
     with pytest.raises(ValueError, match=r"003_deliberate_smile_1.mp4.json: describes another arr"):
@@ -109,13 +102,7 @@ def test_a_sidecar_of_another_array_is_refused(tmp_path):
 def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
     """Folds are written once every check has passed: a damaged landmark file leaves no fold
     folder (fixing it by removing the file would otherwise meet folds that list it)."""
-    for s in range(1, 7):
-        for kind in ("deliberate", "spontaneous"):
-            write_video(
-                tmp_path / "npy",
-                f"{s:03d}_{kind}_smile_1.mp4",
-                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
-            )
+    _uva_subjects(tmp_path / "npy", n=6)
     empty = tmp_path / "npy" / "006_spontaneous_smile_1.mp4.npy"
     np.save(empty, np.zeros((0, 68, 3), np.float32))
     meta_path(empty).unlink()
@@ -132,13 +119,7 @@ def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
 def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     """A write interrupted after some fold files leaves no fold folder behind (and no temp files);
     into a folder that holds other files the folds are moved in."""
-    for s in range(1, 7):
-        for kind in ("deliberate", "spontaneous"):
-            write_video(
-                tmp_path / "npy",
-                f"{s:03d}_{kind}_smile_1.mp4",
-                synth_video(5, 68, seed=name_seed(f"{s:03d}_{kind}_smile_1.mp4")),
-            )
+    _uva_subjects(tmp_path / "npy", n=6)
     real = folds_module.atomic_write_json
 
     def fail_on_meta(path, obj):
@@ -266,13 +247,9 @@ def test_bbc_labels_from_source_folders(tmp_path):
     for sub, stem in (("genuine", "Genuinesmilecontent"), ("posed", "posedsmilecontent")):
         (tmp_path / "videos" / sub).mkdir(parents=True)
         for i in range(3):
-            (tmp_path / "videos" / sub / f"{stem}{i}.mp4").touch()
-            write_video(
-                tmp_path / "npy",
-                f"{stem}{i}.mp4",
-                synth_video(8, 68, seed=name_seed(f"{stem}{i}.mp4")),
-                fps=None,
-            )
+            name = f"{stem}{i}.mp4"
+            (tmp_path / "videos" / sub / name).touch()
+            write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
     ds = open_dataset("bbc", tmp_path)
     assert ds.videos["Genuinesmilecontent1"].label == 1
     assert ds.videos["posedsmilecontent2"].label == 0
@@ -388,7 +365,7 @@ def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
     import dmarker
     from data.dmarker_cache import build_dmarker_table
 
-    _three_uva_subjects(tmp_path / "npy", fps=None)
+    _uva_subjects(tmp_path / "npy", fps=None)
     table = build_dmarker_table(tmp_path / "npy", fps=50.0, frame_size=(1920, 1080))
     with np.load(table.path) as z:
         old = {**z, "version": np.int64(1)}

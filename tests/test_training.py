@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from landmark_synth import build_table_without
 from tiny_run import metric_rows, tiny_config
 
 import smile_point
@@ -205,18 +206,10 @@ def test_meshsmilenet_trains_without_dmarkers(tmp_path, demo_root, named_by):
 def test_a_table_older_than_the_dataset_is_refused_up_front(tmp_path, demo_root, capsys):
     """A video added after the D-Marker table was built trained without a D-Marker target, and
     nothing said so: refused, like the baseline, before anything is written."""
-    from data.dmarker_cache import build_dmarker_table
-
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
     late = sorted((root / "npy").glob("*.npy"))[0]
-    held = tmp_path / "held"
-    held.mkdir()
-    for f in (late, late.with_suffix(".json")):
-        f.rename(held / f.name)
-    build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
-    for f in held.iterdir():
-        f.rename(root / "npy" / f.name)
+    build_table_without(late, root / "dmarkers.npz")
     cfg = str(tiny_config(tmp_path, root, epochs=1))
     assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

@@ -210,12 +210,8 @@ def test_generated_folds_compare_files_not_spellings(tmp_path):
     files with their extension; a new landmark file is a changed dataset."""
     for i in range(3):
         for stem in ("Genuinesmilecontent", "posedsmilecontent"):
-            write_video(
-                tmp_path / "npy",
-                f"{stem}{i}.mp4",
-                synth_video(8, 68, seed=name_seed(f"{stem}{i}.mp4")),
-                fps=None,
-            )
+            name = f"{stem}{i}.mp4"
+            write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
     assert len(open_dataset("bbc", tmp_path, folds_k=3)) == 6  # folds named without .mp4
     names = sorted(p.name[: -len(".npy")] for p in (tmp_path / "npy").glob("*.npy"))
     write_csv(tmp_path / "labels.csv", [(n, int(n.startswith("G")), n) for n in names])
