@@ -290,12 +290,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg.model.name,
             results,
             cfg.train.threshold,
+            {name: v.subject for name, v in dataset.videos.items()},
             str(folds_dir),
         )
         acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
         print(
             f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "
-            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f}, AUC {pool['auc']:.3f}); "
+            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f}, 95% interval by subject "
+            f"{pool['accuracy_interval'][0]:.3f}-{pool['accuracy_interval'][1]:.3f}; "
+            f"AUC {pool['auc']:.3f}); "
             f"table in {Path(cfg.out) / 'results.md'}"
         )
     return 0

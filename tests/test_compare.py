@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,17 +14,19 @@ from training.report import write_results
 
 
 def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d")):
-    """A finished --fold all run whose fold k tested ``names`` (suffixed by k) with ``probs[k]``."""
+    """A finished --fold all run whose fold k tested ``names`` (suffixed by k) with ``probs[k]``;
+    subject p<k> holds the first two videos of fold k, q<k> the last two."""
     labels = [0, 1, 0, 1]
-    results = {}
+    results, subjects = {}, {}
     for k, p in probs.items():
         videos = {
             f"{n}{k}": {"label": y, "probability": q}
             for n, y, q in zip(names, labels, p, strict=True)
         }
         results[k] = {**classification_metrics(labels, p), "best_epoch": 3, "videos": videos}
+        subjects |= dict(zip(videos, [f"p{k}", f"p{k}", f"q{k}", f"q{k}"], strict=True))
         atomic_write_json(root / f"fold_{k:02d}" / "test.json", results[k])
-    write_results(root, "demo", model, results, "fixed")
+    write_results(root, "demo", model, results, "fixed", subjects)
     return root
 
 
@@ -41,9 +44,13 @@ def test_rows_and_paired_differences(tmp_path, capsys):
     assert main([str(first), str(other), str(elsewhere)]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[2].startswith(f"| {first} | deepmarkernet | demo | 2 | 0.875 +- 0.125 |")
-    assert rows[2].endswith("| (first) | (first) |")
+    assert rows[2].endswith("| (first) | (first) | (first) |")
     assert "| -0.125 +- 0.375 |" in rows[3]
-    assert rows[4].endswith("| other folds | other folds |")
+    # pooled: a1 and d1 wrong, a2 right -> subjects p1 -1, q1 -1, p2 +1, q2 0: -1 of 8 videos;
+    # flipping the signs of three odd differences never sums to 0: p = 1
+    cell = rows[3].split(" | ")[-1]
+    assert cell.startswith("-0.125 [") and cell.endswith("], p 1.00 |")
+    assert rows[4].endswith("| other folds | other folds | other folds |")
 
 
 def test_unfinished_run_is_one_line(tmp_path, capsys):
@@ -68,3 +75,18 @@ def test_missing_folder_and_broken_json_are_named(tmp_path, capsys):
     assert (
         f"{run / 'fold_01' / 'test.json'}: not valid JSON (" in err and len(err.splitlines()) == 1
     )
+
+
+def test_a_run_of_an_earlier_version_has_no_subjects(tmp_path, capsys):
+    """results.json without subjects (written before they were kept): the pooled test is n/a and
+    the fix is named; the rest of the row stays."""
+    first = fake_run(tmp_path / "a", "deepmarkernet", {1: [0.1, 0.9, 0.2, 0.8]})
+    old = fake_run(tmp_path / "b", "meshsmilenet", {1: [0.6, 0.9, 0.2, 0.8]})
+    for run in (first, old):
+        table = json.loads((run / "results.json").read_text())
+        del table["subjects"]
+        (run / "results.json").write_text(json.dumps(table))
+    assert main([str(first), str(old)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3].endswith("| -0.250 +- 0.000 | +0.000 +- 0.000 | n/a (no subjects) |")
+    assert f"{first}, {old}: results.json without subjects" in out[-1]

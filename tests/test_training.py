@@ -43,9 +43,17 @@ def test_fold_all_writes_every_output(tmp_path, demo_root):
     results = json.loads((out / "results.json").read_text())
     assert [r["fold"] for r in results["folds"]] == [1, 2, 3]
     assert 0 <= results["summary"]["mean_std"]["accuracy"]["mean"] <= 1
-    assert results["summary"]["pooled"]["n"] == len(open_dataset("demo", demo_root).videos)
+    dataset = open_dataset("demo", demo_root)
+    assert results["summary"]["pooled"]["n"] == len(dataset.videos)
+    # the subjects of the test videos, for training.compare's paired tests
+    assert results["subjects"] == {n: v.subject for n, v in dataset.videos.items()}
+    n_subjects = len(set(results["subjects"].values()))
+    assert results["summary"]["pooled"]["subjects"] == n_subjects
+    lo, hi = results["summary"]["pooled"]["accuracy_interval"]
+    assert lo <= results["summary"]["pooled"]["accuracy"] <= hi
     table = (out / "results.md").read_text()
     assert "mean +- std" in table and "pooled" in table
+    assert f"95% interval by bootstrap over the {n_subjects} subjects" in table
     all_test = set()
     for k in (1, 2, 3):
         fold = out / f"fold_{k:02d}"
@@ -314,10 +322,19 @@ def test_results_table_names_the_threshold_rule(tmp_path, rule, footer):
         "c": {"label": 0, "probability": 0.2},
     }
     fold = dict(n=3, best_epoch=4, threshold=0.5, accuracy=2 / 3, auc=1.0, f1=0.8, videos=videos)
-    summary = write_results(tmp_path, "demo", "deepmarkernet", {1: fold, 2: fold}, rule)
-    assert summary["pooled"] == {"accuracy": pytest.approx(2 / 3), "auc": 1.0, "n": 6}
+    subjects = {"a": "s1", "b": "s1", "c": "s2"}
+    summary = write_results(tmp_path, "demo", "deepmarkernet", {1: fold, 2: fold}, rule, subjects)
+    # s1: 1 of 2 right, s2: 1 of 1; drawing 2 subjects gives 2/4, 2/3 or 2/2 (p 0.25, 0.5, 0.25)
+    assert summary["pooled"] == {
+        "accuracy": pytest.approx(2 / 3),
+        "accuracy_interval": (0.5, 1.0),
+        "subjects": 2,
+        "auc": 1.0,
+        "n": 6,
+    }
     table = (tmp_path / "results.md").read_text()
     assert footer in table
+    assert "| **pooled** | 6 | | | 0.667 [0.500, 1.000] | 1.000 | |" in table
     assert "| 1 | 3 | 4 | 0.500 | 0.667 | 1.000 | 0.800 |" in table
 
 
@@ -331,7 +348,9 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
             n=2, best_epoch=3, threshold=0.5, accuracy=1.0, auc=math.nan, f1=math.nan, videos=posed
         ),
     }
-    summary = write_results(tmp_path, "demo", "deepmarkernet", rows, "fixed")
+    summary = write_results(
+        tmp_path, "demo", "deepmarkernet", rows, "fixed", {"a": "p", "b": "p", "c": "q", "d": "q"}
+    )
     assert summary["mean_std"]["f1"] == {"mean": 1.0, "std": 0.0, "folds": 1}
     table = (tmp_path / "results.md").read_text()
     assert "F1 mean over the 1 folds with a spontaneous video" in table

@@ -4,9 +4,11 @@
         demo_data/runs/demo-meshsmilenet-seed0 demo_data/runs/demo-dmarker-logreg-seed0
 
 Each run folder is one ``smile_point.py --fold all`` (its ``results.json`` and ``fold_*/
-test.json``). A difference to the first run is the mean +- std over folds of (run - first); it
-is shown only when both runs tested the same videos in every fold (same dataset and folds),
-since only then is the comparison paired.
+test.json``). A difference to the first run is the mean +- std over folds of (run - first), and
+the difference of pooled accuracy with its 95% bootstrap interval and a sign-flip permutation
+p-value, both with subjects as the unit (training/significance.py). It is shown only when both
+runs tested the same videos in every fold (same dataset and folds), since only then is the
+comparison paired.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import sys
 from pathlib import Path
 
 from data.io import read_json
-from training.report import REPORTED
+from training.report import REPORTED, correct_calls
+from training.significance import bootstrap_interval, per_subject, sign_flip_p
 
 
 def load_run(path: Path) -> dict:
-    """{"name", "model", "dataset", "summary", "folds": {fold: test.json content}}."""
+    """{"name", "model", "dataset", "summary", "subjects" (video -> subject; None in a run of
+    an earlier version), "folds": {fold: test.json content}}."""
     results = path / "results.json"
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder (give smile_point.py's --out)")
@@ -43,6 +47,7 @@ def load_run(path: Path) -> dict:
         "model": table["model"],
         "dataset": table["dataset"],
         "summary": table["summary"],
+        "subjects": table.get("subjects"),
         "folds": folds,
     }
 
@@ -51,13 +56,21 @@ def load_run(path: Path) -> dict:
 PAIRED = ("accuracy", "auc")
 
 
+def same_videos(run: dict, first: dict) -> bool:
+    """Whether both runs tested the same videos in every fold (a paired comparison)."""
+    return bool(run["folds"]) and (
+        run["folds"].keys() == first["folds"].keys()
+        and all(
+            run["folds"][k]["videos"].keys() == first["folds"][k]["videos"].keys()
+            for k in run["folds"]
+        )
+    )
+
+
 def paired(run: dict, first: dict) -> dict[str, str]:
     """Per metric of :data:`PAIRED`, "mean +- std" over folds of run - first; {} when the folds
     differ."""
-    same = run["folds"].keys() == first["folds"].keys() and all(
-        run["folds"][k]["videos"].keys() == first["folds"][k]["videos"].keys() for k in run["folds"]
-    )
-    if not same or not run["folds"]:
+    if not same_videos(run, first):
         return {}
     out = {}
     for m in PAIRED:
@@ -67,11 +80,26 @@ def paired(run: dict, first: dict) -> dict[str, str]:
     return out
 
 
+def pooled_difference(run: dict, first: dict) -> str:
+    """Pooled accuracy of run - first, its 95% interval and p-value by subject; "n/a" for a run
+    without subjects (an earlier version), "other folds" when the videos differ."""
+    if not same_videos(run, first):
+        return "other folds"
+    subjects = first["subjects"] or run["subjects"]
+    if subjects is None:
+        return "n/a (no subjects)"
+    a, b = correct_calls(first["folds"]), correct_calls(run["folds"])
+    sums, counts = per_subject({v: int(b[v]) - int(a[v]) for v in a}, subjects)
+    lo, hi = bootstrap_interval(sums, counts)
+    return f"{sums.sum() / counts.sum():+.3f} [{lo:+.3f}, {hi:+.3f}], p {sign_flip_p(sums):.2f}"
+
+
 def compare_table(runs: list[dict]) -> str:
     """Markdown: per run its mean +- std over folds, and its paired difference to the first."""
     lines = [
-        "| run | model | dataset | folds | accuracy | AUC | F1 | accuracy - first | AUC - first |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| run | model | dataset | folds | accuracy | AUC | F1 | accuracy - first | AUC - first "
+        "| pooled accuracy - first [95%], p |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, run in enumerate(runs):
         ms = run["summary"]["mean_std"]
@@ -79,7 +107,11 @@ def compare_table(runs: list[dict]) -> str:
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms.get(m) else "n/a" for m in REPORTED
         ]
         diff = paired(run, runs[0]) if i else {}
-        first = ["(first)"] * 2 if not i else [diff.get(m, "other folds") for m in PAIRED]
+        first = (
+            [diff.get(m, "other folds") for m in PAIRED] + [pooled_difference(run, runs[0])]
+            if i
+            else ["(first)"] * 3
+        )
         lines.append(
             f"| {run['name']} | {run['model']} | {run['dataset']} | {len(run['folds'])} | "
             + " | ".join(cells + first)
@@ -100,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(compare_table(runs))
+    old = [run["name"] for run in runs if run["subjects"] is None]
+    if old and len(runs) > 1:
+        print(
+            f"{', '.join(old)}: results.json without subjects (an earlier version); rerun the "
+            "run's smile_point.py --fold all command with --resume to add them (finished folds "
+            "are kept)"
+        )
     return 0
 
 

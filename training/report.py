@@ -11,6 +11,7 @@ import numpy as np
 from data.io import atomic_write_json, atomic_write_text
 from models.config import BASELINE
 from training.metrics import auc
+from training.significance import bootstrap_interval, per_subject
 
 REPORTED = ("accuracy", "auc", "f1")
 
@@ -43,19 +44,28 @@ def mean_std(rows: list[dict]) -> dict:
     return out
 
 
-def pooled(results: dict[int, dict]) -> dict:
-    """Accuracy over all test videos (each at its fold's threshold) and the AUC of the pooled
-    probabilities (models of different folds: a rough figure)."""
-    labels, probs, correct = [], [], []
-    for r in results.values():
-        for v in r["videos"].values():
-            labels.append(v["label"])
-            probs.append(v["probability"])
-            correct.append((v["probability"] >= r["threshold"]) == bool(v["label"]))
+def correct_calls(results: dict[int, dict]) -> dict[str, bool]:
+    """Per test video of every fold: whether its call (at its fold's threshold) is right."""
     return {
-        "accuracy": float(np.mean(correct)),
-        "auc": auc(np.array(labels), np.array(probs)),
-        "n": len(labels),
+        name: (v["probability"] >= r["threshold"]) == bool(v["label"])
+        for r in results.values()
+        for name, v in r["videos"].items()
+    }
+
+
+def pooled(results: dict[int, dict], subjects: dict[str, str]) -> dict:
+    """Accuracy over all test videos (each at its fold's threshold) with its 95% interval by
+    subject bootstrap (``subjects``: video -> subject), and the AUC of the pooled probabilities
+    (models of different folds: a rough figure)."""
+    videos = [v for r in results.values() for v in r["videos"].values()]
+    labels, probs = (np.array([v[key] for v in videos]) for key in ("label", "probability"))
+    sums, counts = per_subject(correct_calls(results), subjects)
+    return {
+        "accuracy": float(sums.sum() / counts.sum()),
+        "accuracy_interval": bootstrap_interval(sums, counts),
+        "subjects": len(sums),
+        "auc": auc(labels, probs),
+        "n": len(videos),
     }
 
 
@@ -78,15 +88,19 @@ def write_results(
     model: str,
     results: dict[int, dict],
     threshold_rule: str,
+    subjects: dict[str, str],
     folds_dir: str | None = None,
 ) -> dict:
     """Write results.json and results.md under ``out``; returns the summary.
 
     ``threshold_rule``: ``train.threshold`` of the run (val: chosen on validation | fixed: 0.5);
-    ``folds_dir``: the fold folder, named in the title (a subset of folds is another table).
+    ``subjects``: video -> subject for the test videos (kept in results.json for
+    ``training.compare``); ``folds_dir``: the fold folder, named in the title (a subset of folds
+    is another table).
     """
     rows = fold_rows(results)
-    summary = {"mean_std": mean_std(rows), "pooled": pooled(results)}
+    subjects = {n: subjects[n] for n in sorted(correct_calls(results))}  # the tested videos'
+    summary = {"mean_std": mean_std(rows), "pooled": pooled(results, subjects)}
     atomic_write_json(
         out / "results.json",
         {
@@ -95,9 +109,11 @@ def write_results(
             "folds_dir": folds_dir,
             "folds": rows,
             "summary": summary,
+            "subjects": subjects,
         },  # fmt: skip
     )
     ms, pool = summary["mean_std"], summary["pooled"]
+    lo, hi = pool["accuracy_interval"]
     lines = [
         f"# {model} on {dataset} ({len(rows)} folds{f' of {folds_dir}' if folds_dir else ''})",
         "",
@@ -114,11 +130,14 @@ def write_results(
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms[m] else "n/a" for m in REPORTED
         )
         + " |",
-        f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} | {pool['auc']:.3f} | |",
+        f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
+        f"{pool['auc']:.3f} | |",
         "",
         _capitalized(what_validation_chose(threshold_rule, model))
         + "; each test fold read once. std: population standard deviation over the folds. "
-        "Pooled: all test videos together, each at its own fold's threshold.",
+        "Pooled: all test videos together, each at its own fold's threshold; in brackets its 95% "
+        f"interval by bootstrap over the {pool['subjects']} subjects (a subject's videos drawn "
+        "together).",
     ]
     where = {
         "auc": "whose test part has both classes",

@@ -1,0 +1,44 @@
+"""Subject-level bootstrap intervals and sign-flip p-values (training/significance.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.significance import bootstrap_interval, per_subject, sign_flip_p
+
+
+def test_per_subject_sums_and_counts():
+    values = {"a": 1, "b": 0, "c": 1, "d": -1}
+    sums, counts = per_subject(values, {"a": "s2", "b": "s2", "c": "s1", "d": "s3"})
+    assert sums.tolist() == [1, 1, -1] and counts.tolist() == [1, 2, 1]  # s1, s2, s3
+
+
+def test_a_subject_is_drawn_whole():
+    """The same 80% accuracy is far less certain from 20 subjects of 10 videos each, all right or
+    all wrong, than from 200 subjects of one video: resampling videos would not see it."""
+    clustered = bootstrap_interval(np.array([10.0] * 16 + [0.0] * 4), np.full(20, 10.0))
+    spread = bootstrap_interval(np.array([1.0] * 160 + [0.0] * 40), np.ones(200))
+    for lo, hi in (clustered, spread):
+        assert lo < 0.8 < hi
+    assert clustered[1] - clustered[0] > 2 * (spread[1] - spread[0])
+    # about the binomial 95% half-width with 20 and 200 draws
+    assert spread[1] - spread[0] == pytest.approx(2 * 1.96 * np.sqrt(0.8 * 0.2 / 200), rel=0.1)
+    assert clustered[1] - clustered[0] == pytest.approx(2 * 1.96 * np.sqrt(0.16 / 20), rel=0.15)
+
+
+def test_intervals_and_p_values_are_reproducible():
+    rng = np.random.default_rng(5)
+    d, n = rng.integers(-2, 3, 30).astype(float), np.full(30, 4.0)
+    assert bootstrap_interval(d, n) == bootstrap_interval(d, n)
+    assert sign_flip_p(d) == sign_flip_p(d)
+
+
+def test_sign_flip_p_counts_subjects_not_videos():
+    # five videos better, all of one subject: either sign is as extreme, no evidence
+    assert sign_flip_p(np.array([5.0, 0.0, 0.0, 0.0])) == 1.0
+    # five videos better, one per subject: both all-equal signs of 2^5 are as extreme
+    assert sign_flip_p(np.ones(5)) == pytest.approx(2 / 32, abs=0.01)
+    # twenty subjects better: far beyond chance (never 0: the observed flip counts)
+    assert 0 < sign_flip_p(np.ones(20)) < 0.001
+    assert sign_flip_p(np.zeros(6)) == 1.0  # no difference at all
