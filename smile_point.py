@@ -48,7 +48,7 @@ from training.cross_validation import (
 )
 from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
-from training.report import write_results
+from training.report import brackets, write_results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -290,15 +290,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg.model.name,
             results,
             cfg.train.threshold,
-            {name: v.subject for name, v in dataset.videos.items()},
-            str(folds_dir),
+            subjects={name: v.subject for name, v in dataset.videos.items()},
+            folds_dir=str(folds_dir),
         )
         acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
         print(
             f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "
-            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f}, 95% interval by subject "
-            f"{pool['accuracy_interval'][0]:.3f}-{pool['accuracy_interval'][1]:.3f}; "
-            f"AUC {pool['auc']:.3f}); "
+            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f} "
+            f"{brackets(pool['accuracy_interval'])}, AUC {pool['auc']:.3f}); "
             f"table in {Path(cfg.out) / 'results.md'}"
         )
     return 0

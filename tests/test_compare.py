@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data.io import atomic_write_json
 from training.compare import load_run, main, paired
 from training.metrics import classification_metrics
 from training.report import write_results
+from training.significance import bootstrap_interval
 
 
 def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d")):
@@ -26,7 +28,7 @@ def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", 
         results[k] = {**classification_metrics(labels, p), "best_epoch": 3, "videos": videos}
         subjects |= dict(zip(videos, [f"p{k}", f"p{k}", f"q{k}", f"q{k}"], strict=True))
         atomic_write_json(root / f"fold_{k:02d}" / "test.json", results[k])
-    write_results(root, "demo", model, results, "fixed", subjects)
+    write_results(root, "demo", model, results, "fixed", subjects=subjects)
     return root
 
 
@@ -47,9 +49,8 @@ def test_rows_and_paired_differences(tmp_path, capsys):
     assert rows[2].endswith("| (first) | (first) | (first) |")
     assert "| -0.125 +- 0.375 |" in rows[3]
     # pooled: a1 and d1 wrong, a2 right -> subjects p1 -1, q1 -1, p2 +1, q2 0: -1 of 8 videos;
-    # flipping the signs of three odd differences never sums to 0: p = 1
-    cell = rows[3].split(" | ")[-1]
-    assert cell.startswith("-0.125 [") and cell.endswith("], p 1.00 |")
+    # flipping the signs of three odd differences never sums to 0: p = 1; 4 subjects: no interval
+    assert rows[3].endswith("| -0.125 [n/a], p 1.000 |")
     assert rows[4].endswith("| other folds | other folds | other folds |")
 
 
@@ -90,3 +91,64 @@ def test_a_run_of_an_earlier_version_has_no_subjects(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[3].endswith("| -0.250 +- 0.000 | +0.000 +- 0.000 | n/a (no subjects) |")
     assert f"{first}, {old}: results.json without subjects" in out[-1]
+
+
+RIGHT = [0.1, 0.9, 0.2, 0.8]  # labels 0, 1, 0, 1: every call right
+
+
+def test_pooled_difference_by_subject(tmp_path, capsys):
+    """Six folds, twelve subjects: the other run misses the spontaneous video (b<k>) of subject
+    p<k> in every fold: -6 of 24 videos; only the two equal-sign patterns of the six -1s reach
+    |6|: p = 2/64 exactly (2^12 patterns)."""
+    first = fake_run(tmp_path / "a", "deepmarkernet", dict.fromkeys(range(1, 7), RIGHT))
+    other = fake_run(
+        tmp_path / "b", "meshsmilenet", dict.fromkeys(range(1, 7), [0.1, 0.4, 0.2, 0.8])
+    )
+    assert main([str(first), str(other)]) == 0
+    sums = np.array([-1.0] * 6 + [0.0] * 6)  # p1..p6, q1..q6
+    lo, hi = bootstrap_interval(sums, np.full(12, 2.0))
+    assert lo < -0.25 < hi < 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[3]
+        .endswith(f"| -0.250 [{lo:+.3f}, {hi:+.3f}], p 0.031 |")
+    )
+    # twenty subjects each one video better: p far below 0.001 (from 10,000 random patterns)
+    first = fake_run(
+        tmp_path / "c", "deepmarkernet", dict.fromkeys(range(1, 11), [0.6, 0.9, 0.6, 0.8])
+    )
+    other = fake_run(tmp_path / "d", "meshsmilenet", dict.fromkeys(range(1, 11), RIGHT))
+    assert main([str(first), str(other)]) == 0
+    assert capsys.readouterr().out.splitlines()[3].endswith(", p < 0.001 |")
+
+
+def test_subjects_must_agree_and_one_run_with_them_is_enough(tmp_path, capsys):
+    first = fake_run(tmp_path / "a", "deepmarkernet", {1: RIGHT})
+    other = fake_run(tmp_path / "b", "meshsmilenet", {1: [0.6, 0.9, 0.2, 0.8]})
+    table = json.loads((other / "results.json").read_text())
+    table["subjects"]["a1"] = "q1"  # the other run puts a1 with another subject
+    (other / "results.json").write_text(json.dumps(table))
+    assert main([str(first), str(other)]) == 0
+    assert capsys.readouterr().out.splitlines()[3].endswith("| n/a (subjects differ) |")
+    del table["subjects"]  # a run of an earlier version: the first run's subjects serve both
+    (other / "results.json").write_text(json.dumps(table))
+    assert main([str(first), str(other)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3].endswith("| -0.250 [n/a], p 1.000 |") and len(out) == 4  # no note
+
+
+def test_only_the_folds_results_json_lists_are_read(tmp_path, capsys):
+    """A fold run after the table was written (fold_03 here) is not part of that table; a listed
+    fold whose test.json is gone is named."""
+    run = fake_run(tmp_path / "a", "deepmarkernet", {1: RIGHT, 2: RIGHT})
+    (run / "fold_02").rename(run / "fold_03")
+    assert main([str(run)]) == 2
+    assert f"{run / 'fold_02' / 'test.json'}: listed in results.json but missing" in (
+        capsys.readouterr().err
+    )
+    (run / "fold_03").rename(run / "fold_02")
+    later = fake_run(tmp_path / "b", "deepmarkernet", {3: RIGHT}) / "fold_03"
+    later.rename(run / "fold_03")  # its videos have no subject in the table: not read
+    assert load_run(run)["folds"].keys() == {1, 2}
+    assert main([str(run), str(run)]) == 0
+    assert "| 2 | 1.000 +- 0.000 |" in capsys.readouterr().out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from training.significance import bootstrap_interval, per_subject, sign_flip_p
+from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject, sign_flip_p
 
 
 def test_per_subject_sums_and_counts():
@@ -27,18 +29,31 @@ def test_a_subject_is_drawn_whole():
     assert clustered[1] - clustered[0] == pytest.approx(2 * 1.96 * np.sqrt(0.16 / 20), rel=0.15)
 
 
-def test_intervals_and_p_values_are_reproducible():
-    rng = np.random.default_rng(5)
-    d, n = rng.integers(-2, 3, 30).astype(float), np.full(30, 4.0)
-    assert bootstrap_interval(d, n) == bootstrap_interval(d, n)
-    assert sign_flip_p(d) == sign_flip_p(d)
+def test_too_few_subjects_get_no_interval():
+    assert bootstrap_interval(np.array([3.0]), np.array([4.0])) is None  # one subject
+    assert bootstrap_interval(np.ones(MIN_SUBJECTS - 1), np.full(MIN_SUBJECTS - 1, 2.0)) is None
+    assert bootstrap_interval(np.ones(MIN_SUBJECTS), np.full(MIN_SUBJECTS, 2.0)) == (0.5, 0.5)
+
+
+def exact_p(diffs: np.ndarray) -> float:
+    """The sign-flip p-value over all 2^S patterns, written out."""
+    sums = [abs(np.dot(signs, diffs)) for signs in itertools.product((-1, 1), repeat=len(diffs))]
+    return float(np.mean(np.array(sums) >= abs(diffs.sum()) - 1e-9))
+
+
+def test_sign_flip_p_is_exact_for_few_subjects_and_close_for_many():
+    d = np.array([2.0, -1.0, 1.0, 1.0, 0.0, 3.0, -1.0])
+    assert sign_flip_p(d) == exact_p(d)  # 2^7 patterns: enumerated
+    d = np.random.default_rng(5).integers(-2, 4, 15).astype(float)  # 2^15 > 10,000: sampled
+    assert sign_flip_p(d) == pytest.approx(exact_p(d), abs=0.01)
+    assert sign_flip_p(d) == sign_flip_p(d)  # a fixed seed
 
 
 def test_sign_flip_p_counts_subjects_not_videos():
     # five videos better, all of one subject: either sign is as extreme, no evidence
     assert sign_flip_p(np.array([5.0, 0.0, 0.0, 0.0])) == 1.0
     # five videos better, one per subject: both all-equal signs of 2^5 are as extreme
-    assert sign_flip_p(np.ones(5)) == pytest.approx(2 / 32, abs=0.01)
-    # twenty subjects better: far beyond chance (never 0: the observed flip counts)
-    assert 0 < sign_flip_p(np.ones(20)) < 0.001
+    assert sign_flip_p(np.ones(5)) == 2 / 32
+    # twenty subjects better: far beyond chance (never 0: the observed pattern counts)
+    assert sign_flip_p(np.ones(20)) == 1 / 10_001
     assert sign_flip_p(np.zeros(6)) == 1.0  # no difference at all

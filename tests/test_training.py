@@ -28,6 +28,7 @@ from training.loop import (
     resolve_device,
 )
 from training.report import write_results
+from training.significance import bootstrap_interval
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,11 +50,11 @@ def test_fold_all_writes_every_output(tmp_path, demo_root):
     assert results["subjects"] == {n: v.subject for n, v in dataset.videos.items()}
     n_subjects = len(set(results["subjects"].values()))
     assert results["summary"]["pooled"]["subjects"] == n_subjects
-    lo, hi = results["summary"]["pooled"]["accuracy_interval"]
-    assert lo <= results["summary"]["pooled"]["accuracy"] <= hi
+    assert results["summary"]["pooled"]["accuracy_interval"] is None  # 6 subjects: too few
     table = (out / "results.md").read_text()
     assert "mean +- std" in table and "pooled" in table
     assert f"95% interval by bootstrap over the {n_subjects} subjects" in table
+    assert f"{results['summary']['pooled']['accuracy']:.3f} [n/a] |" in table
     all_test = set()
     for k in (1, 2, 3):
         fold = out / f"fold_{k:02d}"
@@ -316,26 +317,34 @@ def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
     [("val", "Epoch and threshold chosen"), ("fixed", "Threshold fixed at 0.5, epoch chosen")],
 )
 def test_results_table_names_the_threshold_rule(tmp_path, rule, footer):
-    videos = {
-        "a": {"label": 1, "probability": 0.7},
-        "b": {"label": 0, "probability": 0.6},
-        "c": {"label": 0, "probability": 0.2},
-    }
-    fold = dict(n=3, best_epoch=4, threshold=0.5, accuracy=2 / 3, auc=1.0, f1=0.8, videos=videos)
-    subjects = {"a": "s1", "b": "s1", "c": "s2"}
-    summary = write_results(tmp_path, "demo", "deepmarkernet", {1: fold, 2: fold}, rule, subjects)
-    # s1: 1 of 2 right, s2: 1 of 1; drawing 2 subjects gives 2/4, 2/3 or 2/2 (p 0.25, 0.5, 0.25)
+    def fold(k):
+        videos = {
+            f"a{k}": {"label": 1, "probability": 0.7},
+            f"b{k}": {"label": 0, "probability": 0.6},
+            f"c{k}": {"label": 0, "probability": 0.2},
+        }
+        metrics = dict(n=3, best_epoch=4, threshold=0.5, accuracy=2 / 3, auc=1.0, f1=0.8)
+        return {**metrics, "videos": videos}
+
+    folds = {k: fold(k) for k in range(1, 6)}
+    # fold k: subject s<k> with a<k> (right) and b<k> (wrong), subject t<k> with c<k> (right)
+    subjects = {f"{x}{k}": f"{'t' if x == 'c' else 's'}{k}" for k in folds for x in "abc"}
+    summary = write_results(tmp_path, "demo", "deepmarkernet", folds, rule, subjects=subjects)
+    lo, hi = bootstrap_interval(np.array([1.0] * 10), np.array([2.0] * 5 + [1.0] * 5))
+    assert lo < 2 / 3 < hi
     assert summary["pooled"] == {
         "accuracy": pytest.approx(2 / 3),
-        "accuracy_interval": (0.5, 1.0),
-        "subjects": 2,
+        "accuracy_interval": (lo, hi),
+        "subjects": 10,
         "auc": 1.0,
-        "n": 6,
+        "n": 15,
     }
     table = (tmp_path / "results.md").read_text()
     assert footer in table
-    assert "| **pooled** | 6 | | | 0.667 [0.500, 1.000] | 1.000 | |" in table
+    assert f"| **pooled** | 15 | | | 0.667 [{lo:.3f}, {hi:.3f}] | 1.000 | |" in table
     assert "| 1 | 3 | 4 | 0.500 | 0.667 | 1.000 | 0.800 |" in table
+    with pytest.raises(ValueError, match="a1: tested in two folds \\(1 and 2\\)"):
+        write_results(tmp_path, "demo", "x", {1: fold(1), 2: fold(1)}, rule, subjects=subjects)
 
 
 def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
@@ -348,9 +357,8 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
             n=2, best_epoch=3, threshold=0.5, accuracy=1.0, auc=math.nan, f1=math.nan, videos=posed
         ),
     }
-    summary = write_results(
-        tmp_path, "demo", "deepmarkernet", rows, "fixed", {"a": "p", "b": "p", "c": "q", "d": "q"}
-    )
+    subjects = {"a": "p", "b": "p", "c": "q", "d": "q"}
+    summary = write_results(tmp_path, "demo", "deepmarkernet", rows, "fixed", subjects=subjects)
     assert summary["mean_std"]["f1"] == {"mean": 1.0, "std": 0.0, "folds": 1}
     table = (tmp_path / "results.md").read_text()
     assert "F1 mean over the 1 folds with a spontaneous video" in table

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 from data.io import read_json
-from training.report import REPORTED, correct_calls
+from training.report import REPORTED, brackets, correct_calls
 from training.significance import bootstrap_interval, per_subject, sign_flip_p
 
 
 def load_run(path: Path) -> dict:
     """{"name", "model", "dataset", "summary", "subjects" (video -> subject; None in a run of
-    an earlier version), "folds": {fold: test.json content}}."""
+    an earlier version), "folds": {fold: test.json content}} of the folds results.json lists."""
     results = path / "results.json"
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder (give smile_point.py's --out)")
@@ -37,11 +37,15 @@ def load_run(path: Path) -> dict:
             f"{path}: no results.json; finish the run (smile_point.py --fold all --resume)"
         )
     table = read_json(results, "rewrite it: smile_point.py --fold all --resume")
-    folds = {
-        int(d.name.split("_")[1]): read_json(d / "test.json", "delete that fold folder, --resume")
-        for d in sorted(path.glob("fold_*"))
-        if (d / "test.json").is_file()
-    }
+    folds = {}
+    for k in sorted(int(r["fold"]) for r in table["folds"]):
+        test = path / f"fold_{k:02d}" / "test.json"
+        if not test.is_file():
+            raise FileNotFoundError(
+                f"{test}: listed in results.json but missing; rerun the run's --fold all command "
+                "with --resume"
+            )
+        folds[k] = read_json(test, "delete that fold folder, --resume")
     return {
         "name": str(path),
         "model": table["model"],
@@ -54,6 +58,8 @@ def load_run(path: Path) -> dict:
 
 #: The metrics whose paired differences the table shows.
 PAIRED = ("accuracy", "auc")
+#: The pooled difference's cell where neither run keeps its videos' subjects.
+NO_SUBJECTS = "n/a (no subjects)"
 
 
 def same_videos(run: dict, first: dict) -> bool:
@@ -81,17 +87,23 @@ def paired(run: dict, first: dict) -> dict[str, str]:
 
 
 def pooled_difference(run: dict, first: dict) -> str:
-    """Pooled accuracy of run - first, its 95% interval and p-value by subject; "n/a" for a run
-    without subjects (an earlier version), "other folds" when the videos differ."""
+    """Pooled accuracy of run - first, its 95% interval and p-value by subject; the reason where
+    there are none: other folds, neither run with subjects (runs of an earlier version), or
+    runs that give a video two subjects (or none)."""
     if not same_videos(run, first):
         return "other folds"
-    subjects = first["subjects"] or run["subjects"]
-    if subjects is None:
-        return "n/a (no subjects)"
     a, b = correct_calls(first["folds"]), correct_calls(run["folds"])
-    sums, counts = per_subject({v: int(b[v]) - int(a[v]) for v in a}, subjects)
-    lo, hi = bootstrap_interval(sums, counts)
-    return f"{sums.sum() / counts.sum():+.3f} [{lo:+.3f}, {hi:+.3f}], p {sign_flip_p(sums):.2f}"
+    maps = [r["subjects"] for r in (first, run) if r["subjects"] is not None]
+    if not maps:
+        return NO_SUBJECTS
+    if any(v not in m or m[v] != maps[0][v] for m in maps for v in a):
+        return "n/a (subjects differ)"  # or one is missing: results.json of other folds
+    sums, counts = per_subject({v: b[v] - a[v] for v in a}, maps[0])
+    p = sign_flip_p(sums)
+    return (
+        f"{sums.sum() / counts.sum():+.3f} {brackets(bootstrap_interval(sums, counts), '+')}, "
+        + ("p < 0.001" if p < 0.001 else f"p {p:.3f}")
+    )
 
 
 def compare_table(runs: list[dict]) -> str:
@@ -107,14 +119,14 @@ def compare_table(runs: list[dict]) -> str:
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms.get(m) else "n/a" for m in REPORTED
         ]
         diff = paired(run, runs[0]) if i else {}
-        first = (
+        to_first = (
             [diff.get(m, "other folds") for m in PAIRED] + [pooled_difference(run, runs[0])]
             if i
             else ["(first)"] * 3
         )
         lines.append(
             f"| {run['name']} | {run['model']} | {run['dataset']} | {len(run['folds'])} | "
-            + " | ".join(cells + first)
+            + " | ".join(cells + to_first)
             + " |"
         )
     return "\n".join(lines)
@@ -131,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(compare_table(runs))
+    table = compare_table(runs)
+    print(table)
     old = [run["name"] for run in runs if run["subjects"] is None]
-    if old and len(runs) > 1:
+    if NO_SUBJECTS in table:
         print(
             f"{', '.join(old)}: results.json without subjects (an earlier version); rerun the "
             "run's smile_point.py --fold all command with --resume to add them (finished folds "

@@ -11,7 +11,7 @@ import numpy as np
 from data.io import atomic_write_json, atomic_write_text
 from models.config import BASELINE
 from training.metrics import auc
-from training.significance import bootstrap_interval, per_subject
+from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject
 
 REPORTED = ("accuracy", "auc", "f1")
 
@@ -44,20 +44,31 @@ def mean_std(rows: list[dict]) -> dict:
     return out
 
 
-def correct_calls(results: dict[int, dict]) -> dict[str, bool]:
-    """Per test video of every fold: whether its call (at its fold's threshold) is right."""
+def test_videos(results: dict[int, dict]) -> dict[str, dict]:
+    """The test videos of every fold: name -> its test.json entry (label, probability) with its
+    fold's ``threshold``. A name tested in two folds is refused (the test parts are disjoint)."""
+    out: dict[str, dict] = {}
+    for k, r in sorted(results.items()):
+        for name, v in r["videos"].items():
+            if name in out:
+                raise ValueError(f"{name}: tested in two folds ({out[name]['fold']} and {k})")
+            out[name] = {**v, "threshold": r["threshold"], "fold": k}
+    return out
+
+
+def correct_calls(results: dict[int, dict]) -> dict[str, int]:
+    """Per test video of every fold: 1 if its call (at its fold's threshold) is right, else 0."""
     return {
-        name: (v["probability"] >= r["threshold"]) == bool(v["label"])
-        for r in results.values()
-        for name, v in r["videos"].items()
+        name: int((v["probability"] >= v["threshold"]) == bool(v["label"]))
+        for name, v in test_videos(results).items()
     }
 
 
 def pooled(results: dict[int, dict], subjects: dict[str, str]) -> dict:
     """Accuracy over all test videos (each at its fold's threshold) with its 95% interval by
-    subject bootstrap (``subjects``: video -> subject), and the AUC of the pooled probabilities
-    (models of different folds: a rough figure)."""
-    videos = [v for r in results.values() for v in r["videos"].values()]
+    subject bootstrap (``subjects``: video -> subject; None with too few subjects), and the AUC of
+    the pooled probabilities (models of different folds: a rough figure)."""
+    videos = test_videos(results).values()
     labels, probs = (np.array([v[key] for v in videos]) for key in ("label", "probability"))
     sums, counts = per_subject(correct_calls(results), subjects)
     return {
@@ -88,6 +99,7 @@ def write_results(
     model: str,
     results: dict[int, dict],
     threshold_rule: str,
+    *,
     subjects: dict[str, str],
     folds_dir: str | None = None,
 ) -> dict:
@@ -113,7 +125,7 @@ def write_results(
         },  # fmt: skip
     )
     ms, pool = summary["mean_std"], summary["pooled"]
-    lo, hi = pool["accuracy_interval"]
+    interval = pool["accuracy_interval"]
     lines = [
         f"# {model} on {dataset} ({len(rows)} folds{f' of {folds_dir}' if folds_dir else ''})",
         "",
@@ -130,14 +142,14 @@ def write_results(
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms[m] else "n/a" for m in REPORTED
         )
         + " |",
-        f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
+        f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} {brackets(interval)} | "
         f"{pool['auc']:.3f} | |",
         "",
         _capitalized(what_validation_chose(threshold_rule, model))
         + "; each test fold read once. std: population standard deviation over the folds. "
         "Pooled: all test videos together, each at its own fold's threshold; in brackets its 95% "
         f"interval by bootstrap over the {pool['subjects']} subjects (a subject's videos drawn "
-        "together).",
+        f"together; none below {MIN_SUBJECTS} subjects).",
     ]
     where = {
         "auc": "whose test part has both classes",
@@ -153,3 +165,12 @@ def write_results(
 def _capitalized(text: str) -> str:
     """First letter upper case, the rest as it is (str.capitalize lowers "C")."""
     return text[:1].upper() + text[1:]
+
+
+def brackets(interval: tuple[float, float] | None, sign: str = "") -> str:
+    """``[lo, hi]`` of a 95% interval, or ``[n/a]`` where there is none (too few subjects);
+    ``sign="+"`` prints the signs of a difference."""
+    if interval is None:
+        return "[n/a]"
+    lo, hi = interval
+    return f"[{lo:{sign}.3f}, {hi:{sign}.3f}]"

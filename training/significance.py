@@ -3,7 +3,7 @@
 Videos of one subject share a face and a session, so they are not independent draws: resampling
 or permuting single videos overstates the precision (UvA-NEMO has ~3 videos per subject, the demo
 ~6). Here whole subjects are drawn (bootstrap) or swapped between two runs (permutation).
-Fixed seeds: the same run gives the same interval.
+Fixed seeds: the same run gives the same figures.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import numpy as np
 
 RESAMPLES = 10_000
 SEED = 0
+#: Fewer subjects than this get no bootstrap interval: a percentile interval over so few clusters
+#: covers less than it claims (and one subject gives a zero-width one).
+MIN_SUBJECTS = 10
 
 
-def per_subject(
-    values: dict[str, float], subjects: dict[str, str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of ``values`` (video -> value) and video count per subject: two (S,) arrays.
+def per_subject(values: dict[str, int], subjects: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``values`` (video -> count: 1 right call, or a difference of two runs' calls) and
+    video count per subject: two (S,) arrays.
 
     ``subjects``: video -> subject, for every video of ``values``.
     """
@@ -32,12 +34,15 @@ def per_subject(
 
 def bootstrap_interval(
     sums: np.ndarray, counts: np.ndarray, level: float = 0.95, seed: int = SEED
-) -> tuple[float, float]:
-    """Percentile interval of sum(sums) / sum(counts) over subjects drawn with replacement.
+) -> tuple[float, float] | None:
+    """Percentile interval of sum(sums) / sum(counts) over subjects drawn with replacement;
+    None with fewer than :data:`MIN_SUBJECTS` subjects.
 
-    sums, counts: (S,) per subject (correct calls, or differences of two runs' correct calls, and
+    sums, counts: (S,) per subject (right calls, or differences of two runs' right calls, and
     videos).
     """
+    if len(sums) < MIN_SUBJECTS:
+        return None
     rng = np.random.default_rng(seed)
     draw = rng.integers(0, len(sums), (RESAMPLES, len(sums)))  # (r, S) subject indices
     ratio = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
@@ -47,11 +52,16 @@ def bootstrap_interval(
 
 def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
     """Two-sided p-value of "no difference between two runs" from per-subject differences (S,)
-    (run B's correct calls minus run A's): each subject's two sets of calls are swapped at
-    random, i.e. its difference's sign flipped; p = share of flips at least as far from 0 as
-    observed, counting the observed one (never 0)."""
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), (RESAMPLES, len(diffs)))  # (r, S)
-    observed = abs(diffs.sum())
-    extreme = np.abs(signs @ diffs) >= observed - 1e-9
-    return float((1 + extreme.sum()) / (RESAMPLES + 1))
+    (run B's right calls minus run A's): each subject's two sets of calls are swapped at random,
+    i.e. its difference's sign flipped; p = share of sign patterns whose sum lies at least as far
+    from 0 as the observed one, which counts itself (never 0). Exact over all 2^S patterns where
+    they are at most :data:`RESAMPLES`, else from that many random ones."""
+    s = len(diffs)
+    if 2**s <= RESAMPLES:
+        bits = (np.arange(2**s)[:, None] >> np.arange(s)) & 1  # (2^S, S): every pattern
+        signs = 1.0 - 2.0 * bits
+    else:
+        signs = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), (RESAMPLES, s))
+        signs = np.vstack([np.ones(s), signs])  # the observed pattern counts itself
+    extreme = np.abs(signs @ diffs) >= abs(diffs.sum()) - 1e-9  # differences are whole calls
+    return float(extreme.mean())
