@@ -44,7 +44,7 @@ def mean_std(rows: list[dict]) -> dict:
     return out
 
 
-def test_videos(results: dict[int, dict]) -> dict[str, dict]:
+def tested_videos(results: dict[int, dict]) -> dict[str, dict]:
     """The test videos of every fold: name -> its test.json entry (label, probability) with its
     fold's ``threshold``. A name tested in two folds is refused (the test parts are disjoint)."""
     out: dict[str, dict] = {}
@@ -60,7 +60,7 @@ def correct_calls(results: dict[int, dict]) -> dict[str, int]:
     """Per test video of every fold: 1 if its call (at its fold's threshold) is right, else 0."""
     return {
         name: int((v["probability"] >= v["threshold"]) == bool(v["label"]))
-        for name, v in test_videos(results).items()
+        for name, v in tested_videos(results).items()
     }
 
 
@@ -68,7 +68,7 @@ def pooled(results: dict[int, dict], subjects: dict[str, str]) -> dict:
     """Accuracy over all test videos (each at its fold's threshold) with its 95% interval by
     subject bootstrap (``subjects``: video -> subject; None with too few subjects), and the AUC of
     the pooled probabilities (models of different folds: a rough figure)."""
-    videos = test_videos(results).values()
+    videos = tested_videos(results).values()
     labels, probs = (np.array([v[key] for v in videos]) for key in ("label", "probability"))
     sums, counts = per_subject(correct_calls(results), subjects)
     return {
