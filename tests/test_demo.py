@@ -270,6 +270,9 @@ def test_ceiling_reported(demo_set):
     assert 0.6 < info["bayes_rule_accuracy_on_this_set"] <= 1.0
     rule, n = info["bayes_rule_accuracy_on_this_set"], info["videos"]
     assert f"{rule:.3f}" == f"{round(rule * n) / n:.3f}"  # printed as the exact fraction rounds
+    lo, hi = info["bayes_rule_interval_on_this_set"]  # 16 subjects: an interval by subject
+    assert lo <= rule <= hi and hi - lo > 0.05
+    assert f"Bayes rule on this set {rule:.3f} [{lo:.3f}, {hi:.3f}]" in stdout
     assert info["counts"]["posed"] + info["counts"]["spontaneous"] == info["videos"]
     stats = info["landmark_statistics"]
     assert stats["posed"]["rise_time_s"]["mean"] < stats["spontaneous"]["rise_time_s"]["mean"]
