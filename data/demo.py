@@ -244,7 +244,7 @@ def generate(
         "counts": {CLASS_NAMES[c]: int((y == c).sum()) for c in CLASS_NAMES},
         "bayes_ceiling": round(bayes_ceiling(params, np.random.default_rng([seed, 10**6])), 4),
         # counts over this set: 6 decimals, so that 3 printed ones round as the exact fraction
-        "bayes_rule_accuracy_on_this_set": round(float(((post > 0.5) == y).mean()), 6),
+        "bayes_rule_accuracy_on_this_set": round(float(np.mean(list(rule_right.values()))), 6),
         "bayes_rule_interval_on_this_set": bootstrap_interval(*per_subject(rule_right, subject_of)),
         "latent_classifier_cv_accuracy": round(
             cv_accuracy(sufficient_statistics(lat, params), y, names, fold_list, 1.0), 6

@@ -111,7 +111,7 @@ def write_results(
     is another table).
     """
     rows = fold_rows(results)
-    subjects = {n: subjects[n] for n in sorted(correct_calls(results))}  # the tested videos'
+    subjects = {n: subjects[n] for n in sorted(tested_videos(results))}
     summary = {"mean_std": mean_std(rows), "pooled": pooled(results, subjects)}
     atomic_write_json(
         out / "results.json",
