@@ -51,7 +51,10 @@ def timed(fn):
 
 def clips_per_second(dataset, names, cfg, workers: int, batch_size: int, n_batches: int) -> float:
     clips = TrainClips(
-        dataset, names, cfg, augment=build_augment(AugmentConfig(), dataset.n_landmarks)
+        dataset,
+        names,
+        cfg,
+        augment=build_augment(AugmentConfig(), dataset.n_landmarks, cfg.normalize),
     )
     if len(clips) < batch_size:  # drop_last would leave no batch
         raise SystemExit(f"--batch-size {batch_size}: more than the {len(clips)} training clips")

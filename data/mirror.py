@@ -56,9 +56,10 @@ def mirror_permutation(n_landmarks: int) -> np.ndarray:
     return perm
 
 
-def mirror_landmarks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """Mirror (..., V, 3) left-right: x -> 2 c - x about c, the mean x of all points, and swap
-    left/right points with ``perm``. y and z unchanged."""
+def mirror_landmarks(x: np.ndarray, perm: np.ndarray, center: float | None = None) -> np.ndarray:
+    """Mirror (..., V, 3) left-right: x -> 2 c - x about c (``center``; None: the mean x of all
+    points), and swap left/right points with ``perm``. y and z unchanged."""
     out = np.array(x[..., perm, :], dtype=np.float32)
-    out[..., 0] = 2 * out[..., 0].mean() - out[..., 0]
+    c = out[..., 0].mean() if center is None else center
+    out[..., 0] = 2 * c - out[..., 0]
     return out

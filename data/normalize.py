@@ -102,6 +102,18 @@ def fit_normalization(
     return NormParams(method, center=center, scale=scale, rotation=rotation)
 
 
+def mirror_center(method: str) -> float | None:
+    """The x, in ``method``'s units, about which a normalised clip must be mirrored to equal the
+    normalised mirror image of its video: 0 for the face-centred methods (their origin is the eye
+    midpoint, their x axis the image's or the eye axis), the frame's centre line for ``minmax``;
+    None for ``none`` (pixels of an unknown frame width: the clip's mean x stands in)."""
+    if method == "none":
+        return None
+    if method == "minmax":
+        return float((0.5 - PUBLISHED_MIN[0]) / (PUBLISHED_MAX[0] - PUBLISHED_MIN[0]))
+    return 0.0
+
+
 def _per_frame(x: np.ndarray) -> np.ndarray:
     """``face_frame``: every frame centred, scaled and rotated on its own. (t, V, 3) float32."""
     right, left, mouth = face_points(x)

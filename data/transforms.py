@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.mirror import mirror_landmarks, mirror_permutation
+from data.normalize import mirror_center
 from data.pose import rotation_matrix
 
 
@@ -59,15 +60,18 @@ class RandomTranslation:
 
 @dataclass(frozen=True)
 class RandomMirror:
-    """Horizontal mirror with probability ``p``: x flipped about the clip's mean x and left/right
-    points swapped with the mesh's permutation ``perm`` (see data/mirror.py)."""
+    """Horizontal mirror with probability ``p``: x flipped about ``center`` (the normalisation's
+    :func:`~data.normalize.mirror_center`, so that the clip becomes that of the video's mirror
+    image, the one its mirrored D-Marker targets describe; None: the clip's mean x) and
+    left/right points swapped with the mesh's permutation ``perm`` (see data/mirror.py)."""
 
     perm: np.ndarray = field(repr=False)
     p: float = 0.5
+    center: float | None = None
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.p:
-            return mirror_landmarks(x, self.perm)
+            return mirror_landmarks(x, self.perm, self.center)
         return x
 
 
@@ -116,12 +120,13 @@ class AugmentConfig:
     mirror: float = 0.5  # probability
 
 
-def build_augment(cfg: AugmentConfig, n_landmarks: int) -> Augment:
-    """The :class:`Augment` of a config for a landmark count (mirror order: mirror, rotate,
-    scale, translate)."""
+def build_augment(cfg: AugmentConfig, n_landmarks: int, normalize: str) -> Augment:
+    """The :class:`Augment` of a config for a landmark count and the clips' normalisation
+    (order: mirror, rotate, scale, translate)."""
     parts = []
     if cfg.mirror > 0:
-        parts.append(RandomMirror(mirror_permutation(n_landmarks), cfg.mirror))
+        perm = mirror_permutation(n_landmarks)
+        parts.append(RandomMirror(perm, cfg.mirror, mirror_center(normalize)))
     if cfg.rotate_degrees > 0:
         parts.append(RandomRotation(cfg.rotate_degrees))
     if cfg.scale > 0:

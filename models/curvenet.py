@@ -92,9 +92,8 @@ def geometry(xyz: Tensor, k: int, points: Tensor | None = None) -> Geometry:
     graph = knn_graph(xyz, k)
     points = (xyz if points is None else points).reshape(n * v, c)
     nbrs = graph[:, :k]
-    with torch.no_grad():
-        in_degree = torch.bincount(nbrs.reshape(-1), minlength=n * v).to(points.dtype)
-        nbr_sum = points[nbrs].sum(1)
+    in_degree = torch.bincount(nbrs.reshape(-1), minlength=n * v).to(points.dtype)
+    nbr_sum = points[nbrs].sum(1)  # differentiable: the edge BatchNorm's variance depends on it
     return Geometry(points, nbrs, nbr_sum, in_degree.unsqueeze(1), graph[:, 1:], v)
 
 

@@ -93,7 +93,7 @@ def test_train_clips_deterministic_and_resumable(tmp_path):
     ds = open_dataset("folder", tmp_path)
     names = sorted(ds.videos)
     cfg = ClipConfig(window=8)
-    aug = build_augment(AugmentConfig(), ds.n_landmarks)
+    aug = build_augment(AugmentConfig(), ds.n_landmarks, cfg.normalize)
     a = TrainClips(ds, names, cfg, augment=aug, seed=3)
     b = TrainClips(ds, names, cfg, augment=aug, seed=3)
     a.set_epoch(7)

@@ -226,7 +226,9 @@ def direct_lpfa(mod: LPFA, geo, x=None):
 @pytest.mark.parametrize("training", [True, False])
 def test_lpfa_equals_the_direct_edge_computation(point_dim, training):
     torch.manual_seed(0)
-    geo = geometry(torch.randn(3, 30, 3), 6)
+    xyz = torch.randn(3, 30, 3)
+    points = (xyz * 1.5).requires_grad_()  # what an input norm gives: coordinates with a gradient
+    geo = geometry(xyz, 6, points)
     ours = LPFA(in_channels=3, out_dim=6, point_dim=point_dim)
     with torch.no_grad():
         for bn in (m for m in ours.modules() if isinstance(m, _BatchNorm)):
@@ -245,9 +247,10 @@ def test_lpfa_equals_the_direct_edge_computation(point_dim, training):
     if point_dim:
         torch.testing.assert_close(ours.mlp[1].running_var, ref.mlp[1].running_var)
     g = torch.randn_like(a)
-    ga = torch.autograd.grad(a, ours.edge.weight, g)[0]
-    gb = torch.autograd.grad(b, ref.edge.weight, g)[0]
-    torch.testing.assert_close(ga, gb, rtol=1e-3, atol=1e-4)
+    ga = torch.autograd.grad(a, (ours.edge.weight, points), g)
+    gb = torch.autograd.grad(b, (ref.edge.weight, points), g)
+    for our_grad, ref_grad in zip(ga, gb, strict=True):  # the weights and the coordinates
+        torch.testing.assert_close(our_grad, ref_grad, rtol=1e-3, atol=1e-4)
 
 
 def direct_walk(walk: CurveWalk, x, geo):

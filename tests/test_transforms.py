@@ -10,10 +10,11 @@ from landmark_synth import synth_video
 
 from data.mirror import ASSET, mirror_landmarks, mirror_permutation
 from data.mirror_derive import derive_mirror, edge_report, face_meshes
-from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, normalize_video
+from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, mirror_center, normalize_video
 from data.pose import rotation_matrix
 from data.transforms import (
     AugmentConfig,
+    RandomMirror,
     RandomRotation,
     RandomScale,
     SpeedJitter,
@@ -153,6 +154,21 @@ def test_minmax_reproduces_published_scaling():
     np.testing.assert_array_equal(normalize_video(video, "none"), video)
 
 
+@pytest.mark.parametrize("method", ["face", "face_frontal", "face_frame", "face_motion", "minmax"])
+@pytest.mark.parametrize("n", [478, 68])
+def test_mirrored_clip_is_the_clip_of_the_mirror_image(method, n):
+    width, height = 640.0, 480.0
+    video = synth_video(12, n, seed=4) * np.array([width, height, width], dtype=np.float32)
+    perm = mirror_permutation(n)
+    image = video[:, perm].copy()  # the video flipped left-right: x -> W - x, points swapped
+    image[..., 0] = width - image[..., 0]
+    clip = normalize_video(video, method, (width, height))
+    mirror = RandomMirror(perm, 1.0, mirror_center(method))
+    got = mirror(clip, np.random.default_rng(0))
+    want = normalize_video(image, method, (width, height))
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max())
+
+
 def test_augment_parts():
     x = normalize_video(synth_video(8, 478) * np.float32(500), "face")
     rng = np.random.default_rng(0)
@@ -171,13 +187,13 @@ def test_augment_parts():
     assert np.allclose(ratio, ratio[0], rtol=1e-4) and 0.9 <= ratio[0] <= 1.1
     factors = [SpeedJitter(0.2).factor(rng) for _ in range(200)]
     assert 0.8 <= min(factors) and max(factors) <= 1.2
-    aug = build_augment(AugmentConfig(mirror=1.0), 478)
+    aug = build_augment(AugmentConfig(mirror=1.0), 478, "face")
     a = aug.apply(x, np.random.default_rng(5))[0]
     b = aug.apply(x, np.random.default_rng(5))[0]
     np.testing.assert_array_equal(a, b)
     assert a.shape == x.shape and a.dtype == np.float32
     off = build_augment(
-        AugmentConfig(rotate_degrees=0, scale=0, translate=0, speed=0, mirror=0), 68
+        AugmentConfig(rotate_degrees=0, scale=0, translate=0, speed=0, mirror=0), 68, "face"
     )
     assert off.transforms == () and off.speed_factor(rng) == 1.0
     np.testing.assert_array_equal(off.apply(x, rng)[0], x)

@@ -280,7 +280,7 @@ def fit(
         dataset,
         train,
         ccfg,
-        augment=build_augment(cfg.augment, dataset.n_landmarks),
+        augment=build_augment(cfg.augment, dataset.n_landmarks, cfg.data.normalize),
         targets=targets,
         target_adjust=scaler.at_speed if scaler else None,
         seed=t.seed,
