@@ -35,8 +35,8 @@ class DataConfig:
     window: int = 16  # W frames per clip (paper: 16)
     target_fps: float = 25.0  # every video is resampled to this rate before windowing
     normalize: str = "face"  # one of data.normalize.NORMALIZATIONS (see there)
-    # Stride of the deterministic test windows (default W); validation, run every epoch, always
-    # uses W (non-overlapping windows)
+    # Stride of the deterministic test windows (default W; plus one window ending on the last
+    # frame); validation, run every epoch, always uses W
     test_stride: int | None = None
     val_fraction: float = 0.15  # inner validation split, carved from the training part
     num_workers: int = 0  # DataLoader workers

@@ -285,7 +285,7 @@ def fit(
         target_adjust=scaler.at_speed if scaler else None,
         seed=t.seed,
     )
-    # Validation runs every epoch: non-overlapping windows. The test (once) and --classify use
+    # Validation runs every epoch: windows every W frames. The test (once) and --classify use
     # data.test_stride, whose denser windows average more views of each video.
     val_set = TestWindows(dataset, val, replace(ccfg, test_stride=None))
     val_labels = np.array([dataset.videos[n].label for n in val])
