@@ -1,4 +1,5 @@
-"""python -m training.compare: a row per run; paired per-fold differences on the same folds only."""
+"""python -m training.compare: a row per configuration (a run or its repeats); paired differences
+on the same folds only."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 
 from data.io import atomic_write_json
-from training.compare import load_run, main, paired
+from training.compare import load_config, load_run, main, paired
 from training.metrics import classification_metrics
 from training.report import write_results
-from training.significance import bootstrap_interval
+from training.significance import bootstrap_interval, corrected_t_p, sign_flip_p
 
 
 def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d")):
@@ -41,17 +42,20 @@ def test_rows_and_paired_differences(tmp_path, capsys):
     )
     elsewhere = fake_run(tmp_path / "x", "meshsmilenet", {1: [0.1] * 4, 2: [0.9] * 4}, names="wxyz")
     # accuracy: first 1.00 / 0.75, other 0.50 / 1.00 -> differences -0.50 / +0.25
-    assert paired(load_run(other), load_run(first))["accuracy"] == "-0.125 +- 0.375"
-    assert paired(load_run(elsewhere), load_run(first)) == {}
+    diff = paired(load_config(str(other)), load_config(str(first)))
+    assert diff["accuracy"] == "-0.125 +- 0.375"
+    # corrected t-test over the 2 folds: test / training videos 4 / 4 each
+    assert diff["t_p"] == f"p {corrected_t_p(np.array([[-0.5, 0.25]]), 1.0):.3f}"
+    assert paired(load_config(str(elsewhere)), load_config(str(first))) == {}
     assert main([str(first), str(other), str(elsewhere)]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[2].startswith(f"| {first} | deepmarkernet | demo | 2 | 0.875 +- 0.125 |")
-    assert rows[2].endswith("| (first) | (first) | (first) |")
+    assert rows[2].endswith("| (first) | (first) | (first) | (first) |")
     assert "| -0.125 +- 0.375 |" in rows[3]
     # pooled: a1 and d1 wrong, a2 right -> subjects p1 -1, q1 -1, p2 +1, q2 0: -1 of 8 videos;
     # flipping the signs of three odd differences never sums to 0: p = 1; 4 subjects: no interval
-    assert rows[3].endswith("| -0.125 [n/a], p 1.000 |")
-    assert rows[4].endswith("| other folds | other folds | other folds |")
+    assert rows[3].endswith(f"| -0.125 [n/a], p 1.000 | {diff['t_p']} |")
+    assert rows[4].endswith("| other folds | other folds | other folds | other folds |")
 
 
 def test_unfinished_run_is_one_line(tmp_path, capsys):
@@ -89,7 +93,7 @@ def test_a_run_of_an_earlier_version_has_no_subjects(tmp_path, capsys):
         (run / "results.json").write_text(json.dumps(table))
     assert main([str(first), str(old)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[3].endswith("| -0.250 +- 0.000 | +0.000 +- 0.000 | n/a (no subjects) |")
+    assert out[3].endswith("| -0.250 +- 0.000 | +0.000 +- 0.000 | n/a (no subjects) | n/a |")
     assert f"{first}, {old}: results.json without subjects" in out[-1]
 
 
@@ -111,7 +115,7 @@ def test_pooled_difference_by_subject(tmp_path, capsys):
     assert (
         capsys.readouterr()
         .out.splitlines()[3]
-        .endswith(f"| -0.250 [{lo:+.3f}, {hi:+.3f}], p 0.031 |")
+        .endswith(f"| -0.250 [{lo:+.3f}, {hi:+.3f}], p 0.031 | n/a |")
     )
     # twenty subjects each one video better: p far below 0.001 (from 10,000 random patterns)
     first = fake_run(
@@ -119,7 +123,7 @@ def test_pooled_difference_by_subject(tmp_path, capsys):
     )
     other = fake_run(tmp_path / "d", "meshsmilenet", dict.fromkeys(range(1, 11), RIGHT))
     assert main([str(first), str(other)]) == 0
-    assert capsys.readouterr().out.splitlines()[3].endswith(", p < 0.001 |")
+    assert capsys.readouterr().out.splitlines()[3].endswith(", p < 0.001 | n/a |")
 
 
 def test_subjects_must_agree_and_one_run_with_them_is_enough(tmp_path, capsys):
@@ -129,12 +133,12 @@ def test_subjects_must_agree_and_one_run_with_them_is_enough(tmp_path, capsys):
     table["subjects"]["a1"] = "q1"  # the other run puts a1 with another subject
     (other / "results.json").write_text(json.dumps(table))
     assert main([str(first), str(other)]) == 0
-    assert capsys.readouterr().out.splitlines()[3].endswith("| n/a (subjects differ) |")
+    assert capsys.readouterr().out.splitlines()[3].endswith("| n/a (subjects differ) | n/a |")
     del table["subjects"]  # a run of an earlier version: the first run's subjects serve both
     (other / "results.json").write_text(json.dumps(table))
     assert main([str(first), str(other)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[3].endswith("| -0.250 [n/a], p 1.000 |") and len(out) == 4  # no note
+    assert out[3].endswith("| -0.250 [n/a], p 1.000 | n/a |") and len(out) == 4  # no note
 
 
 def test_only_the_folds_results_json_lists_are_read(tmp_path, capsys):
@@ -152,3 +156,49 @@ def test_only_the_folds_results_json_lists_are_read(tmp_path, capsys):
     assert load_run(run)["folds"].keys() == {1, 2}
     assert main([str(run), str(run)]) == 0
     assert "| 2 | 1.000 +- 0.000 |" in capsys.readouterr().out
+
+
+def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, capsys):
+    """Two configurations of two repeats (other seeds) on the same two folds: the row's mean
+    +- std is over the 4 fold results, the differences pair repeat i with repeat i, the pooled
+    difference averages each video's over the pairs; a single run pairs with every repeat."""
+    dmn = [
+        fake_run(tmp_path / "dmn0", "deepmarkernet", {1: RIGHT, 2: RIGHT}),
+        fake_run(tmp_path / "dmn1", "deepmarkernet", {1: [0.1, 0.4, 0.2, 0.8], 2: RIGHT}),
+    ]  # accuracy 1.0 / 1.0 and 0.75 / 1.0
+    msn = [
+        fake_run(tmp_path / "msn0", "meshsmilenet", {1: RIGHT, 2: [0.6, 0.4, 0.2, 0.8]}),
+        fake_run(tmp_path / "msn1", "meshsmilenet", {1: RIGHT, 2: [0.1, 0.9, 0.7, 0.8]}),
+    ]  # 1.0 / 0.5 and 1.0 / 0.75
+    logreg = fake_run(tmp_path / "lr", "dmarker-logreg", {1: RIGHT, 2: RIGHT})
+    first, second = (",".join(map(str, runs)) for runs in (dmn, msn))
+    assert main([first, second, str(logreg)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    acc = np.array([1.0, 1.0, 0.75, 1.0])
+    assert rows[2].startswith(
+        f"| {first} | deepmarkernet | demo | 2 x 2 repeats | {acc.mean():.3f} +- {acc.std():.3f} |"
+    )
+    diffs = np.array([[0.0, -0.5], [0.25, -0.25]])  # msn - dmn: repeat 0, repeat 1
+    t_p = corrected_t_p(diffs, 1.0)  # 4 test against 4 training videos per fold
+    # per video over the two pairs: b1 +1/2 (p1), a2 and b2 -1/2 (p2), c2 -1/2 (q2)
+    p = sign_flip_p(np.array([0.5, -1.0, 0.0, -0.5]))
+    assert f"| -0.125 +- {diffs.std():.3f} |" in rows[3]
+    assert rows[3].endswith(f"| -0.125 [n/a], p {p:.3f} | p {t_p:.3f} |")
+    # the single run of the baseline against each repeat: +0 / +0 and +0.25 / +0
+    assert f"| {logreg} | dmarker-logreg | demo | 2 | 1.000 +- 0.000 |" in rows[4]
+    assert "| +0.062 +- 0.108 |" in rows[4]
+
+
+def test_repeats_must_match(tmp_path, capsys):
+    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}) for i in range(3)]
+    other = fake_run(tmp_path / "m", "meshsmilenet", {1: RIGHT, 2: RIGHT})
+    elsewhere = fake_run(tmp_path / "x", "deepmarkernet", {1: RIGHT, 2: RIGHT}, names="wxyz")
+    two, three = f"{runs[0]},{runs[1]}", ",".join(map(str, runs))
+    assert main([two, three]) == 2
+    assert f"error: {three}: 3 repeats against 2 of {two}; give as many" in (
+        capsys.readouterr().err
+    )
+    for stranger in (other, elsewhere):
+        assert main([f"{runs[0]},{stranger}"]) == 2
+        err = capsys.readouterr().err
+        assert f"{stranger}: not a repeat of {runs[0]}" in err and len(err.splitlines()) == 1

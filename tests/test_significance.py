@@ -1,4 +1,5 @@
-"""Subject-level bootstrap intervals and sign-flip p-values (training/significance.py)."""
+"""Subject-level bootstrap intervals and sign-flip p-values, the corrected resampled t-test
+(training/significance.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject, sign_flip_p
+from training.significance import (
+    MIN_SUBJECTS,
+    bootstrap_interval,
+    corrected_t_p,
+    per_subject,
+    sign_flip_p,
+)
 
 
 def test_per_subject_sums_and_counts():
@@ -57,3 +65,25 @@ def test_sign_flip_p_counts_subjects_not_videos():
     # twenty subjects better: far beyond chance (never 0: the observed pattern counts)
     assert sign_flip_p(np.ones(20)) == 1 / 10_001
     assert sign_flip_p(np.zeros(6)) == 1.0  # no difference at all
+
+
+def test_corrected_t_test_is_the_t_test_with_a_wider_variance():
+    """Without the correction (n_test / n_train = 0) it is scipy's one-sample t-test over the
+    k * r differences; with it, t shrinks by sqrt((1/n) / (1/n + n_test/n_train)) (Nadeau &
+    Bengio), so the same differences are less significant: 3 repeats of 5 folds, 1/4."""
+    diffs = np.array([[0.04, 0.02, 0.06, -0.01, 0.03], [0.05, 0.0, 0.02, 0.01, 0.04],
+                      [0.03, 0.02, -0.02, 0.05, 0.02]])  # fmt: skip
+    plain = stats.ttest_1samp(diffs.ravel(), 0.0)
+    assert corrected_t_p(diffs, 0.0) == pytest.approx(plain.pvalue)
+    shrunk = abs(plain.statistic) * np.sqrt((1 / 15) / (1 / 15 + 0.25))
+    assert corrected_t_p(diffs, 0.25) == pytest.approx(2 * stats.t.sf(shrunk, 14))
+    assert plain.pvalue < 0.01 < 0.05 < corrected_t_p(diffs, 0.25)  # 0.001 against 0.080
+    assert corrected_t_p(-diffs, 0.25) == corrected_t_p(diffs, 0.25)  # two-sided
+
+
+def test_corrected_t_test_needs_two_differences_apart():
+    assert np.isnan(corrected_t_p(np.array([[0.1]]), 0.25))
+    assert np.isnan(corrected_t_p(np.full((2, 5), 0.1), 0.25))  # no spread: t undefined
+    # an undefined fold (NaN AUC) is left out
+    with_nan = np.array([[0.1, np.nan, 0.3, 0.2]])
+    assert corrected_t_p(with_nan, 0.5) == corrected_t_p(np.array([[0.1, 0.3, 0.2]]), 0.5)

@@ -1,32 +1,35 @@
-"""Compare finished runs: one table row per run, with paired per-fold differences to the first.
+"""Compare finished runs: one table row per configuration, with paired differences to the first.
 
     python -m training.compare demo_data/runs/demo-deepmarkernet-seed0 \\
         demo_data/runs/demo-meshsmilenet-seed0 demo_data/runs/demo-dmarker-logreg-seed0
 
 Each run folder is one ``smile_point.py --fold all`` (its ``results.json`` and ``fold_*/
-test.json``). A difference to the first run is the mean +- std over folds of (run - first), and
-the difference of pooled accuracy with its 95% bootstrap interval and a sign-flip permutation
-p-value, both with subjects as the unit (training/significance.py). It is shown only when both
-runs tested the same videos in every fold (same dataset and folds), since only then is the
-comparison paired.
+test.json``). Several run folders joined by commas are one configuration's repeats: the same
+model on the same folds with other ``--seed`` values. A difference to the first configuration is
+the mean +- std over folds (and repeats) of (row - first) with the corrected resampled t-test's
+p-value over them, which covers retraining noise; and the difference of pooled accuracy with its
+95% bootstrap interval and a sign-flip permutation p-value, both with subjects as the unit
+(training/significance.py). Repeat i is paired with repeat i (a single run with every repeat).
+Differences are shown only when both tested the same videos in every fold (same dataset and
+folds), since only then is the comparison paired.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from data.io import read_json
-from training.report import REPORTED, brackets, correct_calls
-from training.significance import bootstrap_interval, per_subject, sign_flip_p
+from training.report import REPORTED, brackets, correct_calls, mean_std
+from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
 
 
 def load_run(path: Path) -> dict:
-    """{"name", "model", "dataset", "summary", "subjects" (video -> subject; None in a run of
-    an earlier version), "folds": {fold: test.json content}} of the folds results.json lists."""
+    """{"name", "model", "dataset", "subjects" (video -> subject; None in a run of an earlier
+    version), "folds": {fold: test.json content}} of the folds results.json lists."""
     results = path / "results.json"
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder (give smile_point.py's --out)")
@@ -50,10 +53,22 @@ def load_run(path: Path) -> dict:
         "name": str(path),
         "model": table["model"],
         "dataset": table["dataset"],
-        "summary": table["summary"],
         "subjects": table.get("subjects"),
         "folds": folds,
     }
+
+
+def load_config(arg: str) -> dict:
+    """One configuration: a run folder, or several joined by commas (its repeats: the same model
+    on the same folds, other seeds). {"name", "model", "dataset", "repeats": [load_run, ...]}."""
+    runs = [load_run(Path(p)) for p in arg.split(",")]
+    for run in runs[1:]:
+        if run["model"] != runs[0]["model"] or not same_videos(run, runs[0]):
+            raise ValueError(
+                f"{run['name']}: not a repeat of {runs[0]['name']} (another model, or other "
+                "folds or videos); give repeats of one configuration, joined by commas"
+            )
+    return {"name": arg, "model": runs[0]["model"], "dataset": runs[0]["dataset"], "repeats": runs}
 
 
 #: The metrics whose paired differences the table shows.
@@ -73,32 +88,70 @@ def same_videos(run: dict, first: dict) -> bool:
     )
 
 
-def paired(run: dict, first: dict) -> dict[str, str]:
-    """Per metric of :data:`PAIRED`, "mean +- std" over folds of run - first; {} when the folds
-    differ."""
-    if not same_videos(run, first):
+def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
+    """(run of config, run of first): repeat i with repeat i, a single run with every repeat."""
+    a, b = config["repeats"], first["repeats"]
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(
+            f"{config['name']}: {len(a)} repeats against {len(b)} of {first['name']}; give as "
+            "many (repeat i is paired with repeat i) or a single run"
+        )
+    return [(a[i % len(a)], b[i % len(b)]) for i in range(max(len(a), len(b)))]
+
+
+def fold_differences(config: dict, first: dict, metric: str) -> np.ndarray:
+    """(r, k) per-fold differences config - first of ``metric`` over the r paired repeats."""
+    return np.array(
+        [
+            [run["folds"][k][metric] - ref["folds"][k][metric] for k in sorted(ref["folds"])]
+            for run, ref in pairs(config, first)
+        ]
+    )
+
+
+def paired(config: dict, first: dict) -> dict[str, str]:
+    """Per metric of :data:`PAIRED`, "mean +- std" over folds (and repeats) of config - first,
+    and "t_p": the accuracy's corrected resampled t-test; {} when the folds differ."""
+    if not same_videos(config["repeats"][0], first["repeats"][0]):
         return {}
     out = {}
     for m in PAIRED:
-        d = [run["folds"][k][m] - first["folds"][k][m] for k in sorted(run["folds"])]
-        d = [x for x in d if not math.isnan(x)]  # AUC undefined in a fold
-        out[m] = f"{statistics.fmean(d):+.3f} +- {statistics.pstdev(d):.3f}" if d else "n/a"
+        d = fold_differences(config, first, m)
+        d = d[~np.isnan(d)]  # AUC undefined in a fold
+        out[m] = f"{d.mean():+.3f} +- {d.std():.3f}" if d.size else "n/a"
+    p = corrected_t_p(fold_differences(config, first, "accuracy"), test_over_train(first))
+    out["t_p"] = "n/a" if np.isnan(p) else "p < 0.001" if p < 0.001 else f"p {p:.3f}"
     return out
 
 
-def pooled_difference(run: dict, first: dict) -> str:
-    """Pooled accuracy of run - first, its 95% interval and p-value by subject; the reason where
-    there are none: other folds, neither run with subjects (runs of an earlier version), or
-    runs that give a video two subjects (or none)."""
-    if not same_videos(run, first):
+def test_over_train(config: dict) -> float:
+    """Mean over folds of test videos / training videos (the other folds' videos, validation
+    included): 1 / (k - 1) for k equal folds. From the folds results.json lists, so a table of
+    some folds only overstates it (a more cautious test); NaN for a single fold."""
+    sizes = np.array([len(f["videos"]) for f in config["repeats"][0]["folds"].values()])
+    rest = sizes.sum() - sizes
+    return float(np.mean(sizes / rest)) if rest.all() else float("nan")
+
+
+def pooled_difference(config: dict, first: dict) -> str:
+    """Pooled accuracy of config - first (averaged over paired repeats), its 95% interval and
+    p-value by subject; the reason where there are none: other folds, no run with subjects (runs
+    of an earlier version), or runs that give a video two subjects (or none)."""
+    if not same_videos(config["repeats"][0], first["repeats"][0]):
         return "other folds"
-    a, b = correct_calls(first["folds"]), correct_calls(run["folds"])
-    maps = [r["subjects"] for r in (first, run) if r["subjects"] is not None]
+    runs = [*config["repeats"], *first["repeats"]]
+    maps = [r["subjects"] for r in runs if r["subjects"] is not None]
     if not maps:
         return NO_SUBJECTS
-    if any(v not in m or m[v] != maps[0][v] for m in maps for v in a):
+    both = pairs(config, first)
+    diffs = dict.fromkeys(correct_calls(first["repeats"][0]["folds"]), 0.0)
+    for run, ref in both:
+        a, b = correct_calls(ref["folds"]), correct_calls(run["folds"])
+        for v in diffs:
+            diffs[v] += (b[v] - a[v]) / len(both)
+    if any(v not in m or m[v] != maps[0][v] for m in maps for v in diffs):
         return "n/a (subjects differ)"  # or one is missing: results.json of other folds
-    sums, counts = per_subject({v: b[v] - a[v] for v in a}, maps[0])
+    sums, counts = per_subject(diffs, maps[0])
     p = sign_flip_p(sums)
     return (
         f"{sums.sum() / counts.sum():+.3f} {brackets(bootstrap_interval(sums, counts), '+')}, "
@@ -106,28 +159,31 @@ def pooled_difference(run: dict, first: dict) -> str:
     )
 
 
-def compare_table(runs: list[dict]) -> str:
-    """Markdown: per run its mean +- std over folds, and its paired difference to the first."""
+def compare_table(configs: list[dict]) -> str:
+    """Markdown: per configuration its mean +- std over folds (and repeats), and its paired
+    differences to the first."""
     lines = [
         "| run | model | dataset | folds | accuracy | AUC | F1 | accuracy - first | AUC - first "
-        "| pooled accuracy - first [95%], p |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| pooled accuracy - first [95%], p | accuracy - first: corrected t-test |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for i, run in enumerate(runs):
-        ms = run["summary"]["mean_std"]
+    first = configs[0]
+    for i, config in enumerate(configs):
+        ms = mean_std([f for run in config["repeats"] for f in run["folds"].values()])
         cells = [
             f"{ms[m]['mean']:.3f} +- {ms[m]['std']:.3f}" if ms.get(m) else "n/a" for m in REPORTED
         ]
-        diff = paired(run, runs[0]) if i else {}
+        diff = paired(config, first) if i else {}
         to_first = (
-            [diff.get(m, "other folds") for m in PAIRED] + [pooled_difference(run, runs[0])]
+            [diff.get(m, "other folds") for m in PAIRED]
+            + [pooled_difference(config, first), diff.get("t_p", "other folds")]
             if i
-            else ["(first)"] * 3
+            else ["(first)"] * 4
         )
+        k, r = len(config["repeats"][0]["folds"]), len(config["repeats"])
         lines.append(
-            f"| {run['name']} | {run['model']} | {run['dataset']} | {len(run['folds'])} | "
-            + " | ".join(cells + to_first)
-            + " |"
+            f"| {config['name']} | {config['model']} | {config['dataset']} | "
+            f"{k if r == 1 else f'{k} x {r} repeats'} | " + " | ".join(cells + to_first) + " |"
         )
     return "\n".join(lines)
 
@@ -136,16 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.compare", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("runs", nargs="+", help="run folders of smile_point.py --fold all")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders of smile_point.py --fold all; repeats of one configuration (other "
+        "--seed) joined by commas",
+    )
     args = p.parse_args(argv)
     try:
-        runs = [load_run(Path(r)) for r in args.runs]
+        configs = [load_config(r) for r in args.runs]
+        for config in configs[1:]:
+            pairs(config, configs[0])
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    table = compare_table(runs)
+    table = compare_table(configs)
     print(table)
-    old = [run["name"] for run in runs if run["subjects"] is None]
+    old = [r["name"] for c in configs for r in c["repeats"] if r["subjects"] is None]
     if NO_SUBJECTS in table:
         print(
             f"{', '.join(old)}: results.json without subjects (an earlier version); rerun the "

@@ -3,12 +3,16 @@
 Videos of one subject share a face and a session, so they are not independent draws: resampling
 or permuting single videos overstates the precision (UvA-NEMO has ~3 videos per subject, the demo
 ~6). Here whole subjects are drawn (bootstrap) or swapped between two runs (permutation).
-Fixed seeds: the same run gives the same figures.
+Fixed seeds: the same run gives the same figures. Those cover the sampling of test subjects;
+:func:`corrected_t_p` covers retraining noise too, with folds and repeats as the unit.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy import stats
 
 RESAMPLES = 10_000
 SEED = 0
@@ -65,3 +69,20 @@ def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
         signs = np.vstack([np.ones(s), signs])  # the observed pattern counts itself
     extreme = np.abs(signs @ diffs) >= abs(diffs.sum()) - 1e-9  # differences are whole calls
     return float(extreme.mean())
+
+
+def corrected_t_p(diffs: np.ndarray, test_over_train: float) -> float:
+    """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003; for r repeats
+    of k-fold cross-validation, Bouckaert & Frank 2004) of "no difference between two models".
+
+    diffs: (r, k) per-fold differences of a metric (model B - model A), repeat i of B paired with
+    repeat i of A (other training seeds); test_over_train: n_test / n_train of a fold. The
+    training parts of the folds overlap, so fold results are correlated and the plain t-test's
+    variance term 1/(kr) is too small; the correction adds n_test / n_train. Retraining noise
+    enters through the repeats. NaN with fewer than two differences or none of them apart.
+    """
+    d = diffs[~np.isnan(diffs)]  # an AUC undefined in a fold
+    if d.size < 2 or not np.ptp(d) > 0:
+        return math.nan
+    t = d.mean() / math.sqrt((1 / d.size + test_over_train) * d.var(ddof=1))
+    return float(2 * stats.t.sf(abs(t), d.size - 1))
