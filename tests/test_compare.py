@@ -4,13 +4,15 @@ on the same folds only."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data.io import atomic_write_json
-from training.compare import load_config, load_run, main, paired
+from training.compare import load_repeats, load_run, main, paired
+from training.config import load_config, save_config
 from training.metrics import classification_metrics
 from training.report import write_results
 from training.significance import bootstrap_interval, corrected_t_p, sign_flip_p
@@ -42,11 +44,11 @@ def test_rows_and_paired_differences(tmp_path, capsys):
     )
     elsewhere = fake_run(tmp_path / "x", "meshsmilenet", {1: [0.1] * 4, 2: [0.9] * 4}, names="wxyz")
     # accuracy: first 1.00 / 0.75, other 0.50 / 1.00 -> differences -0.50 / +0.25
-    diff = paired(load_config(str(other)), load_config(str(first)))
+    diff = paired(load_repeats(str(other)), load_repeats(str(first)))
     assert diff["accuracy"] == "-0.125 +- 0.375"
     # corrected t-test over the 2 folds: test / training videos 4 / 4 each
     assert diff["t_p"] == f"p {corrected_t_p(np.array([[-0.5, 0.25]]), 1.0):.3f}"
-    assert paired(load_config(str(elsewhere)), load_config(str(first))) == {}
+    assert paired(load_repeats(str(elsewhere)), load_repeats(str(first))) == {}
     assert main([str(first), str(other), str(elsewhere)]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[2].startswith(f"| {first} | deepmarkernet | demo | 2 | 0.875 +- 0.125 |")
@@ -198,7 +200,26 @@ def test_repeats_must_match(tmp_path, capsys):
     assert f"error: {three}: 3 repeats against 2 of {two}; give as many" in (
         capsys.readouterr().err
     )
-    for stranger in (other, elsewhere):
+    for stranger, why in ((other, "model deepmarkernet -> meshsmilenet"),
+                          (elsewhere, "other folds or videos")):  # fmt: skip
         assert main([f"{runs[0]},{stranger}"]) == 2
         err = capsys.readouterr().err
-        assert f"{stranger}: not a repeat of {runs[0]}" in err and len(err.splitlines()) == 1
+        assert f"{stranger}: not a repeat of {runs[0]} ({why})" in err
+        assert len(err.splitlines()) == 1
+
+
+def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
+    """With their config.yaml: another seed or data folder is a repeat, another setting not."""
+    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}) for i in range(3)]
+    cfg = load_config(None, ["data.dataset=demo", "model.name=deepmarkernet"])
+    save_config(cfg, runs[0] / "config.yaml")
+    save_config(replace(cfg, train=replace(cfg.train, seed=1)), runs[1] / "config.yaml")
+    moved = replace(cfg, data=replace(cfg.data, root="elsewhere"))
+    save_config(replace(moved, train=replace(cfg.train, lr=1e-4)), runs[2] / "config.yaml")
+    assert main([f"{runs[0]},{runs[1]}"]) == 0
+    assert "2 x 2 repeats" in capsys.readouterr().out
+    assert main([f"{runs[0]},{runs[2]}"]) == 2
+    assert (
+        f"{runs[2]}: not a repeat of {runs[0]} (train.lr 0.0005 -> 0.0001); repeats differ "
+        "only in --seed" in capsys.readouterr().err
+    )

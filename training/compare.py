@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from data.io import read_json
+from training.config import load_config
+from training.cross_validation import config_differences
 from training.report import REPORTED, brackets, correct_calls, mean_std
 from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
 
@@ -58,15 +60,30 @@ def load_run(path: Path) -> dict:
     }
 
 
-def load_config(arg: str) -> dict:
-    """One configuration: a run folder, or several joined by commas (its repeats: the same model
-    on the same folds, other seeds). {"name", "model", "dataset", "repeats": [load_run, ...]}."""
-    runs = [load_run(Path(p)) for p in arg.split(",")]
-    for run in runs[1:]:
-        if run["model"] != runs[0]["model"] or not same_videos(run, runs[0]):
+#: What repeats of one configuration may differ in: the seed, and where the data lie (the
+#: tested videos are compared instead).
+REPEAT_FREE = (("train", "seed"), ("data", "root"), ("data", "folds"), ("data", "landmarks"))
+
+
+def load_repeats(arg: str) -> dict:
+    """One configuration: a run folder, or several joined by commas (its repeats: the same
+    config.yaml but for the seed, the same tested videos). {"name", "model", "dataset",
+    "repeats": [load_run, ...]}."""
+    paths = [Path(p) for p in arg.split(",")]
+    runs = [load_run(p) for p in paths]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
+        if run["model"] != runs[0]["model"]:
+            why.append(f"model {runs[0]['model']} -> {run['model']}")
+        elif (paths[0] / "config.yaml").is_file() and (path / "config.yaml").is_file():
+            why += config_differences(
+                load_config(paths[0] / "config.yaml"), load_config(path / "config.yaml"),
+                REPEAT_FREE,
+            )  # fmt: skip
+        if why:
             raise ValueError(
-                f"{run['name']}: not a repeat of {runs[0]['name']} (another model, or other "
-                "folds or videos); give repeats of one configuration, joined by commas"
+                f"{run['name']}: not a repeat of {runs[0]['name']} ({'; '.join(why[:3])}"
+                f"{' ...' if len(why) > 3 else ''}); repeats differ only in --seed"
             )
     return {"name": arg, "model": runs[0]["model"], "dataset": runs[0]["dataset"], "repeats": runs}
 
@@ -200,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        configs = [load_config(r) for r in args.runs]
+        configs = [load_repeats(r) for r in args.runs]
         for config in configs[1:]:
             pairs(config, configs[0])
     except (FileNotFoundError, ValueError, KeyError) as e:

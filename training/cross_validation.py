@@ -58,17 +58,23 @@ def _comparable(cfg: Config) -> dict:
     return d
 
 
+def config_differences(old: Config, new: Config, ignore=()) -> list[str]:
+    """"section.key old -> new" for each setting of :func:`_comparable` that differs, except
+    the (section, key) pairs in ``ignore``."""
+    a, b = _comparable(old), _comparable(new)
+    return [
+        f"{s}.{k} {a[s].get(k)!r} -> {b[s][k]!r}"
+        for s in b
+        if isinstance(b[s], dict)
+        for k in b[s]
+        if (s, k) not in ignore and a[s].get(k) != b[s][k]
+    ]
+
+
 def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
     """A run folder holds one config: its folds and resumes use the one it started with (the
     device and the loader workers may change)."""
-    old, new = _comparable(saved), _comparable(cfg)
-    diff = [
-        f"{s}.{k} {old[s].get(k)!r} -> {new[s][k]!r}"
-        for s in new
-        if isinstance(new[s], dict)
-        for k in new[s]
-        if old[s].get(k) != new[s][k]
-    ]
+    diff = config_differences(saved, cfg)
     if diff:
         raise ValueError(
             f"{out_dir} was started with another config ({'; '.join(diff[:3])}"

@@ -67,7 +67,7 @@ def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
     else:
         signs = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), (RESAMPLES, s))
         signs = np.vstack([np.ones(s), signs])  # the observed pattern counts itself
-    extreme = np.abs(signs @ diffs) >= abs(diffs.sum()) - 1e-9  # differences are whole calls
+    extreme = np.abs(signs @ diffs) >= abs(diffs.sum()) - 1e-9  # whole calls (or their means)
     return float(extreme.mean())
 
 
