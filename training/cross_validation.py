@@ -59,8 +59,8 @@ def _comparable(cfg: Config) -> dict:
 
 
 def config_differences(old: Config, new: Config, ignore=()) -> list[str]:
-    """"section.key old -> new" for each setting of :func:`_comparable` that differs, except
-    the (section, key) pairs in ``ignore``."""
+    """One "section.key old -> new" per setting of :func:`_comparable` that differs, except the
+    (section, key) pairs in ``ignore``."""
     a, b = _comparable(old), _comparable(new)
     return [
         f"{s}.{k} {a[s].get(k)!r} -> {b[s][k]!r}"
