@@ -18,9 +18,14 @@ from training.report import write_results
 from training.significance import bootstrap_interval, corrected_t_p, sign_flip_p
 
 
-def fake_run(root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d")):
-    """A finished --fold all run whose fold k tested ``names`` (suffixed by k) with ``probs[k]``;
-    subject p<k> holds the first two videos of fold k, q<k> the last two."""
+def fake_run(
+    root: Path, model: str, probs: dict[int, list[float]], names=("a", "b", "c", "d"), seed=0
+):
+    """A finished --fold all run (its config.yaml with ``seed``) whose fold k tested ``names``
+    (suffixed by k) with ``probs[k]``; subject p<k> holds the first two videos of fold k, q<k>
+    the last two."""
+    cfg = load_config(None, ["data.dataset=demo", f"model.name={model}", f"train.seed={seed}"])
+    save_config(cfg, root / "config.yaml")
     labels = [0, 1, 0, 1]
     results, subjects = {}, {}
     for k, p in probs.items():
@@ -166,11 +171,11 @@ def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, caps
     difference averages each video's over the pairs; a single run pairs with every repeat."""
     dmn = [
         fake_run(tmp_path / "dmn0", "deepmarkernet", {1: RIGHT, 2: RIGHT}),
-        fake_run(tmp_path / "dmn1", "deepmarkernet", {1: [0.1, 0.4, 0.2, 0.8], 2: RIGHT}),
+        fake_run(tmp_path / "dmn1", "deepmarkernet", {1: [0.1, 0.4, 0.2, 0.8], 2: RIGHT}, seed=1),
     ]  # accuracy 1.0 / 1.0 and 0.75 / 1.0
     msn = [
         fake_run(tmp_path / "msn0", "meshsmilenet", {1: RIGHT, 2: [0.6, 0.4, 0.2, 0.8]}),
-        fake_run(tmp_path / "msn1", "meshsmilenet", {1: RIGHT, 2: [0.1, 0.9, 0.7, 0.8]}),
+        fake_run(tmp_path / "msn1", "meshsmilenet", {1: RIGHT, 2: [0.1, 0.9, 0.7, 0.8]}, seed=1),
     ]  # 1.0 / 0.5 and 1.0 / 0.75
     logreg = fake_run(tmp_path / "lr", "dmarker-logreg", {1: RIGHT, 2: RIGHT})
     first, second = (",".join(map(str, runs)) for runs in (dmn, msn))
@@ -192,9 +197,12 @@ def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, caps
 
 
 def test_repeats_must_match(tmp_path, capsys):
-    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}) for i in range(3)]
-    other = fake_run(tmp_path / "m", "meshsmilenet", {1: RIGHT, 2: RIGHT})
-    elsewhere = fake_run(tmp_path / "x", "deepmarkernet", {1: RIGHT, 2: RIGHT}, names="wxyz")
+    runs = [
+        fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}, seed=i)
+        for i in range(3)
+    ]
+    other = fake_run(tmp_path / "m", "meshsmilenet", {1: RIGHT, 2: RIGHT}, seed=5)
+    elsewhere = fake_run(tmp_path / "x", "deepmarkernet", {1: RIGHT, 2: RIGHT}, "wxyz", seed=6)
     two, three = f"{runs[0]},{runs[1]}", ",".join(map(str, runs))
     assert main([two, three]) == 2
     assert f"error: {three}: 3 repeats against 2 of {two}; give as many" in (
@@ -209,17 +217,31 @@ def test_repeats_must_match(tmp_path, capsys):
 
 
 def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
-    """With their config.yaml: another seed or data folder is a repeat, another setting not."""
-    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}) for i in range(3)]
-    cfg = load_config(None, ["data.dataset=demo", "model.name=deepmarkernet"])
-    save_config(cfg, runs[0] / "config.yaml")
-    save_config(replace(cfg, train=replace(cfg.train, seed=1)), runs[1] / "config.yaml")
+    """By their config.yaml: another seed or data folder is a repeat; another setting, the same
+    seed (or run) twice, or no config.yaml is not."""
+    runs = [
+        fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}, seed=i)
+        for i in range(3)
+    ]
+    cfg = load_config(runs[2] / "config.yaml")
     moved = replace(cfg, data=replace(cfg.data, root="elsewhere"))
     save_config(replace(moved, train=replace(cfg.train, lr=1e-4)), runs[2] / "config.yaml")
     assert main([f"{runs[0]},{runs[1]}"]) == 0
     assert "2 x 2 repeats" in capsys.readouterr().out
-    assert main([f"{runs[0]},{runs[2]}"]) == 2
-    assert (
-        f"{runs[2]}: not a repeat of {runs[0]} (train.lr 0.0005 -> 0.0001); repeats differ "
-        "only in --seed" in capsys.readouterr().err
+    refused = {
+        f"{runs[0]},{runs[2]}": f"{runs[2]}: not a repeat of {runs[0]} (train.lr 0.0005 -> "
+        "0.0001); repeats differ only in --seed",
+        f"{runs[0]},{runs[1]},{runs[0]}": f"{runs[0]}: seed 0, as {runs[0]}; repeats are runs "
+        "with other --seed values",
+        f"{runs[0]},": "an empty folder name; join run folders with single commas",
+    }
+    for arg, why in refused.items():
+        assert main([arg]) == 2
+        err = capsys.readouterr().err
+        assert why in err and len(err.splitlines()) == 1
+    (runs[1] / "config.yaml").unlink()
+    assert main([f"{runs[0]},{runs[1]}"]) == 2
+    assert f"{runs[1]}: no config.yaml, so it cannot be checked as a repeat" in (
+        capsys.readouterr().err
     )
+    assert main([str(runs[1])]) == 0  # a single run needs none

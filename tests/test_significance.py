@@ -67,23 +67,35 @@ def test_sign_flip_p_counts_subjects_not_videos():
     assert sign_flip_p(np.zeros(6)) == 1.0  # no difference at all
 
 
-def test_corrected_t_test_is_the_t_test_with_a_wider_variance():
-    """Without the correction (n_test / n_train = 0) it is scipy's one-sample t-test over the
-    k * r differences; with it, t shrinks by sqrt((1/n) / (1/n + n_test/n_train)) (Nadeau &
-    Bengio), so the same differences are less significant: 3 repeats of 5 folds, 1/4."""
+def test_corrected_t_test_is_the_t_test_of_the_fold_means_with_a_wider_variance():
+    """Repeats are averaged within each fold; without the correction (n_test / n_train = 0) it is
+    then scipy's one-sample t-test over the k fold means; with it, t shrinks by
+    sqrt((1/k) / (1/k + n_test/n_train)) (Nadeau & Bengio): 3 repeats of 5 folds, 1/4."""
     diffs = np.array([[0.04, 0.02, 0.06, -0.01, 0.03], [0.05, 0.0, 0.02, 0.01, 0.04],
                       [0.03, 0.02, -0.02, 0.05, 0.02]])  # fmt: skip
-    plain = stats.ttest_1samp(diffs.ravel(), 0.0)
+    plain = stats.ttest_1samp(diffs.mean(axis=0), 0.0)
     assert corrected_t_p(diffs, 0.0) == pytest.approx(plain.pvalue)
-    shrunk = abs(plain.statistic) * np.sqrt((1 / 15) / (1 / 15 + 0.25))
-    assert corrected_t_p(diffs, 0.25) == pytest.approx(2 * stats.t.sf(shrunk, 14))
-    assert plain.pvalue < 0.01 < 0.05 < corrected_t_p(diffs, 0.25)  # 0.001 against 0.080
+    shrunk = abs(plain.statistic) * np.sqrt((1 / 5) / (1 / 5 + 0.25))
+    assert corrected_t_p(diffs, 0.25) == pytest.approx(2 * stats.t.sf(shrunk, 4))
+    assert plain.pvalue < 0.01 < corrected_t_p(diffs, 0.25)  # 0.008 against 0.030
     assert corrected_t_p(-diffs, 0.25) == corrected_t_p(diffs, 0.25)  # two-sided
 
 
-def test_corrected_t_test_needs_two_differences_apart():
+def test_the_same_runs_given_again_change_nothing():
+    """The repeats share the folds' videos: giving one run's differences five times is no
+    evidence, and the p-value stays (counting them apart would shrink it with every copy)."""
+    once = np.array([[0.02, -0.04, 0.06, 0.03, 0.05]])
+    assert corrected_t_p(np.repeat(once, 5, axis=0), 0.25) == pytest.approx(
+        corrected_t_p(once, 0.25)
+    )
+
+
+def test_corrected_t_test_needs_two_fold_means_apart():
     assert np.isnan(corrected_t_p(np.array([[0.1]]), 0.25))
     assert np.isnan(corrected_t_p(np.full((2, 5), 0.1), 0.25))  # no spread: t undefined
-    # an undefined fold (NaN AUC) is left out
-    with_nan = np.array([[0.1, np.nan, 0.3, 0.2]])
-    assert corrected_t_p(with_nan, 0.5) == corrected_t_p(np.array([[0.1, 0.3, 0.2]]), 0.5)
+    # one more right call of 46 in every fold: alike up to rounding, not "p < 1e-50"
+    one_more = np.array([[(c + 1) / 46 - c / 46 for c in range(38, 43)]])
+    assert np.ptp(one_more) > 0 and np.isnan(corrected_t_p(one_more, 0.25))
+    # a fold whose metric is undefined in every repeat (NaN AUC) is left out, in some only those
+    with_nan = np.array([[0.1, np.nan, 0.3, 0.2], [0.3, np.nan, np.nan, 0.2]])
+    assert corrected_t_p(with_nan, 0.5) == corrected_t_p(np.array([[0.2, 0.3, 0.2]]), 0.5)

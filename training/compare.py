@@ -7,11 +7,11 @@ Each run folder is one ``smile_point.py --fold all`` (its ``results.json`` and `
 test.json``). Several run folders joined by commas are one configuration's repeats: the same
 model on the same folds with other ``--seed`` values. A difference to the first configuration is
 the mean +- std over folds (and repeats) of (row - first) with the corrected resampled t-test's
-p-value over them, which covers retraining noise; and the difference of pooled accuracy with its
-95% bootstrap interval and a sign-flip permutation p-value, both with subjects as the unit
-(training/significance.py). Repeat i is paired with repeat i (a single run with every repeat).
-Differences are shown only when both tested the same videos in every fold (same dataset and
-folds), since only then is the comparison paired.
+p-value over the folds (with repeats, retraining noise included); and the difference of pooled
+accuracy with its 95% bootstrap interval and a sign-flip permutation p-value, both with subjects
+as the unit (training/significance.py). Repeat i is paired with repeat i (a single run with every
+repeat). Differences are shown only when both tested the same videos in every fold (same dataset
+and folds), since only then is the comparison paired.
 """
 
 from __future__ import annotations
@@ -60,22 +60,35 @@ def load_run(path: Path) -> dict:
     }
 
 
-#: What repeats of one configuration may differ in: the seed, and where the data lie (the
-#: tested videos are compared instead).
+#: What repeats of one configuration may differ in: the seed (which must differ) and where the
+#: data lie (the tested videos are compared instead).
 REPEAT_FREE = (("train", "seed"), ("data", "root"), ("data", "folds"), ("data", "landmarks"))
 
 
 def load_repeats(arg: str) -> dict:
     """One configuration: a run folder, or several joined by commas (its repeats: the same
-    config.yaml but for the seed, the same tested videos). {"name", "model", "dataset",
-    "repeats": [load_run, ...]}."""
+    config.yaml but for the seed, which differs, and the same tested videos). {"name", "model",
+    "dataset", "repeats": [load_run, ...]}."""
+    if "" in arg.split(","):
+        raise ValueError(f"{arg}: an empty folder name; join run folders with single commas")
     paths = [Path(p) for p in arg.split(",")]
     runs = [load_run(p) for p in paths]
+    seeds: dict[int, Path] = {}  # of the repeats: each its own
+    for path in paths if len(paths) > 1 else []:
+        if not (path / "config.yaml").is_file():
+            raise ValueError(f"{path}: no config.yaml, so it cannot be checked as a repeat")
+        seed = load_config(path / "config.yaml").train.seed
+        if seed in seeds:
+            raise ValueError(
+                f"{path}: seed {seed}, as {seeds[seed]}; repeats are runs with other --seed "
+                "values (a run given twice, or rerun with its seed, is no new draw)"
+            )
+        seeds[seed] = path
     for path, run in zip(paths[1:], runs[1:], strict=True):
         why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
         if run["model"] != runs[0]["model"]:
             why.append(f"model {runs[0]['model']} -> {run['model']}")
-        elif (paths[0] / "config.yaml").is_file() and (path / "config.yaml").is_file():
+        else:
             why += config_differences(
                 load_config(paths[0] / "config.yaml"), load_config(path / "config.yaml"),
                 REPEAT_FREE,

@@ -4,7 +4,7 @@ Videos of one subject share a face and a session, so they are not independent dr
 or permuting single videos overstates the precision (UvA-NEMO has ~3 videos per subject, the demo
 ~6). Here whole subjects are drawn (bootstrap) or swapped between two runs (permutation).
 Fixed seeds: the same run gives the same figures. Those cover the sampling of test subjects;
-:func:`corrected_t_p` covers retraining noise too, with folds and repeats as the unit.
+:func:`corrected_t_p` takes folds as the unit, and with repeats covers retraining noise too.
 """
 
 from __future__ import annotations
@@ -72,17 +72,22 @@ def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
 
 
 def corrected_t_p(diffs: np.ndarray, test_over_train: float) -> float:
-    """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003; for r repeats
-    of k-fold cross-validation, Bouckaert & Frank 2004) of "no difference between two models".
+    """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003) of "no
+    difference between two models" over k folds of one fixed partition.
 
     diffs: (r, k) per-fold differences of a metric (model B - model A), repeat i of B paired with
-    repeat i of A (other training seeds); test_over_train: n_test / n_train of a fold. The
-    training parts of the folds overlap, so fold results are correlated and the plain t-test's
-    variance term 1/(kr) is too small; the correction adds n_test / n_train. Retraining noise
-    enters through the repeats. NaN with fewer than two differences or none of them apart.
+    repeat i of A (other training seeds, the same folds). The repeats are averaged within each
+    fold first: they share the fold's test and training videos, so they are not the fresh random
+    partitions Bouckaert & Frank's repeated test (k r - 1 degrees of freedom) assumes, and counting
+    them apart would make p smaller with every rerun. Retraining noise enters through the spread
+    of the fold means. The training parts of the folds overlap, so the fold results are correlated
+    and the plain t-test's variance term 1/k is too small: the correction adds test_over_train
+    (n_test / n_train). NaN with fewer than two folds or fold means all alike.
     """
-    d = diffs[~np.isnan(diffs)]  # an AUC undefined in a fold
-    if d.size < 2 or not np.ptp(d) > 0:
+    defined = ~np.isnan(diffs)  # an AUC undefined in a fold
+    n = defined.sum(axis=0)
+    d = np.where(defined, diffs, 0.0).sum(axis=0)[n > 0] / n[n > 0]  # (k,) fold means
+    if d.size < 2 or np.ptp(d) <= 1e-9:  # differences of whole calls, alike up to rounding
         return math.nan
     t = d.mean() / math.sqrt((1 / d.size + test_over_train) * d.var(ddof=1))
     return float(2 * stats.t.sf(abs(t), d.size - 1))
