@@ -66,39 +66,44 @@ REPEAT_FREE = (("train", "seed"), ("data", "root"), ("data", "folds"), ("data", 
 
 
 def load_repeats(arg: str) -> dict:
-    """One configuration: a run folder, or several joined by commas (its repeats: the same
-    config.yaml but for the seed, which differs, and the same tested videos). {"name", "model",
-    "dataset", "repeats": [load_run, ...]}."""
+    """One configuration: a run folder, or several joined by commas (its repeats, see
+    :func:`check_repeats`). {"name", "model", "dataset", "repeats": [load_run, ...]}."""
     if "" in arg.split(","):
         raise ValueError(f"{arg}: an empty folder name; join run folders with single commas")
     paths = [Path(p) for p in arg.split(",")]
     runs = [load_run(p) for p in paths]
-    seeds: dict[int, Path] = {}  # of the repeats: each its own
-    for path in paths if len(paths) > 1 else []:
+    if len(runs) > 1:
+        check_repeats(paths, runs)
+    return {"name": arg, "model": runs[0]["model"], "dataset": runs[0]["dataset"], "repeats": runs}
+
+
+def check_repeats(paths: list[Path], runs: list[dict]) -> None:
+    """ValueError (one line) unless the runs are repeats of the first: the same tested videos and
+    a config.yaml that differs only in :data:`REPEAT_FREE`, each with its own seed."""
+    configs = []
+    for path in paths:
         if not (path / "config.yaml").is_file():
             raise ValueError(f"{path}: no config.yaml, so it cannot be checked as a repeat")
-        seed = load_config(path / "config.yaml").train.seed
-        if seed in seeds:
+        configs.append(load_config(path / "config.yaml"))
+    seeds: dict[int, Path] = {}
+    for path, run, cfg in zip(paths, runs, configs, strict=True):
+        if cfg.train.seed in seeds:
             raise ValueError(
-                f"{path}: seed {seed}, as {seeds[seed]}; repeats are runs with other --seed "
-                "values (a run given twice, or rerun with its seed, is no new draw)"
+                f"{path}: seed {cfg.train.seed}, as {seeds[cfg.train.seed]}; repeats are runs "
+                "with other --seed values (a run given twice, or rerun with its seed, is no new "
+                "draw)"
             )
-        seeds[seed] = path
-    for path, run in zip(paths[1:], runs[1:], strict=True):
+        seeds[cfg.train.seed] = path
         why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
         if run["model"] != runs[0]["model"]:
             why.append(f"model {runs[0]['model']} -> {run['model']}")
         else:
-            why += config_differences(
-                load_config(paths[0] / "config.yaml"), load_config(path / "config.yaml"),
-                REPEAT_FREE,
-            )  # fmt: skip
+            why += config_differences(configs[0], cfg, REPEAT_FREE)
         if why:
             raise ValueError(
                 f"{run['name']}: not a repeat of {runs[0]['name']} ({'; '.join(why[:3])}"
                 f"{' ...' if len(why) > 3 else ''}); repeats differ only in --seed"
             )
-    return {"name": arg, "model": runs[0]["model"], "dataset": runs[0]["dataset"], "repeats": runs}
 
 
 #: The metrics whose paired differences the table shows.
@@ -144,17 +149,17 @@ def paired(config: dict, first: dict) -> dict[str, str]:
     and "t_p": the accuracy's corrected resampled t-test; {} when the folds differ."""
     if not same_videos(config["repeats"][0], first["repeats"][0]):
         return {}
+    diffs = {m: fold_differences(config, first, m) for m in PAIRED}
     out = {}
-    for m in PAIRED:
-        d = fold_differences(config, first, m)
+    for m, d in diffs.items():
         d = d[~np.isnan(d)]  # AUC undefined in a fold
         out[m] = f"{d.mean():+.3f} +- {d.std():.3f}" if d.size else "n/a"
-    p = corrected_t_p(fold_differences(config, first, "accuracy"), test_over_train(first))
+    p = corrected_t_p(diffs["accuracy"], held_out_ratio(first))
     out["t_p"] = "n/a" if np.isnan(p) else "p < 0.001" if p < 0.001 else f"p {p:.3f}"
     return out
 
 
-def test_over_train(config: dict) -> float:
+def held_out_ratio(config: dict) -> float:
     """Mean over folds of test videos / training videos (the other folds' videos, validation
     included): 1 / (k - 1) for k equal folds. From the folds results.json lists, so a table of
     some folds only overstates it (a more cautious test); NaN for a single fold."""
