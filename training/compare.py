@@ -24,7 +24,7 @@ import numpy as np
 
 from data.io import read_json
 from training.config import load_config
-from training.cross_validation import config_differences
+from training.cross_validation import config_differences, first_few
 from training.report import REPORTED, brackets, correct_calls, mean_std
 from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
 
@@ -101,8 +101,8 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
             why += config_differences(configs[0], cfg, REPEAT_FREE)
         if why:
             raise ValueError(
-                f"{run['name']}: not a repeat of {runs[0]['name']} ({'; '.join(why[:3])}"
-                f"{' ...' if len(why) > 3 else ''}); repeats differ only in --seed"
+                f"{run['name']}: not a repeat of {runs[0]['name']} ({first_few(why)}); repeats "
+                "differ only in --seed"
             )
 
 

@@ -71,15 +71,19 @@ def config_differences(old: Config, new: Config, ignore=()) -> list[str]:
     ]
 
 
+def first_few(items: list[str], n: int = 3) -> str:
+    """The first ``n`` items joined by "; ", with " ..." when there are more."""
+    return "; ".join(items[:n]) + (" ..." if len(items) > n else "")
+
+
 def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
     """A run folder holds one config: its folds and resumes use the one it started with (the
     device and the loader workers may change)."""
     diff = config_differences(saved, cfg)
     if diff:
         raise ValueError(
-            f"{out_dir} was started with another config ({'; '.join(diff[:3])}"
-            f"{' ...' if len(diff) > 3 else ''}): resume it with the same settings, or use --out "
-            "for a new run"
+            f"{out_dir} was started with another config ({first_few(diff)}): resume it with the "
+            "same settings, or use --out for a new run"
         )
 
 
