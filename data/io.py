@@ -222,7 +222,6 @@ def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
         )
 
 
-#: The fix named when a landmark file cannot be read.
 #: The fix named for a damaged landmark file: a rerun without --overwrite keeps an output whose
 #: size and sidecar look complete (one holding NaN, say).
 REEXTRACT = "run extract_landmarks.py on its video again with --overwrite"
