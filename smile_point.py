@@ -20,7 +20,6 @@ import argparse
 import os
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 from colorama import Fore, Style
@@ -28,7 +27,7 @@ from colorama import init as colorama_init
 
 from data.io import atomic_write_json, check_folder
 from models.config import BASELINE, NAMES
-from training.classify import classify, format_verdicts
+from training.classify import check_json_target, classify, format_verdicts, verdicts_json
 from training.config import (
     Config,
     DataConfig,
@@ -194,6 +193,8 @@ def check_mode(args: argparse.Namespace) -> None:
             raise ValueError(f"--json {args.json}: {parent} is not a writable folder")
         if args.json and Path(args.json).is_dir():
             raise ValueError(f"--json {args.json}: a folder; give a file name (verdicts.json)")
+        if args.json:
+            check_json_target(Path(args.json))
     elif args.checkpoint or args.json:
         raise ValueError("--checkpoint and --json go with --classify INPUT ...")
 
@@ -205,14 +206,7 @@ def classify_main(args: argparse.Namespace) -> int:
     )
     print(format_verdicts(verdicts, failures))
     if args.json:
-        atomic_write_json(
-            args.json,
-            {
-                "checkpoints": args.checkpoint,
-                "videos": [asdict(v) for v in verdicts],
-                "failed": failures,
-            },
-        )
+        atomic_write_json(args.json, verdicts_json(args.checkpoint, verdicts, failures))
     if failures:
         print(
             f"{Fore.RED}{len(failures)} input(s) failed{Style.RESET_ALL} (reasons above)",

@@ -322,7 +322,10 @@ def extract_video(
         raise DecodeError(f"cannot decode {source.path}: no frame could be read")
     found = np.array([r is not None for r in rows])
     if not found.any():
-        raise NoFaceError(f"no face found in any of the {len(rows)} frames of {source.path}")
+        raise NoFaceError(
+            f"no face found in any of the {len(rows)} frames of {source.path}; check that it "
+            "shows a face (frontal enough, not too small), or leave it out"
+        )
     landmarks = np.zeros((len(rows), previous.shape[0], 3), dtype=np.float32)  # (t, v, c)
     landmarks[found] = np.stack([r for r in rows if r is not None])
     landmarks = fill_gaps(landmarks, found)

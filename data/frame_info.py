@@ -4,6 +4,7 @@ defaults (published landmark files carry no metadata)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 from data.io import check_sidecar_rows, check_whole_video, load_meta
@@ -39,8 +40,10 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
         value = next((s[key] for s in sources if s and s.get(key)), None) or (
             getattr(default, key) if default else None
         )
-        if not value or value < 0:
+        if value is None:
             raise ValueError(f"{file}: no {key} ({why}); {fix}")
+        if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+            raise ValueError(f"{file}: {key} is {value!r}, not a positive number; {fix}")
         out[key] = value
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -129,9 +130,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+#: A lone surrogate: what a file name that is not valid UTF-8 holds after ``os.fsdecode``.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def json_text(obj: Any) -> str:
-    """The JSON files' format: indented, UTF-8 as is, a final newline."""
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    """The JSON files' format: indented, UTF-8 as is, a final newline. Lone surrogates (file
+    names that are not valid UTF-8) are written as ``\\u`` escapes, which UTF-8 can hold and
+    ``json.loads`` reads back as the same name."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "\n"
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -232,7 +240,7 @@ def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRA
     file raises ValueError naming it and ``fix``."""
     try:
         return np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); {fix}") from e
 
 
@@ -252,7 +260,10 @@ def load_landmarks(npy_path: str | os.PathLike) -> tuple[np.ndarray, dict | None
     npy_path = Path(npy_path)
     arr = read_npy(npy_path)
     if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{npy_path}: expected a (T, V, 3) landmark array, got shape {arr.shape}")
+        raise ValueError(
+            f"{npy_path}: expected a (T, V, 3) landmark array, got shape {arr.shape}; give a "
+            "landmark file of extract_landmarks.py"
+        )
     arr = arr.astype(np.float32, copy=False)
     check_finite(npy_path, arr)
     meta = load_meta(npy_path)

@@ -72,7 +72,13 @@ def face_axes(right: np.ndarray, left: np.ndarray, mouth: np.ndarray) -> np.ndar
 
 
 def _check_scale(scale, what: str) -> None:
-    if not np.all(np.isfinite(scale)) or np.any(np.asarray(scale) <= 1e-9):
+    """ValueError when an inter-ocular distance (a video's, or each frame's) is zero or not finite;
+    per frame it names the first such frame."""
+    bad = ~np.isfinite(scale) | (np.asarray(scale) <= 1e-9)
+    if np.any(bad):
+        if np.ndim(bad):
+            first, n = int(np.flatnonzero(bad)[0]), int(bad.sum())
+            what = f"frame {first}" + (f" and {n - 1} more" if n > 1 else "")
         raise ValueError(f"degenerate face in {what}: inter-ocular distance is zero or not finite")
 
 

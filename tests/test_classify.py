@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -169,14 +170,21 @@ def test_files_without_sidecar_take_the_dataset_defaults_with_one_warning(
     bare = [tmp_path / f"published_{i}.npy" for i in range(2)]
     for b in bare:
         shutil.copy(src, b)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    assert (meta["width"], meta["height"]) != (640, 360)
+    no_fps = tmp_path / "no_fps.npy"  # its sidecar gives the size, the dataset the rate
+    shutil.copy(src, no_fps)
+    no_fps.with_suffix(".json").write_text(json.dumps({**meta, "fps": None}))
+    inputs = [*map(str, bare), str(no_fps), str(src)]
     with pytest.warns(UserWarning) as caught:
-        rc, report = classify([*map(str, bare), str(src), "--checkpoint", str(out)], tmp_path)
-    assert rc == 0 and [v["fps"] for v in report["videos"]][:2] == [30.0, 30.0]
+        rc, report = classify([*inputs, "--checkpoint", str(out)], tmp_path)
+    assert rc == 0 and [v["fps"] for v in report["videos"]][:3] == [30.0, 30.0, 30.0]
     texts = [str(w.message) for w in caught if "sidecar" in str(w.message)]
     assert texts == [
-        "2 landmark file(s) without a (complete) sidecar (published_0.npy, published_1.npy) "
-        "taken as demo "
-        "files: 30 fps, 640x360; if they are not, classify their videos"
+        "3 landmark file(s) without a (complete) sidecar, completed with demo's defaults: "
+        "published_0.npy, published_1.npy at 30 fps, 640x360; no_fps.npy at 30 fps, "
+        f"{meta['width']}x{meta['height']}; "
+        "if that is wrong, classify their videos"
     ]
 
 
@@ -245,6 +253,11 @@ def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
     assert smile_point.main(["--classify", video, "--checkpoint", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "fold_01/selection.json: not valid JSON" in err and len(err.splitlines()) == 1
+    (broken / "fold_01" / "selection.json").write_text('{"threshold": 0.4}')  # no epoch
+    assert smile_point.main(["--classify", video, "--checkpoint", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "fold_01/selection.json: not a selection.json of smile_point.py" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run, capsys):
@@ -264,3 +277,89 @@ def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run,
     assert "chosen for epoch 99, but best.pt holds epoch" in capsys.readouterr().err
     shutil.copy(out / "fold_01" / "selection.json", alone / "selection.json")
     assert smile_point.main(args) == 0
+
+
+def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
+    root, out = run
+    src = sorted((root / "npy").glob("*.npy"))[0]
+    meta = json.loads(src.with_suffix(".json").read_text())
+    landmarks = np.load(src)
+
+    def landmark_file(name: str, array: np.ndarray, **changes) -> Path:
+        path = tmp_path / name
+        np.save(path, array)
+        fields = {**meta, "n_frames": len(array), "face_found": [True] * len(array)}
+        path.with_suffix(".json").write_text(json.dumps({**fields, **changes}))
+        return path
+
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    flat = landmark_file("flat.npy", landmarks[:, :, 0])
+    short = landmark_file("short.npy", landmarks[:2])  # 2 frames at 30 fps: 1 frame at 8 fps
+    text_fps = landmark_file("text_fps.npy", landmarks, fps="30")
+    faceless = landmark_file("faceless.npy", landmarks, face_found=[False] * len(landmarks))
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not decoded: refused by its extension")
+    inputs = [empty, flat, short, text_fps, faceless, photo, src]
+    rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
+    assert rc == 1 and [v["name"] for v in report["videos"]] == [src.name]
+    failed = {Path(k).name: v for k, v in report["failed"].items()}
+    assert len(failed) == 6 and all("\n" not in why for why in failed.values())
+    assert "empty.npy: not a readable .npy landmark file" in failed["empty.npy"]
+    assert "got shape" in failed["flat.npy"] and "give a landmark file" in failed["flat.npy"]
+    assert re.search(
+        r"short.npy: 2 frame\(s\), 0.04 s: too short to hold a smile \(the model reads 12.5 fps "
+        r"and needs 3 frames, 0.16 s\); give the whole video$",
+        failed["short.npy"],
+    )
+    assert "fps is '30', not a positive number" in failed["text_fps.npy"]
+    assert "no face in any of its" in failed["faceless.npy"]
+    assert "a still image; a smile's class is in its motion" in failed["photo.jpg"]
+
+
+def test_a_name_that_is_not_utf8_is_classified_and_written(tmp_path, run):
+    root, out = run
+    src = sorted((root / "npy").glob("*.npy"))[0]
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    name = os.fsdecode(b"clip\xff.npy")  # a Latin-1 name from an old archive
+    shutil.copy(src, folder / name)
+    shutil.copy(src.with_suffix(".json"), folder / name.replace(".npy", ".json"))
+    rc, report = classify([str(folder), "--checkpoint", str(out)], tmp_path)
+    assert rc == 0 and [v["name"] for v in report["videos"]] == [name]
+
+
+def test_json_replaces_only_an_earlier_verdicts_file(tmp_path, run, capsys):
+    root, out = run
+    src = sorted((root / "npy").glob("*.npy"))[0]
+    npy = tmp_path / src.name
+    shutil.copy(src, npy)
+    sidecar = npy.with_suffix(".json")
+    shutil.copy(src.with_suffix(".json"), sidecar)
+    before = sidecar.read_text()
+    args = ["--classify", str(npy), "--checkpoint", str(out), "--json"]
+    assert smile_point.main([*args, str(sidecar)]) == 2
+    assert "not a verdicts file of --classify; give a new file name" in capsys.readouterr().err
+    assert sidecar.read_text() == before
+    assert smile_point.main([*args, str(out / "results.json")]) == 2
+    verdicts = tmp_path / "verdicts.json"
+    assert smile_point.main([*args, str(verdicts)]) == 0
+    assert smile_point.main([*args, str(verdicts)]) == 0  # an earlier verdicts file: replaced
+    assert json.loads(verdicts.read_text())["videos"][0]["name"] == npy.name
+
+
+def test_copies_of_fold_folders_are_refused(tmp_path, run, capsys):
+    """A run folder stands for the folds its results.json lists: a backup copy of a fold would
+    count that fold twice in the average."""
+    root, out = run
+    video = str(sorted((root / "npy").glob("*.npy"))[0])
+    backup = tmp_path / "backup"
+    shutil.copytree(out, backup)
+    shutil.copytree(backup / "fold_01", backup / "fold_01.bak")
+    assert smile_point.main(["--classify", video, "--checkpoint", str(backup)]) == 2
+    err = capsys.readouterr().err
+    assert "fold_01.bak: not fold folders of smile_point.py (fold_NN)" in err
+    shutil.rmtree(backup / "fold_01.bak")
+    shutil.copytree(backup / "fold_01", backup / "fold_04")
+    assert smile_point.main(["--classify", video, "--checkpoint", str(backup)]) == 2
+    assert "fold_04 not among the folds its results.json lists" in capsys.readouterr().err

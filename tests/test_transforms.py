@@ -121,6 +121,16 @@ def test_face_normalisation_units():
     assert abs(np.median(iod) - 1) < 1e-5
 
 
+def test_a_degenerate_frame_is_named():
+    video = synth_video(12, 478) * np.array([640, 480, 640], dtype=np.float32)
+    video[3:6] = 0  # three frames whose landmarks all coincide
+    with pytest.raises(ValueError, match=r"^degenerate face in frame 3 and 2 more: inter-ocular"):
+        normalize_video(video, "face_motion")
+    video[4:6] = video[2]
+    with pytest.raises(ValueError, match=r"^degenerate face in frame 3: inter-ocular"):
+        normalize_video(video, "face_frame")
+
+
 def test_face_motion_keeps_the_expression_only():
     """A face that only moves rigidly gives zeros; an expression gives its displacement around
     the mean face, the same whatever the face shape (identity) it is drawn on."""

@@ -1,6 +1,6 @@
 """Classify new videos with trained checkpoints: P(spontaneous) per video.
 
-A checkpoint is a fold's ``best.pt``; a run folder stands for every ``fold_*/best.pt`` in it, and
+A checkpoint is a fold's ``best.pt``; a run folder stands for every ``fold_NN/best.pt`` in it, and
 their probabilities (and thresholds) are averaged: each fold's model was selected on its own
 validation split and never saw its test fold, so together they use all the labelled subjects.
 
@@ -13,9 +13,10 @@ scored. An input that cannot be read is reported and the others are still classi
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
@@ -23,17 +24,19 @@ import numpy as np
 import torch
 import yaml
 
-from data.clips import TestWindows
+from data.clips import TestWindows, n_target_frames
 from data.datasets import Video
 from data.extraction import check_backend, extract_video, make_backend
 from data.frame_info import frame_info
 from data.io import check_whole_video, load_landmarks, read_json, to_isotropic
 from data.normalize import fit_normalization
-from data.video import is_frame_folder, is_video, natural_key, open_source
+from data.smoothing import MIN_FRAMES
+from data.video import IMAGE_EXTS, is_frame_folder, is_video, natural_key, open_source
 from models import build_model
 from models.config import BASELINE
 from training.checkpoint import load_checkpoint
 from training.config import Config, from_dict
+from training.cross_validation import fold_folders
 from training.evaluate import clip_config, predict
 
 #: Why and fix of a landmark file whose frame rate or size is unknown.
@@ -83,9 +86,9 @@ def _is_baseline_run(path: Path) -> bool:
     return isinstance(saved, dict) and (saved.get("model") or {}).get("name") == BASELINE
 
 
-def _missing_folds(run: Path, folds: list[Path]) -> list[str]:
-    """Folds of the run without ``best.pt``: fold folders, and the folds its ``results.json``
-    (written by ``--fold all``) lists, so that no fold is silently left out."""
+def _check_listed(run: Path, folds: list[Path]) -> None:
+    """The fold folders are the folds the run's ``results.json`` (written by ``--fold all``)
+    lists, each with its ``best.pt``: no fold is silently left out or added."""
     listed: list[Path] = []
     if (results := run / "results.json").is_file():
         rewrite = "rewrite it: smile_point.py --fold all --resume"
@@ -94,11 +97,21 @@ def _missing_folds(run: Path, folds: list[Path]) -> list[str]:
             listed = [run / f"fold_{int(r['fold']):02d}" for r in table["folds"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{results}: not a results.json of smile_point.py; {rewrite}") from e
-    return [d.name for d in dict.fromkeys([*listed, *folds]) if not (d / "best.pt").is_file()]
+    if extra := [d.name for d in folds if listed and d not in listed]:
+        raise ValueError(
+            f"{run}: {', '.join(extra)} not among the folds its results.json lists; move them "
+            "out of the run folder, or give the folds' best.pt files"
+        )
+    expected = dict.fromkeys([*listed, *folds])
+    if missing := [d.name for d in expected if not (d / "best.pt").is_file()]:
+        raise FileNotFoundError(
+            f"{run}: no best.pt in {', '.join(missing)}; delete those fold folders and run them "
+            "again (--fold N --resume), or give the other folds' best.pt files"
+        )
 
 
 def find_checkpoints(paths: list[str | Path]) -> list[Path]:
-    """``best.pt`` files: each path itself, or a run folder's ``fold_*/best.pt`` (each once).
+    """``best.pt`` files: each path itself, or a run folder's ``fold_NN/best.pt`` (each once).
 
     A fold folder without ``test.json`` is still training (or was stopped): an error.
     """
@@ -117,7 +130,7 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                     f"{path}: a {BASELINE} run has no network to classify with; give a "
                     "DeepMarkerNet or MeshSmileNet run"
                 )
-            folds = sorted(d for d in path.glob("fold_*") if d.is_dir())
+            folds = fold_folders(path)
             if not folds and (path / "best.pt").is_file():
                 folds = [path]
             if not folds:
@@ -130,11 +143,7 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                     f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
                     "with --resume, or give the finished folds' best.pt files"
                 )
-            if missing := _missing_folds(path, folds):
-                raise FileNotFoundError(
-                    f"{path}: no best.pt in {', '.join(missing)}; delete those fold folders and "
-                    "run them again (--fold N --resume), or give the other folds' best.pt files"
-                )
+            _check_listed(path, folds)
             found += [d / "best.pt" for d in folds]
         else:
             raise FileNotFoundError(f"{path}: no such checkpoint or run folder")
@@ -177,13 +186,18 @@ def _threshold(path: Path, cfg, ckpt: dict) -> float:
             f"{path}: its threshold was chosen on validation and is kept in {selection.name} "
             "beside it, which is missing; finish the fold (--resume) or copy the fold folder whole"
         )
-    chosen = read_json(selection, "delete that fold folder and run the fold again")
-    if chosen["best_epoch"] != ckpt["state"]["best_epoch"]:
+    rerun = "delete that fold folder and run the fold again"
+    chosen = read_json(selection, rerun)
+    try:
+        epoch, threshold = int(chosen["best_epoch"]), float(chosen["threshold"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{selection}: not a selection.json of smile_point.py; {rerun}") from e
+    if epoch != ckpt["state"]["best_epoch"]:
         raise ValueError(
-            f"{selection}: chosen for epoch {chosen['best_epoch']}, but {path.name} holds epoch "
+            f"{selection}: chosen for epoch {epoch}, but {path.name} holds epoch "
             f"{ckpt['state']['best_epoch']} (files of two runs); copy one run's fold folder whole"
         )
-    return float(chosen["threshold"])
+    return threshold
 
 
 def list_inputs(paths: list[str | Path]) -> list[Path]:
@@ -246,6 +260,11 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict, bool]:
     if path.suffix == ".npy":
         landmarks, meta = load_landmarks(path)
         check_whole_video(path, meta)
+        if meta and meta.get("face_found") and not any(meta["face_found"]):
+            raise ValueError(
+                f"{path}: no face in any of its {len(landmarks)} frames (its sidecar's "
+                "face_found); give a video that shows a face"
+            )
         info = frame_info(path, [meta], scorer.cfg.data.dataset, *NO_RATE)
         assumed = any(not (meta or {}).get(key) for key in info)  # a published file of the kind
         meta = {**(meta or {}), **info}
@@ -268,8 +287,16 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict, bool]:
             f"{path}: no videos or .npy landmark files in this folder (its sub-folders are not "
             "searched: give them as inputs too)"
         )
+    elif path.suffix.lower() in IMAGE_EXTS:
+        raise ValueError(
+            f"{path}: a still image; a smile's class is in its motion: give a video, or extract a "
+            "folder of its frames with extract_landmarks.py --frame-fps F and give the .npy"
+        )
     else:
-        raise ValueError(f"{path}: not a video file or a .npy landmark file")
+        raise ValueError(
+            f"{path}: not a video file or a .npy landmark file; give a video (.mp4, .avi, .mov, "
+            "...) or the .npy extract_landmarks.py writes"
+        )
     if len(landmarks) == 0:
         raise ValueError(f"{path}: no frames; re-extract the video")
     if landmarks.shape[1] != scorer.n_landmarks:
@@ -278,6 +305,35 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict, bool]:
             f"{scorer.n_landmarks}; extract with the backend it was trained with"
         )
     return landmarks, meta, assumed
+
+
+def check_length(path: Path, n_frames: int, fps: float, scorers: list[Scorer]) -> None:
+    """ValueError when an input gives a checkpoint fewer than ``MIN_FRAMES`` frames at its frame
+    rate: no motion to classify (a one-frame video would get a confident-looking call)."""
+    rate = min(s.cfg.data.target_fps for s in scorers)
+    if n_target_frames(n_frames, fps, rate) < MIN_FRAMES:
+        raise ValueError(
+            f"{path}: {n_frames} frame(s), {n_frames / fps:.2f} s: too short to hold a smile (the "
+            f"model reads {rate:g} fps and needs {MIN_FRAMES} frames, "
+            f"{(MIN_FRAMES - 1) / rate:.2f} s); give the whole video"
+        )
+
+
+def warn_assumed(videos: list[Video], kind: str) -> None:
+    """One warning naming the landmark files that took ``kind``'s default rate or size, grouped
+    by the values they ended with (a sidecar may have given some of them)."""
+    groups: dict[str, list[str]] = {}
+    for v in videos:
+        groups.setdefault(f"{v.fps:g} fps, {v.width}x{v.height}", []).append(v.name)
+    listed = "; ".join(
+        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''} at {values}"
+        for values, names in groups.items()
+    )
+    warnings.warn(
+        f"{len(videos)} landmark file(s) without a (complete) sidecar, completed with {kind}'s "
+        f"defaults: {listed}; if that is wrong, classify their videos",
+        stacklevel=3,
+    )
 
 
 def classify(
@@ -307,6 +363,7 @@ def classify(
         name = str(path) if path.name in shared else path.name  # smile.mp4 of two folders
         try:
             landmarks, meta, default_rate = read_input(path, scorers[0])
+            check_length(path, len(landmarks), float(meta["fps"]), scorers)
             videos.add(name, path, landmarks, meta)
             size = (meta["width"], meta["height"])
             for method in {s.cfg.data.normalize for s in scorers}:  # refuse a degenerate face now
@@ -322,14 +379,7 @@ def classify(
         if default_rate:
             assumed.append(name)
     if assumed:
-        v, kind = videos.videos[assumed[0]], scorers[0].cfg.data.dataset
-        named = ", ".join(assumed[:3]) + (", ..." if len(assumed) > 3 else "")
-        warnings.warn(
-            f"{len(assumed)} landmark file(s) without a (complete) sidecar ({named}) taken as "
-            f"{kind} files: {v.fps:g} fps, {v.width}x{v.height}; if they are not, classify their "
-            "videos",
-            stacklevel=2,
-        )
+        warn_assumed([videos.videos[n] for n in assumed], scorers[0].cfg.data.dataset)
     names = list(videos.videos)
     if not names:
         return [], failures
@@ -361,6 +411,29 @@ def classify(
             )
         )
     return verdicts, failures
+
+
+def verdicts_json(
+    checkpoints: list[str], verdicts: list[Verdict], failures: dict[str, str]
+) -> dict:
+    """What ``--json`` writes: the checkpoints as given, a verdict per input, the failures."""
+    return {"checkpoints": checkpoints, "videos": [asdict(v) for v in verdicts], "failed": failures}
+
+
+def check_json_target(path: Path) -> None:
+    """``--json`` creates a file or replaces an earlier verdicts file, never another file (an
+    input's sidecar, a run's results.json ...): ValueError naming it otherwise."""
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        old = None
+    if not (isinstance(old, dict) and old.keys() == verdicts_json([], [], {}).keys()):
+        raise ValueError(
+            f"--json {path}: an existing file that is not a verdicts file of --classify; give a "
+            "new file name"
+        )
 
 
 def format_verdicts(verdicts: list[Verdict], failures: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -85,6 +86,22 @@ def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
             f"{out_dir} was started with another config ({first_few(diff)}): resume it with the "
             "same settings, or use --out for a new run"
         )
+
+
+#: A fold's folder in a run folder: ``fold_01``, ``fold_02``, ...
+FOLD_FOLDER = re.compile(r"fold_\d+")
+
+
+def fold_folders(run: Path) -> list[Path]:
+    """The fold folders (``fold_NN``) of a run folder, in fold order. ValueError naming any other
+    ``fold_*`` folder in it: a copy such as ``fold_01.bak`` would count a fold twice."""
+    folders = [d for d in run.glob("fold_*") if d.is_dir()]
+    if stray := sorted(d.name for d in folders if not FOLD_FOLDER.fullmatch(d.name)):
+        raise ValueError(
+            f"{run}: {', '.join(stray)}: not fold folders of smile_point.py (fold_NN); move "
+            "them out of the run folder"
+        )
+    return sorted(folders, key=lambda d: int(d.name.removeprefix("fold_")))
 
 
 def run_started(out: Path) -> bool:
