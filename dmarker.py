@@ -32,7 +32,7 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.io import atomic_write
+from data.io import atomic_write, print_names_as_given
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
 
@@ -148,6 +148,7 @@ def check_plot_name(landmarks: Path, name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    print_names_as_given()
     if args.plot:
         try:
             check_plot_name(args.landmarks, args.plot)

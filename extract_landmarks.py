@@ -15,6 +15,7 @@ import sys
 from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
 from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
+from data.io import print_names_as_given
 from data.video_sources import DATASETS
 
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    print_names_as_given()
     try:
         check_backend(args.backend)
         jobs, output = make_jobs(args.input, args.dataset, args.output)

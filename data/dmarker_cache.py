@@ -27,6 +27,7 @@ from data.dmarker_table import (
     DMarkerTable,
     fingerprint,
     read_table,
+    replaceable,
     video_key,
 )
 from data.io import (
@@ -148,6 +149,11 @@ def build_dmarker_table(
         )
         raise FileNotFoundError(f"no landmark files (*.npy) under {landmark_dir}: {fix}")
     output = Path(output) if output else landmark_dir / CACHE_NAME
+    if output.exists() and not replaceable(output):
+        raise ValueError(
+            f"{output}: exists and is not a D-Marker table of dmarker.py; give --output another "
+            "file (an .npz)"
+        )
     old = None
     if output.is_file() and not force:
         try:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,20 @@ def read_table(path: Path, rebuild: str | None = None) -> DMarkerTable:
             f"code reads {CACHE_VERSION}); rebuild it with {rebuild}"
         )
     return table
+
+
+def replaceable(path: Path) -> bool:
+    """Whether a table may be written over ``path``: it is a D-Marker table of any version, or an
+    .npz that cannot be read (a damaged table); never another file (a landmark file, labels.csv,
+    an .npz of other data)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return path.suffix == ".npz"
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        return False
+    with z:
+        return {"version", "features", "names"} <= set(z.files)
 
 
 def _from_npz(z, path: Path) -> DMarkerTable:

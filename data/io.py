@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 #: A lone surrogate: what a file name that is not valid UTF-8 holds after ``os.fsdecode``.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def print_names_as_given() -> None:
+    """Let standard output print file names that are not valid UTF-8 as their bytes, as ``ls``
+    does (``surrogateescape``, the C locale's default), instead of failing mid-report."""
+    if reconfigure := getattr(sys.stdout, "reconfigure", None):
+        reconfigure(errors="surrogateescape")
 
 
 def json_text(obj: Any) -> str:

@@ -3,10 +3,12 @@ the test fold was scored; failures reported while the other inputs are classifie
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -317,7 +319,7 @@ def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
     assert "a still image; a smile's class is in its motion" in failed["photo.jpg"]
 
 
-def test_a_name_that_is_not_utf8_is_classified_and_written(tmp_path, run):
+def test_a_name_that_is_not_utf8_is_classified_printed_and_written(tmp_path, run, monkeypatch):
     root, out = run
     src = sorted((root / "npy").glob("*.npy"))[0]
     folder = tmp_path / "inputs"
@@ -325,8 +327,12 @@ def test_a_name_that_is_not_utf8_is_classified_and_written(tmp_path, run):
     name = os.fsdecode(b"clip\xff.npy")  # a Latin-1 name from an old archive
     shutil.copy(src, folder / name)
     shutil.copy(src.with_suffix(".json"), folder / name.replace(".npy", ".json"))
+    printed = io.BytesIO()  # a UTF-8 terminal's strict stdout, as outside the C locale
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(printed, "utf-8", errors="strict"))
     rc, report = classify([str(folder), "--checkpoint", str(out)], tmp_path)
+    sys.stdout.flush()
     assert rc == 0 and [v["name"] for v in report["videos"]] == [name]
+    assert b"\nclip\xff.npy  " in printed.getvalue()  # its bytes, as ls prints them
 
 
 def test_json_replaces_only_an_earlier_verdicts_file(tmp_path, run, capsys):

@@ -285,6 +285,15 @@ def test_cli_errors(tmp_path, dataset, capsys):
     assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "file" in err and len(err.splitlines()) == 1
+    for other in (npy, dataset / "notes.csv", tmp_path / "other.npz"):  # never written over
+        if other.suffix == ".csv":
+            other.write_text("video,label,subject\n")
+        elif other.suffix == ".npz":
+            np.savez(other, weights=np.zeros(3))
+        before = other.read_bytes()
+        assert cli.main(["--landmarks", str(dataset), "--output", str(other), "--quiet"]) == 2
+        assert f"{other}: exists and is not a D-Marker table" in capsys.readouterr().err
+        assert other.read_bytes() == before
     with pytest.raises(SystemExit):
         cli.main(["--landmarks", str(tmp_path), "--frame-size", "640by480"])
     with pytest.raises(SystemExit):
