@@ -16,6 +16,7 @@ fail are listed at the end; the others are still computed; the exit status is 1 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def plot_video(table: DMarkerTable, name: str, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=8, ncol=4)
     axes[-1].set_xlabel("time (s)")
-    fig.suptitle(f"{table.names[i]}: {res.status}, {fps:g} fps, {len(t)} frames")
+    name = os.fsencode(table.names[i]).decode("utf-8", "replace")  # a name not UTF-8 shows as such
+    fig.suptitle(f"{name}: {res.status}, {fps:g} fps, {len(t)} frames")
     fig.tight_layout()
     path = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
@@ -140,9 +142,10 @@ def check_plot_name(landmarks: Path, name: str) -> None:
     names = VideoNames([video_key(p.name) for p in sorted(landmarks.glob("*.npy"))])
     if names.names and names.row(name) is None:
         close = names.closest(name)
+        some = ", ".join(names.names[:3]) + (", ..." if len(names.names) > 3 else "")
         raise KeyError(
             f"{name!r} names no single landmark file in {landmarks}"
-            + (f"; closest: {', '.join(close)}" if close else "")
+            + (f"; closest: {', '.join(close)}" if close else f"; it holds {some}")
         )
 
 

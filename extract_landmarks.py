@@ -10,6 +10,7 @@ arguments or input, 130 when interrupted. See README.md for the output format.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
@@ -22,8 +23,8 @@ from data.video_sources import DATASETS
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (math.isfinite(value) and value > 0):  # nan and inf too
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
 
     return parse

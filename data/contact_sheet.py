@@ -98,6 +98,8 @@ def contact_sheet(
     tiles += [blank] * (-len(tiles) % columns)
     grid = np.vstack([np.hstack(tiles[k : k + columns]) for k in range(0, len(tiles), columns)])
     banner = np.full((40, grid.shape[1], 3), 255, dtype=np.uint8)
+    # OpenCV's fonts draw ASCII only, and a name that is not valid UTF-8 would crash it
+    title = title.encode("ascii", "replace").decode()
     cv2.putText(banner, title, (10, 27), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.vstack([banner, grid])
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -31,6 +31,7 @@ from data.dmarker_table import (
     video_key,
 )
 from data.io import (
+    check_folder,
     check_whole_video,
     load_landmarks,
     load_meta,
@@ -149,6 +150,7 @@ def build_dmarker_table(
         )
         raise FileNotFoundError(f"no landmark files (*.npy) under {landmark_dir}: {fix}")
     output = Path(output) if output else landmark_dir / CACHE_NAME
+    check_folder(output.parent, "--output's folder")
     if output.exists() and not replaceable(output):
         raise ValueError(
             f"{output}: exists and is not a D-Marker table of dmarker.py; give --output another "

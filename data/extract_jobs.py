@@ -68,7 +68,10 @@ def _once(found: list[tuple]) -> list[tuple]:
     is one source, as a linked folder is walked once; the first path found is kept."""
     seen, kept = set(), []
     for src, name, *err in found:
-        key = (src.resolve(), name)
+        try:
+            key = (src.resolve(), name)
+        except (OSError, RuntimeError):  # a link loop: its job reports it
+            key = (src, name)
         if key not in seen:
             seen.add(key)
             kept.append((src, name, *err))

@@ -11,6 +11,7 @@ sidecar; readers then fall back to a per-dataset default frame size and rate.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -68,15 +69,30 @@ def check_folder(path: str | os.PathLike, flag: str) -> None:
             return
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, say); the message names it and the fix."""
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``."""
+    """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``.
+
+    An OSError of ``write`` becomes a :class:`WriteError` naming ``path`` (numpy's own message
+    on a full disk is "103248 requested and 48096 written")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except WriteError:
+            raise
+        except OSError as e:
+            raise WriteError(
+                f"{path}: not written ({e.strerror or e}); free space on its disk, or check that "
+                "its folder can be written"
+            ) from e
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     finally:
@@ -120,8 +136,9 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     """``np.savez`` (uncompressed) written atomically; ``path`` keeps its name as given."""
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        buffer = io.BytesIO()  # np.savez leaves its zip open when a write fails
+        np.savez(buffer, **arrays)
+        tmp.write_bytes(buffer.getbuffer())
 
     return atomic_write(path, write)
 

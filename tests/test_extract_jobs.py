@@ -181,6 +181,9 @@ def test_a_link_to_a_missing_video_is_a_failed_job(tmp_path):
         failed = [j for j in jobs if j.error]
         assert len(jobs) == 2 and len(failed) == 1
         assert "which does not exist; fix or remove the link" in failed[0].error
+    (ds / "loop.mp4").symlink_to("loop.mp4")  # a link to itself: one failed job, not a crash
+    jobs, _ = make_jobs(ds, "folder")
+    assert sorted(j.name for j in jobs if j.error) == ["gone.mp4", "loop.mp4"]
 
 
 def test_frame_fps_without_a_frame_folder_is_refused(tmp_path, capsys):

@@ -159,3 +159,25 @@ def test_files_of_two_backends_are_named_with_the_fix(tmp_path):
     )
     with pytest.raises(ValueError, match=message):
         open_dataset("folder", tmp_path)
+
+
+def test_a_full_disk_is_named_with_the_fix(tmp_path, monkeypatch):
+    """numpy's own message on a full disk ("103248 requested and 48096 written") named neither
+    the file nor the fix; the old file is kept and no temp file is left."""
+    from data.io import WriteError, atomic_save_npy, atomic_save_npz, save_landmarks
+
+    npy = tmp_path / "x.mp4.npy"
+    atomic_save_npy(npy, np.zeros((2, 478, 3), np.float32))
+
+    def full(file, *args, **kwargs):
+        raise OSError("103248 requested and 48096 written")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(WriteError, match=r"x.mp4.npy: not written \(103248 requested .*free space"):
+        atomic_save_npy(npy, np.ones((2, 478, 3), np.float32))
+    with pytest.raises(WriteError, match=r"^\S*x.mp4.npy: not written"):  # named once
+        save_landmarks(npy, np.ones((2, 478, 3), np.float32), {"fps": 25})
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(WriteError, match=r"t.npz: not written"):
+        atomic_save_npz(tmp_path / "t.npz", a=np.zeros(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mp4.npy"]
