@@ -42,6 +42,7 @@ from training.cross_validation import (
     check_kept_folds,
     check_same_run,
     load_dataset,
+    run_config,
     run_folds,
     run_started,
 )
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
         out = Path(cfg.out)
         if run_started(out):  # another fold of the run, or a resume: one config per run
-            check_same_run(load_config(out / "config.yaml"), cfg, out)
+            check_same_run(run_config(out), cfg, out)
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
         if args.resume:

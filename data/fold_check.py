@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from data.folds import Fold, fold_dirs, fold_files, read_fold_files
+from data.folds import Fold, fold_dirs, fold_files, read_fold_files, split_train_val
 from data.io import check_finite, read_npy
 from data.subjects import (
     guess_kind,
@@ -93,6 +93,30 @@ def check_folds(
         shown = [f"{n} (folds {', '.join(map(str, twice[n]))})" for n in sorted(twice)[:5]]
         problems.append(f"{len(twice)} video(s) in more than one test part: {'; '.join(shown)}")
     return problems
+
+
+def training_part_problem(
+    fold: Fold,
+    subjects: Mapping[str, str],
+    labels: Mapping[str, int],
+    val_fraction: float = 0.15,
+    seed: int = 0,
+) -> str | None:
+    """Why fold ``fold``'s training part cannot train a classifier, or None: it holds one class
+    only, or cannot give up an inner validation part by subject (fewer than two subjects)."""
+    where = f"fold {fold.index} ({fold.name!r})"
+    classes = {labels[n] for n in fold.train if n in labels}
+    if len(classes) < 2:
+        held = {0: "posed videos only", 1: "spontaneous videos only"}.get(next(iter(classes), -1))
+        return (
+            f"{where}: its training part holds {held or 'no video'}; a classifier needs both "
+            "classes: give it videos of the other class, or use fewer folds"
+        )
+    try:
+        split_train_val(fold.train, labels, subjects, val_fraction, seed)
+    except ValueError as e:
+        return f"{where}: {e}"
+    return None
 
 
 def fold_table(folds: list[Fold], subjects: Mapping[str, str], labels: Mapping[str, int]) -> str:
@@ -241,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(fold_table(folds, subjects, labels))
     problems = check_folds(folds, subjects, labels)
+    problems += filter(None, (training_part_problem(f, subjects, labels) for f in folds))
     if not problems and not unchecked:  # else training would name the first of these problems
         refusal = training_refusal(kind, root, folds_dir, landmarks)
         problems += [refusal] if refusal else []

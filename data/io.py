@@ -59,7 +59,10 @@ def temp_prefix(path: str | os.PathLike) -> str:
 
 
 def check_folder(path: str | os.PathLike, flag: str) -> None:
-    """Raise ValueError when ``path``, a folder to write into, is a file or lies below one."""
+    """Raise ValueError when ``path``, a folder to write into, is empty (an unset shell variable
+    would make it the current folder), a file, or lies below a file."""
+    if not str(path).strip():
+        raise ValueError(f"{flag} {str(path)!r}: empty; give a folder")
     path = Path(path)
     for p in (path, *path.parents):
         if p.exists():

@@ -65,6 +65,17 @@ def test_rows_and_paired_differences(tmp_path, capsys):
     assert rows[4].endswith("| other folds | other folds | other folds | other folds |")
 
 
+def test_runs_whose_test_labels_differ_are_not_paired(tmp_path):
+    """Same videos, but one relabelled (a labels.csv fixed between the runs): not a pair."""
+    first = fake_run(tmp_path / "a", "deepmarkernet", {1: [0.1, 0.9, 0.2, 0.8]})
+    other = fake_run(tmp_path / "b", "meshsmilenet", {1: [0.6, 0.9, 0.2, 0.4]})
+    test_json = other / "fold_01" / "test.json"
+    result = json.loads(test_json.read_text())
+    result["videos"]["a1"]["label"] = 1
+    test_json.write_text(json.dumps(result))
+    assert paired(load_repeats(str(other)), load_repeats(str(first))) == {}
+
+
 def test_unfinished_run_is_one_line(tmp_path, capsys):
     (tmp_path / "run" / "fold_01").mkdir(parents=True)
     assert main([str(tmp_path / "run")]) == 2

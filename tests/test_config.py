@@ -57,7 +57,12 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         ("weight_decay=-1", "train.weight_decay = -1.0: must be 0 or positive"),
         ("min_lr_ratio=5", "train.min_lr_ratio"),
         ("device=gpu", "train.device = 'gpu': must be auto, cpu or cuda"),
-        ("window=0", "data.window"),
+        ("window=1", "data.window = 1: must be at least 2"),
+        ("target_fps=.inf", r"data.target_fps = inf: must be a finite number"),
+        ("lr=.nan", r"train.lr = nan: must be a finite number"),
+        ("model.dropout=.nan", r"model.dropout = nan: must be a finite number"),
+        ("seed=-1", r"train.seed = -1: must be in \[0, 2\^63\)"),
+        ("seed=100000000000000000000", r"train.seed = 100000000000000000000: must be in"),
         ("target_fps=-1", "data.target_fps"),
         ("normalize=bogus", "data.normalize = 'bogus': must be one of face"),
         ("val_fraction=1", "data.val_fraction"),
@@ -81,6 +86,13 @@ def test_config_files_that_are_not_configs(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("model:\ntrain:\n  epochs: 2\n")  # a section with nothing under it
     assert load_config(empty).train.epochs == 2
+    twice = tmp_path / "twice.yaml"  # YAML keeps the last: the first train section was dropped
+    twice.write_text("train:\n  epochs: 3\nmodel:\n  dim: 16\ntrain:\n  lr: 0.01\n")
+    with pytest.raises(ValueError, match="twice.yaml: not valid YAML: train given twice"):
+        load_config(twice)
+    twice.write_text("train:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(ValueError, match="epochs given twice"):
+        load_config(twice)
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):

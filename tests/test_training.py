@@ -295,6 +295,41 @@ def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
     (out / "fold_01" / "last.pt").write_text("garbage")
     assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out), "--resume"]) == 2
     assert "last.pt: not a readable checkpoint" in capsys.readouterr().err
+    assert smile_point.main(["--config", cfg, "--out", ""]) == 2  # an unset shell variable
+    assert "--out '': empty; give a folder" in capsys.readouterr().err
+    (out / "config.yaml").unlink()  # a run folder that lost its config: each fold keeps a copy
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(out)]) == 2
+    assert (
+        f"{out}: a started run without its config.yaml; copy {out / 'fold_01' / 'config.yaml'} "
+        f"back to {out / 'config.yaml'}, or use --out for a new run" in capsys.readouterr().err
+    )
+
+
+def test_a_fold_that_cannot_train_is_refused_before_any_fold_trains(tmp_path, demo_root, capsys):
+    """A training part of one class, or of one subject (no inner validation split by subject),
+    was found only when its fold's turn came, after the folds before it had trained."""
+    from data.fold_check import main as check
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    fold3 = root / "labels" / "3" / "train.json"
+    train = json.loads(fold3.read_text())
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    out = tmp_path / "run"
+    fold3.write_text(json.dumps({n: y for n, y in train.items() if y == 1}))  # spontaneous only
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out)]) == 2
+    assert "fold 3 ('3'): its training part holds spontaneous videos only" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()  # nothing trained, nothing written
+    assert check(["check", str(root / "labels")]) == 1
+    assert "PROBLEM: fold 3 ('3'): its training part holds spontaneous" in capsys.readouterr().out
+    one = next(iter(train)).split("_")[0]  # the videos of one subject (demo names: s001_...)
+    fold3.write_text(json.dumps({n: y for n, y in train.items() if n.startswith(one)}))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out)]) == 2
+    assert "fold 3 ('3'): cannot split" in capsys.readouterr().err and not out.exists()
+    assert check(["check", str(root / "labels")]) == 1
+    assert "PROBLEM: fold 3 ('3'): cannot split" in capsys.readouterr().out
 
 
 def test_stale_dmarker_table_is_refused(tmp_path, demo_root):

@@ -113,13 +113,15 @@ NO_SUBJECTS = "n/a (no subjects)"
 
 
 def same_videos(run: dict, first: dict) -> bool:
-    """Whether both runs tested the same videos in every fold (a paired comparison)."""
+    """Whether both runs tested the same videos, with the same labels, in every fold (a paired
+    comparison)."""
+
+    def labelled(r: dict, k) -> dict:
+        return {n: v["label"] for n, v in r["folds"][k]["videos"].items()}
+
     return bool(run["folds"]) and (
         run["folds"].keys() == first["folds"].keys()
-        and all(
-            run["folds"][k]["videos"].keys() == first["folds"][k]["videos"].keys()
-            for k in run["folds"]
-        )
+        and all(labelled(run, k) == labelled(first, k) for k in run["folds"])
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -104,6 +105,19 @@ def from_dict(d: dict, source: str = "config") -> Config:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last
+    silently: a second ``train:`` section would drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        if twice := sorted({str(k) for k in keys if keys.count(k) > 1}):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{', '.join(twice)} given twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Defaults <- YAML ``path`` <- ``key=value`` overrides."""
     cfg = Config()
@@ -114,7 +128,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         if path.is_dir():
             raise ValueError(f"{path}: a folder; give a config file such as configs/demo.yaml")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
         if not isinstance(raw, dict):
@@ -154,15 +168,21 @@ def check_choices(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{section}.{name} = {value!r}: use one of {', '.join(allowed)}")
+    for section in SECTIONS:  # nan and inf pass every comparison below
+        for f in dataclasses.fields(part := getattr(cfg, section)):
+            value = getattr(part, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{section}.{f.name} = {value!r}: must be a finite number")
     d, t, a = cfg.data, cfg.train, cfg.augment
     rules = (
-        ("data.window", d.window >= 1, "at least 1"),
+        ("data.window", d.window >= 2, "at least 2 (a frame alone holds no motion)"),
         ("data.target_fps", d.target_fps > 0, "positive"),
         ("data.normalize", d.normalize in NORMALIZATIONS, f"one of {', '.join(NORMALIZATIONS)}"),
         ("data.test_stride", d.test_stride is None or d.test_stride >= 1, "at least 1"),
         ("data.val_fraction", 0 < d.val_fraction < 1, "in (0, 1)"),
         ("data.num_workers", d.num_workers >= 0, "0 (in this process) or more"),
         ("train.epochs", t.epochs >= 1, "at least 1"),
+        ("train.seed", 0 <= t.seed < 2**63, "in [0, 2^63)"),
         ("train.batch_size", t.batch_size >= 1, "at least 1"),
         ("train.lr", t.lr > 0, "positive"),
         ("train.weight_decay", t.weight_decay >= 0, "0 or positive"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from colorama import Fore, Style
 
 from data.datasets import SmileDataset, open_dataset
+from data.fold_check import training_part_problem
 from data.io import atomic_write_json, read_json
 from data.targets import table_digest
 from models.config import BASELINE
@@ -104,6 +105,18 @@ def fold_folders(run: Path) -> list[Path]:
     return sorted(folders, key=lambda d: int(d.name.removeprefix("fold_")))
 
 
+def run_config(out: Path) -> Config:
+    """The config of a started run folder; ValueError with the fix when its config.yaml is gone
+    (each fold folder keeps a copy)."""
+    path = out / "config.yaml"
+    if not path.exists():
+        kept = sorted(out.glob("fold_*/config.yaml"))
+        new = "use --out for a new run"
+        fix = f"copy {kept[0]} back to {path}, or {new}" if kept else new
+        raise ValueError(f"{out}: a started run without its config.yaml; {fix}")
+    return load_config(path)
+
+
 def run_started(out: Path) -> bool:
     """Whether a fold of the run folder ``out`` holds a checkpoint or a result."""
     return any((d / f).exists() for d in out.glob("fold_*") for f in ("last.pt", "test.json"))
@@ -115,6 +128,11 @@ def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> P
     :func:`check_same_run`). -> the fold's output folder."""
     if not 1 <= fold <= len(dataset.folds):
         raise ValueError(f"--fold {fold}: {dataset.root} has folds 1..{len(dataset.folds)}")
+    f = dataset.fold(fold)
+    if why := training_part_problem(
+        f, dataset.subjects, dataset.labels, cfg.data.val_fraction, cfg.train.seed
+    ):
+        raise ValueError(f"{dataset.root}, {why}")
     out_dir = Path(cfg.out) / f"fold_{fold:02d}"
     if any((out_dir / f).exists() for f in ("last.pt", "test.json")) and not resume:
         raise FileExistsError(
