@@ -16,8 +16,8 @@ from data.datasets import open_dataset
 from data.demo import generate
 from data.folds import GENERATED_META
 from training.baseline import CS, fit_baseline, score_baseline
-from training.classify import find_checkpoints
 from training.config import load_config
+from training.scorers import find_checkpoints
 
 
 @pytest.fixture(scope="module")
