@@ -58,6 +58,7 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         ("min_lr_ratio=5", "train.min_lr_ratio"),
         ("device=gpu", "train.device = 'gpu': must be auto, cpu or cuda"),
         ("window=1", "data.window = 1: must be at least 2"),
+        ("out=runs/x", "out is no setting to --set; give it as --out DIR"),
         ("target_fps=.inf", r"data.target_fps = inf: must be a finite number"),
         ("lr=.nan", r"train.lr = nan: must be a finite number"),
         ("model.dropout=.nan", r"model.dropout = nan: must be a finite number"),

@@ -239,6 +239,8 @@ def full_key(cfg: Config, key: str) -> str:
 
 
 def _resolve(cfg: Config, key: str, source: str) -> tuple[str, str]:
+    if key == "out":  # a config file's top-level out: is a flag of its own on the command line
+        raise ValueError(f"{source}: out is no setting to --set; give it as --out DIR")
     sections = SECTIONS
     if "." in key:
         section, name = key.split(".", 1)
