@@ -155,6 +155,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def is_valid_unicode(name: str) -> bool:
+    """Whether a name holds no lone surrogate (it was valid UTF-8 on disk)."""
+    return _SURROGATE.search(name) is None
+
+
 def print_names_as_given() -> None:
     """Let standard output print file names that are not valid UTF-8 as their bytes, as ``ls``
     does (``surrogateescape``, the C locale's default), instead of failing mid-report."""

@@ -24,6 +24,8 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 
+from data.io import is_valid_unicode  # noqa: E402
+
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 )
@@ -193,7 +195,7 @@ def _capture(path: Path) -> cv2.VideoCapture:
     archive): such a video is opened through a link of a plain name, removed once it is open.
     """
     name = str(path)
-    if _is_utf8(name):
+    if is_valid_unicode(name):
         cap = cv2.VideoCapture(name)
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -202,15 +204,6 @@ def _capture(path: Path) -> cv2.VideoCapture:
             cap = cv2.VideoCapture(str(link))
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
-
-
-def _is_utf8(name: str) -> bool:
-    """Whether a path string is valid Unicode (no ``surrogateescape`` bytes of another code)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def read_image(path: Path) -> np.ndarray:
