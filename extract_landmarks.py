@@ -3,8 +3,9 @@
     python extract_landmarks.py VIDEO_OR_FOLDER [--output DIR] [--backend mediapipe|dlib]
     python extract_landmarks.py ROOT --dataset uva|bbc|mmi|spos|folder [--workers N] [--plot]
 
-Exit status: 0 when no video failed, 1 when some did (the summary says which and why), 2 for bad
-arguments or input, 130 when interrupted. See README.md for the output format.
+Exit status: 0 when every output was written, 1 when a video failed or a contact sheet could not
+be drawn (the summary says which and why), 2 for bad arguments or input, 130 when interrupted.
+See README.md for the output format.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished outputs are kept, rerun to resume", file=sys.stderr)
         return 130
     print(format_summary(results, output))
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

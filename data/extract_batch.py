@@ -61,6 +61,12 @@ class JobResult:
     frames: int = 0
     face_frames: int | None = 0  # None: unknown (a published file without sidecar)
     timings: dict = field(default_factory=dict)
+    sheet_error: str = ""  # why the contact sheet of a done or skipped job was not drawn
+
+    @property
+    def ok(self) -> bool:
+        """Everything asked of this job was written (landmarks, and any contact sheet)."""
+        return self.status != "failed" and not self.sheet_error
 
 
 # ---------------------------------------------------------------- one job
@@ -165,16 +171,18 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
             source, backend, name=job.name, stride=settings.stride, max_frames=settings.max_frames
         )  # a failure here leaves a previous output as it was
         save_landmarks(job.output, ext.landmarks, ext.meta)
-        if png is not None:
-            _plot(job, settings, ext.landmarks, ext.meta, png)
         result.status = "done"
         result.frames, result.face_frames = ext.meta["n_frames"], sum(ext.meta["face_found"])
+        if png is not None:
+            _plot(job, settings, ext.landmarks, ext.meta, png, result)
         result.timings = {**ext.timings, "total_s": time.perf_counter() - t0}
     except Exception as e:  # the batch goes on; the reason is reported
-        result.status = "failed"  # also when a skipped job's contact sheet could not be drawn
-        known = isinstance(e, (OSError, ValueError))
-        result.reason = str(e) if known else f"{type(e).__name__}: {e}"
+        result.status, result.reason = "failed", _reason(e)
     return result
+
+
+def _reason(e: Exception) -> str:
+    return str(e) if isinstance(e, (OSError, ValueError)) else f"{type(e).__name__}: {e}"
 
 
 def _skip(job: Job, settings: Settings, result: JobResult, reason: str, png: Path | None) -> None:
@@ -184,13 +192,26 @@ def _skip(job: Job, settings: Settings, result: JobResult, reason: str, png: Pat
     if meta is None:  # a published file kept by a quick run: no face counts, no sheet to draw
         result.frames = len(np.load(job.output, mmap_mode="r", allow_pickle=False))
         result.face_frames = None
+        if png is not None:
+            result.reason += "; no contact sheet: no sidecar says which rows found a face"
         return
     result.frames, result.face_frames = meta["n_frames"], sum(meta["face_found"])
-    if png is not None and not png.exists():
-        _plot(job, settings, np.load(job.output, allow_pickle=False), meta, png)
+    if png is not None and not png.is_file():
+        _plot(job, settings, np.load(job.output, allow_pickle=False), meta, png, result)
 
 
-def _plot(job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: Path) -> None:
+def _plot(
+    job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: Path, result: JobResult
+) -> None:
+    """Draw the contact sheet of saved landmarks; a failure goes to ``result.sheet_error`` (the
+    landmarks stay done)."""
+    try:
+        _draw(job, settings, landmarks, meta, png)
+    except Exception as e:
+        result.sheet_error = f"contact sheet not drawn: {_reason(e)}"
+
+
+def _draw(job: Job, settings: Settings, landmarks: np.ndarray, meta: dict, png: Path) -> None:
     source = open_source(job.source, settings.frame_fps)
     found = np.asarray(meta["face_found"])
     title = (
@@ -315,14 +336,17 @@ def _source_bytes(job: Job) -> int:
 
 
 def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -> str:
-    """Counts per status, one row per video (only the failed ones past ``max_rows``), then a note
+    """Counts per status, one row per video (past ``max_rows``, only those that failed or lack
+    their contact sheet), then a note
     when whole-video outputs were kept from a ``--max-frames`` run."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    no_sheet = sum(bool(r.sheet_error) for r in results)
     lines = [
         f"summary: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
         f"of {len(results)} -> {output}"
+        + (f"; {no_sheet} contact sheet(s) not drawn" if no_sheet else "")
     ]
-    rows = results if len(results) <= max_rows else [r for r in results if r.status == "failed"]
+    rows = results if len(results) <= max_rows else [r for r in results if not r.ok]
     if rows:
         width = max(len("video"), *(len(r.name) for r in rows))
         lines.append(f"  {'video':<{width}}  {'status':<7}  {'frames':>6}  {'face':>5}  reason")
@@ -333,8 +357,9 @@ def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -
                 else "-"
             )
             frames = r.frames or "-"
+            reason = "; ".join(x for x in (r.reason, r.sheet_error) if x)
             lines.append(
-                f"  {r.name:<{width}}  {r.status:<7}  {frames:>6}  {face:>5}  {r.reason}".rstrip()
+                f"  {r.name:<{width}}  {r.status:<7}  {frames:>6}  {face:>5}  {reason}".rstrip()
             )
     kept = sum(r.reason == WHOLE_KEPT for r in results)
     if kept:

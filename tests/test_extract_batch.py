@@ -102,6 +102,8 @@ def test_resume_skips_complete_outputs(pyfeat_data, tmp_path, capsys):
     assert "done" in run("--stride", "2")[1]
     npy.with_suffix(".json").unlink()  # an array without sidecar: a published file
     assert "whole-video output kept" in run("--stride", "2")[1]  # by a quick run
+    rc, row = run("--stride", "2", "--plot")  # nothing to draw its sheet from: said, not failed
+    assert rc == 0 and "no contact sheet: no sidecar says which rows found a face" in row
     assert run_cli(d, "--stride", 2) == 0 and load_meta(npy)["stride"] == 2  # redone by a whole one
 
 
@@ -382,3 +384,32 @@ def test_jobs_lost_to_a_crash_are_retried_on_every_worker(tmp_path, monkeypatch)
     results = []
     _run_pool(jobs, Settings(backend="dlib"), 3, results.append)
     assert sorted(r.name for r in results) == list("abcdef")
+
+
+def test_a_contact_sheet_not_drawn_leaves_its_landmarks_done(pyfeat_data, tmp_path, capsys):
+    """A sheet that cannot be written (a full disk) is reported in the video's row and makes the
+    exit status 1, but the video's complete landmarks are not called failed, extracted or
+    skipped."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    write_avi(pyfeat_data, d / "clip.avi", 4)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(extract_batch, "contact_sheet", lambda *a, **k: (_ for _ in ()).throw(full))
+        assert run_cli(d, "--plot") == 1
+        out = capsys.readouterr().out
+        row = summary_rows(out)["clip.avi"]
+        assert "done" in row and "contact sheet not drawn: [Errno 28] No space left" in row
+        assert "1 done, 0 skipped, 0 failed of 1" in out and "1 contact sheet(s) not drawn" in out
+        assert_valid(d / "npy" / "clip.avi.npy")
+        assert run_cli(d, "--plot") == 1  # the rerun skips the landmarks, retries the sheet
+        row = summary_rows(capsys.readouterr().out)["clip.avi"]
+        assert "skipped" in row and "contact sheet not drawn" in row
+    assert run_cli(d, "--plot") == 0 and (d / "npy" / "clip.avi.png").is_file()
+    write_avi(pyfeat_data, d / "other.avi", 4)
+    (d / "npy" / "other.avi.png").mkdir(parents=True)  # a folder where its sheet should go
+    capsys.readouterr()
+    for status in ("done", "skipped"):  # the rerun does not take the folder for the sheet
+        assert run_cli(d, "--plot") == 1
+        row = summary_rows(capsys.readouterr().out)["other.avi"]
+        assert status in row and "contact sheet not drawn" in row
