@@ -27,15 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from data.demo_geometry import ASSET_PATH, align_to, canonical_frame, similarity_fit
+from data.demo_geometry import ASSET_PATH, align_to, canonical_frame
 from data.io import atomic_save_npz
-from data.mesh import MEDIAPIPE
+from data.mesh import MEDIAPIPE, RIGID_MEDIAPIPE
 from data.mirror import mirror_permutation
+from data.pose import similarity_fit
 
 # fmt: off
-#: Rigid MediaPipe points for alignment: nose ridge, forehead, upper face oval.
-STABLE = (1, 4, 5, 6, 168, 195, 197, 10, 151, 9, 8, 109, 67, 103, 54, 21, 162, 127, 338, 297,
-          332, 284, 251, 389, 356)
 #: MediaPipe contours (FACEMESH_* connections): both eyes, lips, eyebrows; plus jaw and cheeks.
 EYES = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
         249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
@@ -160,12 +158,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def measure_fields(frames: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Neutral reference and deformation fields from a neutral -> smile video (T, V, 3) pixels.
 
-    Frames are aligned to the first on :data:`STABLE`. Neutral = frames before the lip-corner
+    Frames are aligned to the first on the rigid points. Neutral = frames before the lip-corner
     distance starts to rise; apex = frames with the distance within 5% of its top and open eyes;
     the blink field = the frame of least eyelid opening minus the apex mean, on the eye region.
     Both fields are symmetrised (:func:`symmetrise`) before the split.
     """
-    frames = align_to(frames, frames[0], STABLE)
+    frames = align_to(frames, frames[0], RIGID_MEDIAPIPE)
     p = MEDIAPIPE
     lip = np.linalg.norm(frames[:, p.right_lip_corner] - frames[:, p.left_lip_corner], axis=-1)
     lid = np.linalg.norm(frames[:, 159] - frames[:, 145], axis=-1) + np.linalg.norm(
@@ -179,7 +177,7 @@ def measure_fields(frames: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray
         & (lid > 0.85 * np.median(lid[rise]))
     )
     neutral = canonical_frame(frames[neutral_idx].mean(0))
-    canon = align_to(frames, neutral, STABLE)
+    canon = align_to(frames, neutral, RIGID_MEDIAPIPE)
     apex = canon[apex_idx].mean(0)
     blink_frame = int(np.argmin(np.where(rise, lid, np.inf)))
     smile = symmetrise(apex - neutral)
@@ -221,9 +219,9 @@ def neutralise(face: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, flo
     reference is kept on rigid points; in expression regions it is replaced by its affine fit (so
     proportions carry over, the expression does not), blended with a soft weight.
     """
-    _, rot, _ = similarity_fit(face[list(STABLE)], reference[list(STABLE)])
+    _, rot, _ = similarity_fit(face[list(RIGID_MEDIAPIPE)], reference[list(RIGID_MEDIAPIPE)])
     yaw = float(np.degrees(np.arcsin(np.clip(rot[0, 2], -1, 1))))
-    aligned = align_to(face, reference, STABLE)
+    aligned = align_to(face, reference, RIGID_MEDIAPIPE)
     resid = aligned - reference
     w = _soft_weight(reference, reference[list(EXPRESSIVE)], 0.12)
     rigid = w < 0.05
@@ -259,7 +257,7 @@ def build_assets(media: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         "reference": reference.astype(np.float32),
         "neutral": np.stack(faces).astype(np.float32),
         "names": np.array(names),
-        "stable": np.array(STABLE, dtype=np.int16),
+        "stable": np.array(RIGID_MEDIAPIPE, dtype=np.int16),
     }
     arrays.update({f"field_{k}": v.astype(np.float32) for k, v in fields.items()})
     return arrays, log

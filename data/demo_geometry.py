@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data.mesh import MEDIAPIPE_EYES
+from data.pose import similarity_fit
 
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "demo_faces.npz"
 
@@ -56,22 +57,6 @@ def load_assets(path: str | Path = ASSET_PATH) -> DemoAssets:
         fields=fields,
         stable=z["stable"].astype(np.int64),
     )
-
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares 3-D similarity (Umeyama), batched: ``dst ~ s * src @ R.T + t``.
-
-    src, dst (..., N, 3) -> scale (...,), rotation (..., 3, 3), translation (..., 3).
-    """
-    mu_s, mu_d = src.mean(-2, keepdims=True), dst.mean(-2, keepdims=True)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(np.swapaxes(b, -1, -2) @ a)
-    fix = np.ones_like(sig)
-    fix[..., 2] = np.sign(np.linalg.det(u @ vt))
-    rot = (u * fix[..., None, :]) @ vt
-    scale = (sig * fix).sum(-1) / (a**2).sum((-1, -2))
-    shift = mu_d[..., 0, :] - scale[..., None] * (mu_s @ np.swapaxes(rot, -1, -2))[..., 0, :]
-    return scale, rot, shift
 
 
 def align_to(mesh: np.ndarray, target: np.ndarray, idx) -> np.ndarray:

@@ -65,6 +65,17 @@ MEDIAPIPE_EYES = ((33, 133), (362, 263))
 DLIB68_EYES = ((36, 39), (42, 45))
 
 
+# fmt: off
+#: Points that an expression hardly moves, for aligning frames (``rigid_motion`` normalisation):
+#: MediaPipe's nose ridge, forehead and upper face oval (mirror-symmetric), ...
+RIGID_MEDIAPIPE = (1, 4, 5, 6, 168, 195, 197, 10, 151, 9, 8, 109, 67, 103, 54, 21, 162, 127, 338,
+                   297, 332, 284, 251, 389, 356)
+#: ... and dlib's upper nose ridge and inner eye corners: dlib's points are flat (z = 0), so only
+#: points at one depth keep still when the head turns (the nose tip and the face outline do not).
+RIGID_DLIB68 = (27, 28, 39, 42)
+# fmt: on
+
+
 def points_for(n_landmarks: int) -> DMarkerPoints:
     """The index table for a landmark count: 468/478 -> MediaPipe, 68 -> dlib."""
     if n_landmarks in (468, 478):
@@ -79,3 +90,8 @@ def points_for(n_landmarks: int) -> DMarkerPoints:
 def eye_pairs_for(n_landmarks: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """(right eye corners, left eye corners) for a landmark count."""
     return DLIB68_EYES if points_for(n_landmarks) is DLIB68 else MEDIAPIPE_EYES
+
+
+def rigid_points_for(n_landmarks: int) -> tuple[int, ...]:
+    """The rigid points (:data:`RIGID_MEDIAPIPE` or :data:`RIGID_DLIB68`) for a landmark count."""
+    return RIGID_DLIB68 if points_for(n_landmarks) is DLIB68 else RIGID_MEDIAPIPE

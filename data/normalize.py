@@ -13,6 +13,13 @@ Methods (input: (T, V, 3) isotropic pixels from ``SmileDataset.landmarks``):
 - ``face_motion``: ``face_frame`` minus the video's mean normalised face: each landmark's motion
   around its own average position. Face shape (identity) and head pose are gone; what is left is
   the expression (the lips' and eyes' displacement over time).
+- ``rigid_motion``: ``face_motion`` with a better alignment. ``face_frame`` builds each frame's
+  frame from six points, two of them the lip corners, so an expression moves the frame itself: a
+  smile tilts every point of the face with the lips, and the six points' jitter shakes it. Here
+  each ``face_frame`` frame is then similarity-aligned (least squares) to the video's mean face on
+  points that an expression hardly moves (``data.mesh.rigid_points_for``: nose ridge, forehead and
+  upper face oval; dlib: upper nose ridge and inner eye corners), and the mean aligned face is
+  subtracted. What is left of the eyes' motion is theirs, not the lips'.
 - ``minmax``: the published scaling, for comparison: back to the landmark files' units (x/W, y/H,
   z/W), then ``(p - PUBLISHED_MIN) / (PUBLISHED_MAX - PUBLISHED_MIN)`` per axis with the constants
   hard-coded in the published MeshSmileNet loader (global per-axis extremes of the UvA-NEMO files;
@@ -26,9 +33,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.mesh import eye_pairs_for, points_for
+from data.mesh import eye_pairs_for, points_for, rigid_points_for
+from data.pose import similarity_fit
 
-NORMALIZATIONS = ("face", "face_frontal", "face_frame", "face_motion", "minmax", "none")
+NORMALIZATIONS = (
+    "face",
+    "face_frontal",
+    "face_frame",
+    "face_motion",
+    "rigid_motion",
+    "minmax",
+    "none",
+)
 #: Per-axis constants of the published loader (x/W, y/H, z/W units).
 PUBLISHED_MIN = np.array([0.06372425, 0.05751023, -0.08976112], dtype=np.float32)
 PUBLISHED_MAX = np.array([0.63246971, 1.01475966, 0.14436169], dtype=np.float32)
@@ -43,7 +59,7 @@ class NormParams:
     scale: float = 1.0  # pixels per output unit
     rotation: np.ndarray | None = None  # (3, 3), rows = face x, y, z axes
     frame_size: tuple[float, float] | None = None  # (W, H) for minmax
-    mean_face: np.ndarray | None = None  # (V, 3) face_frame units, for face_motion
+    mean_face: np.ndarray | None = None  # (V, 3) face_frame units, for face/rigid_motion
 
 
 def face_points(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,15 +87,15 @@ def face_axes(right: np.ndarray, left: np.ndarray, mouth: np.ndarray) -> np.ndar
     return np.stack([ex, ey, ez], axis=-2)
 
 
-def _check_scale(scale, what: str) -> None:
-    """ValueError when an inter-ocular distance (a video's, or each frame's) is zero or not finite;
-    per frame it names the first such frame."""
+def _check_scale(scale, what: str, measure: str = "inter-ocular distance") -> None:
+    """ValueError when a size (a video's, or each frame's) is zero or not finite; per frame it
+    names the first such frame."""
     bad = ~np.isfinite(scale) | (np.asarray(scale) <= 1e-9)
     if np.any(bad):
         if np.ndim(bad):
             first, n = int(np.flatnonzero(bad)[0]), int(bad.sum())
             what = f"frame {first}" + (f" and {n - 1} more" if n > 1 else "")
-        raise ValueError(f"degenerate face in {what}: inter-ocular distance is zero or not finite")
+        raise ValueError(f"degenerate face in {what}: {measure} is zero or not finite")
 
 
 def fit_normalization(
@@ -98,6 +114,8 @@ def fit_normalization(
         return NormParams(method)
     if method == "face_motion":
         return NormParams(method, mean_face=_per_frame(video).mean(0))
+    if method == "rigid_motion":
+        return NormParams(method, mean_face=_rigid(video).mean(0))
     right, left, mouth = face_points(video)
     scale = float(np.median(np.linalg.norm(left - right, axis=-1)))
     _check_scale(scale, "video")
@@ -131,6 +149,25 @@ def _per_frame(x: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _rigid(x: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """``face_frame`` frames (t, V, 3) similarity-aligned on the rigid points to ``target`` (V, 3);
+    without one, to the frames' own mean face, then once more to the mean of that. float32."""
+    frames = _per_frame(x).astype(np.float64)
+    idx = list(rigid_points_for(x.shape[-2]))
+    rigid = frames[:, idx]
+    spread = np.sqrt(((rigid - rigid.mean(1, keepdims=True)) ** 2).sum((1, 2)))
+    _check_scale(spread, "frame", "the spread of its rigid points")
+
+    def aligned(ref):
+        scale, rot, shift = similarity_fit(rigid, np.asarray(ref, np.float64)[idx])
+        return scale[:, None, None] * frames @ np.swapaxes(rot, -1, -2) + shift[:, None, :]
+
+    out = aligned(frames.mean(0) if target is None else target)
+    if target is None:
+        out = aligned(out.mean(0))
+    return out.astype(np.float32)
+
+
 def apply_normalization(x: np.ndarray, params: NormParams) -> np.ndarray:
     """Normalise frames (t, V, 3) of a video with its parameters; float32 (t, V, 3)."""
     x = np.asarray(x, dtype=np.float32)
@@ -144,6 +181,8 @@ def apply_normalization(x: np.ndarray, params: NormParams) -> np.ndarray:
         return _per_frame(x)
     if params.method == "face_motion":
         return _per_frame(x) - params.mean_face.astype(np.float32)
+    if params.method == "rigid_motion":
+        return _rigid(x, params.mean_face) - params.mean_face.astype(np.float32)
     out = (x - params.center.astype(np.float32)) / np.float32(params.scale)
     if params.rotation is not None:
         out = out @ params.rotation.T.astype(np.float32)

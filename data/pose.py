@@ -82,6 +82,22 @@ def normalize_pose(landmarks: np.ndarray) -> np.ndarray:
     return apply_frames(landmarks, *face_frames(right, left, landmarks[:, nose]))
 
 
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares 3-D similarity (Umeyama), batched: ``dst ~ s * src @ R.T + t``.
+
+    src, dst (..., N, 3) -> scale (...,), rotation (..., 3, 3), translation (..., 3).
+    """
+    mu_s, mu_d = src.mean(-2, keepdims=True), dst.mean(-2, keepdims=True)
+    a, b = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(np.swapaxes(b, -1, -2) @ a)
+    fix = np.ones_like(sig)
+    fix[..., 2] = np.sign(np.linalg.det(u @ vt))
+    rot = (u * fix[..., None, :]) @ vt
+    scale = (sig * fix).sum(-1) / (a**2).sum((-1, -2))
+    shift = mu_d[..., 0, :] - scale[..., None] * (mu_s @ np.swapaxes(rot, -1, -2))[..., 0, :]
+    return scale, rot, shift
+
+
 def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
     """Rotations (..., 3, 3) from radians (broadcast arrays or floats): yaw about y, pitch about
     x, roll about z; R = Rz Rx Ry."""

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 from landmark_synth import synth_video
 
+from data.mesh import points_for, rigid_points_for
 from data.mirror import ASSET, mirror_landmarks, mirror_permutation
 from data.mirror_derive import derive_mirror, edge_report, face_meshes
-from data.normalize import PUBLISHED_MAX, PUBLISHED_MIN, mirror_center, normalize_video
-from data.pose import rotation_matrix
+from data.normalize import (
+    PUBLISHED_MAX,
+    PUBLISHED_MIN,
+    apply_normalization,
+    fit_normalization,
+    mirror_center,
+    normalize_video,
+)
+from data.pose import rotation_matrix, similarity_fit
 from data.transforms import (
     AugmentConfig,
     RandomMirror,
@@ -94,7 +102,13 @@ def _random_similarity(rng):
 
 @pytest.mark.parametrize(
     "method,rotation",
-    [("face", False), ("face_frontal", True), ("face_frame", True), ("face_motion", True)],
+    [
+        ("face", False),
+        ("face_frontal", True),
+        ("face_frame", True),
+        ("face_motion", True),
+        ("rigid_motion", True),
+    ],
 )
 def test_normalisation_invariance(method, rotation):
     rng = np.random.default_rng(1)
@@ -152,6 +166,67 @@ def test_face_motion_keeps_the_expression_only():
     assert a[-1, 61, 1] < a[0, 61, 1] - 0.05  # the corner's rise survives (IOD units)
 
 
+@pytest.mark.parametrize("n", [478, 68])
+def test_rigid_motion_leaves_still_points_still(n):
+    """Under head motion, lips that smile move the lips only; ``face_motion``, whose frame rests
+    on the lip corners too, moves the whole face with them (the eyes included)."""
+    rng = np.random.default_rng(5)
+    face = synth_video(1, n)[0] * np.array([640, 480, 640], dtype=np.float32)
+    p = points_for(n)
+    lips = [p.right_lip_corner, p.left_lip_corner]
+    smile = np.zeros((10, n, 3), dtype=np.float32)
+    smile[:, lips, 1] = -np.linspace(0, 20, 10)[:, None]  # the lip corners rise, out of line
+    smile[:, lips, 2] = -np.linspace(0, 10, 10)[:, None]  # with the cheeks: towards the camera
+    poses = [_random_similarity(rng) for _ in range(10)]
+    video = np.stack([(face + d) @ r.T * s + t for d, (r, s, t) in zip(smile, poses, strict=True)])
+    still = np.setdiff1d(np.arange(n), lips)
+    rigid = normalize_video(video.astype(np.float32), "rigid_motion")
+    np.testing.assert_allclose(rigid[:, still], 0, atol=1e-4)
+    assert rigid[-1, lips[0], 1] < rigid[0, lips[0], 1] - 0.05  # the rise, in IOD units
+    frame = normalize_video(video.astype(np.float32), "face_motion")
+    assert np.abs(frame[:, still]).max() > 0.01
+
+
+def test_rigid_motion_of_a_window_and_of_flat_points():
+    """A window of frames normalises as in the whole video (training clips are windows); dlib's
+    flat points (z = 0) moved in the image plane keep their still points still; rigid points that
+    coincide are named."""
+    rng = np.random.default_rng(6)
+    video = synth_video(20, 478, seed=6) * np.array([640, 480, 640], dtype=np.float32)
+    params = fit_normalization(video, "rigid_motion")
+    whole = apply_normalization(video, params)
+    np.testing.assert_allclose(apply_normalization(video[10:20], params), whole[10:20], atol=1e-6)
+    face = synth_video(1, 68)[0] * np.array([640, 480, 0], dtype=np.float32)
+    smile = np.zeros((8, 68, 3), dtype=np.float32)
+    smile[:, [48, 54], 1] = -np.linspace(0, 20, 8)[:, None]
+    turns = [rotation_matrix(0, 0, a) for a in rng.uniform(-0.3, 0.3, 8)]  # in-plane roll only
+    flat = np.stack(
+        [
+            (face + d) @ r.T * s
+            for d, r, s in zip(smile, turns, rng.uniform(0.8, 1.2, 8), strict=True)
+        ]
+    )
+    out = normalize_video(flat.astype(np.float32), "rigid_motion")
+    np.testing.assert_allclose(out[:, np.setdiff1d(np.arange(68), [48, 54])], 0, atol=1e-4)
+    video[3, list(rigid_points_for(478))] = video[3, 1]
+    with pytest.raises(ValueError, match=r"^degenerate face in frame 3: the spread of its rigid"):
+        normalize_video(video, "rigid_motion")
+
+
+def test_similarity_fit_recovers_a_known_transform():
+    rng = np.random.default_rng(7)
+    src = rng.normal(size=(4, 25, 3))
+    r = rotation_matrix(*rng.uniform(-1, 1, (3, 4)))
+    s, t = rng.uniform(0.5, 2, 4), rng.normal(size=(4, 3))
+    dst = s[:, None, None] * src @ np.swapaxes(r, -1, -2) + t[:, None, :]
+    scale, rot, shift = similarity_fit(src, dst)
+    np.testing.assert_allclose(scale, s, rtol=1e-9)
+    np.testing.assert_allclose(rot, r, atol=1e-9)
+    np.testing.assert_allclose(shift, t, atol=1e-9)
+    _, rot, _ = similarity_fit(src[0], src[0] * np.array([-1, 1, 1]))  # a mirror image
+    assert np.isclose(np.linalg.det(rot), 1.0)  # is fitted by a rotation, never a reflection
+
+
 def test_minmax_reproduces_published_scaling():
     raw = synth_video(5, 478)
     video = raw * np.array([1920, 1080, 1920], dtype=np.float32)
@@ -164,7 +239,9 @@ def test_minmax_reproduces_published_scaling():
     np.testing.assert_array_equal(normalize_video(video, "none"), video)
 
 
-@pytest.mark.parametrize("method", ["face", "face_frontal", "face_frame", "face_motion", "minmax"])
+@pytest.mark.parametrize(
+    "method", ["face", "face_frontal", "face_frame", "face_motion", "rigid_motion", "minmax"]
+)
 @pytest.mark.parametrize("n", [478, 68])
 def test_mirrored_clip_is_the_clip_of_the_mirror_image(method, n):
     width, height = 640.0, 480.0
