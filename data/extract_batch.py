@@ -337,8 +337,8 @@ def _source_bytes(job: Job) -> int:
 
 def format_summary(results: list[JobResult], output: Path, max_rows: int = 50) -> str:
     """Counts per status, one row per video (past ``max_rows``, only those that failed or lack
-    their contact sheet), then a note
-    when whole-video outputs were kept from a ``--max-frames`` run."""
+    their contact sheet), then a note when whole-video outputs were kept from a ``--max-frames``
+    run."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     no_sheet = sum(bool(r.sheet_error) for r in results)
     lines = [
