@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data.demo_geometry import ASSET_PATH, align_to, canonical_frame
+from data.demo_geometry import ASSET_PATH, canonical_frame
 from data.io import atomic_save_npz
 from data.mesh import MEDIAPIPE, RIGID_MEDIAPIPE
 from data.mirror import mirror_permutation
-from data.pose import similarity_fit
+from data.pose import align_to, similarity_fit
 
 # fmt: off
 #: MediaPipe contours (FACEMESH_* connections): both eyes, lips, eyebrows; plus jaw and cheeks.

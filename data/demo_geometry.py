@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from data.mesh import MEDIAPIPE_EYES
-from data.pose import similarity_fit
 
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "demo_faces.npz"
 
@@ -57,14 +56,6 @@ def load_assets(path: str | Path = ASSET_PATH) -> DemoAssets:
         fields=fields,
         stable=z["stable"].astype(np.int64),
     )
-
-
-def align_to(mesh: np.ndarray, target: np.ndarray, idx) -> np.ndarray:
-    """Similarity-align each mesh in ``mesh`` (..., V, 3) to ``target`` (V, 3) on points ``idx``."""
-    mesh = np.asarray(mesh, dtype=np.float64)
-    idx = list(idx)
-    scale, rot, shift = similarity_fit(mesh[..., idx, :], target[idx])
-    return scale[..., None, None] * mesh @ np.swapaxes(rot, -1, -2) + shift[..., None, :]
 
 
 def eye_centres(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.demo_geometry import align_to, eye_centres
+from data.demo_geometry import eye_centres
 from data.mesh import MEDIAPIPE
+from data.pose import align_to
 
 #: Names of :func:`measure_smile`'s values.
 MEASURES = (

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.mesh import eye_pairs_for, points_for, rigid_points_for
-from data.pose import similarity_fit
+from data.pose import align_to
 
 NORMALIZATIONS = (
     "face",
@@ -157,14 +157,9 @@ def _rigid(x: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
     rigid = frames[:, idx]
     spread = np.sqrt(((rigid - rigid.mean(1, keepdims=True)) ** 2).sum((1, 2)))
     _check_scale(spread, "frame", "the spread of its rigid points")
-
-    def aligned(ref):
-        scale, rot, shift = similarity_fit(rigid, np.asarray(ref, np.float64)[idx])
-        return scale[:, None, None] * frames @ np.swapaxes(rot, -1, -2) + shift[:, None, :]
-
-    out = aligned(frames.mean(0) if target is None else target)
+    out = align_to(frames, frames.mean(0) if target is None else target, idx)
     if target is None:
-        out = aligned(out.mean(0))
+        out = align_to(frames, out.mean(0), idx)
     return out.astype(np.float32)
 
 

@@ -98,6 +98,14 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.nda
     return scale, rot, shift
 
 
+def align_to(mesh: np.ndarray, target: np.ndarray, idx) -> np.ndarray:
+    """Similarity-align each mesh in ``mesh`` (..., V, 3) to ``target`` (V, 3) on points ``idx``."""
+    mesh = np.asarray(mesh, dtype=np.float64)
+    idx = list(idx)
+    scale, rot, shift = similarity_fit(mesh[..., idx, :], np.asarray(target, dtype=np.float64)[idx])
+    return scale[..., None, None] * mesh @ np.swapaxes(rot, -1, -2) + shift[..., None, :]
+
+
 def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
     """Rotations (..., 3, 3) from radians (broadcast arrays or floats): yaw about y, pitch about
     x, roll about z; R = Rz Rx Ry."""
