@@ -90,8 +90,8 @@ def skip_reason(job: Job, settings: Settings) -> str | None:
 
 
 def _whole_video(job: Job) -> bool:
-    """Whether ``job.output`` holds a whole video: extracted without ``--max-frames`` (a sidecar
-    that says so in full) or a published file (an array without sidecar)."""
+    """Whether ``job.output`` holds a whole video: one ``--max-frames`` did not cut short (a
+    sidecar that says so in full) or a published file (an array without sidecar)."""
     try:
         meta = load_meta(job.output)
     except ValueError:  # an unreadable sidecar: nothing worth keeping
@@ -102,8 +102,11 @@ def _whole_video(job: Job) -> bool:
 
 
 def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:
-    wanted = (settings.backend, settings.stride, settings.max_frames)
-    if (meta["backend"], meta["stride"], meta["max_frames"]) != wanted:
+    """Whether ``meta`` records the backend, stride and frame rate asked for, and as many frames:
+    a whole-video output (``max_frames`` null) holds what any ``--max-frames`` asks."""
+    if (meta["backend"], meta["stride"]) != (settings.backend, settings.stride):
+        return False
+    if meta["max_frames"] not in (None, settings.max_frames):
         return False
     return not job.source.is_dir() or meta["source_fps"] == settings.frame_fps
 

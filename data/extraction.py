@@ -19,7 +19,7 @@ import importlib.util
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,6 +297,9 @@ def extract_video(
 ) -> Extraction:
     """Run ``backend`` over every ``stride``-th frame (at most ``max_frames``) of ``source``.
 
+    The sidecar records ``max_frames`` only where the limit cut the video short (a quick run);
+    a video that ended within it is a whole-video extraction (``max_frames: null``).
+
     ``name`` is the output name recorded in the sidecar (default: the source's file name). Rows
     are 1 / fps apart (see :func:`even_rows`): when the frame times are uneven (a
     variable-frame-rate video, dropped frames) the landmarks are resampled to an even grid at the
@@ -309,8 +312,13 @@ def extract_video(
     rows: list[np.ndarray | None] = []
     previous = None
     infer_s = 0.0
-    with backend.track():
-        for _, rgb in source.frames(stride, max_frames):
+    cut = False  # whether max_frames stopped it before the video ended
+    limit = None if max_frames is None else max_frames + 1  # one more: does the video go on?
+    with backend.track(), closing(source.frames(stride, limit)) as frames:
+        for _, rgb in frames:
+            if len(rows) == max_frames:
+                cut = True
+                break
             t0 = time.perf_counter()
             faces = backend.detect(rgb)
             infer_s += time.perf_counter() - t0
@@ -355,7 +363,7 @@ def extract_video(
         "n_landmarks": int(landmarks.shape[1]),
         "face_found": found.astype(int).tolist(),
         "stride": stride,
-        "max_frames": max_frames,
+        "max_frames": max_frames if cut else None,  # a limit the video reached: a quick run
         "source": str(source.path),
         **fingerprint,  # source_size, source_mtime (and source_frames for a frame folder)
     }

@@ -251,7 +251,8 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
 
 def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
     """Raise ValueError when the sidecar says extraction stopped at ``--max-frames`` before the
-    video ended: such a quick run holds the start of the smile only."""
+    video ended: such a quick run holds the start of the smile only. (Sidecars of earlier
+    versions record the limit even where the video ended first: fewer rows than it then pass.)"""
     limit = (meta or {}).get("max_frames")
     if limit is None:
         return

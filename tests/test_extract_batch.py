@@ -24,7 +24,15 @@ from extract_cli import run_cli, touch
 from data import extract_batch
 from data.extract_batch import JobResult, Settings, _run_pool, run_job
 from data.extract_jobs import Job, make_jobs
-from data.io import META_KEYS, load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
+from data.io import (
+    META_KEYS,
+    check_whole_video,
+    load_landmarks,
+    load_meta,
+    meta_path,
+    save_landmarks,
+    temp_prefix,
+)
 from data.video import open_source
 from extract_landmarks import main
 
@@ -130,6 +138,28 @@ def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):
     assert "whole-video output kept" in capsys.readouterr().out
     assert run_cli(whole) == 0 and run_cli(whole, "--max-frames", 2, "--overwrite") == 0
     assert load_meta(npy)["n_frames"] == 2
+
+
+def test_a_limit_the_video_never_reached_extracts_it_whole(pyfeat_data, tmp_path, capsys):
+    """--max-frames N on a video of N kept frames or fewer holds the whole video: its sidecar
+    says so (max_frames null), training takes it, and no later run redoes it."""
+    video = pyfeat_data / "single_face.mp4"  # 72 frames
+    npy = tmp_path / "single_face.mp4.npy"
+    assert run_cli(video, "--output", tmp_path, "--stride", 3, "--max-frames", 24) == 0
+    assert load_meta(npy)["n_frames"] == 24 and load_meta(npy)["max_frames"] is None
+    check_whole_video(npy, load_meta(npy))  # not refused as a quick run
+    stamp = npy.stat().st_mtime_ns
+    for extra in (("--max-frames", 24), ("--max-frames", 30), ()):  # all complete: skipped
+        capsys.readouterr()
+        assert run_cli(video, "--output", tmp_path, "--stride", 3, *extra) == 0
+        out = capsys.readouterr().out
+        assert "skipped" in summary_rows(out)["single_face.mp4"] and "note:" not in out
+    assert npy.stat().st_mtime_ns == stamp
+    args = ("--output", tmp_path, "--stride", 3, "--max-frames", 23, "--overwrite")
+    assert run_cli(video, *args) == 0
+    assert load_meta(npy)["max_frames"] == 23  # one kept frame short of the end: a quick run
+    with pytest.raises(ValueError, match="a quick run"):
+        check_whole_video(npy, load_meta(npy))
 
 
 def _session_alive(sid: int) -> bool:
