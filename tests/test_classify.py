@@ -99,6 +99,10 @@ def test_a_video_is_extracted_and_scored_like_its_landmark_file(tmp_path, run, p
     assert from_video["n_frames"] == from_npy["n_frames"] == 72 and from_video["fps"] == 30
     assert from_video["probability"] == pytest.approx(from_npy["probability"], abs=1e-6)
     assert 0 < from_video["probability"] < 1
+    for f in (npy, npy.with_suffix(".json")):  # the landmark file beside its video
+        shutil.copy(f, tmp_path)
+    rc, report = classify([str(tmp_path), "--checkpoint", str(out)], tmp_path)
+    assert rc == 0 and [v["source"] for v in report["videos"]] == [str(video)]  # scored once
 
 
 def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
