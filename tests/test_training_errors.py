@@ -1,0 +1,186 @@
+"""smile_point.py's refusals and failures, each one clear line naming the fix: a missing or
+stale dataset or D-Marker table, bad flags and run folders, folds that cannot train, a diverged
+fold, Ctrl-C; and a video the D-Marker table could not measure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from landmark_synth import build_table_without
+from tiny_run import tiny_config
+
+import smile_point
+from data.datasets import open_dataset
+
+
+def test_a_table_older_than_the_dataset_is_refused_up_front(tmp_path, demo_root, capsys):
+    """A video added after the D-Marker table was built trained without a D-Marker target, and
+    nothing said so: refused, like the baseline, before anything is written."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    late = sorted((root / "npy").glob("*.npy"))[0]
+    build_table_without(late, root / "dmarkers.npz")
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"dmarkers.npz: 1 video(s) not in it (e.g. {late.stem}): the table is older" in err
+    assert "python dmarker.py --landmarks" in err and not (tmp_path / "r").exists()
+
+
+def test_a_video_the_table_could_not_measure_trains_without_dmarkers(tmp_path, demo_root):
+    """A video whose D-Markers failed (its lip corners coincide in the first frame) has no row,
+    as a stale table's new video has none: it trains on the class loss only, until it changes."""
+    from data.dmarker_cache import build_dmarker_table
+    from data.dmarker_table import load_dmarker_table
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    flat = sorted((root / "npy").glob("*.npy"))[1]
+    landmarks = np.load(flat)
+    landmarks[0, 291] = landmarks[0, 61]  # the lip corners of the first frame at one point
+    np.save(flat, landmarks)
+    table = build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
+    assert list(table.errors) == [flat.stem]
+    assert load_dmarker_table(root / "dmarkers.npz").unmeasurable(flat.stem, flat)
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "r")]) == 0
+    os.utime(flat, ns=(flat.stat().st_atime_ns, flat.stat().st_mtime_ns + 10**9))
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(tmp_path / "s")]) == 2
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative root is named in full: from another folder it
+    code = smile_point.main(["--dataset", "uva", "--data-root", "uva", "--fold", "1"])
+    err = capsys.readouterr().err  # would look like one that exists
+    assert code == 2
+    assert f"no landmarks under {tmp_path / 'uva' / 'npy'}: " in err and "--dataset demo" in err
+    assert len(err.strip().splitlines()) == 1
+    assert smile_point.main(["--dataset", "folder", "--fold", "1"]) == 2  # no default root
+    assert "--dataset folder: give --data-root DIR" in capsys.readouterr().err
+
+
+def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root))
+    assert smile_point.main(["--config", cfg, "--fold", "9", "--out", str(tmp_path / "x")]) == 2
+    assert smile_point.main(["--config", cfg, "--set", "train.nope=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+
+
+def test_a_diverged_fold_is_named_and_the_others_still_run(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=3, warmup_epochs=0, grad_clip=0.0))
+    out = tmp_path / "run"
+    args = ["--config", cfg, "--lr", "1e9", "--out", str(out)]
+    assert smile_point.main([*args, "--fold", "all"]) == 1
+    err = capsys.readouterr().err
+    summary = err[err.index("fold 1 failed", err.index("fold 3 failed")) :]  # the end list
+    assert all(f"fold {k} failed:" in summary for k in (1, 2, 3))  # every fold was tried
+    assert "the training loss is not finite (diverged)" in err and "lower --lr" in err
+    assert "3 of 3 folds failed; no results table" in err and not (out / "results.md").exists()
+
+
+def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    (tmp_path / "afile").write_text("")
+    assert smile_point.main(["--config", cfg, "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert smile_point.main(["--config", cfg, "--folds", str(demo_root / "labels.csv")]) == 2
+    assert smile_point.main(["--config", cfg, "--fold", "\u00b2"]) == 2  # "2" superscript
+    assert smile_point.main(["--config", cfg, "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and "afile" in err[0]
+    assert f"--out {tmp_path / 'afile'}: is a file; it must be a folder" in err[3]
+    assert "labels.csv: a file; --folds takes a folder" in err[1]
+    assert "give a fold number 1..3" in err[2]
+    out = tmp_path / "run"
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 0
+    (out / "fold_01" / "test.json").unlink()
+    (out / "fold_01" / "last.pt").write_text("garbage")
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out), "--resume"]) == 2
+    assert "last.pt: not a readable checkpoint" in capsys.readouterr().err
+    assert smile_point.main(["--config", cfg, "--out", ""]) == 2  # an unset shell variable
+    assert "--out '': empty; give a folder" in capsys.readouterr().err
+    (out / "config.yaml").unlink()  # a run folder that lost its config: each fold keeps a copy
+    assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(out)]) == 2
+    assert (
+        f"{out}: a started run without its config.yaml; copy {out / 'fold_01' / 'config.yaml'} "
+        f"back to {out / 'config.yaml'}, or use --out for a new run" in capsys.readouterr().err
+    )
+
+
+def test_a_fold_that_cannot_train_is_refused_before_any_fold_trains(tmp_path, demo_root, capsys):
+    """A training part of one class, or of one subject (no inner validation split by subject),
+    was found only when its fold's turn came, after the folds before it had trained."""
+    from data.fold_check import main as check
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    fold3 = root / "labels" / "3" / "train.json"
+    train = json.loads(fold3.read_text())
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    out = tmp_path / "run"
+    fold3.write_text(json.dumps({n: y for n, y in train.items() if y == 1}))  # spontaneous only
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out)]) == 2
+    assert "fold 3 ('3'): its training part holds spontaneous videos only" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()  # nothing trained, nothing written
+    assert check(["check", str(root / "labels")]) == 1
+    assert "PROBLEM: fold 3 ('3'): its training part holds spontaneous" in capsys.readouterr().out
+    one = next(iter(train)).split("_")[0]  # the videos of one subject (demo names: s001_...)
+    fold3.write_text(json.dumps({n: y for n, y in train.items() if n.startswith(one)}))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out)]) == 2
+    assert "fold 3 ('3'): cannot split" in capsys.readouterr().err and not out.exists()
+    assert check(["check", str(root / "labels")]) == 1
+    assert "PROBLEM: fold 3 ('3'): cannot split" in capsys.readouterr().out
+
+
+def test_stale_dmarker_table_is_refused(tmp_path, demo_root):
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    first = sorted((root / "npy").glob("*.npy"))[0]
+    arr = np.load(first)
+    time.sleep(0.01)
+    np.save(first, arr + 0.001)  # re-extracted landmarks: the table no longer describes them
+    with pytest.raises(ValueError, match="changed since the table was built.*dmarker.py"):
+        open_dataset("demo", root).dmarkers()
+    # in a run it stops at once, on the first fold: an error of every fold is not a fold's failure
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r" / "fold_02").exists()
+
+
+def test_a_run_folder_holds_one_config(tmp_path, demo_root, capsys):
+    """Another fold of a run with another config is refused (it would overwrite the run's
+    config.yaml and mix two models in one table); the same root spelled another way, and the
+    loader's worker count, are the same run."""
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    out = ["--out", str(tmp_path / "run")]
+    assert smile_point.main(["--config", cfg, "--fold", "1", *out]) == 0
+    other = ["--config", cfg, "--fold", "2", *out, "--set", "model.dim=12"]
+    assert smile_point.main(other) == 2
+    assert "was started with another config (model.dim 8 -> 12)" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "fold_02").exists()
+    same = ["--data-root", f"{demo_root}/", "--folds", str(demo_root / "labels")]
+    assert (
+        smile_point.main(["--config", cfg, "--fold", "2", *out, *same, "--set=data.num_workers=1"])
+        == 0
+    )
+    # a run stopped before any fold saved a checkpoint is not a run yet: other settings start it
+    (tmp_path / "stopped").mkdir()
+    shutil.copy(tmp_path / "run" / "config.yaml", tmp_path / "stopped" / "config.yaml")
+    assert smile_point.main([*other[:4], "--out", str(tmp_path / "stopped"), *other[-2:]]) == 0
+
+
+def test_ctrl_c_is_one_line_naming_resume(tmp_path, demo_root, monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(smile_point, "run_folds", interrupted)
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "interrupted" in err and "--resume continues" in err and len(err.splitlines()) == 1
