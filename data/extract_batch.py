@@ -3,11 +3,12 @@
 Output names follow the published landmark files: ``<video file name>.npy`` (UvA-NEMO, BBC, any
 video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame folders), each with
 its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
-exists, names the same backend, stride and max-frames (and frame rate, for a frame folder), records
-the source's current size and mtime (and each frame's name, size and mtime, for a frame folder),
-and the array loads with the recorded shape and is newer than the source. A ``--max-frames`` run
-also skips (keeps) a whole-video output, even a stale one: one extracted without ``--max-frames``
-or a published file without sidecar; ``--overwrite`` redoes every job.
+exists, names the same backend and stride (and frame rate, for a frame folder) and the same
+max-frames or a whole video, records the source's current size and mtime (and each frame's name,
+size and mtime, for a frame folder), and the array loads with the recorded shape and is newer than
+the source. A ``--max-frames`` run also skips (keeps) a whole-video output, even a stale one: one
+``--max-frames`` did not cut short or a published file without sidecar; ``--overwrite`` redoes
+every job.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from data.extraction import extract_video, make_backend
 from data.io import (
     META_KEYS,
     check_folder,
+    cut_short,
     load_meta,
     meta_path,
     save_landmarks,
@@ -91,22 +93,23 @@ def skip_reason(job: Job, settings: Settings) -> str | None:
 
 def _whole_video(job: Job) -> bool:
     """Whether ``job.output`` holds a whole video: one ``--max-frames`` did not cut short (a
-    sidecar that says so in full) or a published file (an array without sidecar)."""
+    sidecar that says so in full, :func:`data.io.cut_short`) or a published file (an array
+    without sidecar)."""
     try:
         meta = load_meta(job.output)
     except ValueError:  # an unreadable sidecar: nothing worth keeping
         return False
     if meta is None:
         return job.output.exists()
-    return all(k in meta for k in META_KEYS) and meta["max_frames"] is None
+    return all(k in meta for k in META_KEYS) and not cut_short(meta)
 
 
 def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:
     """Whether ``meta`` records the backend, stride and frame rate asked for, and as many frames:
-    a whole-video output (``max_frames`` null) holds what any ``--max-frames`` asks."""
+    a whole-video output holds what any ``--max-frames`` asks."""
     if (meta["backend"], meta["stride"]) != (settings.backend, settings.stride):
         return False
-    if meta["max_frames"] not in (None, settings.max_frames):
+    if meta["max_frames"] != settings.max_frames and cut_short(meta):
         return False
     return not job.source.is_dir() or meta["source_fps"] == settings.frame_fps
 

@@ -249,15 +249,22 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
     return meta
 
 
-def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
-    """Raise ValueError when the sidecar says extraction stopped at ``--max-frames`` before the
-    video ended: such a quick run holds the start of the smile only. (Sidecars of earlier
-    versions record the limit even where the video ended first: fewer rows than it then pass.)"""
+def cut_short(meta: dict | None) -> bool:
+    """Whether the sidecar ``meta`` says extraction stopped at ``--max-frames`` before the video
+    ended (a quick run). Sidecars of earlier versions record the limit even where the video ended
+    first: fewer rows than the limit mean a whole video."""
     limit = (meta or {}).get("max_frames")
     if limit is None:
-        return
+        return False
     rows = meta.get("variable_frame_rate", {}).get("source_rows", meta.get("n_frames", 0))
-    if rows >= limit:
+    return rows >= limit
+
+
+def check_whole_video(npy_path: str | os.PathLike, meta: dict | None) -> None:
+    """Raise ValueError when ``meta`` is a quick run's (:func:`cut_short`): it holds the start of
+    the smile only."""
+    if cut_short(meta):
+        limit = meta["max_frames"]
         raise ValueError(
             f"{npy_path}: a quick run (--max-frames {limit}) that holds the first {limit} frames "
             "only; re-extract the video without --max-frames"

@@ -19,7 +19,7 @@ import extract_landmarks
 import smile_point
 from data.demo import generate
 from data.frame_info import DATASET_DEFAULTS, FrameDefaults
-from training.classify import Verdict, format_verdicts
+from training.classify import Verdict, format_verdicts, list_inputs
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,17 @@ def test_a_video_is_extracted_and_scored_like_its_landmark_file(tmp_path, run, p
         shutil.copy(f, tmp_path)
     rc, report = classify([str(tmp_path), "--checkpoint", str(out)], tmp_path)
     assert rc == 0 and [v["source"] for v in report["videos"]] == [str(video)]  # scored once
+
+
+def test_a_folder_leaves_out_a_videos_own_landmark_file_where_videos_are_extracted(tmp_path):
+    names = ["a.mp4", "a.mp4.npy", "b.mp4.npy", "c.avi", "c.mp4.npy"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    listed = [p.name for p in list_inputs([tmp_path], skip_extracted=True)]
+    assert listed == ["a.mp4", "b.mp4.npy", "c.avi", "c.mp4.npy"]
+    assert [p.name for p in list_inputs([tmp_path])] == names  # no backend: the files are all
+    given = [tmp_path / "a.mp4", tmp_path / "a.mp4.npy"]  # named by hand: both
+    assert list_inputs(given, skip_extracted=True) == given
 
 
 def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):

@@ -95,6 +95,12 @@ def test_a_limit_the_video_never_reached_extracts_it_whole(pyfeat_data, tmp_path
         out = capsys.readouterr().out
         assert "skipped" in summary_rows(out)["single_face.mp4"] and "note:" not in out
     assert npy.stat().st_mtime_ns == stamp
+    earlier = {**load_meta(npy), "max_frames": 30}  # as earlier versions wrote a whole video
+    meta_path(npy).write_text(json.dumps(earlier))
+    check_whole_video(npy, earlier)
+    for extra in (("--max-frames", 2), ()):  # whole: neither replaced nor redone
+        assert run_cli(video, "--output", tmp_path, "--stride", 3, *extra) == 0
+        assert npy.stat().st_mtime_ns == stamp
     args = ("--output", tmp_path, "--stride", 3, "--max-frames", 23, "--overwrite")
     assert run_cli(video, *args) == 0
     assert load_meta(npy)["max_frames"] == 23  # one kept frame short of the end: a quick run

@@ -7,7 +7,8 @@ validation split and never saw its test fold, so together they use all the label
 Inputs are landmark files (``.npy``, with the sidecar extract_landmarks.py writes) or video files,
 whose landmarks are extracted here with the backend the checkpoint's landmark count implies
 (478 -> mediapipe, 68 -> dlib); a folder stands for the videos and ``.npy`` files in it (a
-video's own landmark file beside it is left out: see :func:`list_inputs`). Windows,
+video's own landmark file beside it is left out where the video can be extracted: see
+:func:`list_inputs`). Windows,
 frame rate and normalisation come from each checkpoint's config, exactly as its test fold was
 scored. An input that cannot be read is reported and the others are still classified. The
 checkpoints a run folder stands for, and their thresholds: :mod:`training.scorers`.
@@ -60,10 +61,11 @@ class Verdict:
     face_frames: int | None  # None for landmark files without a face mask
 
 
-def list_inputs(paths: list[str | Path]) -> list[Path]:
-    """Video files and ``.npy`` files: the paths given, a folder replaced by those in it (less
-    the landmark file ``x.mp4.npy`` of a video ``x.mp4`` beside it: the video is scored once,
-    its landmarks extracted afresh, so a stale or quick-run file cannot stand in for it)."""
+def list_inputs(paths: list[str | Path], skip_extracted: bool = False) -> list[Path]:
+    """Video files and ``.npy`` files: the paths given, a folder replaced by those in it; with
+    ``skip_extracted``, less the landmark file ``x.mp4.npy`` of a video ``x.mp4`` beside it (the
+    video is scored once, its landmarks extracted afresh: a stale or quick-run file cannot stand
+    in for it)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and not is_frame_folder(p):
@@ -72,8 +74,9 @@ def list_inputs(paths: list[str | Path]) -> list[Path]:
                 for q in p.iterdir()
                 if (is_video(q) or q.suffix == ".npy") and not q.name.startswith("._")
             ]
-            videos = {q.name for q in inside if is_video(q)}
-            inside = [q for q in inside if not (q.suffix == ".npy" and q.stem in videos)]
+            if skip_extracted:
+                videos = {q.name for q in inside if is_video(q)}
+                inside = [q for q in inside if not (q.suffix == ".npy" and q.stem in videos)]
             out += sorted(inside, key=lambda q: natural_key(q.name)) or [p]  # [p]: reported
         else:
             out.append(p)
@@ -214,12 +217,12 @@ def classify(
             + ", ".join(f"{s.path}: {s.n_landmarks}" for s in scorers)
             + "); classify with one set at a time"
         )
+    backend = BACKEND_FOR.get(scorers[0].n_landmarks)  # None: landmark files only
     unique: dict[Path, Path] = {}  # an input named twice counts once
-    for p in list_inputs(inputs):
+    for p in list_inputs(inputs, skip_extracted=backend is not None):
         unique.setdefault(p.resolve(), p)
     paths = list(unique.values())
     shared = {n for n, c in Counter(p.name for p in paths).items() if c > 1}
-    backend = BACKEND_FOR.get(scorers[0].n_landmarks)
     if backend and any(is_video(p) for p in paths):
         check_backend(backend)  # a missing package: one error now, not one per video
     videos, failures, sources, face_frames, assumed = NewVideos(), {}, {}, {}, []
