@@ -205,6 +205,14 @@ def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, caps
     # the single run of the baseline against each repeat: +0 / +0 and +0.25 / +0
     assert f"| {logreg} | dmarker-logreg | demo | 2 | 1.000 +- 0.000 |" in rows[4]
     assert "| +0.062 +- 0.108 |" in rows[4]
+    assert "note" not in "".join(rows)  # the baseline is deterministic: one run is all of it
+    assert main([first, str(msn[0]), str(logreg)]) == 0  # one run of a network: noted
+    notes = [r for r in capsys.readouterr().out.splitlines() if r.startswith("note")]
+    assert notes == [
+        f"note: {msn[0]} is a single run of meshsmilenet, paired with each repeat of {first}: "
+        "its retraining noise is not in the p-values; give its repeats too (other --seed, "
+        "joined by commas)"
+    ]
 
 
 def test_repeats_must_match(tmp_path, capsys):

@@ -4,14 +4,15 @@
         demo_data/runs/demo-meshsmilenet-seed0 demo_data/runs/demo-dmarker-logreg-seed0
 
 Each run folder is one ``smile_point.py --fold all`` (its ``results.json`` and ``fold_*/
-test.json``). Several run folders joined by commas are one configuration's repeats: the same
-model on the same folds with other ``--seed`` values. A difference to the first configuration is
-the mean +- std over folds (and repeats) of (row - first) with the corrected resampled t-test's
-p-value over the folds (with repeats, retraining noise included); and the difference of pooled
-accuracy with its 95% bootstrap interval and a sign-flip permutation p-value, both with subjects
-as the unit (training/significance.py). Repeat i is paired with repeat i (a single run with every
-repeat). Differences are shown only when both tested the same videos in every fold (same dataset
-and folds), since only then is the comparison paired.
+test.json``). Several run folders joined by commas are one configuration's repeats: the same model
+on the same folds with other ``--seed`` values. A difference to the first configuration is the mean
++- std over folds (and repeats) of (row - first) with the corrected resampled t-test's p-value over
+the folds (with repeats, retraining noise included); and the difference of pooled accuracy with its
+95% bootstrap interval and a sign-flip permutation p-value, both with subjects as the unit
+(training/significance.py). Repeat i is paired with repeat i (a single run with every repeat: right
+for the deterministic baseline; for a network a note asks for its repeats). Differences are shown
+only when both tested the same videos in every fold (same dataset and folds), since only then is the
+comparison paired.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data.io import read_json
+from models.config import BASELINE
 from training.config import load_config
 from training.cross_validation import config_differences, first_few
 from training.report import REPORTED, brackets, correct_calls, mean_std
@@ -136,6 +138,24 @@ def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
     return [(a[i % len(a)], b[i % len(b)]) for i in range(max(len(a), len(b)))]
 
 
+def single_run_notes(configs: list[dict]) -> list[str]:
+    """A note per single run of a network paired with another configuration's repeats: a single
+    run with every repeat is right for the deterministic baseline only; a network's retraining
+    noise, which its own repeats would show, is then left out of the p-values."""
+    notes: dict[str, str] = {}
+    first = configs[0]
+    for config in configs[1:]:
+        for a, b in ((config, first), (first, config)):
+            if len(a["repeats"]) == 1 < len(b["repeats"]) and a["model"] != BASELINE:
+                notes.setdefault(
+                    a["name"],
+                    f"note: {a['name']} is a single run of {a['model']}, paired with each repeat "
+                    f"of {b['name']}: its retraining noise is not in the p-values; give its "
+                    "repeats too (other --seed, joined by commas)",
+                )
+    return list(notes.values())
+
+
 def fold_differences(config: dict, first: dict, metric: str) -> np.ndarray:
     """(r, k) per-fold differences config - first of ``metric`` over the r paired repeats."""
     return np.array(
@@ -245,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = compare_table(configs)
     print(table)
+    for note in single_run_notes(configs):
+        print(note)
     old = [r["name"] for c in configs for r in c["repeats"] if r["subjects"] is None]
     if NO_SUBJECTS in table:
         print(
