@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from data.mirror import ASSET
+from data.pose import similarity_fit
 
 
 def edge_report(perm: np.ndarray, edges) -> dict:
@@ -46,15 +47,6 @@ def edge_report(perm: np.ndarray, edges) -> dict:
     return {"edges": len(edge_set), "kept": kept, "flipped_diagonals": flipped, "broken": broken}
 
 
-def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation R and shift t minimising |a R^T + t - b| for point sets (n, 3)."""
-    ca, cb = a.mean(0), b.mean(0)
-    u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))])
-    r = vt.T @ d @ u.T
-    return r, cb - ca @ r.T
-
-
 def mirror_costs(mesh: np.ndarray, n_iter: int = 30) -> np.ndarray:
     """(V, V) distances (inter-ocular units) between point i and the mirror image of point j,
     after the best rigid fit of the reflected mesh onto the mesh. mesh: (V, 3) isotropic."""
@@ -70,7 +62,7 @@ def mirror_costs(mesh: np.ndarray, n_iter: int = 30) -> np.ndarray:
     cost = np.linalg.norm(p[:, None] - q[None], axis=-1)
     perm = linear_sum_assignment(cost)[1]
     for _ in range(n_iter):
-        r, t = _kabsch(q[perm], p)
+        _, r, t = similarity_fit(q[perm], p, scaled=False)
         cost = np.linalg.norm(p[:, None] - (q @ r.T + t)[None], axis=-1)
         new = linear_sum_assignment(cost)[1]
         if np.array_equal(new, perm):

@@ -82,8 +82,11 @@ def normalize_pose(landmarks: np.ndarray) -> np.ndarray:
     return apply_frames(landmarks, *face_frames(right, left, landmarks[:, nose]))
 
 
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares 3-D similarity (Umeyama), batched: ``dst ~ s * src @ R.T + t``.
+def similarity_fit(
+    src: np.ndarray, dst: np.ndarray, scaled: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares 3-D similarity (Umeyama), batched: ``dst ~ s * src @ R.T + t``; with
+    ``scaled=False`` a rigid motion (Kabsch: s = 1).
 
     src, dst (..., N, 3) -> scale (...,), rotation (..., 3, 3), translation (..., 3).
     """
@@ -93,7 +96,7 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.nda
     fix = np.ones_like(sig)
     fix[..., 2] = np.sign(np.linalg.det(u @ vt))
     rot = (u * fix[..., None, :]) @ vt
-    scale = (sig * fix).sum(-1) / (a**2).sum((-1, -2))
+    scale = (sig * fix).sum(-1) / (a**2).sum((-1, -2)) if scaled else np.ones(sig.shape[:-1])
     shift = mu_d[..., 0, :] - scale[..., None] * (mu_s @ np.swapaxes(rot, -1, -2))[..., 0, :]
     return scale, rot, shift
 

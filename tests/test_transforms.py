@@ -225,6 +225,11 @@ def test_similarity_fit_recovers_a_known_transform():
     np.testing.assert_allclose(shift, t, atol=1e-9)
     _, rot, _ = similarity_fit(src[0], src[0] * np.array([-1, 1, 1]))  # a mirror image
     assert np.isclose(np.linalg.det(rot), 1.0)  # is fitted by a rotation, never a reflection
+    rigid = src @ np.swapaxes(r, -1, -2) + t[:, None, :]
+    scale, rot, shift = similarity_fit(src, 1.5 * rigid, scaled=False)  # no scale: a rigid motion
+    np.testing.assert_array_equal(scale, np.ones(4))
+    np.testing.assert_allclose(rot, r, atol=1e-9)
+    np.testing.assert_allclose(shift, 1.5 * t + 0.5 * (rigid.mean(1) - t), atol=1e-9)
 
 
 def test_minmax_reproduces_published_scaling():
