@@ -14,10 +14,15 @@ Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
    ``eyelid_R = k * |mid(l1, l3) - l2| / |l1 - l3|`` and ``eyelid_L`` with l4, l5, l6 over the
    same right-eye width |l1 - l3| (so ``eyelid = (eyelid_R + eyelid_L) / 2`` as in the paper),
    all in frame t; k = -1 when the lid lies below the corner midpoint on the face's vertical
-   axis, else +1 (``eyelid="paper"``). ``eyelid="vertical"`` (the default) uses the signed lid
-   height above the corner midpoint on that axis instead of k * rho: with 3-D MediaPipe points
-   the lid sits ~0.3 eye widths in front of its corners, so k * rho is almost +-0.3 and mainly
-   flips sign as the lid crosses the (pitched) horizontal. Either way, eye narrowing lowers it;
+   axis, else +1 (``eyelid="paper"``). That axis is the first frame's face top -> chin line
+   (MediaPipe 10 -> 152, dlib 27 -> 8) in the face frame, less its part along the eye line: the
+   face frame's own y axis lies in the plane of the eyes and nose tip, which the nose tilts ~45
+   degrees into depth on 3-D points (an open eye's lid then read below its corners on most
+   faces). ``eyelid="vertical"`` (the default) uses the signed lid height above the corner
+   midpoint on that axis instead of k * rho: with 3-D MediaPipe points the lid sits ~0.3 eye
+   widths in front of its corners, so k * rho moves less as the eye closes (0.31 open, 0.20
+   closed on the demo's reference mesh, against a height of 0.23 and 0.04). Either way, eye
+   narrowing lowers it;
 3. smoothing: 4253H,twice on each of the 9 signals (``data.smoothing``); videos of < 3 frames are
    not smoothed;
 4. phases from the smoothed D_lip (:func:`find_phases`), shared by all three regions: onset =
@@ -177,10 +182,24 @@ def _corner_signal(right: np.ndarray, left: np.ndarray, what: str) -> np.ndarray
     return np.stack([0.5 * (r + lft), r, lft], axis=-1)
 
 
-def _eyelid_signal(pts: np.ndarray, eyelid: str) -> np.ndarray:
-    """[D, D_R, D_L] (t, 3) of the eyelids from pose-normalised points l1..l11 (t, 11, 3).
+def _face_down(ends: np.ndarray) -> np.ndarray:
+    """The face's vertical (3,), a unit vector towards the chin in face coordinates, from the
+    first frame's face top and chin (2, 3) in its face frame, less their offset along the eye
+    line (x). Not the face frame's own y axis: that lies in the plane of the eyes and nose tip,
+    which the nose tilts ~45 degrees into depth on 3-D (MediaPipe) points."""
+    down = ends[1] - ends[0]
+    down[0] = 0.0
+    norm = np.linalg.norm(down)
+    if norm <= MIN_WIDTH:
+        raise ValueError("degenerate face geometry: the face's top and chin coincide in frame 0")
+    return down / norm
 
-    ``eyelid="paper"``: k * rho (3-D distance, sign from the face's vertical axis);
+
+def _eyelid_signal(pts: np.ndarray, down: np.ndarray, eyelid: str) -> np.ndarray:
+    """[D, D_R, D_L] (t, 3) of the eyelids from pose-normalised points l1..l11 (t, 11, 3) and
+    the face's vertical ``down`` (3,) (:func:`_face_down`).
+
+    ``eyelid="paper"``: k * rho (3-D distance, sign from the face's vertical);
     ``"vertical"``: the signed height of the lid above the corner midpoint on that axis.
     """
     l1, l2, l3, l4, l5, l6 = (pts[:, i] for i in range(6))
@@ -188,13 +207,12 @@ def _eyelid_signal(pts: np.ndarray, eyelid: str) -> np.ndarray:
     if (width <= MIN_WIDTH).any():
         raise ValueError("degenerate face geometry: the right eye corners coincide in some frame")
     mid_r, mid_l = 0.5 * (l1 + l3), 0.5 * (l4 + l6)
+    below_r, below_l = (l2 - mid_r) @ down, (l5 - mid_l) @ down  # (t,): > 0 below the midpoint
     if eyelid == "vertical":
-        r, lft = (mid_r[:, 1] - l2[:, 1]) / width, (mid_l[:, 1] - l5[:, 1]) / width
-    else:  # face y axis points down: a lid below its corner midpoint has the larger y
-        sign_r = np.where(l2[:, 1] > mid_r[:, 1], -1.0, 1.0)
-        sign_l = np.where(l5[:, 1] > mid_l[:, 1], -1.0, 1.0)
-        r = sign_r * np.linalg.norm(l2 - mid_r, axis=-1) / width
-        lft = sign_l * np.linalg.norm(l5 - mid_l, axis=-1) / width
+        r, lft = -below_r / width, -below_l / width
+    else:
+        r = np.where(below_r > 0, -1.0, 1.0) * np.linalg.norm(l2 - mid_r, axis=-1) / width
+        lft = np.where(below_l > 0, -1.0, 1.0) * np.linalg.norm(l5 - mid_l, axis=-1) / width
     return np.stack([0.5 * (r + lft), r, lft], axis=-1)
 
 
@@ -207,11 +225,15 @@ def amplitude_signals(
     """
     if eyelid not in EYELID_MODES:
         raise ValueError(f"eyelid must be one of {EYELID_MODES}, got {eyelid!r}")
-    pts, has_cheeks = _dmarker_points(np.asarray(landmarks))
+    landmarks = np.asarray(landmarks)
+    pts, has_cheeks = _dmarker_points(landmarks)
     right_eye, left_eye = 0.5 * (pts[:, 0] + pts[:, 2]), 0.5 * (pts[:, 3] + pts[:, 5])
-    pts = apply_frames(pts, *face_frames(right_eye, left_eye, pts[:, 8]))
+    frames = face_frames(right_eye, left_eye, pts[:, 8])
+    pts = apply_frames(pts, *frames)
+    p = points_for(landmarks.shape[1])
+    ends = apply_frames(landmarks[:1, [p.face_top, p.chin]], *(f[:1] for f in frames))
     lip = _corner_signal(pts[:, 9], pts[:, 10], "lip corners")
-    eyelid_sig = _eyelid_signal(pts, eyelid)
+    eyelid_sig = _eyelid_signal(pts, _face_down(ends[0]), eyelid)
     if has_cheeks:
         cheek = _corner_signal(pts[:, 6], pts[:, 7], "cheek points")
     else:

@@ -23,7 +23,7 @@ frame_size            (n, 2) f64      width, height used for the isotropic conve
 cheek_available       (n,) bool       False for dlib-68 (cheek block = CHEEK_FILL)
 status                (n,) str        ``data.dmarker.STATUSES``
 fingerprints          (n, 4) int64    size, mtime_ns of the .npy and of its sidecar (-1: none)
-failed_names          (m,) str        files the build could not measure (optional key) ...
+failed_names          (m,) str        files the build could not measure ...
 failed_fingerprints   (m, 4) int64    ... and their fingerprints then: unmeasurable, not new
 ====================  ==============  =====================================================
 
@@ -57,7 +57,7 @@ from data.subjects import strip_video_ext
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the eyelid measured on the face's vertical (2026-12-07)
 _N_SIG = len(SIGNAL_NAMES)
 
 
@@ -264,9 +264,7 @@ def _from_npz(z, path: Path) -> DMarkerTable:
         fingerprints=z["fingerprints"],
         failed={
             str(n): tuple(int(x) for x in f)
-            for n, f in zip(
-                z.get("failed_names", []), z.get("failed_fingerprints", []), strict=True
-            )  # optional: tables of version 2 written before they existed lack them
+            for n, f in zip(z["failed_names"], z["failed_fingerprints"], strict=True)
         },
         eyelid=str(z["eyelid"]),
         phase_rule=str(z["phase_rule"]),

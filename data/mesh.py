@@ -26,6 +26,8 @@ class DMarkerPoints:
     nose_tip: int  # l9
     right_lip_corner: int  # l10
     left_lip_corner: int  # l11
+    face_top: int  # top of the face's midline: with chin, its vertical axis (not a paper point)
+    chin: int
 
 
 #: MediaPipe face mesh (468 points, or 478 with the refined iris points 468-477).
@@ -41,6 +43,8 @@ MEDIAPIPE = DMarkerPoints(
     nose_tip=1,
     right_lip_corner=61,
     left_lip_corner=291,
+    face_top=10,
+    chin=152,
 )
 
 #: dlib / iBUG 68-point layout (0-based). No cheek points; the upper-lid centre is the mean of
@@ -57,6 +61,8 @@ DLIB68 = DMarkerPoints(
     nose_tip=30,
     right_lip_corner=48,
     left_lip_corner=54,
+    face_top=27,
+    chin=8,
 )
 DLIB68_UPPER_LID_PAIRS = ((37, 38), (43, 44))
 

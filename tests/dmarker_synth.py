@@ -23,6 +23,8 @@ NEUTRAL = {
     "nose_tip": (0.0, 45.0, -30.0),
     "right_lip_corner": (-25.0, 75.0, -5.0),
     "left_lip_corner": (25.0, 75.0, -5.0),
+    "face_top": (0.0, -60.0, 0.0),
+    "chin": (0.0, 120.0, 0.0),
 }
 CENTRE = np.array([320.0, 200.0, 0.0])
 LIP_WIDTH = 50.0  # |l10 - l11| in the neutral face

@@ -39,15 +39,13 @@ def smile(n_landmarks=478, *, left_gain=1.0, lid=0.0, cheek=0.0, seed=0, t=T):
 
 
 def neutral_eyelid() -> float:
-    """k * rho(mid(l1, l3), l2) / rho(l1, l3) of the neutral synthetic face, by hand."""
+    """k * rho(mid(l1, l3), l2) / rho(l1, l3) of the neutral synthetic face, by hand: its lid
+    lies above its corners on the face's vertical (face top -> chin, along y), not on the axis
+    from the eyes towards the nose tip, which that tip (30 px out) tilts into depth."""
     names = ("right_eye_outer", "right_upper_lid", "right_eye_inner")
     l1, l2, l3 = (np.array(NEUTRAL[k]) for k in names)
-    nose = np.array(NEUTRAL["nose_tip"])
-    origin = np.array([0.0, 0.0, 0.5 * (l1[2] + l3[2])])
-    down = nose - origin  # face vertical: towards the nose, orthogonal to the eye line (x)
-    down[0] = 0.0
-    below = (l2 - 0.5 * (l1 + l3)) @ down > 0
-    return (-1 if below else 1) * np.linalg.norm(l2 - 0.5 * (l1 + l3)) / np.linalg.norm(l1 - l3)
+    assert (l2 - 0.5 * (l1 + l3))[1] < 0  # above the corner midpoint: k = +1
+    return np.linalg.norm(l2 - 0.5 * (l1 + l3)) / np.linalg.norm(l1 - l3)
 
 
 def test_feature_names_and_order():
@@ -219,10 +217,8 @@ def test_duchenne_eyes_and_cheeks_follow_the_smile():
 def test_vertical_eyelid_mode_is_the_signed_height():
     still = video_descriptors(smile(), FPS, smooth=False, eyelid="vertical")
     l1, l3 = np.array(NEUTRAL["right_eye_outer"]), np.array(NEUTRAL["right_eye_inner"])
-    nose, lid = np.array(NEUTRAL["nose_tip"]), np.array(NEUTRAL["right_upper_lid"])
-    down = nose - [0.0, 0.0, 0.5 * (l1[2] + l3[2])]
-    down[0] = 0.0
-    height = -(lid - 0.5 * (l1 + l3)) @ (down / np.linalg.norm(down)) / np.linalg.norm(l1 - l3)
+    lid = np.array(NEUTRAL["right_upper_lid"])
+    height = -(lid - 0.5 * (l1 + l3))[1] / np.linalg.norm(l1 - l3)  # the face's vertical: y
     assert feats(still)["eyelid_apex_amplitude_mean"] == pytest.approx(height, rel=1e-6)
     closing = video_descriptors(smile(lid=3.0), FPS, smooth=False, eyelid="vertical")
     assert feats(closing)["eyelid_apex_amplitude_mean"] < height - 0.05

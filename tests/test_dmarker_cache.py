@@ -381,11 +381,3 @@ def test_table_names_drop_only_a_video_extension():
     assert names.row("x") == 0 and names.row("x.MP4.npy") == 0
     assert names.row("clip") is None and names.row("clip.v2") == 1
     assert names.row("y") is None and names.sharing_stem("y") == ["y.mp4", "y.avi"]
-
-
-def test_a_version_2_table_from_before_failed_files_were_kept_still_loads(dataset):
-    table = build_dmarker_table(dataset)
-    with np.load(table.path) as z:  # written before the failed_* keys existed
-        np.savez(table.path, **{k: z[k] for k in z.files if not k.startswith("failed_")})
-    again = load_dmarker_table(table.path)
-    assert again.names == table.names and again.failed == {}

