@@ -2,7 +2,7 @@
 
 Follows Dibeklioglu, Salah & Gevers (ECCV 2012; IEEE TMM 17(3), 2015) as summarised in
 ``shared/NOTES.md`` section 1, without the published code's defects (radians throughout, symmetric
-lip corners 61/291, eyelid sign from the vertical axis, one phase segmentation from D_lip shared
+lip corners 61/291, eyelid sign from the face's vertical, one phase segmentation from D_lip shared
 by all regions, real fps, whole video, eyelid block kept).
 
 Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
@@ -110,8 +110,9 @@ SIGNAL_NAMES = (
 )
 #: Value of the cheek signals and of the 75 cheek descriptors when the landmark set has no cheeks.
 CHEEK_FILL = 0.0
-#: Eyelid distance: "paper" = k * rho as published (3-D distance, signed by the vertical axis);
-#: "vertical" = signed lid height above the corner midpoint (continuous through 0, see README).
+#: Eyelid distance: "paper" = k * rho as published (3-D distance, signed on the face's vertical);
+#: "vertical" = signed lid height above the corner midpoint on the face's vertical (continuous
+#: through 0, see README).
 #: Default "vertical": on MediaPipe's 3-D mesh the lid sits ~0.3 eye widths in front of its
 #: corners, so the 3-D distance is dominated by depth and k * rho jumps from +0.3 to -0.3 when the
 #: lid crosses the corner line; the vertical component is the quantity the paper's k measures.

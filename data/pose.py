@@ -10,6 +10,10 @@ Every frame is mapped into a face-centred frame (Dibeklioglu et al., ECCV 2012):
   is right-handed (a proper rotation, never a reflection);
 - scale: the inter-ocular distance (between the eye centres) becomes :data:`IOD`.
 
+The y axis is not the face's vertical on 3-D points: the nose tip stands out, so the eye-nose
+plane leans ~45 degrees from the face's own plane on MediaPipe meshes (the D-Markers measure the
+eyelid on a face top -> chin axis instead, ``data.dmarker``).
+
 The rotation is built directly from these axes (no Euler angles), so there is no degree/radian
 conversion to get wrong; :func:`rotation_matrix` (radians) serves tests, augmentation and the
 demo generator.
