@@ -29,6 +29,8 @@ Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
    the longest continuous rise (``phase_rule="longest"``, the paper; ``"largest"`` picks the
    rise with the biggest amplitude instead, robust to long shallow drifts), offset = the
    longest (largest) continuous fall that starts at or after the onset's end, apex between;
+   runs are measured by their steps between two frames with a face (``face_found``), so a gap
+   filled by interpolation, a straight noise-free line, never makes a phase;
 5. 25 descriptors per (region, phase) (:func:`phase_descriptors`), 3 x 3 x 25 = 225 values.
 
 Frame conventions. Speed ``V[t] = (D[t] - D[t-1]) * fps`` (1/s) and acceleration
@@ -242,40 +244,45 @@ def amplitude_signals(
     return np.concatenate([lip, eyelid_sig, cheek], axis=-1), has_cheeks
 
 
-def _best_run(delta: np.ndarray, sign: float, rule: str) -> tuple[int, int] | None:
+def _best_run(
+    delta: np.ndarray, sign: float, rule: str, measured: np.ndarray
+) -> tuple[int, int] | None:
     """[start, end) of the run of steps with ``sign * delta > RISE_TOL`` that is longest (rule
-    "longest": most steps) or largest (rule "largest": biggest total change); earliest on ties;
-    None when there is no such step."""
+    "longest": most steps) or largest (rule "largest": biggest total change), counting only the
+    ``measured`` steps (steps,) bool; earliest on ties; None when no run has a measured step."""
     mask = sign * delta > RISE_TOL
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    if starts.size == 0:
+    per_step = measured if rule == "longest" else measured * np.abs(delta)
+    csum = np.concatenate([[0.0], np.cumsum(per_step)])
+    score = csum[ends] - csum[starts]
+    if not (score > 0).any():
         return None
-    if rule == "longest":
-        score = ends - starts
-    else:
-        csum = np.concatenate([[0.0], np.cumsum(np.abs(delta))])
-        score = csum[ends] - csum[starts]
     k = int(np.argmax(score))
     return int(starts[k]), int(ends[k])
 
 
 def find_phases(
-    lip: np.ndarray, rule: str = DEFAULT_PHASE_RULE
+    lip: np.ndarray, rule: str = DEFAULT_PHASE_RULE, face_found=None
 ) -> tuple[tuple[int, int, int, int], str]:
     """Phase boundaries (b0, b1, b2, b3) from the (smoothed) D_lip signal (t,), and a status.
 
     Onset = the longest (``rule`` "longest", the paper) or largest-amplitude ("largest") run of
     rising frames, earliest on ties; offset = the same for falling frames among the runs that
-    start at or after the onset's end; apex = the frames between them.
+    start at or after the onset's end; apex = the frames between them. With ``face_found`` (t,)
+    0/1, a run is measured by its steps between two frames with a face only: a gap filled by
+    interpolation is a straight, noise-free line that would outrun any tracked rise or fall, so
+    a run inside a gap never wins (one that crosses a gap keeps its measured steps).
     """
     if rule not in PHASE_RULES:
         raise ValueError(f"phase rule must be one of {PHASE_RULES}, got {rule!r}")
     t = lip.shape[0]
     delta = np.diff(lip)
-    rise = _best_run(delta, 1.0, rule)
+    found = np.ones(t, dtype=bool) if face_found is None else np.asarray(face_found, dtype=bool)
+    measured = (found[1:] & found[:-1]).astype(np.float64)  # (t - 1,) steps
+    rise = _best_run(delta, 1.0, rule, measured)
     b0, b1 = rise if rise else (0, 0)
-    fall = _best_run(delta[b1:], -1.0, rule)
+    fall = _best_run(delta[b1:], -1.0, rule, measured[b1:])
     b2, b3 = (b1 + fall[0], b1 + fall[1]) if fall else (t - 1, t - 1)
     if t < MIN_FRAMES:
         status = "short"
@@ -415,7 +422,7 @@ def video_descriptors(
         )  # fmt: skip
     raw, has_cheeks = amplitude_signals(landmarks, eyelid)
     sig = smooth_4253h_twice(raw.T).T if smooth else raw
-    phases, status = find_phases(sig[:, 0], phase_rule)
+    phases, status = find_phases(sig[:, 0], phase_rule, face_found)
     feats = phase_descriptors(sig, phases, fps)
     if not has_cheeks:
         feats[REGIONS.index("cheek")] = CHEEK_FILL

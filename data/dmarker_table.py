@@ -57,7 +57,7 @@ from data.subjects import strip_video_ext
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.
-CACHE_VERSION = 3  # 3: the eyelid measured on the face's vertical (2026-12-07)
+CACHE_VERSION = 3  # 3: the eyelid on the face's vertical, phases not made of filled gaps
 _N_SIG = len(SIGNAL_NAMES)
 
 

@@ -319,6 +319,25 @@ def test_every_frame_filled_by_interpolation():
     assert video_descriptors(video, FPS, face_found=partly).status == "ok"
 
 
+def test_a_gap_filled_by_interpolation_never_makes_a_phase():
+    """A filled gap is a straight line: its 20 rising steps would outrun a tracked onset that
+    jitter breaks into runs of 5 (the paper's longest rise). Measured by the steps between frames
+    with a face, the onset is the tracked one, and the offset after it."""
+    dips = np.r_[np.tile([1.0, 1, 1, 1, 1, -0.5], 4)]  # 24 steps: runs of 5 rising steps
+    onset = np.cumsum(dips) * 10.0 / dips.sum()  # 0 -> 10 px over frames 20-43
+    jitter = np.tile([0.05, -0.05], 8)
+    shift = np.r_[np.zeros(20), onset, 10 + jitter, np.linspace(10, 10.2, 20), 10.2 + jitter[:6]]
+    shift = np.r_[shift, np.linspace(10.2, 0, 10), np.zeros(100 - len(shift) - 10)]
+    found = np.ones(100, dtype=int)
+    found[60:80] = 0  # frames 60-79: the straight line of the filled gap
+    video = synthetic_video(478, 100, lip_right=shift, lip_left=shift)
+    blind = video_descriptors(video, FPS, smooth=False)
+    b0, b1, _, _ = blind.phases
+    assert 59 <= b0 and b1 >= 79  # the gap taken for the onset
+    res = video_descriptors(video, FPS, smooth=False, face_found=found)
+    assert res.phases == (19, 24, 86, 95) and res.status == "ok"  # the first 5-step rise
+
+
 def test_bad_input_raises_a_clear_error():
     video = smile()
     with pytest.raises(ValueError, match="NaN"):
