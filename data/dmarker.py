@@ -249,7 +249,7 @@ def _best_run(
 ) -> tuple[int, int] | None:
     """[start, end) of the run of steps with ``sign * delta > RISE_TOL`` that is longest (rule
     "longest": most steps) or largest (rule "largest": biggest total change), counting only the
-    ``measured`` steps (steps,) bool; earliest on ties; None when no run has a measured step."""
+    ``measured`` steps ((steps,) 0/1); earliest on ties; None when no run has a measured step."""
     mask = sign * delta > RISE_TOL
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
