@@ -25,15 +25,14 @@ import numpy as np
 
 from data.dmarker import (
     DEFAULT_EYELID,
-    DEFAULT_PHASE_RULE,
     EYELID_MODES,
-    PHASE_RULES,
     PHASES,
     REGIONS,
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
 from data.io import atomic_write, print_names_as_given
+from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
 

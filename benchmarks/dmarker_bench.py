@@ -22,11 +22,12 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.dmarker import amplitude_signals, find_phases, phase_descriptors, video_descriptors
+from data.dmarker import amplitude_signals, phase_descriptors, video_descriptors
 from data.dmarker_cache import build_dmarker_table
 from data.io import save_landmarks
 from data.mesh import points_for
 from data.pose import rotation_matrix
+from data.smile_phases import find_phases
 from data.smoothing import smooth_4253h_twice
 
 W, H, FPS = 1920, 1080, 50.0

@@ -25,7 +25,7 @@ Pipeline for a video (t, v, 3) in isotropic pixels (``data.io.to_isotropic``):
    narrowing lowers it;
 3. smoothing: 4253H,twice on each of the 9 signals (``data.smoothing``); videos of < 3 frames are
    not smoothed;
-4. phases from the smoothed D_lip (:func:`find_phases`), shared by all three regions: onset =
+4. phases from the smoothed D_lip (``data.smile_phases``), shared by all three regions: onset =
    the longest continuous rise (``phase_rule="longest"``, the paper; ``"largest"`` picks the
    rise with the biggest amplitude instead, robust to long shallow drifts), offset = the
    longest (largest) continuous fall that starts at or after the onset's end, apex between;
@@ -60,7 +60,8 @@ import numpy as np
 
 from data.mesh import DLIB68, DLIB68_UPPER_LID_PAIRS, points_for
 from data.pose import apply_frames, face_frames
-from data.smoothing import MIN_FRAMES, smooth_4253h_twice
+from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES, RISE_TOL, find_phases
+from data.smoothing import smooth_4253h_twice
 
 REGIONS = ("lip", "eyelid", "cheek")
 PHASES = ("onset", "apex", "offset")
@@ -120,12 +121,6 @@ CHEEK_FILL = 0.0
 #: lid crosses the corner line; the vertical component is the quantity the paper's k measures.
 EYELID_MODES = ("paper", "vertical")
 DEFAULT_EYELID = "vertical"
-#: Which rising (falling) run is the onset (offset): "longest" = most frames (the paper);
-#: "largest" = biggest amplitude change (robust to long shallow drifts, see README).
-PHASE_RULES = ("longest", "largest")
-DEFAULT_PHASE_RULE = "longest"
-#: Smallest frame-to-frame change of a (dimensionless) signal counted as a rise or a fall.
-RISE_TOL = 1e-9
 #: Smallest first-frame lip/cheek width and eye width (inter-ocular units) accepted.
 MIN_WIDTH = 1e-6
 #: ok: rise and later fall found; no_fall: no fall after the onset; no_rise: D_lip never rises;
@@ -242,55 +237,6 @@ def amplitude_signals(
     else:
         cheek = np.full_like(lip, CHEEK_FILL)
     return np.concatenate([lip, eyelid_sig, cheek], axis=-1), has_cheeks
-
-
-def _best_run(
-    delta: np.ndarray, sign: float, rule: str, measured: np.ndarray
-) -> tuple[int, int] | None:
-    """[start, end) of the run of steps with ``sign * delta > RISE_TOL`` that is longest (rule
-    "longest": most steps) or largest (rule "largest": biggest total change), counting only the
-    ``measured`` steps ((steps,) 0/1); earliest on ties; None when no run has a measured step."""
-    mask = sign * delta > RISE_TOL
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    per_step = measured if rule == "longest" else measured * np.abs(delta)
-    csum = np.concatenate([[0.0], np.cumsum(per_step)])
-    score = csum[ends] - csum[starts]
-    if not (score > 0).any():
-        return None
-    k = int(np.argmax(score))
-    return int(starts[k]), int(ends[k])
-
-
-def find_phases(
-    lip: np.ndarray, rule: str = DEFAULT_PHASE_RULE, face_found=None
-) -> tuple[tuple[int, int, int, int], str]:
-    """Phase boundaries (b0, b1, b2, b3) from the (smoothed) D_lip signal (t,), and a status.
-
-    Onset = the longest (``rule`` "longest", the paper) or largest-amplitude ("largest") run of
-    rising frames, earliest on ties; offset = the same for falling frames among the runs that
-    start at or after the onset's end; apex = the frames between them. With ``face_found`` (t,)
-    0/1, a run is measured by its steps between two frames with a face only: a gap filled by
-    interpolation is a straight, noise-free line that would outrun any tracked rise or fall, so
-    a run inside a gap never wins (one that crosses a gap keeps its measured steps).
-    """
-    if rule not in PHASE_RULES:
-        raise ValueError(f"phase rule must be one of {PHASE_RULES}, got {rule!r}")
-    t = lip.shape[0]
-    delta = np.diff(lip)
-    found = np.ones(t, dtype=bool) if face_found is None else np.asarray(face_found, dtype=bool)
-    measured = (found[1:] & found[:-1]).astype(np.float64)  # (t - 1,) steps
-    rise = _best_run(delta, 1.0, rule, measured)
-    b0, b1 = rise if rise else (0, 0)
-    fall = _best_run(delta[b1:], -1.0, rule, measured[b1:])
-    b2, b3 = (b1 + fall[0], b1 + fall[1]) if fall else (t - 1, t - 1)
-    if t < MIN_FRAMES:
-        status = "short"
-    elif not rise:
-        status = "no_rise" if fall else "flat"
-    else:
-        status = "ok" if fall else "no_fall"
-    return (b0, b1, b2, b3), status
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

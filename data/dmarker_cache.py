@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from data.dmarker import (
     DEFAULT_EYELID,
-    DEFAULT_PHASE_RULE,
     N_DMARKERS,
     DMarkerResult,
     check_options,
@@ -39,6 +38,7 @@ from data.io import (
     to_isotropic,
 )
 from data.mirror import mirror_landmarks, mirror_permutation
+from data.smile_phases import DEFAULT_PHASE_RULE
 
 
 def _known(meta: dict | None, fps, frame_size) -> tuple[float | None, tuple | None]:

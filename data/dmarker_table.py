@@ -8,7 +8,7 @@ key                   shape, dtype    meaning
 ====================  ==============  =====================================================
 version               () int64        :data:`CACHE_VERSION` of the code that wrote it
 eyelid                () str          eyelid mode (``data.dmarker.EYELID_MODES``)
-phase_rule            () str          onset/offset rule (``data.dmarker.PHASE_RULES``)
+phase_rule            () str          onset/offset rule (``data.smile_phases.PHASE_RULES``)
 names                 (n,) str        landmark file names without ``.npy`` ("x.mp4")
 features              (n, 225) f32    descriptors, columns ``feature_names``
 mirrored              (n, 225) f32    descriptors of each video's mirror image (left and right
@@ -43,7 +43,6 @@ import numpy as np
 
 from data.dmarker import (
     DEFAULT_EYELID,
-    DEFAULT_PHASE_RULE,
     FEATURE_NAMES,
     N_DMARKERS,
     SIGNAL_NAMES,
@@ -53,6 +52,7 @@ from data.io import (
     atomic_save_npz,
     meta_path,
 )
+from data.smile_phases import DEFAULT_PHASE_RULE
 from data.subjects import strip_video_ext
 
 CACHE_NAME = "dmarkers.npz"

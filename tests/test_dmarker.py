@@ -16,9 +16,9 @@ from data.dmarker import (
     SIGNAL_NAMES,
     amplitude_signals,
     feature_index,
-    find_phases,
     video_descriptors,
 )
+from data.smile_phases import find_phases
 
 FPS = 25.0
 T = 100
