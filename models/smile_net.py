@@ -9,8 +9,11 @@ a class logit (spontaneous = 1; the sigmoid belongs to the loss) and, for DeepMa
 standardised D-Marker descriptors.
 
 The linear ablation mixes the coordinates first and embeds the w virtual points: a per-point
-linear map commutes with the mix, so the function class is the same for v / w times less work
-(its dropout acts on the w virtual points).
+linear map commutes with the mix, so this is the published order (embed, then mix) for v / w times
+less work but for the embedding's bias, which each virtual point gets once instead of weighted by
+its mix row's sum. The BatchNorm after the mix absorbs that: a mix row divided by its sum gives
+the published order's output there, so the function class is the same (rows summing to zero
+aside). Its dropout acts on the w virtual points.
 
 Padding frames (mask False) never reach the point encoder (so they do not enter its BatchNorm
 statistics either), are never attended to and are left out of the temporal mean: a padded clip
@@ -28,6 +31,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
@@ -94,9 +98,7 @@ class SmileNet(nn.Module):
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
         frames = x[mask]  # (f, v, c): the real frames only
-        points = frames
-        if self.input_norm is not None:
-            points = self.input_norm(frames.flatten(1)).view_as(frames)  # (f, v, c) standardised
+        points = frames if self.input_norm is None else self._standardised(frames)
         if isinstance(self.encoder, CurveNet):
             feats = self.encoder(frames, points)  # graph from the geometry, features from points
             feats = self.encoder_dropout(feats)  # (f, v, d)
@@ -127,6 +129,19 @@ class SmileNet(nn.Module):
             logits = self.classifier(pooled).squeeze(-1)
             dmarkers = None if self.dmarker_head is None else self.dmarker_head(pooled)
         return SmileOutput(logits=logits, dmarkers=dmarkers)
+
+    def _standardised(self, frames: Tensor) -> Tensor:
+        """frames (f, v, c) through the input BatchNorm; a training batch of one real frame (a
+        last partial batch of a very short video: no variance to measure) takes its running
+        statistics instead of failing."""
+        flat, norm = frames.flatten(1), self.input_norm
+        if self.training and flat.shape[0] == 1:
+            flat = F.batch_norm(
+                flat, norm.running_mean, norm.running_var, norm.weight, norm.bias, eps=norm.eps
+            )
+        else:
+            flat = norm(flat)
+        return flat.view_as(frames)
 
     def _check(self, x: Tensor, mask: Tensor | None) -> tuple[int, int, int, int]:
         if x.dim() != 4 or x.shape[2:] != (self.n_landmarks, self.in_channels):

@@ -322,6 +322,22 @@ def test_learns_a_small_deformation_of_a_shared_face():
     assert accuracy >= 0.9, accuracy
 
 
+@pytest.mark.parametrize("encoder", ["curvenet", "linear"])
+def test_training_batch_of_one_real_frame(encoder):
+    """A training batch holding a single real frame (one clip of a very short video) trains: the
+    input BatchNorm, which cannot measure a variance there, uses its running statistics, as in
+    evaluation."""
+    torch.manual_seed(0)
+    model = build_model(tiny(point_encoder=encoder), 68)
+    x, mask = clip(b=1, t=3), torch.tensor([[True, False, False]])
+    running = model.input_norm.running_mean.clone()
+    out = model.train()(x, mask)
+    out.logits.sum().backward()
+    assert out.logits.shape == (1,) and torch.isfinite(out.logits).all()
+    assert model.input_norm.weight.grad is not None and model.classifier.weight.grad is not None
+    torch.testing.assert_close(model.input_norm.running_mean, running)  # read, not updated
+
+
 def test_linear_ablation_mixes_first_exactly():
     """The linear ablation embeds the mixed coordinates; with its bias at zero that equals the
     published order (embed every landmark, then mix) to float precision."""
@@ -339,6 +355,34 @@ def test_linear_ablation_mixes_first_exactly():
         published = torch.einsum("fvd,wv->fwd", model.encoder(points), model.mix.weight)
     assert seen["mixed"].shape == published.shape == (x.shape[0] * x.shape[1], 4, 16)
     torch.testing.assert_close(seen["mixed"], published, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_ablation_same_class_with_its_bias():
+    """With a bias, mixing first is another map, but the BatchNorm after the mix absorbs the
+    difference: each mix row divided by its sum (and BatchNorm's gain by the sum's sign) gives
+    the published order's output there (training-mode batch statistics)."""
+    torch.manual_seed(0)
+    v = 68
+    model = build_model(tiny(point_encoder="linear", encoder_dropout=0.0), v).train()
+    with torch.no_grad():
+        model.encoder.bias.normal_()
+        model.mix.weight.add_(0.05)  # rows far from summing to zero
+    weight = model.mix.weight.detach().clone()  # (w, v)
+    x = clip(v=v)
+    points = model.input_norm(x.flatten(0, 1).flatten(1)).view(-1, v, 3).detach()
+    with torch.no_grad():
+        embedded = torch.einsum("fvd,wv->fwd", model.encoder(points), weight)
+        published = F.batch_norm(embedded, None, None, training=True, eps=model.mix_norm.eps)
+    seen = {}
+    model.mix_norm.register_forward_hook(lambda m, inp, out: seen.update(normed=out))
+    with torch.no_grad():
+        model(x)
+        assert (seen["normed"] - published).abs().max() > 0.1  # the same weights: another map
+        sums = weight.sum(1)
+        model.mix.weight.copy_(weight / sums[:, None])
+        model.mix_norm.weight.copy_(torch.sign(sums))
+        model(x)
+    torch.testing.assert_close(seen["normed"], published, rtol=1e-3, atol=1e-3)
 
 
 def test_model_bench_times_batch_2_once(capsys):
