@@ -31,7 +31,7 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.io import atomic_write, print_names_as_given
+from data.io import atomic_write, landmark_files, print_names_as_given
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_plot_name(landmarks: Path, name: str) -> None:
     """``--plot NAME`` must name a landmark file of the folder (matched as the table matches
     names): a KeyError before the table is built, not after."""
-    names = VideoNames([video_key(p.name) for p in sorted(landmarks.glob("*.npy"))])
+    names = VideoNames([video_key(p.name) for p in landmark_files(landmarks)])
     if names.names and names.row(name) is None:
         close = names.closest(name)
         some = ", ".join(names.names[:3]) + (", ..." if len(names.names) > 3 else "")
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # OSError: an unwritable --output, for one
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the table is written once, whole, at the end
+        print("\ninterrupted: nothing written (a previous table is kept)", file=sys.stderr)
+        return 130
     computed = len(table) - table.reused
     if table.path is None:
         print("no video's D-Markers computed: nothing written", file=sys.stderr)

@@ -258,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         save_config(cfg, Path(cfg.out) / "config.yaml")
         dataset.save_folds()
         results, failed = run_folds(cfg, folds, dataset, args.resume)
+        if failed:
+            report_failed(failed, len(folds))
+            return 1
+        if args.fold == "all":
+            write_table(cfg, dataset, results)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2
@@ -269,34 +274,39 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"\n{Fore.YELLOW}interrupted{Style.RESET_ALL}{kept}", file=sys.stderr)
         return 130
-    if failed:
-        for k, why in failed.items():
-            print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)
-        print(
-            f"{len(failed)} of {len(folds)} folds failed; no results table (each reason above "
-            "names its fix)",
-            file=sys.stderr,
-        )
-        return 1
-    if args.fold == "all":
-        folds_dir = cfg.data.folds or Path(cfg.data.root) / "labels"
-        summary = write_results(
-            Path(cfg.out),
-            cfg.data.dataset,
-            cfg.model.name,
-            results,
-            cfg.train.threshold,
-            subjects={name: v.subject for name, v in dataset.videos.items()},
-            folds_dir=str(folds_dir),
-        )
-        acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
-        print(
-            f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "
-            f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f} "
-            f"{brackets(pool['accuracy_interval'])}, AUC {pool['auc']:.3f}); "
-            f"table in {Path(cfg.out) / 'results.md'}"
-        )
     return 0
+
+
+def report_failed(failed: dict, n_folds: int) -> None:
+    """Each failed fold's reason (which names its fix), then the count."""
+    for k, why in failed.items():
+        print(f"{Fore.RED}fold {k} failed:{Style.RESET_ALL} {why}", file=sys.stderr)
+    print(
+        f"{len(failed)} of {n_folds} folds failed; no results table (each reason above names its "
+        "fix)",
+        file=sys.stderr,
+    )
+
+
+def write_table(cfg, dataset, results) -> None:
+    """``--fold all``: results.json and results.md under the run folder, and their summary line."""
+    folds_dir = cfg.data.folds or Path(cfg.data.root) / "labels"
+    summary = write_results(
+        Path(cfg.out),
+        cfg.data.dataset,
+        cfg.model.name,
+        results,
+        cfg.train.threshold,
+        subjects={name: v.subject for name, v in dataset.videos.items()},
+        folds_dir=str(folds_dir),
+    )
+    acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
+    print(
+        f"{Fore.GREEN}{len(results)} folds{Style.RESET_ALL}: accuracy {acc['mean']:.3f} +- "
+        f"{acc['std']:.3f} (pooled {pool['accuracy']:.3f} "
+        f"{brackets(pool['accuracy_interval'])}, AUC {pool['auc']:.3f}); "
+        f"table in {Path(cfg.out) / 'results.md'}"
+    )
 
 
 if __name__ == "__main__":

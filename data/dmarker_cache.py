@@ -32,6 +32,7 @@ from data.dmarker_table import (
 from data.io import (
     check_folder,
     check_whole_video,
+    landmark_files,
     load_landmarks,
     load_meta,
     meta_path,
@@ -135,17 +136,22 @@ def build_dmarker_table(
         raise ValueError(
             f"{output}: a folder; give the table's file, e.g. {Path(output) / CACHE_NAME}"
         )
+    if output is not None and Path(output).suffix.lower() != ".npz":
+        raise ValueError(
+            f"{output}: the table is an .npz archive; give --output a name ending in .npz (as a "
+            ".npy it would pass for a landmark file)"
+        )
     if not landmark_dir.is_dir():
         raise FileNotFoundError(
             f"{landmark_dir}: no such folder; "
             f"run extract_landmarks.py --output {landmark_dir} first"
         )
-    files = sorted(landmark_dir.glob("*.npy"))
+    files = landmark_files(landmark_dir)
     if not files:
         inner = landmark_dir / "npy"
         fix = (
             f"a dataset root? give its landmark folder: --landmarks {inner}"
-            if any(inner.glob("*.npy"))
+            if landmark_files(inner)
             else "run extract_landmarks.py first"
         )
         raise FileNotFoundError(f"no landmark files (*.npy) under {landmark_dir}: {fix}")

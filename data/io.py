@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
+import reprlib
 import shutil
 import sys
 import tempfile
@@ -60,7 +62,8 @@ def temp_prefix(path: str | os.PathLike) -> str:
 
 def check_folder(path: str | os.PathLike, flag: str) -> None:
     """Raise ValueError when ``path``, a folder to write into, is empty (an unset shell variable
-    would make it the current folder), a file, or lies below a file."""
+    would make it the current folder), a file, lies below a file, or cannot be written (it, or
+    the folder it would be made in): said before any work, not after it."""
     if not str(path).strip():
         raise ValueError(f"{flag} {str(path)!r}: empty; give a folder")
     path = Path(path)
@@ -69,6 +72,12 @@ def check_folder(path: str | os.PathLike, flag: str) -> None:
             if not p.is_dir():
                 what = "is a file" if p == path else f"lies below the file {p}"
                 raise ValueError(f"{flag} {path}: {what}; it must be a folder (new or existing)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                where = "" if p == path else f" (it would be made in {p})"
+                raise ValueError(
+                    f"{flag} {path}: cannot be written{where}; choose another folder or make it "
+                    "writable"
+                )
             return
 
 
@@ -79,27 +88,28 @@ class WriteError(OSError):
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file in the target folder, then rename it over ``path``.
 
-    An OSError of ``write`` becomes a :class:`WriteError` naming ``path`` (numpy's own message
-    on a full disk is "103248 requested and 48096 written")."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    An OSError (of ``write``, or making the folder, the temp file or the rename) becomes a
+    :class:`WriteError` naming ``path``, not the temp file (numpy's own message on a full disk is
+    "103248 requested and 48096 written")."""
+    path, tmp = Path(path), None
     try:
-        try:
-            write(tmp)
-        except WriteError:
-            raise
-        except OSError as e:
-            raise WriteError(
-                f"{path}: not written ({e.strerror or e}); free space on its disk, or check that "
-                "its folder can be written"
-            ) from e
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        write(tmp)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as e:  # its folder, the temp file, the write or the rename
+        raise WriteError(
+            f"{path}: not written ({e.strerror or e}); free space on its disk, or check that "
+            "its folder can be written and takes a name that long"
+        ) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -180,14 +190,28 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json_text(obj))
 
 
-def read_json(path: str | os.PathLike, fix: str) -> Any:
+def read_json(path: str | os.PathLike, fix: str, keys: tuple[str, ...] = ()) -> Any:
     """The JSON content of ``path``; a file that is not valid JSON is a ValueError naming it and
-    ``fix`` (what to do about it)."""
+    ``fix`` (what to do about it), and so, given ``keys``, is one that is not an object holding
+    them (valid JSON of another kind)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e}); {fix}") from e
+    missing = [k for k in keys if not isinstance(content, dict) or k not in content]
+    if missing:
+        raise ValueError(
+            f"{path}: not the expected file, a JSON object with {', '.join(keys)} "
+            f"({', '.join(missing)} missing); {fix}"
+        )
+    return content
+
+
+def landmark_files(folder: str | os.PathLike) -> list[Path]:
+    """The landmark files of a folder, in name order: ``*.npy`` but hidden files (a macOS
+    ``._x.npy`` beside every file copied from a Mac is no landmark file)."""
+    return sorted(p for p in Path(folder).glob("*.npy") if not p.name.startswith("."))
 
 
 def landmark_path(out_dir: str | os.PathLike, video_name: str) -> Path:
@@ -231,8 +255,45 @@ def save_landmarks(npy_path: str | os.PathLike, landmarks: np.ndarray, meta: dic
         raise
 
 
+#: The lowest frame rate a sidecar may record (a frame every 100 s is no video: a corrupt value).
+MIN_FPS = 0.01
+
+
+def _count(v, least: int = 1) -> bool:
+    return type(v) is int and v >= least  # not a bool, not a float
+
+
+def _rate(v) -> bool:
+    return v is None or (type(v) in (int, float) and math.isfinite(v) and v >= MIN_FPS)
+
+
+def _size(v) -> bool:
+    return v is None or _count(v)
+
+
+#: What each sidecar value must be where the key is present (sidecars of earlier versions lack
+#: some; a null rate or size is unknown, taken from labels.csv or the dataset's defaults); a value
+#: of another kind is a damaged sidecar, as unreadable JSON is.
+SIDECAR_VALUES = {
+    "fps": (_rate, f"null or a frame rate of at least {MIN_FPS:g}"),
+    "source_fps": (_rate, f"null or a frame rate of at least {MIN_FPS:g}"),
+    "width": (_size, "null or a positive number of pixels"),
+    "height": (_size, "null or a positive number of pixels"),
+    "n_frames": (lambda v: _count(v, 0), "a count of rows"),
+    "n_landmarks": (_count, "a positive count"),
+    "stride": (_count, "a positive whole number"),
+    "max_frames": (_size, "null or a positive whole number"),
+    "face_found": (
+        lambda v: type(v) is list and all(type(x) in (int, bool) and x in (0, 1) for x in v),
+        "a list of 0 and 1, one per row",
+    ),
+    "rotation": (lambda v: type(v) is int and v in (0, 90, 180, 270), "0, 90, 180 or 270"),
+}
+
+
 def load_meta(npy_path: str | os.PathLike) -> dict | None:
-    """The sidecar of a landmark file, or None when it has none (published files)."""
+    """The sidecar of a landmark file, or None when it has none (published files); ValueError
+    when it is not JSON, not an object or holds a value of another kind (:data:`SIDECAR_VALUES`)."""
     p = meta_path(npy_path)
     if not p.exists():
         return None
@@ -240,12 +301,15 @@ def load_meta(npy_path: str | os.PathLike) -> dict | None:
         meta = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         meta = e
+    fix = "run extract_landmarks.py again, it re-extracts this video"
     if not isinstance(meta, dict):
         why = meta if isinstance(meta, Exception) else "not a JSON object"
-        raise ValueError(
-            f"{p}: unreadable sidecar ({why}); run extract_landmarks.py again, it re-extracts "
-            "this video"
-        )
+        raise ValueError(f"{p}: unreadable sidecar ({why}); {fix}")
+    for key, (valid, what) in SIDECAR_VALUES.items():
+        if key in meta and not valid(meta[key]):
+            raise ValueError(
+                f"{p}: damaged sidecar, {key} is {reprlib.repr(meta[key])}, not {what}; {fix}"
+            )
     return meta
 
 
@@ -280,9 +344,13 @@ def read_npy(npy_path: str | os.PathLike, mmap: bool = False, fix: str = REEXTRA
     """``np.load`` of a landmark file (memory-mapped with ``mmap``); an unreadable or truncated
     file raises ValueError naming it and ``fix``."""
     try:
-        return np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         raise ValueError(f"{npy_path}: not a readable .npy landmark file ({e}); {fix}") from e
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive whatever its name
+        array.close()
+        raise ValueError(f"{npy_path}: an .npz archive, not a .npy landmark file; {fix}")
+    return array
 
 
 def check_finite(npy_path: str | os.PathLike, landmarks: np.ndarray, fix: str = REEXTRACT) -> None:
@@ -300,10 +368,10 @@ def load_landmarks(npy_path: str | os.PathLike) -> tuple[np.ndarray, dict | None
     """
     npy_path = Path(npy_path)
     arr = read_npy(npy_path)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype.kind not in "fiu":
         raise ValueError(
-            f"{npy_path}: expected a (T, V, 3) landmark array, got shape {arr.shape}; give a "
-            "landmark file of extract_landmarks.py"
+            f"{npy_path}: expected a (T, V, 3) landmark array of real numbers, got shape "
+            f"{arr.shape} of {arr.dtype}; give a landmark file of extract_landmarks.py"
         )
     arr = arr.astype(np.float32, copy=False)
     check_finite(npy_path, arr)

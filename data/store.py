@@ -55,8 +55,11 @@ def npy_shape(path: str | Path, fix: str = DATASET_FILE_FIX) -> tuple[int, ...]:
             data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .npy landmark file ({e}); {fix}") from e
-    if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"{path}: expected a (T, V, 3) landmark array, got shape {shape}; {fix}")
+    if len(shape) != 3 or shape[-1] != 3 or dtype.kind not in "fiu":
+        raise ValueError(
+            f"{path}: expected a (T, V, 3) landmark array of real numbers, got shape {shape} of "
+            f"{dtype}; {fix}"
+        )
     if data_bytes < math.prod(shape) * dtype.itemsize:
         raise ValueError(
             f"{path}: truncated (holds {data_bytes} of the {math.prod(shape) * dtype.itemsize} "

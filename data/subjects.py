@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from data.io import landmark_files
 from data.video import VIDEO_EXTS, is_video
 from data.video_sources import bbc_folders, spos_clips
 
@@ -57,7 +58,7 @@ def landmark_index(landmarks_dir: str | Path) -> dict[str, Path | None]:
     """Keys under which each ``<dir>/<name>.npy`` can be found: its full stem (``x.mp4``) and the
     stem without video extension (``x``). A full stem always wins; a stripped key two files claim
     maps to None (ambiguous)."""
-    paths = sorted(Path(landmarks_dir).glob("*.npy"))
+    paths = landmark_files(landmarks_dir)
     stems = {nfc(p.name[: -len(".npy")]): p for p in paths}
     index: dict[str, Path | None] = {}
     for stem, path in stems.items():
@@ -197,8 +198,16 @@ def spos_subject(name: str, subjects: tuple[str, ...] = SPOS_SUBJECTS) -> str:
     return hits[0]
 
 
+def _subject_id(text: str) -> str:
+    """One spelling per MMI subject: a numeric id without its leading zeros (``"007"`` in a
+    session.xml and ``S7-`` in a video name are one person)."""
+    text = text.strip()
+    return str(int(text)) if text.isdecimal() else text
+
+
 def mmi_session_subject(root: Path, session: str) -> str | None:
-    """Subject id of an MMI session from ``Sessions/<id>/session.xml`` or its ``S<nnn>-*`` video."""
+    """Subject id of an MMI session from ``Sessions/<id>/session.xml`` or its ``S<nnn>-*`` video
+    (numeric ids without leading zeros, whichever gives it)."""
     folder = Path(root) / "Sessions" / session
     xml = folder / "session.xml"
     if xml.exists():
@@ -209,15 +218,15 @@ def mmi_session_subject(root: Path, session: str) -> str | None:
         for el in tree.iter():
             attrs = {k.lower(): v for k, v in el.attrib.items()}
             if el.tag.lower() == "subject" and attrs.get("id"):
-                return attrs["id"].strip()
+                return _subject_id(attrs["id"])
             for key in ("subjectid", "subject_id", "subject"):
                 if attrs.get(key):
-                    return attrs[key].strip()
+                    return _subject_id(attrs[key])
     if folder.is_dir():
         for video in sorted(folder.iterdir()):
             m = re.match(r"^S(\d+)-", video.name, re.IGNORECASE)
             if m:
-                return str(int(m.group(1)))
+                return _subject_id(m.group(1))
     return None
 
 

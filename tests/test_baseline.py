@@ -5,6 +5,7 @@ the test fold read once."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,34 @@ def test_a_fold_folder_of_another_name_is_named(demo_root, tmp_path, capsys):
     args = ["--dataset", "demo", "--data-root", str(root), "--model", "dmarker-logreg"]
     assert smile_point.main([*args, "--fold", "1", "--out", str(tmp_path / "r")]) == 0
     assert "fold 1/3 (0/): videos train" in capsys.readouterr().out
+
+
+def test_a_results_table_that_cannot_be_written_is_one_line(run, demo_root, tmp_path, capsys):
+    """Writing results.json / results.md is inside the error handling: a failure there (here
+    results.md is a folder) is one line, not a traceback; the folds stay finished."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "results.md").unlink()
+    (copy / "results.md").mkdir()
+    args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
+    capsys.readouterr()
+    assert smile_point.main([*args, "--fold", "all", "--out", str(copy), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "results.md" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert all((copy / f"fold_{k:02d}" / "test.json").exists() for k in (1, 2, 3))
+
+
+@pytest.mark.parametrize("content", ["{}", "[]"])
+def test_resume_refuses_a_kept_result_of_another_kind(run, demo_root, tmp_path, capsys, content):
+    """A finished fold's test.json that is valid JSON but not a result (an edit) is one line
+    naming it and the fix when --resume would keep it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "fold_02" / "test.json").write_text(content)
+    args = ["--dataset", "demo", "--data-root", str(demo_root), "--model", "dmarker-logreg"]
+    capsys.readouterr()
+    assert smile_point.main([*args, "--fold", "all", "--out", str(copy), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy / 'fold_02' / 'test.json'}: not the expected file" in err
+    assert "delete that fold folder and resume" in err and len(err.strip().splitlines()) == 1

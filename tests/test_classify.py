@@ -315,13 +315,24 @@ def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
     short = landmark_file("short.npy", landmarks[:2])  # 2 frames at 30 fps: 1 frame at 8 fps
     text_fps = landmark_file("text_fps.npy", landmarks, fps="30")
     faceless = landmark_file("faceless.npy", landmarks, face_found=[False] * len(landmarks))
+    slow = landmark_file("slow.npy", landmarks, fps=1e-9)  # would make 10^10 frames per row
+    found = landmark_file("found.npy", landmarks, face_found=["yes"] * len(landmarks))
+    archive = tmp_path / "archive.npy"
+    with open(archive, "wb") as f:  # np.load opens an .npz whatever its name
+        np.savez(f, x=landmarks)
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"not decoded: refused by its extension")
-    inputs = [empty, flat, short, text_fps, faceless, photo, src]
+    inputs = [empty, flat, short, text_fps, faceless, slow, found, archive, loop, photo, src]
     rc, report = classify([str(p) for p in inputs] + ["--checkpoint", str(out)], tmp_path)
     assert rc == 1 and [v["name"] for v in report["videos"]] == [src.name]
     failed = {Path(k).name: v for k, v in report["failed"].items()}
-    assert len(failed) == 6 and all("\n" not in why for why in failed.values())
+    assert len(failed) == 10 and all("\n" not in why for why in failed.values())
+    assert "damaged sidecar, fps is 1e-09, not null or a frame rate" in failed["slow.npy"]
+    assert "damaged sidecar, face_found is ['yes', " in failed["found.npy"]
+    assert "an .npz archive, not a .npy landmark file" in failed["archive.npy"]
+    assert "loop.mp4: no such file (a link to nothing, or a loop of links)" in failed["loop.mp4"]
     assert "empty.npy: not a readable .npy landmark file" in failed["empty.npy"]
     assert "got shape" in failed["flat.npy"] and "give a landmark file" in failed["flat.npy"]
     assert re.search(
@@ -329,7 +340,7 @@ def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
         r"and needs 3 frames, 0.16 s\); give the whole video$",
         failed["short.npy"],
     )
-    assert "fps is '30', not a positive number" in failed["text_fps.npy"]
+    assert "damaged sidecar, fps is '30', not null or a frame rate" in failed["text_fps.npy"]
     assert "no face in any of its" in failed["faceless.npy"]
     assert "a still image; a smile's class is in its motion" in failed["photo.jpg"]
 

@@ -100,6 +100,26 @@ def test_missing_folder_and_broken_json_are_named(tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("results.json", "[]", "not the expected file, a JSON object with model, dataset, folds"),
+        ("results.json", '{"model": "m", "dataset": "demo", "folds": [1]}', "not a list of fold"),
+        ("fold_01/test.json", "{}", "(accuracy, auc, f1, threshold, videos missing)"),
+        ("fold_01/test.json", '{"accuracy": 1}', "(auc, f1, threshold, videos missing)"),
+    ],
+)
+def test_json_of_another_kind_is_one_line(tmp_path, capsys, file, content, message):
+    """Valid JSON that is not what smile_point.py wrote (an edit, a file of another kind) is one
+    line naming the file and its fix, as invalid JSON is."""
+    run = fake_run(tmp_path / "run", "deepmarkernet", {1: [0.1, 0.9, 0.2, 0.8]})
+    (run / file).write_text(content)
+    assert main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / file}: " in err and message in err and len(err.splitlines()) == 1
+    assert "rewrite it" in err or "delete that fold folder" in err
+
+
 def test_a_run_of_an_earlier_version_has_no_subjects(tmp_path, capsys):
     """results.json without subjects (written before they were kept): the pooled test is n/a and
     the fix is named; the rest of the row stays."""

@@ -240,6 +240,11 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
         (tmp_path / "Sessions" / name / "session.xml").unlink()
         (tmp_path / "Sessions" / name / f"S00{name[-1]}-001.avi").touch()
     assert open_dataset("mmi", tmp_path).videos["102"].subject == "S2"
+    # one person whose id a session.xml zero-pads and a video name does not: still one subject
+    (tmp_path / "Sessions" / "101" / "session.xml").write_text('<subject id="007"/>')
+    (tmp_path / "Sessions" / "102" / "S002-001.avi").rename(tmp_path / "Sessions/102/S7-001.avi")
+    with pytest.raises(ValueError, match=r"leak.*S7"):
+        open_dataset("mmi", tmp_path)
 
 
 def test_bbc_labels_from_source_folders(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -148,12 +149,31 @@ def test_bad_files_are_reported_and_the_rest_computed(dataset):
     meta_path(quick).write_text(json.dumps({**meta, "max_frames": 40}))
     listed = write_video(dataset, "listed.mp4", smile_video())
     meta_path(listed).write_text("[1, 2]")  # valid JSON, not a sidecar
+    for name, key, value in (("found.mp4", "face_found", ["yes"] * 80), ("slow.mp4", "fps", 1e-9)):
+        damaged = write_video(dataset, name, smile_video())
+        meta = json.loads(meta_path(damaged).read_text())
+        meta_path(damaged).write_text(json.dumps({**meta, key: value}))
+    with open(dataset / "zip.mp4.npy", "wb") as f:  # an archive under a landmark file's name
+        np.savez(f, x=np.zeros(3))
+    shutil.copy(dataset / "a.mp4.npy", dataset / "._a.mp4.npy")  # macOS metadata: no video
+    np.save(dataset / "complex.mp4.npy", (smile_video() / [W, H, W]).astype(np.complex64))
     table = build_dmarker_table(dataset, fps=25.0, frame_size=(W, H))
     assert table.names == ["a.mp4", "b.mp4", "c.avi"]
     assert set(table.errors) == {
         "text.mp4", "nan.mp4", "flat_zero.mp4", "points.mp4", "quick.mp4", "listed.mp4",
+        "found.mp4", "slow.mp4", "zip.mp4", "complex.mp4",
     }  # fmt: skip
+    assert (
+        "landmark array of real numbers, got shape (80, 478, 3) of complex64"
+        in (table.errors["complex.mp4"])
+    )
     assert "unreadable sidecar (not a JSON object)" in table.errors["listed.mp4"]
+    assert "damaged sidecar, face_found is ['yes', " in table.errors["found.mp4"]
+    assert (
+        "damaged sidecar, fps is 1e-09, not null or a frame rate of at least 0.01"
+        in (table.errors["slow.mp4"])
+    )
+    assert "an .npz archive, not a .npy landmark file" in table.errors["zip.mp4"]
     assert "quick run (--max-frames 40)" in table.errors["quick.mp4"]
     assert "not a readable .npy" in table.errors["text.mp4"]
     assert "NaN" in table.errors["nan.mp4"]
@@ -306,12 +326,28 @@ def test_cli_errors(tmp_path, dataset, capsys):
             np.savez(other, weights=np.zeros(3))
         before = other.read_bytes()
         assert cli.main(["--landmarks", str(dataset), "--output", str(other), "--quiet"]) == 2
-        assert f"{other}: exists and is not a D-Marker table" in capsys.readouterr().err
+        why = "exists and is not a D-Marker" if other.suffix == ".npz" else "the table is an .npz"
+        assert f"{other}: {why}" in capsys.readouterr().err
         assert other.read_bytes() == before
+    typo = dataset / "table.npy"  # an .npz written under a .npy name would pass for landmarks
+    assert cli.main(["--landmarks", str(dataset), "--output", str(typo), "--quiet"]) == 2
+    assert "give --output a name ending in .npz" in capsys.readouterr().err
+    assert not typo.exists()
     with pytest.raises(SystemExit):
         cli.main(["--landmarks", str(tmp_path), "--frame-size", "640by480"])
     with pytest.raises(SystemExit):
         cli.main(["--landmarks", str(tmp_path), "--fps", "-3"])
+
+
+def test_ctrl_c_is_one_line(dataset, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_dmarker_table", interrupted)
+    assert cli.main(["--landmarks", str(dataset), "--quiet"]) == 130
+    assert (
+        capsys.readouterr().err.strip() == "interrupted: nothing written (a previous table is kept)"
+    )
 
 
 def test_cli_as_a_script(dataset, repo_root):

@@ -70,11 +70,17 @@ def test_sidecar_must_describe_its_array(tmp_path):
     npy = tmp_path / "v.mp4.npy"
     save_landmarks(npy, np.zeros((3, 478, 3), np.float32), {"n_frames": 3, "face_found": [1] * 3})
     assert load_landmarks(npy)[0].shape == (3, 478, 3)
-    for bad in ({"n_frames": 5}, {"face_found": [1]}, {"face_found": None}):
+    other = "describes another array than v.mp4.npy"
+    damaged = "damaged sidecar, face_found is None, not a list of 0 and 1"
+    for bad, why in (
+        ({"n_frames": 5}, other),
+        ({"face_found": [1]}, other),
+        ({"face_found": None}, damaged),
+    ):
         (tmp_path / "v.mp4.json").write_text(
             json.dumps({"n_frames": 3, "face_found": [1] * 3, **bad})
         )
-        with pytest.raises(ValueError, match=r"v.mp4.json: describes another array than v.mp4.npy"):
+        with pytest.raises(ValueError, match=rf"v.mp4.json: {why}"):
             load_landmarks(npy)
 
 

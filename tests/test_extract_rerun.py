@@ -46,13 +46,30 @@ def test_resume_skips_complete_outputs(pyfeat_data, tmp_path, capsys):
     assert "done" in run("--overwrite")[1]
     assert "done" in run("--stride", "2")[1]  # other settings: redone, not skipped
     assert "skipped" in run("--stride", "2")[1]
-    os.utime(video, (time.time() + 5, time.time() + 5))  # the source changed since
+    os.utime(video, (time.time() + 3600, time.time() + 3600))  # the source changed since
     assert "done" in run("--stride", "2")[1]
+    assert "skipped" in run("--stride", "2")[1]  # dated an hour ahead (a skewed clock): done once
     npy.with_suffix(".json").unlink()  # an array without sidecar: a published file
     assert "whole-video output kept" in run("--stride", "2")[1]  # by a quick run
     rc, row = run("--stride", "2", "--plot")  # nothing to draw its sheet from: said, not failed
     assert rc == 0 and "no contact sheet: no sidecar says which rows found a face" in row
     assert run_cli(d, "--stride", 2) == 0 and load_meta(npy)["stride"] == 2  # redone by a whole one
+
+
+def test_a_damaged_sidecar_is_extracted_again(pyfeat_data, tmp_path, capsys):
+    """A sidecar value of another kind (an edit, another tool) is no finished extraction: the
+    rerun redoes the video instead of failing on it every time."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(pyfeat_data / "single_face.mp4", d)
+    npy = d / "npy" / "single_face.mp4.npy"
+    assert run_cli(d, "--max-frames", 8) == 0
+    meta = load_meta(npy)
+    meta_path(npy).write_text(json.dumps({**meta, "max_frames": "8"}))
+    capsys.readouterr()
+    assert run_cli(d, "--max-frames", 8) == 0
+    assert "done" in summary_rows(capsys.readouterr().out)["single_face.mp4"]
+    assert load_meta(npy)["max_frames"] == 8
 
 
 def test_quick_run_keeps_whole_video_outputs(pyfeat_data, tmp_path, capsys):

@@ -8,7 +8,9 @@ import os
 import pickle
 import re
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +183,37 @@ def test_a_full_disk_is_named_with_the_fix(tmp_path, monkeypatch):
     with pytest.raises(WriteError, match=r"t.npz: not written"):
         atomic_save_npz(tmp_path / "t.npz", a=np.zeros(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mp4.npy"]
+
+
+def test_a_write_that_fails_before_or_after_the_data_names_the_target(tmp_path, monkeypatch):
+    """Making the temp file or renaming it fails like the write itself: a WriteError naming the
+    file asked for (never the random temp name), nothing left behind."""
+    from data.io import WriteError, atomic_write_text
+
+    long = tmp_path / ("v" * 300 + ".mp4.json")  # longer than a file system takes
+    with pytest.raises(WriteError, match=r"v{300}\.mp4\.json: not written \(File name too long"):
+        atomic_write_text(long, "{}")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(WriteError, match=r"t\.json: not written \(Permission denied\)") as e:
+        atomic_write_text(tmp_path / "t.json", "{}")
+    assert ".tmp" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, monkeypatch):
+    """check_folder (run before any work by every CLI that writes) refuses a folder, or the
+    folder it would be made in, that cannot be written."""
+    from data import io
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(io.os, "access", lambda p, mode: Path(p) != locked)
+    with pytest.raises(ValueError, match=r"--output .*locked: cannot be written; choose another"):
+        io.check_folder(locked, "--output")
+    with pytest.raises(ValueError, match=r"new: cannot be written \(it would be made in "):
+        io.check_folder(locked / "new", "--output")
+    io.check_folder(tmp_path / "elsewhere", "--output")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,10 +15,16 @@ import torch
 from tiny_run import metric_rows, tiny_config
 
 import smile_point
+import training.loop
+from data.clips import TestWindows
 from data.datasets import open_dataset
+from models import build_model
 from models.smile_net import SmileOutput
+from training.checkpoint import load_checkpoint
 from training.config import load_config
+from training.evaluate import clip_config, predict
 from training.loop import METRIC_COLUMNS, compute_loss, fit, resolve_device
+from training.metrics import best_threshold
 from training.report import write_results
 from training.significance import bootstrap_interval
 
@@ -112,6 +119,38 @@ def test_training_never_reads_the_test_fold(tmp_path, demo_root):
     fit(cfg, dataset, list(split.train), list(split.val), tmp_path / "f", resolve_device("cpu"))
     assert read["landmarks"] == set(split.train) | set(split.val)
     assert read["dmarkers"] and read["dmarkers"] <= set(split.train) | set(split.val)
+
+
+def test_validation_threshold_is_chosen_on_the_tests_windows(tmp_path, demo_root, monkeypatch):
+    """train.threshold=val with data.test_stride: the threshold is chosen on validation videos
+    scored by the selected weights as the test scores its own (windows every test_stride), not
+    on the every-W windows of the per-epoch validation."""
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=2), ["data.test_stride=2"])
+    val = list(split.val)
+    strides = []  # of each scoring of the validation videos during fit
+    spied = training.loop.predict
+
+    def spy(cfg, model, windows, *args):
+        strides.append(windows.cfg.test_stride)
+        return spied(cfg, model, windows, *args)
+
+    monkeypatch.setattr(training.loop, "predict", spy)
+    chosen = fit(cfg, dataset, list(split.train), val, tmp_path / "f", resolve_device("cpu"))
+    assert strides[-1] == 2 and set(strides[:-1]) <= {None}  # epochs: every W; the threshold: 2
+    model = build_model(cfg.model, dataset.n_landmarks)
+    model.load_state_dict(load_checkpoint(tmp_path / "f" / "best.pt")["model"])
+    labels = np.array([dataset.videos[n].label for n in val])
+    scored = {}
+    for stride in (2, None):
+        windows = TestWindows(dataset, val, replace(clip_config(cfg), test_stride=stride))
+        probs = predict(cfg, model, windows, len(val), resolve_device("cpu"))
+        scored[stride] = best_threshold(labels, probs)
+        assert stride is None or len(windows) > 2 * len(val)  # denser than every W
+    assert chosen["threshold"] == scored[2]
+    saved = json.loads((tmp_path / "f" / "selection.json").read_text())
+    assert saved["threshold"] == scored[2]
 
 
 @pytest.mark.parametrize("metric", ["bce", "auc", "accuracy"])

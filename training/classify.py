@@ -121,7 +121,8 @@ def read_input(path: Path, scorer: Scorer) -> tuple[np.ndarray, dict, bool]:
     Raises ValueError / OSError with a one-line message naming the file and the fix.
     """
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        link = " (a link to nothing, or a loop of links)" if path.is_symlink() else ""
+        raise FileNotFoundError(f"{path}: no such file{link}")
     if not (path.is_file() or path.is_dir()):  # a pipe or device: reading it would block
         raise ValueError(f"{path}: not a regular file or folder; give a video or a .npy file")
     if path.suffix == ".npy":
@@ -220,7 +221,11 @@ def classify(
     backend = BACKEND_FOR.get(scorers[0].n_landmarks)  # None: landmark files only
     unique: dict[Path, Path] = {}  # an input named twice counts once
     for p in list_inputs(inputs, skip_extracted=backend is not None):
-        unique.setdefault(p.resolve(), p)
+        try:
+            key = p.resolve()
+        except (OSError, RuntimeError):  # a loop of links: reported as that input's failure
+            key = p.absolute()
+        unique.setdefault(key, p)
     paths = list(unique.values())
     shared = {n for n, c in Counter(p.name for p in paths).items() if c > 1}
     if backend and any(is_video(p) for p in paths):

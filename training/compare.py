@@ -27,7 +27,7 @@ from data.io import read_json
 from models.config import BASELINE
 from training.config import load_config
 from training.cross_validation import config_differences, first_few
-from training.report import REPORTED, brackets, correct_calls, mean_std
+from training.report import FOLD_RESULT_KEYS, REPORTED, brackets, correct_calls, mean_std
 from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
 
 
@@ -43,16 +43,21 @@ def load_run(path: Path) -> dict:
         raise FileNotFoundError(
             f"{path}: no results.json; finish the run (smile_point.py --fold all --resume)"
         )
-    table = read_json(results, "rewrite it: smile_point.py --fold all --resume")
+    rewrite = "rewrite it: smile_point.py --fold all --resume"
+    table = read_json(results, rewrite, keys=("model", "dataset", "folds"))
+    try:
+        listed = sorted(int(r["fold"]) for r in table["folds"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{results}: its folds are not a list of fold rows; {rewrite}") from e
     folds = {}
-    for k in sorted(int(r["fold"]) for r in table["folds"]):
+    for k in listed:
         test = path / f"fold_{k:02d}" / "test.json"
         if not test.is_file():
             raise FileNotFoundError(
                 f"{test}: listed in results.json but missing; rerun the run's --fold all command "
                 "with --resume"
             )
-        folds[k] = read_json(test, "delete that fold folder, --resume")
+        folds[k] = read_json(test, "delete that fold folder, --resume", FOLD_RESULT_KEYS)
     return {
         "name": str(path),
         "model": table["model"],

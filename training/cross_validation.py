@@ -24,7 +24,7 @@ from training.checkpoint import CheckpointError
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
 from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
-from training.report import what_validation_chose
+from training.report import FOLD_RESULT_KEYS, what_validation_chose
 
 
 def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
@@ -165,13 +165,16 @@ FOLD_FIX = "delete that fold folder and resume (--resume runs the fold again)"
 def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> str | None:
     """Why the finished fold whose result is ``test_json`` no longer matches the dataset (its
     videos or labels, or the D-Marker rows it learned from, changed since), or None."""
-    result = read_json(test_json, FOLD_FIX)
+    result = read_json(test_json, FOLD_FIX, FOLD_RESULT_KEYS)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     if "fold_digest" in result:
         same_fold = result["fold_digest"] == fold_digest(dataset, split)
     else:  # results of earlier versions: their test part and validation videos
         selection = test_json.parent / "selection.json"
-        val = read_json(selection, FOLD_FIX).get("val") if selection.exists() else None
+        saved = read_json(selection, FOLD_FIX) if selection.exists() else {}
+        if not isinstance(saved, dict):
+            raise ValueError(f"{selection}: not a selection.json of smile_point.py; {FOLD_FIX}")
+        val = saved.get("val")
         tested = {n: v["label"] for n, v in result["videos"].items()}
         same_fold = tested == {n: dataset.videos[n].label for n in split.test} and (
             val is None or sorted(val) == sorted(split.val)
@@ -211,7 +214,7 @@ def run_fold(
     if resume and (out_dir / "test.json").exists():
         check_kept_folds(cfg, [fold], dataset)
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
-        return read_json(out_dir / "test.json", FOLD_FIX)
+        return read_json(out_dir / "test.json", FOLD_FIX, FOLD_RESULT_KEYS)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     train, val = list(split.train), list(split.val)
 

@@ -266,7 +266,8 @@ def fit(
     With ``train.ema_decay`` the validated, selected and tested weights are an exponential moving
     average of the trained ones; checkpoints then hold both ("model": the average, "train_model":
     the weights the optimizer moves).
-    Returns {"best_epoch", "best_score", "threshold"}; the threshold is chosen on ``val``.
+    Returns {"best_epoch", "best_score", "threshold"}; the threshold is chosen on ``val``, scored
+    with the selected weights and the test's windows (``data.test_stride``).
     """
     t = cfg.train
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -367,10 +368,11 @@ def fit(
         log(_summary_line(cfg, row, improved))
     writer.close()
 
-    best = load_checkpoint(out_dir / "best.pt")
-    model.load_state_dict(best["model"])
-    probs = predict(cfg, model, val_set, len(val), device)
-    threshold = best_threshold(val_labels, probs) if t.threshold == "val" else 0.5
+    threshold = 0.5
+    if t.threshold == "val":  # validation scored as the test will be: windows every test_stride
+        model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
+        probs = predict(cfg, model, TestWindows(dataset, val, ccfg), len(val), device)
+        threshold = best_threshold(val_labels, probs)
     summary = {
         "best_epoch": state["best_epoch"],
         "best_score": state["best_score"],

@@ -14,6 +14,8 @@ from training.metrics import auc
 from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject
 
 REPORTED = ("accuracy", "auc", "f1")
+#: What every fold's test.json holds and the tables read.
+FOLD_RESULT_KEYS = (*REPORTED, "threshold", "videos")
 
 
 def fold_rows(results: dict[int, dict]) -> list[dict]:
