@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from data.io import atomic_save_npy, save_landmarks
 from data.mesh import DLIB68, DLIB68_UPPER_LID_PAIRS, points_for
 
 #: Neutral positions of the D-Marker points (pixels, around the eye midpoint).
@@ -123,3 +124,33 @@ def transform(video: np.ndarray, rotation, translation, scale) -> np.ndarray:
     centred = video - CENTRE
     rotated = np.einsum("tij,tvj->tvi", rotation, centred)
     return scale[:, None, None] * rotated + CENTRE + translation[:, None, :]
+
+
+#: Frame size of the landmark files written by :func:`write_video`.
+W, H = 640, 400
+
+
+def write_video(folder, name, video, *, fps=25.0, sidecar=True, face_found=None):
+    """Save a pixel video (t, v, 3) as a landmark file (x/W, y/H, z/W) with or without sidecar."""
+    arr = (video / np.array([W, H, W])).astype(np.float32)
+    path = folder / f"{name}.npy"
+    if not sidecar:
+        atomic_save_npy(path, arr)
+        return path
+    found = [1] * len(arr) if face_found is None else list(face_found)
+    meta = {"video": name, "fps": fps, "width": W, "height": H, "n_frames": len(arr),
+            "n_landmarks": arr.shape[1], "face_found": found}  # fmt: skip
+    save_landmarks(path, arr, meta)
+    return path
+
+
+def smile_video(amplitude=8.0, t=80, n_landmarks=478, seed=0):
+    s = ramp(t, 10, 12, 25, 15, amplitude)
+    return synthetic_video(n_landmarks, t, lip_right=s, lip_left=s, lid=0.3 * s, seed=seed)
+
+
+def three_videos(folder):
+    """a.mp4, b.mp4 and c.avi: smiles of three amplitudes at 25, 30 and 50 fps, with sidecars."""
+    for i, name in enumerate(("a.mp4", "b.mp4", "c.avi")):
+        write_video(folder, name, smile_video(6.0 + i, seed=i), fps=(25.0, 30.0, 50.0)[i])
+    return folder

@@ -383,20 +383,3 @@ def test_linear_ablation_same_class_with_its_bias():
         model.mix_norm.weight.copy_(torch.sign(sums))
         model(x)
     torch.testing.assert_close(seen["normed"], published, rtol=1e-3, atol=1e-3)
-
-
-def test_model_bench_times_batch_2_once(capsys):
-    """--batch 2 is the published batch of 2 clips: its forward line is printed once."""
-    from benchmarks import model_bench
-
-    small = ["point_encoder=linear", "dim=16", "depth=1", "temporal_depth=1", "mlp_dim=16"]
-    args = ["--batch", "2", "--frames", "2", "--landmarks", "68", "--threads", "1"]
-    threads = torch.get_num_threads()  # the benchmark sets it for the whole process
-    try:
-        model_bench.main(
-            [*args, "--repeats", "1", "--default-malloc", *(f"--set={s}" for s in small)]
-        )
-    finally:
-        torch.set_num_threads(threads)  # later tests compare runs in this process and others
-    out = capsys.readouterr().out
-    assert out.count("batch 2 x 2 frames x 68 landmarks") == 1 and "(published: ~12 s)" in out
