@@ -31,7 +31,7 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.io import atomic_write, landmark_files, print_names_as_given
+from data.io import MIN_FPS, atomic_write, landmark_files, print_names_as_given
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
@@ -88,8 +88,10 @@ def _fps(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive frame rate, e.g. 50")
+    if not (np.isfinite(value) and value >= MIN_FPS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a frame rate of at least {MIN_FPS:g}, e.g. 50"
+        )
     return value
 
 
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError as e:
             print(f"error: --plot: {e.args[0]}", file=sys.stderr)
             rc = 1
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: no plot; the table is written ({table.path})", file=sys.stderr)
+            return 130
     if table.errors:
         print(f"failed ({len(table.errors)}):", file=sys.stderr)
         for name, reason in table.errors.items():

@@ -17,7 +17,7 @@ import sys
 from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
 from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
-from data.io import print_names_as_given
+from data.io import MIN_FPS, print_names_as_given
 from data.video_sources import DATASETS
 
 
@@ -29,6 +29,15 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _frame_rate(text: str) -> float:
+    value = _positive(float)(text)
+    if value < MIN_FPS:
+        raise argparse.ArgumentTypeError(
+            f"must be a frame rate of at least {MIN_FPS:g}, got {text}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frame-fps",
-        type=_positive(float),
+        type=_frame_rate,
         help="frame rate of frame-image folders, which carry none (default 25, SPOS); videos "
         "keep their own",
     )

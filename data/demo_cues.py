@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from data.datasets import demo_command
 from data.demo import cv_accuracy
 from data.demo_motion import CUES, LATENTS, ClassParams, MotionParams, cue_log_ratios
 from data.folds import read_folds
+from data.io import read_json
 from training.config import load_config
 
 
@@ -47,7 +48,8 @@ def run_logits(run: Path) -> dict[str, tuple[int, float]]:
         raise FileNotFoundError(f"{run}: no fold_*/test.json; give a finished smile_point.py run")
     out = {}
     for f in files:
-        for name, v in json.loads(f.read_text())["videos"].items():
+        result = read_json(f, "delete that fold folder and resume the run", ("videos",))
+        for name, v in result["videos"].items():
             p = float(np.clip(v["probability"], 1e-6, 1 - 1e-6))
             out[name] = (int(v["label"]), float(np.log(p / (1 - p))))
     return out
@@ -58,7 +60,9 @@ def cue_table(run: Path, root: Path) -> str:
     demo_json = root / "demo.json"
     if not demo_json.exists():
         raise FileNotFoundError(f"{root}: no demo.json; give the demo folder the run used (--demo)")
-    params = motion_params(json.loads(demo_json.read_text()))
+    params = motion_params(
+        read_json(demo_json, f"generate it again: {demo_command(root)}", ("parameters",))
+    )
     latents = read_latents(root)
     scored = run_logits(run)
     if missing := sorted(set(latents) - set(scored)):
@@ -102,7 +106,7 @@ def demo_root(run: Path, demo: str | None) -> Path:
             f"{run}: no config.yaml, so not a smile_point.py run; give one, or its demo folder "
             "with --demo"
         )
-    return Path(load_config(run / "config.yaml").data.root)
+    return Path(load_config(run / "config.yaml", checked=False).data.root)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,9 @@ video), ``<session id>.npy`` (MMI), ``<clip folder>.npy`` (SPOS and other frame 
 its sidecar ``.json`` (see data.io). An output is complete, and skipped on a rerun, when its sidecar
 exists, names the same backend and stride (and frame rate, for a frame folder) and the same
 max-frames or a whole video, records the source's current size and mtime (and each frame's name,
-size and mtime, for a frame folder), and the array loads with the recorded shape and is newer than
-the source. A ``--max-frames`` run also skips (keeps) a whole-video output, even a stale one: one
+size and mtime, for a frame folder), and the array loads with the recorded shape (its own mtime
+does not matter: a source dated ahead by a skewed clock is not redone on every run). A
+``--max-frames`` run also skips (keeps) a whole-video output, even a stale one: one
 ``--max-frames`` did not cut short or a published file without sidecar; ``--overwrite`` redoes
 every job.
 """

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.io import MIN_FPS
 from data.video import DecodeError, FrameSource
 
 BACKENDS = ("mediapipe", "dlib")
@@ -341,6 +342,11 @@ def extract_video(
     times = np.asarray(source.times[: len(rows)])
     if len(times) == len(rows):
         fps, grid = even_rows(times, fps)
+    if fps < MIN_FPS:  # every reader would refuse the sidecar
+        raise ValueError(
+            f"{source.path}: rows {fps:g} per second (--stride {stride}): below {MIN_FPS:g}, no "
+            "video; use a smaller --stride (a frame folder: a higher --frame-fps)"
+        )
     uneven = None
     if grid is not None:  # rows must be 1 / fps apart for every later step (D-Markers, clips)
         first = np.r_[True, np.diff(times) > 0]  # of frames sharing a timestamp, the first

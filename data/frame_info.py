@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
-from data.io import check_sidecar_rows, check_whole_video, load_meta
+from data.io import MIN_FPS, check_sidecar_rows, check_whole_video, load_meta
 from data.subjects import LabelsTable
 
 
@@ -42,8 +42,11 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
         )
         if value is None:
             raise ValueError(f"{file}: no {key} ({why}); {fix}")
-        if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-            raise ValueError(f"{file}: {key} is {value!r}, not a positive number; {fix}")
+        least = MIN_FPS if key == "fps" else 1
+        if isinstance(value, bool) or not isinstance(value, Real) or not value >= least:
+            raise ValueError(
+                f"{file}: {key} is {value!r}, not a number of at least {least:g}; {fix}"
+            )
         out[key] = value
     return out
 

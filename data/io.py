@@ -62,8 +62,7 @@ def temp_prefix(path: str | os.PathLike) -> str:
 
 def check_folder(path: str | os.PathLike, flag: str) -> None:
     """Raise ValueError when ``path``, a folder to write into, is empty (an unset shell variable
-    would make it the current folder), a file, lies below a file, or cannot be written (it, or
-    the folder it would be made in): said before any work, not after it."""
+    would make it the current folder), a file, or lies below a file."""
     if not str(path).strip():
         raise ValueError(f"{flag} {str(path)!r}: empty; give a folder")
     path = Path(path)
@@ -72,12 +71,6 @@ def check_folder(path: str | os.PathLike, flag: str) -> None:
             if not p.is_dir():
                 what = "is a file" if p == path else f"lies below the file {p}"
                 raise ValueError(f"{flag} {path}: {what}; it must be a folder (new or existing)")
-            if not os.access(p, os.W_OK | os.X_OK):
-                where = "" if p == path else f" (it would be made in {p})"
-                raise ValueError(
-                    f"{flag} {path}: cannot be written{where}; choose another folder or make it "
-                    "writable"
-                )
             return
 
 

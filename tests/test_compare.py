@@ -284,3 +284,20 @@ def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert main([str(runs[1])]) == 0  # a single run needs none
+
+
+def test_runs_are_read_as_they_were_written(tmp_path, capsys):
+    """A finished run's config.yaml is a record: a bound added to the config since (here
+    data.test_stride <= data.window) does not make its repeats unreadable."""
+    runs = [
+        fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT, 2: RIGHT}, seed=i)
+        for i in range(2)
+    ]
+    for run in runs:
+        cfg = load_config(run / "config.yaml")
+        wide = replace(cfg, data=replace(cfg.data, test_stride=cfg.data.window + 1))
+        save_config(wide, run / "config.yaml")
+    with pytest.raises(ValueError, match="data.test_stride"):
+        load_config(runs[0] / "config.yaml")  # as a config to train with: refused
+    assert main([f"{runs[0]},{runs[1]}"]) == 0
+    assert "2 x 2 repeats" in capsys.readouterr().out

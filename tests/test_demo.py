@@ -382,3 +382,8 @@ def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):
     shutil.rmtree(tmp_path / "fold_02")  # a run with a fold not finished
     assert demo_cues.main([str(tmp_path), "--demo", str(root)]) == 2
     assert "finish every fold (smile_point.py --fold all" in capsys.readouterr().err
+    (tmp_path / "fold_01" / "test.json").write_text("[]")  # valid JSON of another kind
+    assert demo_cues.main([str(tmp_path), "--demo", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "fold_01/test.json: not the expected file, a JSON object with videos" in err
+    assert len(err.splitlines()) == 1

@@ -104,14 +104,21 @@ def test_cli_errors(tmp_path, dataset, capsys):
     assert not typo.exists()
     with pytest.raises(SystemExit):
         cli.main(["--landmarks", str(tmp_path), "--frame-size", "640by480"])
-    with pytest.raises(SystemExit):
-        cli.main(["--landmarks", str(tmp_path), "--fps", "-3"])
+    for rate in ("-3", "0.001"):
+        with pytest.raises(SystemExit):
+            cli.main(["--landmarks", str(tmp_path), "--fps", rate])
+        assert "expected a frame rate of at least 0.01" in capsys.readouterr().err
 
 
 def test_ctrl_c_is_one_line(dataset, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(cli, "plot_video", interrupted)  # while drawing: the table is written
+    assert cli.main(["--landmarks", str(dataset), "--plot", "a", "--quiet"]) == 130
+    table = dataset / "dmarkers.npz"
+    assert f"interrupted: no plot; the table is written ({table})" in capsys.readouterr().err
+    assert table.is_file()
     monkeypatch.setattr(cli, "build_dmarker_table", interrupted)
     assert cli.main(["--landmarks", str(dataset), "--quiet"]) == 130
     assert (

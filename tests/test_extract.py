@@ -268,8 +268,29 @@ def test_names_that_are_not_utf8_are_extracted(pyfeat_data, tmp_path):
     assert (out / f"{video.name}.png").is_file()
 
 
-@pytest.mark.parametrize("rate", ["nan", "inf", "0"])
-def test_frame_fps_must_be_a_finite_positive_number(tmp_path, rate, capsys):
+@pytest.mark.parametrize(
+    ("rate", "message"),
+    [
+        ("nan", "must be a finite number > 0"),
+        ("inf", "must be a finite number > 0"),
+        ("0", "must be a finite number > 0"),
+        ("0.005", "must be a frame rate of at least 0.01"),
+    ],
+)
+def test_frame_fps_must_be_a_finite_positive_number(tmp_path, rate, message, capsys):
     with pytest.raises(SystemExit):
         run_cli(tmp_path, "--frame-fps", rate)
-    assert f"must be a finite number > 0, got {rate}" in capsys.readouterr().err
+    assert f"{message}, got {rate}" in capsys.readouterr().err
+
+
+def test_rows_too_far_apart_are_refused(pyfeat_data, tmp_path, capsys):
+    """A stride that leaves rows more than 100 s apart (here a frame folder at 0.01 fps, every
+    second frame) writes nothing: its sidecar's rate would be refused by every reader."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i, rgb in open_source(pyfeat_data / "single_face.mp4").frames(max_frames=4):
+        cv2.imwrite(str(clip / f"frame{i + 1}.bmp"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "npy"
+    assert run_cli(clip, "--output", out, "--frame-fps", 0.01, "--stride", 2) == 1
+    assert "rows 0.005 per second (--stride 2): below 0.01, no video" in capsys.readouterr().out
+    assert not (out / "clip.npy").exists()

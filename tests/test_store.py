@@ -10,7 +10,6 @@ import re
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,18 +201,3 @@ def test_a_write_that_fails_before_or_after_the_data_names_the_target(tmp_path, 
         atomic_write_text(tmp_path / "t.json", "{}")
     assert ".tmp" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, monkeypatch):
-    """check_folder (run before any work by every CLI that writes) refuses a folder, or the
-    folder it would be made in, that cannot be written."""
-    from data import io
-
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    monkeypatch.setattr(io.os, "access", lambda p, mode: Path(p) != locked)
-    with pytest.raises(ValueError, match=r"--output .*locked: cannot be written; choose another"):
-        io.check_folder(locked, "--output")
-    with pytest.raises(ValueError, match=r"new: cannot be written \(it would be made in "):
-        io.check_folder(locked / "new", "--output")
-    io.check_folder(tmp_path / "elsewhere", "--output")

@@ -72,7 +72,7 @@ def list_inputs(paths: list[str | Path], skip_extracted: bool = False) -> list[P
             inside = [
                 q
                 for q in p.iterdir()
-                if (is_video(q) or q.suffix == ".npy") and not q.name.startswith("._")
+                if (is_video(q) or q.suffix == ".npy") and not q.name.startswith(".")
             ]
             if skip_extracted:
                 videos = {q.name for q in inside if is_video(q)}

@@ -91,7 +91,7 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
     for path in paths:
         if not (path / "config.yaml").is_file():
             raise ValueError(f"{path}: no config.yaml, so it cannot be checked as a repeat")
-        configs.append(load_config(path / "config.yaml"))
+        configs.append(load_config(path / "config.yaml", checked=False))
     seeds: dict[int, Path] = {}
     for path, run, cfg in zip(paths, runs, configs, strict=True):
         if cfg.train.seed in seeds:

@@ -118,8 +118,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Defaults <- YAML ``path`` <- ``key=value`` overrides."""
+def load_config(path: str | Path | None, overrides: list[str] = (), checked: bool = True) -> Config:
+    """Defaults <- YAML ``path`` <- ``key=value`` overrides, checked against the bounds of
+    :func:`check_choices`; ``checked=False`` reads a finished run's config.yaml as it was written
+    (a bound added since must not make a finished run unreadable)."""
     cfg = Config()
     if path is not None:
         path = Path(path)
@@ -145,7 +147,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         except yaml.YAMLError:
             value = raw
         set_value(cfg, key.strip(), value, f"--set {item}")
-    check_choices(cfg)
+    if checked:
+        check_choices(cfg)
     return cfg
 
 
