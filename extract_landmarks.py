@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"--frame-fps {args.frame_fps:g}: {args.input} holds no frame-image folder, and a "
                 "video keeps the rate its file records; leave --frame-fps out"
             )
+        rate = (args.frame_fps or Settings.frame_fps) / args.stride
+        if rate < MIN_FPS and any(j.source.is_dir() for j in jobs):
+            raise ValueError(
+                f"--stride {args.stride}: frame folders at {rate * args.stride:g} fps would keep "
+                f"{rate:g} rows per second, below {MIN_FPS:g}; use a smaller --stride"
+            )
         settings = Settings(
             backend=args.backend,
             stride=args.stride,

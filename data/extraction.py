@@ -343,9 +343,10 @@ def extract_video(
     if len(times) == len(rows):
         fps, grid = even_rows(times, fps)
     if fps < MIN_FPS:  # every reader would refuse the sidecar
+        why = "use a smaller --stride" if stride > 1 else "its frames lie that far apart"
         raise ValueError(
-            f"{source.path}: rows {fps:g} per second (--stride {stride}): below {MIN_FPS:g}, no "
-            "video; use a smaller --stride (a frame folder: a higher --frame-fps)"
+            f"{source.path}: rows {fps:g} per second (--stride {stride}): below {MIN_FPS:g}, "
+            f"no video; {why}"
         )
     uneven = None
     if grid is not None:  # rows must be 1 / fps apart for every later step (D-Markers, clips)

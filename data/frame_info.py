@@ -3,6 +3,7 @@ defaults (published landmark files carry no metadata)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -43,9 +44,9 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
         if value is None:
             raise ValueError(f"{file}: no {key} ({why}); {fix}")
         least = MIN_FPS if key == "fps" else 1
-        if isinstance(value, bool) or not isinstance(value, Real) or not value >= least:
+        if isinstance(value, bool) or not isinstance(value, Real) or not least <= value < math.inf:
             raise ValueError(
-                f"{file}: {key} is {value!r}, not a number of at least {least:g}; {fix}"
+                f"{file}: {key} is {value!r}, not a finite number of at least {least:g}; {fix}"
             )
         out[key] = value
     return out

@@ -24,7 +24,7 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 
-from data.io import is_valid_unicode  # noqa: E402
+from data.io import MIN_FPS, is_valid_unicode  # noqa: E402
 
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -246,8 +246,11 @@ def open_source(path: str | os.PathLike, frame_fps: float = 25.0) -> FrameSource
         rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
     finally:
         cap.release()
-    if not fps or not np.isfinite(fps) or fps <= 0:
-        raise DecodeError(f"cannot decode {path}: the container gives no frame rate; re-encode it")
+    if not fps or not np.isfinite(fps) or fps < MIN_FPS:  # 0, nan, or no video's rate
+        raise DecodeError(
+            f"cannot decode {path}: the container gives no usable frame rate ({fps:g}); "
+            "re-encode it"
+        )
     return FrameSource(path, float(fps), w, h, max(n, 0), rotation)
 
 

@@ -311,12 +311,14 @@ def test_folder_needs_frame_info(tmp_path):
         [("a.mp4", 1, "s1", 30, 320, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
     )
     assert open_dataset("folder", tmp_path).videos["a.mp4"].fps == 30.0
-    write_csv(  # a rate no video has: refused as a sidecar's would be
-        tmp_path / "labels.csv",
-        [("a.mp4", 1, "s1", 1e-9, 320, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
-    )
-    with pytest.raises(ValueError, match=r"a.mp4.npy: fps is 1e-09, not a number of at least 0.01"):
-        open_dataset("folder", tmp_path)
+    for rate, width in ((1e-9, 320), (30, "inf"), ("inf", 320)):
+        write_csv(  # a rate or size no video has: refused as a sidecar's would be
+            tmp_path / "labels.csv",
+            [("a.mp4", 1, "s1", rate, width, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
+        )
+        key, value = ("width", "inf") if width == "inf" else ("fps", f"{float(rate)!r}")
+        with pytest.raises(ValueError, match=rf"a.mp4.npy: {key} is {value}, not a finite number"):
+            open_dataset("folder", tmp_path)
 
 
 def test_demo_layout_with_dmarkers(tmp_path):

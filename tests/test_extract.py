@@ -15,6 +15,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from extract_cli import write_avi
 from vfr_video import write_rotated_mp4, write_vfr_mp4
 
 from data.extraction import (
@@ -283,14 +284,24 @@ def test_frame_fps_must_be_a_finite_positive_number(tmp_path, rate, message, cap
     assert f"{message}, got {rate}" in capsys.readouterr().err
 
 
+def test_a_container_rate_no_video_has_is_refused(pyfeat_data, tmp_path, capsys):
+    """A header rate below 0.01 fps would be written as the sidecar's source_fps, which every
+    reader refuses: the video fails at once, as one without a rate does."""
+    slow = write_avi(pyfeat_data, tmp_path / "slow.avi", 3, fps=0.005)
+    assert run_cli(slow, "--output", tmp_path / "npy") == 1
+    out = capsys.readouterr().out
+    assert "the container gives no usable frame rate (0.005); re-encode it" in out
+
+
 def test_rows_too_far_apart_are_refused(pyfeat_data, tmp_path, capsys):
     """A stride that leaves rows more than 100 s apart (here a frame folder at 0.01 fps, every
-    second frame) writes nothing: its sidecar's rate would be refused by every reader."""
+    second frame) is refused before any work: every reader would refuse its sidecar's rate."""
     clip = tmp_path / "clip"
     clip.mkdir()
     for i, rgb in open_source(pyfeat_data / "single_face.mp4").frames(max_frames=4):
         cv2.imwrite(str(clip / f"frame{i + 1}.bmp"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     out = tmp_path / "npy"
-    assert run_cli(clip, "--output", out, "--frame-fps", 0.01, "--stride", 2) == 1
-    assert "rows 0.005 per second (--stride 2): below 0.01, no video" in capsys.readouterr().out
-    assert not (out / "clip.npy").exists()
+    assert run_cli(clip, "--output", out, "--frame-fps", 0.01, "--stride", 2) == 2
+    err = capsys.readouterr().err
+    assert "--stride 2: frame folders at 0.01 fps would keep 0.005 rows per second" in err
+    assert not out.exists()

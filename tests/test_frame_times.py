@@ -121,6 +121,16 @@ class _FrameNumberFace:
         return [np.full((478, 3), float(rgb[0, 0, 0]), dtype=np.float32)]
 
 
+def test_timestamps_too_far_apart_are_refused():
+    """Frames 200 s apart (a slideshow) would give a sidecar rate every reader refuses: the
+    video fails with the reason instead (the stride is not the cause here)."""
+    with pytest.raises(
+        ValueError,
+        match=r"stamped.mp4: rows 0.005 per .*below 0.01, no video; its frames lie that far apart",
+    ):
+        extract_video(_StampedFrames([0.0, 200.0, 400.0, 600.0], 10.0), _FrameNumberFace())
+
+
 def test_a_repeated_timestamp_keeps_its_first_frame_on_an_even_grid():
     """Frames 3 and 4 share a timestamp (a container with a missing stamp): the rows are resampled
     from the distinct timestamps (frame 4 dropped) instead of being kept as if even."""
