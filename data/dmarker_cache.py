@@ -30,8 +30,10 @@ from data.dmarker_table import (
     video_key,
 )
 from data.io import (
+    WriteError,
     check_folder,
     check_whole_video,
+    check_writable,
     landmark_files,
     load_landmarks,
     load_meta,
@@ -173,7 +175,7 @@ def build_dmarker_table(
     rows: list[tuple] = []  # (name, result, mirrored features, (fps, w, h), fingerprint)
     errors: dict[str, str] = {}
     failed: dict[str, tuple[int, ...]] = {}
-    reused = 0
+    reused, probed = 0, False
     for npy in tqdm(files, desc="D-Markers", unit="video", disable=not progress):
         name, fp = video_key(npy.name), None
         try:
@@ -184,10 +186,15 @@ def build_dmarker_table(
                 used = (old.fps[i], *old.frame_size[i])
                 rows.append((name, old.result(name), old.mirrored[i], used, fp))
                 continue
+            if not probed:  # the table will change: it must be writable before the work
+                check_writable(output)
+                probed = True
             res, mirrored, used = _compute(
                 npy, fps, frame_size, eyelid=eyelid, phase_rule=phase_rule
             )
             rows.append((name, res, mirrored, used, fp))
+        except WriteError:
+            raise
         except (ValueError, OSError) as e:
             errors[name] = str(e)
             if fp is not None:

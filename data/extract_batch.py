@@ -34,6 +34,7 @@ from data.extraction import extract_video, make_backend
 from data.io import (
     META_KEYS,
     check_folder,
+    check_writable,
     cut_short,
     load_meta,
     meta_path,
@@ -173,6 +174,7 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
             _skip(job, settings, result, reason, png)
             return result
         _clean_temp_files(job)
+        check_writable(job.output)  # before decoding the video, not after
         source = open_source(job.source, settings.frame_fps)
         ext = extract_video(
             source, backend, name=job.name, stride=settings.stride, max_frames=settings.max_frames

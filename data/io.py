@@ -96,14 +96,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except WriteError:
         raise
     except OSError as e:  # its folder, the temp file, the write or the rename
-        raise WriteError(
-            f"{path}: not written ({e.strerror or e}); free space on its disk, or check that "
-            "its folder can be written and takes a name that long"
-        ) from e
+        raise _write_error(path, "not written", e) from e
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """:class:`WriteError` now, before the work whose result goes to ``path``, when ``path``
+    cannot be written: its folder is made and a temp file created and removed there."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise _write_error(path, "cannot be written", e) from e
+
+
+def _write_error(path: Path, what: str, e: OSError) -> WriteError:
+    return WriteError(
+        f"{path}: {what} ({e.strerror or e}); free space on its disk, or check that its folder "
+        "can be written and takes a name that long"
+    )
 
 
 def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

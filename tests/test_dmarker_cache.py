@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import dmarker as cli
 from data.dmarker import FEATURE_NAMES, video_descriptors
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import load_dmarker_table
-from data.io import atomic_save_npy, load_landmarks, meta_path, to_isotropic
+from data.io import WriteError, atomic_save_npy, load_landmarks, meta_path, to_isotropic
 from data.mesh import points_for
 from data.mirror import mirror_landmarks, mirror_permutation
 
@@ -214,6 +215,27 @@ def test_interrupted_write_keeps_the_old_table(dataset, monkeypatch):
         build_dmarker_table(dataset)
     assert (dataset / "dmarkers.npz").read_bytes() == old
     assert not list(dataset.glob(".dmarkers.npz*"))
+
+
+def test_an_unwritable_table_is_found_before_the_work(dataset, calls, monkeypatch):
+    """The table's folder refusing writes is found at the first video to compute, not after all
+    of them; a rerun with nothing to compute (an up-to-date table on a read-only disk) needs no
+    write and runs."""
+    build_dmarker_table(dataset)
+    calls.clear()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", denied)
+        assert len(build_dmarker_table(dataset)) == 3 and calls == []  # all reused, none written
+    write_video(dataset, "d.mp4", smile_video(seed=3))
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", denied)
+        with pytest.raises(WriteError, match=r"dmarkers.npz: cannot be written \(Permission den"):
+            build_dmarker_table(dataset)
+    assert calls == []
 
 
 def test_build_errors(tmp_path):

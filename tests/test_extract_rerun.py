@@ -228,3 +228,28 @@ def test_failed_rerun_keeps_the_previous_output(pyfeat_data, tmp_path):
     video.write_bytes(video.read_bytes()[:200])  # now unreadable
     assert run_cli(video, "--output", out, "--overwrite") == 1
     assert_valid(out / "v.avi.npy")  # the earlier extraction, sidecar and all
+
+
+def test_an_unwritable_output_fails_before_decoding(pyfeat_data, tmp_path, capsys, monkeypatch):
+    """An output folder that refuses writes fails each video before it is decoded (not after
+    the whole extraction), named with the fix; complete outputs are still skipped there."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(pyfeat_data / "single_face.mp4", d)
+    assert run_cli(d, "--max-frames", 8) == 0
+    shutil.copy(pyfeat_data / "single_face.mp4", d / "again.mp4")
+    capsys.readouterr()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded a video whose output cannot be written")
+
+    monkeypatch.setattr("tempfile.mkstemp", denied)
+    monkeypatch.setattr(extract_batch, "extract_video", never)
+    assert run_cli(d, "--max-frames", 8) == 1
+    rows = summary_rows(capsys.readouterr().out)
+    assert "skipped" in rows["single_face.mp4"]  # complete: nothing to write
+    assert "failed" in rows["again.mp4"]
+    assert "again.mp4.npy: cannot be written (Permission denied)" in rows["again.mp4"]
