@@ -105,11 +105,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def check_writable(path: str | os.PathLike) -> None:
     """:class:`WriteError` now, before the work whose result goes to ``path``, when ``path``
-    cannot be written: its folder is made and a temp file created and removed there."""
+    cannot be written: a temp file is created and removed in its folder, or, where that is still
+    to be made, in the folder it would be made in (nothing is left behind)."""
     path = Path(path)
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(name)
     except OSError as e:
