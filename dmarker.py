@@ -31,7 +31,8 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.io import MIN_FPS, atomic_write, landmark_files, print_names_as_given
+from data.files import atomic_write, print_names_as_given
+from data.io import MIN_FPS, landmark_files
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}

@@ -17,7 +17,8 @@ import sys
 from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
 from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
-from data.io import MIN_FPS, print_names_as_given
+from data.files import print_names_as_given
+from data.io import MIN_FPS
 from data.video_sources import DATASETS
 
 

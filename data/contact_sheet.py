@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.io import atomic_write
+from data.files import atomic_write
 from data.video import FrameSource
 
 FACE_COLOUR = (60, 220, 60)  # RGB

@@ -40,13 +40,8 @@ from data.demo_motion import (
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.dmarker_cache import build_dmarker_table
-from data.io import (
-    atomic_write_json,
-    atomic_write_text,
-    check_folder,
-    save_landmarks,
-    to_isotropic,
-)
+from data.files import atomic_write_json, atomic_write_text, check_folder
+from data.io import save_landmarks, to_isotropic
 from training.report import brackets
 from training.significance import bootstrap_interval, per_subject
 

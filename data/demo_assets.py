@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from data.demo_geometry import ASSET_PATH, canonical_frame
-from data.io import atomic_save_npz
+from data.files import atomic_save_npz
 from data.mesh import MEDIAPIPE, RIGID_MEDIAPIPE
 from data.mirror import mirror_permutation
 from data.pose import align_to, similarity_fit

@@ -23,8 +23,8 @@ import numpy as np
 from data.datasets import demo_command
 from data.demo import cv_accuracy
 from data.demo_motion import CUES, LATENTS, ClassParams, MotionParams, cue_log_ratios
+from data.files import read_json
 from data.folds import read_folds
-from data.io import read_json
 from training.config import load_config
 
 

@@ -29,11 +29,9 @@ from data.dmarker_table import (
     replaceable,
     video_key,
 )
+from data.files import WriteError, check_folder, check_writable
 from data.io import (
-    WriteError,
-    check_folder,
     check_whole_video,
-    check_writable,
     landmark_files,
     load_landmarks,
     load_meta,

@@ -48,10 +48,8 @@ from data.dmarker import (
     SIGNAL_NAMES,
     DMarkerResult,
 )
-from data.io import (
-    atomic_save_npz,
-    meta_path,
-)
+from data.files import atomic_save_npz
+from data.io import meta_path
 from data.smile_phases import DEFAULT_PHASE_RULE
 from data.subjects import strip_video_ext
 

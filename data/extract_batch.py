@@ -31,16 +31,8 @@ from tqdm import tqdm
 from data.contact_sheet import contact_sheet
 from data.extract_jobs import Job
 from data.extraction import extract_video, make_backend
-from data.io import (
-    META_KEYS,
-    check_folder,
-    check_writable,
-    cut_short,
-    load_meta,
-    meta_path,
-    save_landmarks,
-    temp_prefix,
-)
+from data.files import check_folder, check_writable, temp_prefix
+from data.io import META_KEYS, cut_short, load_meta, meta_path, save_landmarks
 from data.video import natural_key, open_source
 
 
@@ -155,7 +147,8 @@ def plot_path(job: Job, plot: Path | None) -> Path | None:
 
 
 def _clean_temp_files(job: Job) -> None:
-    """Remove temp files a killed run left for this output and its sidecar (data.io.temp_prefix)."""
+    """Remove temp files a killed run left for this output and its sidecar
+    (data.files.temp_prefix)."""
     for target in (job.output, meta_path(job.output)):
         for tmp in job.output.parent.glob(f"{temp_prefix(target)}*.tmp"):
             tmp.unlink(missing_ok=True)

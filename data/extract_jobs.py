@@ -16,7 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.io import check_folder, landmark_path
+from data.files import check_folder
+from data.io import landmark_path
 from data.video import VIDEO_EXTS, is_video
 from data.video_sources import OUTPUT_DIRNAME, dataset_sources, is_clip_input, walked
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_dir, atomic_write_json
+from data.files import atomic_write_dir, atomic_write_json
 
 #: Written beside generated folds; its presence marks the folds as generated (not published).
 GENERATED_META = "folds_meta.json"

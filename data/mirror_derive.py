@@ -147,7 +147,7 @@ def derive_asset(path: Path = ASSET) -> dict:
         "tessellation": report,
         "regenerate": "python -m data.mirror_derive",
     }
-    from data.io import atomic_write_json
+    from data.files import atomic_write_json
 
     atomic_write_json(path, asset)
     return asset

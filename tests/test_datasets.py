@@ -12,9 +12,10 @@ from landmark_synth import make_folder_dataset, name_seed, synth_video, write_cs
 
 from data import folds as folds_module
 from data.datasets import open_dataset
+from data.files import UMASK
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
 from data.frame_info import DATASET_DEFAULTS
-from data.io import UMASK, meta_path
+from data.io import meta_path
 
 
 def _write_folds(root, folds, labels):

@@ -18,7 +18,8 @@ import dmarker as cli
 from data.dmarker import FEATURE_NAMES, video_descriptors
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import load_dmarker_table
-from data.io import WriteError, atomic_save_npy, load_landmarks, meta_path, to_isotropic
+from data.files import WriteError, atomic_save_npy
+from data.io import load_landmarks, meta_path, to_isotropic
 from data.mesh import points_for
 from data.mirror import mirror_landmarks, mirror_permutation
 

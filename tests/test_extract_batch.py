@@ -18,7 +18,8 @@ from extract_cli import assert_valid, run_cli, summary_rows, touch, write_avi
 from data import extract_batch
 from data.extract_batch import JobResult, Settings, _run_pool
 from data.extract_jobs import Job
-from data.io import load_landmarks, load_meta, meta_path, save_landmarks, temp_prefix
+from data.files import temp_prefix
+from data.io import load_landmarks, load_meta, meta_path, save_landmarks
 from extract_landmarks import main
 
 

@@ -22,7 +22,8 @@ from extract_cli import assert_valid, run_cli, summary_rows, write_avi
 from data import extract_batch
 from data.extract_batch import Settings, run_job
 from data.extract_jobs import make_jobs
-from data.io import check_whole_video, load_meta, meta_path, temp_prefix
+from data.files import temp_prefix
+from data.io import check_whole_video, load_meta, meta_path
 
 REPO = Path(__file__).resolve().parents[1]
 

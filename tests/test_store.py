@@ -165,7 +165,8 @@ def test_files_of_two_backends_are_named_with_the_fix(tmp_path):
 def test_a_full_disk_is_named_with_the_fix(tmp_path, monkeypatch):
     """numpy's own message on a full disk ("103248 requested and 48096 written") named neither
     the file nor the fix; the old file is kept and no temp file is left."""
-    from data.io import WriteError, atomic_save_npy, atomic_save_npz, save_landmarks
+    from data.files import WriteError, atomic_save_npy, atomic_save_npz
+    from data.io import save_landmarks
 
     npy = tmp_path / "x.mp4.npy"
     atomic_save_npy(npy, np.zeros((2, 478, 3), np.float32))
@@ -187,7 +188,7 @@ def test_a_full_disk_is_named_with_the_fix(tmp_path, monkeypatch):
 def test_a_write_that_fails_before_or_after_the_data_names_the_target(tmp_path, monkeypatch):
     """Making the temp file or renaming it fails like the write itself: a WriteError naming the
     file asked for (never the random temp name), nothing left behind."""
-    from data.io import WriteError, atomic_write_text
+    from data.files import WriteError, atomic_write_text
 
     long = tmp_path / ("v" * 300 + ".mp4.json")  # longer than a file system takes
     with pytest.raises(WriteError, match=r"v{300}\.mp4\.json: not written \(File name too long"):

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from data.datasets import SmileDataset
-from data.io import atomic_write_json
+from data.files import atomic_write_json
 from data.targets import measured
 from models.config import BASELINE
 from training.config import Config

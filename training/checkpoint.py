@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.io import atomic_write
+from data.files import atomic_write
 
 
 def rng_state(device: torch.device) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import read_json
+from data.files import read_json
 from models.config import BASELINE
 from training.config import load_config
 from training.cross_validation import config_differences, first_few

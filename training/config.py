@@ -213,7 +213,7 @@ def check_choices(cfg: Config) -> None:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from data.io import atomic_write_text
+    from data.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from colorama import Fore, Style
 
 from data.datasets import SmileDataset, open_dataset
+from data.files import atomic_write_json, read_json
 from data.fold_check import training_part_problem
-from data.io import atomic_write_json, read_json
 from data.targets import table_digest
 from models.config import BASELINE
 from training.baseline import fit_baseline, score_baseline

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data.clips import TestWindows, TrainClips
 from data.datasets import SmileDataset
-from data.io import atomic_write_json, atomic_write_text
+from data.files import atomic_write_json, atomic_write_text
 from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
 from models import SmileOutput, build_model, count_parameters

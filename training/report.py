@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.io import atomic_write_json, atomic_write_text
+from data.files import atomic_write_json, atomic_write_text
 from models.config import BASELINE
 from training.metrics import auc
 from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from data.io import read_json
+from data.files import read_json
 from models import build_model
 from models.config import BASELINE
 from training.checkpoint import load_checkpoint
