@@ -20,13 +20,13 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from data.dataset_fixes import landmark_fix, no_landmarks
 from data.fold_check import check_folds
 from data.folds import (
     GENERATED_META,
@@ -42,7 +42,6 @@ from data.folds import (
 from data.frame_info import video_frame_info
 from data.io import meta_path
 from data.store import (
-    DATASET_FILE_FIX,
     FileStore,
     PackedStore,
     check_point_counts,
@@ -231,41 +230,6 @@ class SmileDataset:
         return Split(train=tuple(train), val=tuple(val), test=fold.test)
 
 
-def landmark_fix(kind: str, root: Path) -> str:
-    """What to do about a damaged landmark file of the dataset: extract its video again, or, for a
-    demo, generate the demo again."""
-    if kind == "demo":
-        return f"generate the demo again: {demo_command(root)}"
-    return DATASET_FILE_FIX
-
-
-def demo_command(root: Path) -> str:
-    """The ``data.demo`` command that writes the demo at ``root`` again: the same seed, subjects
-    and folds as its ``demo.json`` records (the defaults when it has none)."""
-    command = f"python -m data.demo --out {root}"
-    try:
-        made = json.loads((root / "demo.json").read_text())
-        return command + "".join(f" --{k} {int(made[k])}" for k in ("seed", "subjects", "folds"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return command
-
-
-def _no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
-    """The error for a dataset without landmarks, its folder named in full (a relative default
-    such as ``uva/npy`` read from another folder looks like one that exists)."""
-    root, landmarks_dir = root.absolute(), landmarks_dir.absolute()
-    if kind == "demo":
-        build = demo_command(root)
-        if not (root / "demo.json").exists():
-            return FileNotFoundError(f"no demo dataset at {root}: run {build}")
-        where = f"a demo keeps them in {root / 'npy'}; rebuild it: {build}"
-        return FileNotFoundError(f"no landmarks under {landmarks_dir} ({where})")
-    return FileNotFoundError(
-        f"no landmarks under {landmarks_dir}: run extract_landmarks.py <{kind} videos folder> "
-        f"--dataset {kind} --output {landmarks_dir}, or use --dataset demo"
-    )
-
-
 def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> dict[str, Video]:
     """Every listed video with its frames, rate and size; files that cannot be used are named all
     at once (ten quick-run files are one fix, not ten)."""
@@ -324,12 +288,12 @@ def open_dataset(
     default_folds = root / "labels"
     folds_dir = Path(folds_dir) if folds_dir is not None else default_folds
     if kind == "demo" and not (root / "demo.json").exists():
-        raise _no_landmarks(kind, root, landmarks_dir)
+        raise no_landmarks(kind, root, landmarks_dir)
     if folds_dir.exists() and not folds_dir.is_dir():
         raise ValueError(f"{folds_dir}: a file; --folds takes a folder of <k>/{{train,test}}.json")
     index = landmark_index(landmarks_dir) if landmarks_dir.is_dir() else {}
     if not index:
-        raise _no_landmarks(kind, root, landmarks_dir)
+        raise no_landmarks(kind, root, landmarks_dir)
     csv_path = root / "labels.csv"
     table = read_labels_csv(csv_path) if csv_path.exists() else None
     if kind in ("folder", "demo") and table is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.datasets import demo_command
+from data.dataset_fixes import demo_command
 from data.demo import cv_accuracy
 from data.demo_motion import CUES, LATENTS, ClassParams, MotionParams, cue_log_ratios
 from data.files import read_json

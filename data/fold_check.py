@@ -154,7 +154,8 @@ def training_refusal(kind: str, root: Path, folds_dir: Path, landmarks: Path) ->
     labels, subjects, sidecars: :func:`data.datasets.open_dataset`; NaN in a file, which training
     finds when it packs them; a stale D-Marker table or one without rows for some videos), or
     None when it opens it."""
-    from data.datasets import landmark_fix, open_dataset  # it imports this module
+    from data.dataset_fixes import landmark_fix
+    from data.datasets import open_dataset  # it imports this module
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the subject rule is printed anyway
