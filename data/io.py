@@ -218,9 +218,8 @@ def load_landmarks(npy_path: str | os.PathLike) -> tuple[np.ndarray, dict | None
 def check_sidecar_rows(npy_path: str | os.PathLike, meta: dict | None, rows: int) -> None:
     """Raise ValueError when the sidecar's ``n_frames`` or ``face_found`` counts other frames than
     the array's ``rows`` (a sidecar left from another extraction)."""
-    meta = meta or {}
-    found = meta.get("face_found", [None] * rows)
-    counts = {meta.get("n_frames", rows), len(found) if isinstance(found, list) else -1}
+    meta = meta or {}  # from load_meta: face_found, where present, is a list
+    counts = {meta.get("n_frames", rows), len(meta.get("face_found", range(rows)))}
     if counts != {rows}:
         raise ValueError(
             f"{meta_path(npy_path)}: describes another array than {Path(npy_path).name} ({rows} "
