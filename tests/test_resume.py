@@ -1,6 +1,6 @@
 """Resuming a fold: a killed run resumes to the uninterrupted result (also with weight averaging),
-a kill between the two checkpoint writes is mended, changed D-Marker targets are refused, and an
-unreadable checkpoint fails its fold only."""
+a kill between the two checkpoint writes is mended, changed D-Marker targets and another fold's
+checkpoints are refused, and an unreadable checkpoint fails its fold only."""
 
 from __future__ import annotations
 
@@ -211,6 +211,46 @@ def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
     table.save(root / "dmarkers.npz")
     with pytest.raises(ValueError, match=r"last.pt: the D-Marker targets changed since this fold"):
         fit_cut(resume=True)
+
+
+def test_resume_refuses_a_checkpoint_of_another_fold(tmp_path, demo_root):
+    """A fold folder resumed on other training or validation videos (copied to another fold,
+    or one checkpoint copied in) would go on from, or test, a model that may have learnt from
+    this fold's test subjects: refused, also where no D-Marker targets tell the folds apart
+    (MeshSmileNet)."""
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
+    cfg.model.name = "meshsmilenet"
+    cfg.train.dmarker_weight = 0.0
+    dataset = open_dataset("demo", demo_root)
+
+    class Killed(Exception):
+        pass
+
+    def fit_cut(fold, out, resume):
+        split = dataset.split(fold, seed=0)
+        lines = []
+
+        def dies_after_two_epochs(line):
+            lines.append(line)
+            if len(lines) == 3:
+                raise Killed
+
+        with pytest.raises(Killed):
+            fit(cfg, dataset, list(split.train), list(split.val), out, resolve_device("cpu"),
+                resume=resume, log=dies_after_two_epochs)  # fmt: skip
+
+    fit_cut(1, tmp_path / "one", resume=False)
+    fit_cut(1, tmp_path / "one", resume=True)  # its own fold resumes
+    shutil.copytree(tmp_path / "one", tmp_path / "copied")
+    with pytest.raises(ValueError, match=r"copied/last.pt: a checkpoint of other training or "):
+        fit_cut(2, tmp_path / "copied", resume=True)
+
+    fit_cut(2, tmp_path / "two", resume=False)
+    best = torch.load(tmp_path / "one" / "best.pt", weights_only=False)
+    best["state"] = torch.load(tmp_path / "two" / "best.pt", weights_only=False)["state"]
+    save_checkpoint(tmp_path / "two" / "best.pt", **best)  # fold 1's weights, fold 2's epoch
+    with pytest.raises(ValueError, match=r"two/best.pt: a checkpoint of other training or "):
+        fit_cut(2, tmp_path / "two", resume=True)
 
 
 @pytest.mark.parametrize("model", ["deepmarkernet", "dmarker-logreg", "meshsmilenet"])

@@ -2,9 +2,10 @@
 (the weights validated and tested), "optimizer", "scheduler", "state" (epoch, best epoch and
 score, epochs without improvement), "rng" (:func:`rng_state`), "config" (resolved),
 "n_landmarks" (the model's input), "dmarker_scaler" (mean and std that turn the D-Marker head's
-standardised outputs back into descriptors; None without the D-Marker loss) and
-"targets_digest" (what --resume checks); with weight averaging also "train_model" (the weights
-the optimizer moves) and "ema_updates"."""
+standardised outputs back into descriptors; None without the D-Marker loss), "targets_digest"
+and "split_digest" (the D-Marker targets, and the training and validation videos with their
+labels, it was trained on: what --resume checks); with weight averaging also "train_model" (the
+weights the optimizer moves) and "ema_updates"."""
 
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ training with selection on validation (or the baseline's fit), and one test of t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import sys
 from pathlib import Path
@@ -23,7 +21,7 @@ from training.baseline import fit_baseline, score_baseline
 from training.checkpoint import CheckpointError
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
-from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
+from training.loop import DivergedError, fit, resolve_device, split_digest, uses_dmarkers
 from training.report import FOLD_RESULT_KEYS, what_validation_chose
 
 
@@ -153,9 +151,7 @@ def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str 
 
 def fold_digest(dataset: SmileDataset, split) -> str:
     """SHA-256 of the fold's training, validation and test videos with their labels."""
-    parts = {"train": split.train, "val": split.val, "test": split.test}
-    rows = sorted((p, n, dataset.videos[n].label) for p, names in parts.items() for n in names)
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    return split_digest(dataset, {"train": split.train, "val": split.val, "test": split.test})
 
 
 #: The fix for an unreadable result of a finished fold.
