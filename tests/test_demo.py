@@ -272,7 +272,12 @@ def test_ceiling_reported(demo_set):
     assert f"{rule:.3f}" == f"{round(rule * n) / n:.3f}"  # printed as the exact fraction rounds
     lo, hi = info["bayes_rule_interval_on_this_set"]  # 16 subjects: an interval by subject
     assert lo <= rule <= hi and hi - lo > 0.05
-    assert f"Bayes rule on this set {rule:.3f} [{lo:.3f}, {hi:.3f}]" in stdout
+    latents = np.array(list(demo_cues.read_latents(root).values()))  # expected: mean max posterior
+    post = posterior_spontaneous(latents, motion_params(info))
+    expected = info["bayes_rule_expected_on_this_set"]
+    assert expected == pytest.approx(np.maximum(post, 1 - post).mean(), abs=1e-4)
+    shown = f"Bayes rule on this set {rule:.3f} [{lo:.3f}, {hi:.3f}], expected from its latents"
+    assert f"{shown} {expected:.3f};" in stdout
     assert info["counts"]["posed"] + info["counts"]["spontaneous"] == info["videos"]
     stats = info["landmark_statistics"]
     assert stats["posed"]["rise_time_s"]["mean"] < stats["spontaneous"]["rise_time_s"]["mean"]
