@@ -113,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 NETWORK_FLAGS = ("epochs", "batch_size", "lr")
 #: The config keys the D-Marker baseline reads; a ``--set`` of any other key is refused for it.
 BASELINE_KEYS = (
-    "data.dataset", "data.root", "data.folds", "data.landmarks", "data.n_folds", "model.name",
+    "data.dataset", "data.root", "data.folds", "data.landmarks", "data.dmarkers", "data.n_folds",
+    "model.name",
     "train.threshold", "train.seed",
 )  # fmt: skip
 
@@ -125,6 +126,7 @@ def build_config(args: argparse.Namespace) -> Config:
         candidate = Path(__file__).parent / "configs" / f"{args.dataset or 'uva'}.yaml"
         config = candidate if candidate.exists() else None
     cfg = load_config(config, args.set)
+    base = load_config(config, checked=False).data  # the config file's own dataset and folder
     flags = {
         "dataset": "data.dataset",
         "data_root": "data.root",
@@ -143,6 +145,12 @@ def build_config(args: argparse.Namespace) -> Config:
     if cfg.data.dataset == "folder" and cfg.data.root == DataConfig.root:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
+        )
+    if cfg.data.dataset != base.dataset and cfg.data.root == base.root:
+        raise ValueError(
+            f"--dataset {cfg.data.dataset}: {config} is a config for {base.dataset} data, whose "
+            f"folder {base.root}/ it names; give --data-root DIR, your {cfg.data.dataset} "
+            "dataset's folder"
         )
     keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained

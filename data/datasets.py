@@ -105,6 +105,7 @@ class SmileDataset:
         landmarks_dir: Path,
         store: FileStore | PackedStore,
         unsaved_folds: GeneratedFolds | None = None,
+        dmarkers_path: Path | None = None,
     ):
         self.kind = kind
         self.root = Path(root)
@@ -114,6 +115,7 @@ class SmileDataset:
         self.landmarks_dir = Path(landmarks_dir)
         self.store = store
         self.unsaved_folds = unsaved_folds
+        self.dmarkers_path = Path(dmarkers_path) if dmarkers_path is not None else None
         self._dmarkers = None
         self._dmarkers_read = False
 
@@ -147,13 +149,27 @@ class SmileDataset:
         return self.store.get(self.videos[name].file)
 
     def dmarkers(self):
-        """The D-Marker table (``DMarkerTable``) from ``dmarkers.npz`` under the root or the
-        landmarks folder, or None when there is none."""
+        """The D-Marker table (``DMarkerTable``): the one ``dmarkers_path`` names, else the
+        ``dmarkers.npz`` under the root or the landmarks folder (None when there is none;
+        ValueError when both exist: which one describes these landmarks is not for us to guess)."""
         if not self._dmarkers_read:
-            for path in (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz"):
-                if path.exists():
-                    self._dmarkers = self._checked_table(path)
-                    break
+            path = self.dmarkers_path
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: no D-Marker table there (data.dmarkers); build it with "
+                    f"{self.dmarker_command(path)}"
+                )
+            if path is None:
+                candidates = (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz")
+                found = {p.resolve(): p for p in candidates if p.is_file()}
+                if len(found) > 1:
+                    a, b = found.values()
+                    raise ValueError(
+                        f"two D-Marker tables, {a} and {b}: name the one made from "
+                        f"{self.landmarks_dir} with --set data.dmarkers=FILE, or delete the other"
+                    )
+                path = next(iter(found.values()), None)
+            self._dmarkers = self._checked_table(path) if path is not None else None
             self._dmarkers_read = True
         return self._dmarkers
 
@@ -164,7 +180,8 @@ class SmileDataset:
         table = self.dmarkers()
         if table is None:
             raise FileNotFoundError(
-                f"no dmarkers.npz under {self.root}: {needed_by} needs the D-Marker table; build "
+                f"no dmarkers.npz under {self.root} or {self.landmarks_dir}: {needed_by} needs "
+                "the D-Marker table; build "
                 f"it with {self.dmarker_command(self.root / 'dmarkers.npz')}"
             )
         missing = [
@@ -202,12 +219,23 @@ class SmileDataset:
         command = self.dmarker_command(path)
         table = load_dmarker_table(path, command)
         fix = f"rebuild it: {command}"
-        for v in self.videos.values():
-            if v.file.name[: -len(".npy")] not in table:
-                continue  # refused where a run needs its row (require_dmarkers)
-            i = table.index(v.file.name[: -len(".npy")])
-            if tuple(int(x) for x in table.fingerprints[i]) != fingerprint(v.file):
-                raise ValueError(f"{path}: {v.file.name} changed since the table was built; {fix}")
+        stems = {v: v.file.name[: -len(".npy")] for v in self.videos.values()}
+        # videos without a row are refused where a run needs their row (require_dmarkers)
+        rows = {v: table.index(s) for v, s in stems.items() if s in table}
+        changed = [
+            v for v, i in rows.items() if tuple(table.fingerprints[i]) != fingerprint(v.file)
+        ]
+        if changed and len(changed) == len(rows) > 1:
+            raise ValueError(
+                f"{path}: built from other landmark files than the {len(rows)} under "
+                f"{self.landmarks_dir} (another landmark folder's table, or all re-extracted "
+                f"since); name their own with --set data.dmarkers=FILE, or {fix}"
+            )
+        if changed:
+            raise ValueError(
+                f"{path}: {changed[0].file.name} changed since the table was built; {fix}"
+            )
+        for v, i in rows.items():
             if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
                 rate = "" if "--fps" in command else f" --fps {v.fps:g}"
                 raise ValueError(
@@ -268,6 +296,7 @@ def open_dataset(
     seed: int = 0,
     pack: bool = True,
     save_folds: bool = True,
+    dmarkers_path=None,
 ) -> SmileDataset:
     """Open a dataset and check it: every listed video has a landmark file (missing ones are named),
     no subject is in both parts of a fold, the test parts cover every video exactly once.
@@ -276,6 +305,7 @@ def open_dataset(
     files exist (generated folds of another k are refused; fold files of one's own are taken as
     they are); folds are generated only in the default ``<root>/labels``: a ``folds_dir`` given
     without fold files is an error (a mistyped path must not train on folds of its own).
+    ``dmarkers_path`` names the D-Marker table (default: see :meth:`SmileDataset.dmarkers`).
     ``pack`` uses (and builds if needed) the memory-mapped packed store. Generated folds are
     written once every check has passed; with ``save_folds=False`` only by
     :meth:`SmileDataset.save_folds`, so a caller with checks of its own writes nothing when they
@@ -364,6 +394,7 @@ def open_dataset(
             {v.file: (v.width, v.height) for v in videos.values()}, shapes, fix, pack
         ),
         unsaved_folds=made,
+        dmarkers_path=dmarkers_path,
     )
     if save_folds:
         dataset.save_folds(stacklevel=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -343,6 +344,33 @@ def test_demo_layout_with_dmarkers(tmp_path):
     shutil.rmtree(root / "labels")
     (root / "dmarkers.npz").unlink()
     assert open_dataset("demo", root).dmarkers() is None
+
+
+def test_which_dmarker_table(tmp_path):
+    """Two candidate tables (under the root and beside the landmarks) are refused rather than one
+    silently preferred; data.dmarkers names the one; a table of another landmark folder is
+    named as such, not as one changed file."""
+    from data.dmarker_cache import build_dmarker_table
+
+    root = make_folder_dataset(tmp_path / "set", n_subjects=4, per_subject=2)
+    build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
+    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")
+    with pytest.raises(ValueError, match=r"two D-Marker tables, .*set/dmarkers.npz and "):
+        open_dataset("folder", root).dmarkers()
+    chosen = root / "npy" / "dmarkers.npz"
+    assert open_dataset("folder", root, dmarkers_path=chosen).dmarkers().path == chosen
+    missing = root / "other.npz"
+    fix = "no D-Marker table there \\(data.dmarkers\\); build it with python dmarker.py"
+    with pytest.raises(FileNotFoundError, match=rf"other.npz: {fix} --landmarks "):
+        open_dataset("folder", root, dmarkers_path=missing).dmarkers()
+
+    (root / "npy" / "dmarkers.npz").unlink()
+    shutil.copytree(root / "npy", root / "npy_dlib")  # another extraction: other files
+    for f in (root / "npy_dlib").iterdir():
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ValueError, match=r"dmarkers.npz: built from other landmark files than the "
+                       r"8 under .*npy_dlib \(another landmark folder's table"):  # fmt: skip
+        open_dataset("folder", root, landmarks_dir=root / "npy_dlib").dmarkers()
 
 
 def test_split_is_subject_independent(tmp_path):

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from tiny_run import tiny_config
 
 import smile_point
 from data.datasets import open_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_table_older_than_the_dataset_is_refused_up_front(tmp_path, demo_root, capsys):
@@ -62,6 +65,22 @@ def test_missing_dataset_is_one_clear_line(tmp_path, capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1
     assert smile_point.main(["--dataset", "folder", "--fold", "1"]) == 2  # no default root
     assert "--dataset folder: give --data-root DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", [["--dataset", "uva"], ["--set", "data.dataset=mmi"]])
+def test_another_datasets_config_needs_the_data_root(tmp_path, demo_root, capsys, kind):
+    """configs/demo.yaml with --dataset uva would read the demo set under demo_data/ as UvA-NEMO
+    (and label the run so): refused until --data-root names the dataset's folder."""
+    demo = str(REPO / "configs" / "demo.yaml")
+    args = ["--config", demo, *kind, "--fold", "1", "--out", str(tmp_path / "r")]
+    assert smile_point.main(args) == 2
+    err = capsys.readouterr().err
+    want = "configs/demo.yaml is a config for demo data, whose folder demo_data/ it names; give "
+    assert want in err and "--data-root DIR" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    given = ["--data-root", str(tmp_path / "mine")]  # named: the dataset's own folder is read
+    assert smile_point.main([*args, *given]) == 2
+    assert f"no landmarks under {tmp_path / 'mine' / 'npy'}: " in capsys.readouterr().err
 
 
 def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
@@ -184,3 +203,21 @@ def test_ctrl_c_is_one_line_naming_resume(tmp_path, demo_root, monkeypatch, caps
     assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err.strip()
     assert "interrupted" in err and "--resume continues" in err and len(err.splitlines()) == 1
+
+
+def test_the_dmarker_table_is_named_and_chosen(tmp_path, demo_root, capsys):
+    """A second table beside the landmarks (dmarker.py's default output) is not silently
+    shadowed by the root's: refused until data.dmarkers names one; the fold says which it read."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")
+    args = ["--dataset", "demo", "--data-root", str(root), "--model", "dmarker-logreg"]
+    args += ["--fold", "1", "--out", str(tmp_path / "run")]
+    assert smile_point.main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"two D-Marker tables, {root / 'dmarkers.npz'} and {root / 'npy' / 'dmarkers.npz'}: " in err
+    )
+    chosen = root / "npy" / "dmarkers.npz"
+    assert smile_point.main([*args, "--set", f"data.dmarkers={chosen}"]) == 0
+    assert f"; D-Markers from {chosen}" in capsys.readouterr().out

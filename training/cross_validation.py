@@ -33,6 +33,7 @@ def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
         d.root,
         folds_dir=d.folds,
         landmarks_dir=d.landmarks,
+        dmarkers_path=d.dmarkers,
         folds_k=d.n_folds,
         seed=cfg.train.seed,
         save_folds=save_folds,
@@ -53,6 +54,8 @@ def _comparable(cfg: Config) -> dict:
     defaults = {"root": root, "folds": root / "labels", "landmarks": root / "npy"}
     for key, default in defaults.items():
         d["data"][key] = str(Path(d["data"][key] or default).resolve())
+    if d["data"].get("dmarkers"):
+        d["data"]["dmarkers"] = str(Path(d["data"]["dmarkers"]).resolve())
     if d["model"]["name"] == "meshsmilenet":
         d["train"].pop("dmarker_weight")
     return d
@@ -232,6 +235,9 @@ def run_fold(
     else:
         counts = f"train {len(train)}, val {len(val)}, test {len(split.test)}; subjects "
         counts += "/".join(str(len(seen[k])) for k in groups)
+    reads_table = cfg.model.name == BASELINE or uses_dmarkers(cfg)
+    if reads_table and (table := dataset.dmarkers()) is not None:  # which table: say so
+        counts += f"; D-Markers from {table.path}"
     folder = dataset.fold(fold).name  # the N-th folder in numeric order, named as it may be
     named = f"fold {fold}/{len(dataset.folds)}" + ("" if folder == str(fold) else f" ({folder}/)")
     print(f"{Fore.MAGENTA}{named}{Style.RESET_ALL}: videos {counts}")
