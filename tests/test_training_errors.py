@@ -16,6 +16,7 @@ from landmark_synth import build_table_without
 from tiny_run import tiny_config
 
 import smile_point
+import training.loop as loop
 from data.datasets import open_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +101,20 @@ def test_a_diverged_fold_is_named_and_the_others_still_run(tmp_path, demo_root, 
     assert all(f"fold {k} failed:" in summary for k in (1, 2, 3))  # every fold was tried
     assert "the training loss is not finite (diverged)" in err and "lower --lr" in err
     assert "3 of 3 folds failed; no results table" in err and not (out / "results.md").exists()
+
+
+def test_a_model_diverged_with_a_finite_training_loss_is_a_diverged_fold(
+    tmp_path, demo_root, capsys, monkeypatch
+):
+    """Weights that overflow while the training loss stays finite give NaN validation
+    probabilities: a diverged fold (named, the others run), not an sklearn error ending the run."""
+    nan = lambda cfg, model, windows, n, device: np.full(n, np.nan)  # noqa: E731
+    monkeypatch.setattr(loop, "predict", nan)
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=2))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "fold 3 failed: epoch 1: the validation output is not finite (diverged)" in err
+    assert "3 of 3 folds failed; no results table" in err
 
 
 def test_run_path_errors_are_one_line(tmp_path, demo_root, capsys):

@@ -261,10 +261,10 @@ def _train_epoch(cfg: Config, model, ema, optimizer, train_set: TrainClips, epoc
     }
 
 
-def _validate(cfg: Config, model, val_set: TestWindows, labels: np.ndarray, device):
+def _validate(cfg: Config, labels: np.ndarray, probs: np.ndarray):
     """({"val_auc", "val_accuracy", "val_bce"}, selection score: higher is better; accuracy
-    where ``train.select_metric`` is undefined, AUC on a one-class validation part)."""
-    probs = predict(cfg, model, val_set, len(labels), device)
+    where ``train.select_metric`` is undefined, AUC on a one-class validation part) of the
+    validation probabilities ``probs``."""
     vm = classification_metrics(labels, probs)
     val_bce = log_loss(labels, probs)
     score = -val_bce if cfg.train.select_metric == "bce" else vm[cfg.train.select_metric]
@@ -349,15 +349,17 @@ def fit(
             break
         start = time.perf_counter()
         losses = _train_epoch(cfg, model, ema, optimizer, train_set, epoch, device)
-        if not math.isfinite(losses["loss"]):
+        probs = predict(cfg, scored, val_set, len(val_labels), device)
+        if not (math.isfinite(losses["loss"]) and np.isfinite(probs).all()):
             writer.close()
+            what = "training loss" if not math.isfinite(losses["loss"]) else "validation output"
             raise DivergedError(
-                f"epoch {epoch + 1}: the training loss is not finite (diverged); train with a "
+                f"epoch {epoch + 1}: the {what} is not finite (diverged); train with a "
                 "lower --lr under a new --out (a run keeps one config)"
             )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        metrics, score = _validate(cfg, scored, val_set, val_labels, device)
+        metrics, score = _validate(cfg, val_labels, probs)
         improved = score > state["best_score"]
         row = {
             "epoch": epoch + 1,
