@@ -291,6 +291,7 @@ def subjects_for(
         lacking = [n for n, row in rows.items() if row is None]
         if not lacking:
             subjects = {n: table.subjects[r] for n, r in rows.items()}
+            check_no_split(kind, subjects, root, table.path)
             return subjects, f"subject column of {table.path}"
         shown = [f"{n} ({listed[n]})" if n in listed else n for n in lacking[:3]]
         raise ValueError(
@@ -329,6 +330,46 @@ def subjects_for(
             "add a labels.csv with a subject column"
         )
     raise ValueError(f"unknown dataset kind {kind!r}: use uva, bbc, mmi, spos, folder or demo")
+
+
+#: How each kind with a rule of its own names a video's subject (for messages).
+RULES = {
+    "uva": "the UvA-NEMO name prefix",
+    "spos": "the SPOS subject token",
+    "mmi": "the MMI session's subject id",
+}
+
+
+def _own_subject(kind: str, name: str, root: Path | None) -> str | None:
+    """The subject a kind's own rule gives ``name`` (None where it gives none)."""
+    try:
+        if kind == "uva":
+            return uva_subject(name)
+        if kind == "spos":
+            return spos_subject(name)
+    except ValueError:
+        return None
+    if kind == "mmi" and root is not None:
+        return mmi_session_subject(root, name)
+    return None
+
+
+def check_no_split(kind: str, subjects: dict[str, str], root: Path | None, csv: Path) -> None:
+    """ValueError when ``labels.csv``'s subjects (``subjects``) split a subject of the kind's own
+    rule (UvA-NEMO's name prefix, SPOS's name token, MMI's session metadata) in two: one person
+    could then be trained and tested on. Grouping several of them into one is allowed."""
+    seen: dict[str, tuple[str, str]] = {}  # own subject -> (a video, its labels.csv subject)
+    for name, subject in subjects.items():
+        own = _own_subject(kind, name, root)
+        if own is None:
+            continue
+        first, theirs = seen.setdefault(own, (name, subject))
+        if theirs != subject:
+            raise ValueError(
+                f"{csv}: subjects {theirs!r} ({first}) and {subject!r} ({name}) are one person by "
+                f"{RULES[kind]} ({own}), so folds could train and test on them; give them one "
+                "subject (the column may group subjects, never split one)"
+            )
 
 
 def guess_kind(names, root: Path | None = None) -> str:

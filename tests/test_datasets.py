@@ -249,6 +249,40 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
         open_dataset("mmi", tmp_path)
 
 
+def test_labels_csv_may_group_a_kinds_subjects_never_split_one(tmp_path):
+    """A labels.csv subject column overrides UvA-NEMO's name prefix and MMI's session ids: one
+    person split in two could be trained and tested on (the fold checks would see two
+    subjects), so that is refused; grouping two persons into one subject is allowed."""
+    uva = tmp_path / "uva"
+    names = [f"{s:03d}_{c}_smile_{j}" for s in (1, 2, 3) for c in ("deliberate", "spontaneous")
+             for j in (1, 2)]  # fmt: skip
+    for name in names:
+        write_video(uva / "npy", f"{name}.mp4", synth_video(5, 68, seed=name_seed(name)))
+    rows = [(f"{n}.mp4", int("spont" in n), "p" + n[:3]) for n in names]
+    write_csv(
+        uva / "labels.csv", [(*r[:2], "p999" if i == 1 else r[2]) for i, r in enumerate(rows)]
+    )
+    with pytest.raises(ValueError, match=r"labels.csv: subjects 'p001' \(001_deliberate_smile_1"
+                       r"\.mp4\) and 'p999' \(001_deliberate_smile_2.mp4\) are one person by the "
+                       r"UvA-NEMO name prefix \(001\)"):  # fmt: skip
+        open_dataset("uva", uva, folds_k=3)
+    write_csv(uva / "labels.csv", [(*r[:2], "p1-2" if r[2] != "p003" else "p3") for r in rows])
+    ds = open_dataset("uva", uva, folds_k=2)  # 001 and 002 grouped: allowed
+    assert (
+        ds.videos["001_deliberate_smile_1.mp4"].subject
+        == ds.videos["002_spontaneous_smile_2.mp4"].subject
+    )
+
+    mmi = tmp_path / "mmi"
+    for i, name in enumerate(("2031", "2032", "2033", "2034")):
+        write_video(mmi / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
+        (mmi / "Sessions" / name).mkdir(parents=True)
+        (mmi / "Sessions" / name / f"S00{1 + i // 2}-{name}.avi").touch()
+    write_csv(mmi / "labels.csv", [("2031", 1, 9), ("2032", 0, 1), ("2033", 1, 2), ("2034", 0, 2)])
+    with pytest.raises(ValueError, match=r"are one person by the MMI session's subject id \(1\)"):
+        open_dataset("mmi", mmi, folds_k=2)
+
+
 def test_bbc_labels_from_source_folders(tmp_path):
     """Under <root>/videos/, where extraction also finds them (tests/test_extract_jobs.py)."""
     for sub, stem in (("genuine", "Genuinesmilecontent"), ("posed", "posedsmilecontent")):
