@@ -97,7 +97,7 @@ def match_files(
 def _missing(name: str, where: dict[str, str | Path], index: dict[str, Path | None]) -> str:
     """``name (the file that lists it)``, and a landmark file it may mean."""
     entry = f"{name} ({where[name]})" if name in where else name
-    base = nfc(Path(name).name)  # a path given for a name
+    base = nfc(Path(name).name).removesuffix(".npy")  # a path, or the file, given for a name
     folded = {k.casefold(): p for k, p in index.items() if p}
     for key in (base, strip_video_ext(base)):
         found = index.get(key) or folded.get(key.casefold())

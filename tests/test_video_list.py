@@ -62,12 +62,13 @@ def test_generated_folds_follow_the_listed_videos(tmp_path):
 
 
 def test_a_name_of_another_spelling_is_suggested(tmp_path):
-    """The file is x.MP4 and labels.csv says x.mp4, or gives a path: the message says what to
-    write instead of "extract them"."""
+    """The file is x.MP4 and labels.csv says x.mp4, or gives a path or the landmark file's own
+    name: the message says what to write instead of "extract them"."""
     make_folder_dataset(tmp_path, n_subjects=3, per_subject=2)
     rows = _rows(tmp_path)
     rows[0] = ("SUBJ 0 clip 0.mp4", *rows[0][1:])
     rows[1] = ("videos/s0/subj 0 clip 1.mp4", *rows[1][1:])
+    rows[2] = ("npy/subj 1 clip 0.mp4.npy", *rows[2][1:])
     write_csv(tmp_path / "labels.csv", rows)
     with pytest.raises(FileNotFoundError) as e:
         open_dataset("folder", tmp_path)
@@ -75,6 +76,8 @@ def test_a_name_of_another_spelling_is_suggested(tmp_path):
         e.value
     )
     assert "(name it 'subj 0 clip 1.mp4'?)" in str(e.value)
+    assert "npy/subj 1 clip 0.mp4.npy (" in str(e.value)
+    assert "(name it 'subj 1 clip 0.mp4'?)" in str(e.value)
 
 
 def test_landmark_files_left_out_of_labels_csv_are_reported(tmp_path):
