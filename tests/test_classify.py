@@ -395,3 +395,17 @@ def test_copies_of_fold_folders_are_refused(tmp_path, run, capsys):
     shutil.copytree(backup / "fold_01", backup / "fold_04")
     assert smile_point.main(["--classify", video, "--checkpoint", str(backup)]) == 2
     assert "fold_04 not among the folds its results.json lists" in capsys.readouterr().err
+
+
+def test_a_run_of_some_folds_is_refused_its_fold_folders_are_not(tmp_path, run, capsys):
+    """A run folder without results.json (a --fold N run, or --fold all still going) is not
+    whole: refused, naming the folds it has; a fold folder or its best.pt is taken as given."""
+    root, out = run
+    video = str(sorted((root / "npy").glob("*.npy"))[0])
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copytree(out / "fold_02", partial / "fold_02")
+    assert smile_point.main(["--classify", video, "--checkpoint", str(partial)]) == 2
+    err = capsys.readouterr().err
+    assert f"{partial}: no results.json, so not every fold has run (fold_02 so far)" in err
+    assert smile_point.main(["--classify", video, "--checkpoint", str(partial / "fold_02")]) == 0

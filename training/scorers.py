@@ -43,16 +43,22 @@ def _is_baseline_run(path: Path) -> bool:
 
 def _check_listed(run: Path, folds: list[Path]) -> None:
     """The fold folders are the folds the run's ``results.json`` (written by ``--fold all``)
-    lists, each with its ``best.pt``: no fold is silently left out or added."""
-    listed: list[Path] = []
-    if (results := run / "results.json").is_file():
-        rewrite = "rewrite it: smile_point.py --fold all --resume"
-        table = read_json(results, rewrite)
-        try:
-            listed = [run / f"fold_{int(r['fold']):02d}" for r in table["folds"]]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{results}: not a results.json of smile_point.py; {rewrite}") from e
-    if extra := [d.name for d in folds if listed and d not in listed]:
+    lists, each with its ``best.pt``: no fold is silently left out or added (a run folder
+    without it, such as a --fold N run, is refused: its best.pt files may be given)."""
+    results = run / "results.json"
+    if not results.is_file():
+        raise FileNotFoundError(
+            f"{run}: no results.json, so not every fold has run "
+            f"({', '.join(d.name for d in folds)} so far); finish it (smile_point.py --fold "
+            "all --resume with the same settings), or give the folds' best.pt files"
+        )
+    rewrite = "rewrite it: smile_point.py --fold all --resume"
+    table = read_json(results, rewrite)
+    try:
+        listed = [run / f"fold_{int(r['fold']):02d}" for r in table["folds"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{results}: not a results.json of smile_point.py; {rewrite}") from e
+    if extra := [d.name for d in folds if d not in listed]:
         raise ValueError(
             f"{run}: {', '.join(extra)} not among the folds its results.json lists; move them "
             "out of the run folder, or give the folds' best.pt files"
@@ -86,8 +92,9 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                     "DeepMarkerNet or MeshSmileNet run"
                 )
             folds = fold_folders(path)
+            whole_run = bool(folds)
             if not folds and (path / "best.pt").is_file():
-                folds = [path]
+                folds = [path]  # a fold folder
             if not folds:
                 raise FileNotFoundError(
                     f"{path}: no best.pt or fold_*/best.pt in it; give a run folder of "
@@ -98,7 +105,8 @@ def find_checkpoints(paths: list[str | Path]) -> list[Path]:
                     f"{path}: {', '.join(unfinished)} not finished (no test.json); finish the run "
                     "with --resume, or give the finished folds' best.pt files"
                 )
-            _check_listed(path, folds)
+            if whole_run:
+                _check_listed(path, folds)
             found += [d / "best.pt" for d in folds]
         else:
             raise FileNotFoundError(f"{path}: no such checkpoint or run folder")
