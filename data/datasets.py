@@ -39,7 +39,7 @@ from data.folds import (
     resolve_fold,
     split_train_val,
 )
-from data.frame_info import video_frame_info
+from data.frame_info import DATASET_DEFAULTS, video_frame_info
 from data.io import meta_path
 from data.store import (
     FileStore,
@@ -238,9 +238,15 @@ class SmileDataset:
         for v, i in rows.items():
             if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
                 rate = "" if "--fps" in command else f" --fps {v.fps:g}"
+                columns = (
+                    f" (or, if its video is at {table.fps[i]:g} fps, give labels.csv's "
+                    "fps,width,height columns: a file without a sidecar takes them, else the "
+                    "kind's default)"
+                )
                 raise ValueError(
                     f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
                     f"plays it at {v.fps:g} fps; {fix}{rate}"
+                    + ("" if meta_path(v.file).exists() else columns)
                 )
         return table
 
@@ -260,16 +266,21 @@ class SmileDataset:
 
 def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> dict[str, Video]:
     """Every listed video with its frames, rate and size; files that cannot be used are named all
-    at once (ten quick-run files are one fix, not ten)."""
-    videos, refused = {}, []
+    at once (ten quick-run files are one fix, not ten). One warning names the files whose rate
+    or size is a kind's assumed default (BBC, MMI, SPOS: UvA-NEMO's are the dataset's own)."""
+    videos, refused, assumed = {}, [], []
     for n in names:
         try:
             if shapes[files[n]][0] == 0:
                 raise ValueError(f"{files[n]}: no frames; {fix}")
-            fps, width, height = video_frame_info(kind, n, files[n], shapes[files[n]][0], table)
+            fps, width, height, default = video_frame_info(
+                kind, n, files[n], shapes[files[n]][0], table
+            )
         except ValueError as e:
             refused.append((files[n], e))
             continue
+        if default and kind != "uva":
+            assumed.append(files[n].name)
         videos[n] = Video(
             name=n,
             file=files[n],
@@ -284,6 +295,14 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
         others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])
         also = f" (also {len(refused) - 1} more: {', '.join(others)})" if others else ""
         raise ValueError(f"{refused[0][1]}{also}")
+    if assumed:
+        d = DATASET_DEFAULTS[kind]
+        warnings.warn(
+            f"{len(assumed)} landmark file(s) without a sidecar (e.g. {', '.join(assumed[:3])}) "
+            f"take {kind}'s assumed {d.width}x{d.height} at {d.fps:g} fps; if their videos "
+            "differ, give labels.csv's fps,width,height columns (or re-extract)",
+            stacklevel=3,
+        )
     return videos
 
 

@@ -54,9 +54,10 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
 
 def video_frame_info(
     kind: str, name: str, file: Path, rows: int, table: LabelsTable | None
-) -> tuple[float, int, int]:
-    """(fps, width, height): sidecar, then labels.csv columns, then DATASET_DEFAULTS. The sidecar
-    must count the file's ``rows`` and hold a whole video."""
+) -> tuple[float, int, int, bool]:
+    """(fps, width, height, assumed): sidecar, then labels.csv columns, then DATASET_DEFAULTS
+    (``assumed``: some value came from there). The sidecar must count the file's ``rows`` and
+    hold a whole video."""
     meta = load_meta(file) or {}
     check_sidecar_rows(file, meta, rows)
     check_whole_video(file, meta)
@@ -69,4 +70,5 @@ def video_frame_info(
         "no sidecar .json and no such column in labels.csv",
         "re-extract with extract_landmarks.py or add fps,width,height to labels.csv",
     )
-    return float(info["fps"]), int(info["width"]), int(info["height"])
+    assumed = any(not (meta.get(k) or csv_meta.get(k)) for k in info)
+    return float(info["fps"]), int(info["width"]), int(info["height"]), assumed

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -303,6 +304,31 @@ def test_bbc_labels_from_source_folders(tmp_path):
     (tmp_path / "videos" / "posed" / "Genuinesmilecontent1.mp4").touch()  # a copy under both
     with pytest.raises(ValueError, match="Genuinesmilecontent1 both labels; remove the wrong"):
         open_dataset("bbc", tmp_path)
+
+
+def test_assumed_frame_rates_are_said(tmp_path):
+    """BBC files without a sidecar take an assumed 25 fps: training says so, and a D-Marker table
+    measured at the videos' real rate is told to give labels.csv's columns, not only to rebuild
+    at the assumed rate; with the columns both are content."""
+    from data.dmarker_cache import build_dmarker_table
+
+    names = [f"{c}smilecontent{i}.mp4" for c in ("Genuine", "posed") for i in range(3)]
+    for name in names:
+        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
+    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=30.0,
+                        frame_size=(480, 270))  # fmt: skip
+    with pytest.warns(UserWarning, match=r"6 landmark file\(s\) without a sidecar \(e.g. Genuine"
+                      r".* take bbc's assumed 1280x720 at 25 fps; if their videos differ, give "
+                      r"labels.csv's fps,width,height columns"):  # fmt: skip
+        ds = open_dataset("bbc", tmp_path)
+    told = r"at 30 fps but the dataset plays it at 25 fps; rebuild it: .* \(or, if its video is "
+    with pytest.raises(ValueError, match=told + r"at 30 fps, give labels.csv's fps,width,height"):
+        ds.dmarkers()
+    rows = [(n, int(n.startswith("G")), f"s{i}", 30, 480, 270) for i, n in enumerate(names)]
+    write_csv(tmp_path / "labels.csv", rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_dataset("bbc", tmp_path).dmarkers() is not None
 
 
 def test_two_videos_of_one_name_keep_their_extensions(tmp_path):
