@@ -20,6 +20,7 @@ follow :mod:`data.demo_motion`, rendering and noise :mod:`data.demo_render`.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -40,7 +41,7 @@ from data.demo_motion import (
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.dmarker_cache import build_dmarker_table
-from data.files import atomic_write_json, atomic_write_text, check_folder
+from data.files import atomic_write_json, atomic_write_text, check_folder, read_json
 from data.io import save_landmarks, to_isotropic
 from training.report import brackets
 from training.significance import bootstrap_interval, per_subject
@@ -69,14 +70,23 @@ CLASS_NAMES = {0: "posed", 1: "spontaneous"}
 OWN = ("demo.json", "npy", "labels", "labels.csv", "latents.csv", "dmarkers.npz")
 
 
-def _prepare(out: Path) -> None:
+def _prepare(out: Path, same: dict) -> None:
     """Make ``out`` ready: new, empty, or holding a demo set (complete or interrupted).
 
     The generator's own entries (:data:`OWN`) are removed; anything else is left alone, but a
-    folder with other content and no ``demo.json`` is refused. ``demo.json`` is written last, so
-    it marks a complete set.
+    folder with other content and no ``demo.json`` is refused, and so is a set of other settings
+    (``same``: demo.json's seed, subjects, folds, parameters) with runs trained on it in
+    ``runs/``. ``demo.json`` is written last, so it marks a complete set.
     """
     check_folder(out, "--out")
+    runs = out / "runs"
+    if (out / "demo.json").is_file() and runs.is_dir() and any(runs.iterdir()):
+        old = read_json(out / "demo.json", "delete it, or choose another --out")
+        if changed := [k for k, v in same.items() if not isinstance(old, dict) or old.get(k) != v]:
+            raise ValueError(
+                f"{out}: {runs} holds runs trained on its demo set, which other settings "
+                f"({', '.join(changed)}) would replace; choose another --out, or move runs/ away"
+            )
     if out.exists() and not (out / "demo.json").exists():
         foreign = sorted(e.name for e in out.iterdir() if e.name not in OWN)
         if foreign:
@@ -217,7 +227,9 @@ def generate(
     out = Path(out)
     t0 = time.perf_counter()
     assets = load_assets(assets_path)
-    _prepare(out)
+    same = {"seed": seed, "subjects": subjects, "folds": folds, "parameters": params.to_dict()}
+    same = json.loads(json.dumps(same))  # as demo.json holds it (lists for tuples)
+    _prepare(out, same)
     rows, stats = _write_videos(out, assets, params, subjects, seed)
 
     names = [r["video"] for r in rows]

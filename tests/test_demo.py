@@ -227,6 +227,14 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)
     assert _files(tmp_path / "a") == fb
     assert a["videos"] == len(npy)
+    # ... unless runs trained on it lie in its runs/ and other settings would replace it
+    (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"a/runs holds runs trained on its demo set, which other "
+                       r"settings \(seed\) would replace; choose another --out"):  # fmt: skip
+        generate(tmp_path / "a", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
+    assert _files(tmp_path / "a") == fb  # refused before anything was removed
+    generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
+    assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
 
 
 # ------------------------------------------------------------------------------ classes
