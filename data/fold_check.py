@@ -1,4 +1,5 @@
-"""Checks of a fold set: leaks, overlaps, coverage; per-fold counts; the ``check`` CLI.
+"""Checks of a fold set: leaks, overlaps, coverage; per-fold counts; the CLI (``check``, and
+``subset``: :mod:`data.fold_subset`).
 
     python -m data.folds check DIR [--dataset KIND] [--landmarks DIR]
 
@@ -21,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from data.fold_subset import run_subset
 from data.folds import Fold, fold_dirs, fold_files, read_fold_files, split_train_val
 from data.io import check_finite, read_npy
 from data.subjects import (
@@ -236,11 +238,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     check.add_argument(
         "--landmarks", type=Path, help="the landmark folder (default: <dataset root>/npy)"
     )
+    subset = sub.add_parser(
+        "subset", help="write fold files without the videos that have no landmark file"
+    )
+    subset.add_argument("src", type=Path, help="a folds folder (<k>/train.json) or a dataset root")
+    subset.add_argument("dst", type=Path, help="the new folds folder")
+    subset.add_argument(
+        "--landmarks", type=Path, help="the landmark folder (default: <dataset root>/npy)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.command == "subset":
+        try:
+            src = _find_folds_dir(args.src)
+            run_subset(src, args.dst, args.landmarks or src.parent / "npy")
+        except (OSError, ValueError) as e:
+            return _error(e)
+        return 0
     try:
         folds_dir = _find_folds_dir(args.dir)
         folds, labels = read_fold_files(folds_dir)

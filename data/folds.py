@@ -8,7 +8,8 @@ A fold folder holds ``train.json`` and ``test.json``, each
 position in that order, so ``--fold N`` means the N-th folder in numeric order, which for the
 published sets is the folder named ``N``.
 
-CLI: ``python -m data.folds check DIR`` (:mod:`data.fold_check`).
+CLI: ``python -m data.folds check DIR`` (:mod:`data.fold_check`), ``python -m data.folds subset
+SRC DST`` (:mod:`data.fold_subset`).
 """
 
 from __future__ import annotations
