@@ -237,7 +237,8 @@ def test_names_that_encode_no_label_leave_the_lists_alone(tmp_path, demo_root):
     bbc = tmp_path / "bbc"
     write_video(bbc / "npy", "composed smile 1.mp4", synth_video(8, 68, seed=1), fps=None)
     write_video(bbc / "npy", "posed smile 2.mp4", synth_video(8, 68, seed=2), fps=None)
-    write_csv(bbc / "labels.csv", [("composed smile 1.mp4", 1, "a"), ("posed smile 2.mp4", 0, "b")])
+    rows = [("composed smile 1.mp4", 1, "a"), ("posed smile 2.mp4", 0, "b")]
+    write_csv(bbc / "labels.csv", [(*r, 25, 1280, 720) for r in rows])  # no rate assumed either
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = open_dataset("bbc", bbc, folds_k=2)
