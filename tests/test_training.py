@@ -121,6 +121,42 @@ def test_training_never_reads_the_test_fold(tmp_path, demo_root):
     assert read["dmarkers"] and read["dmarkers"] <= set(split.train) | set(split.val)
 
 
+def test_a_fold_run_reads_the_test_fold_only_to_test_it(tmp_path, demo_root, monkeypatch):
+    """The path --fold N takes (run_fold), not fit alone: no landmarks or D-Markers of a test
+    video are read before the one test of the selected checkpoint, and that test runs."""
+    import training.cross_validation as cv
+
+    dataset = open_dataset("demo", demo_root)
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=2))
+    cfg.out = str(tmp_path / "run")
+    split = dataset.split(1, cfg.data.val_fraction, cfg.train.seed)
+    by_file = {dataset.videos[n].file: n for n in dataset.videos}
+    testing = []
+
+    def guard(kind, real, name_of):
+        def guarded(key):
+            if name_of(key) in split.test and not testing:
+                raise AssertionError(f"read the {kind} of test video {name_of(key)} before testing")
+            return real(key)
+
+        return guarded
+
+    dataset.store.get = guard("landmarks", dataset.store.get, by_file.__getitem__)
+    table = dataset.dmarkers()
+    table.index = guard("D-Markers", table.index, lambda name: name)
+    real_test = cv.test
+
+    def test_once(*args, **kwargs):
+        testing.append(args[2])  # the names it tests
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "test", test_once)
+    result = cv.run_fold(cfg, 1, dataset)
+    assert testing == [list(split.test)] and set(result["videos"]) == set(split.test)
+    selection = json.loads((tmp_path / "run" / "fold_01" / "selection.json").read_text())
+    assert selection["val"] == list(split.val)
+
+
 def test_validation_threshold_is_chosen_on_the_tests_windows(tmp_path, demo_root, monkeypatch):
     """train.threshold=val with data.test_stride: the threshold is chosen on validation videos
     scored by the selected weights as the test scores its own (windows every test_stride), not
