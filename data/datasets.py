@@ -392,9 +392,14 @@ def open_dataset(
         folds = made.folds
     problems = check_folds(folds, subjects, labels)
     if problems:
+        own = (  # a way forward: folds of its own, subject-independent by construction
+            f"move {folds_dir} away to have subject-independent folds generated there"
+            if folds_dir.resolve() == default_folds.resolve()
+            else f"leave out --folds to have subject-independent folds generated in {default_folds}"
+        )
         raise ValueError(
             f"{folds_dir}: {'; '.join(problems)} (inspect with: python -m data.folds "
-            f"check {folds_dir} --dataset {kind})"
+            f"check {folds_dir} --dataset {kind}; or {own})"
         )
 
     fix = landmark_fix(kind, root)

@@ -196,17 +196,19 @@ def test_leak_raises(tmp_path):
     _write_folds(tmp_path, [(names[1:], names[:1]), (names[:1], names[1:])], labels)
     with pytest.raises(ValueError, match=r"subject\(s\) in both train and test \(leak\): s0"):
         open_dataset("folder", tmp_path)
+    way = f"or move {tmp_path / 'labels'} away to have subject-independent folds generated there"
+    with pytest.raises(ValueError, match=re.escape(way)):
+        open_dataset("folder", tmp_path)
+    (tmp_path / "labels").rename(tmp_path / "published")
+    way = f"or leave out --folds to have subject-independent folds generated in {tmp_path}"
+    with pytest.raises(ValueError, match=re.escape(way)):
+        open_dataset("folder", tmp_path, folds_dir=tmp_path / "published")
+    assert len(open_dataset("folder", tmp_path, folds_k=3).folds) == 3  # as it says
 
 
 def test_spos_exact_subject_tokens(tmp_path):
-    clips = {
-        "yi_smile_1": 0,
-        "yi_smile_2": 1,
-        "ying_smile_1": 0,
-        "ying_smile_2": 1,
-        "rui_smile_1": 0,
-        "rui_smile_2": 1,
-    }
+    people = ("yi", "ying", "rui", "tomas", "nelly", "riku", "xiaopeng")  # SPOS's seven
+    clips = {f"{p}_smile_{j}": j - 1 for p in people for j in (1, 2)}
     for name, label in clips.items():
         write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
         (tmp_path / ("Spontaneous" if label else "posed") / "happy" / name).mkdir(parents=True)
@@ -215,7 +217,7 @@ def test_spos_exact_subject_tokens(tmp_path):
     ds = open_dataset("spos", tmp_path)
     assert ds.videos["ying_smile_1"].subject == "ying" and ds.videos["yi_smile_1"].subject == "yi"
     assert ds.videos["yi_smile_2"].label == 1 and ds.videos["yi_smile_1"].fps == 25.0
-    assert len(ds.folds) == 3  # leave one subject out
+    assert len(ds.folds) == 7  # leave one subject out: as many folds as subjects
     for f in ds.folds:
         assert len({ds.subjects[n] for n in f.test}) == 1
     yi = next(f for f in ds.folds if "yi_smile_1" in f.test)

@@ -65,6 +65,21 @@ def test_mmi_reference_folds(shared_dir):
     assert check_folds(folds, subjects, labels) == []
 
 
+def test_cli_check_says_when_subjects_come_from_the_folds(tmp_path, capsys):
+    """MMI sessions without session metadata: the subjects are the test folds themselves, so no
+    leak can be seen; "ok" says that it could not be checked."""
+    from data.fold_check import main
+
+    labels = {str(i): i % 2 for i in range(100, 106)}
+    groups = [["100", "101"], ["102", "103"], ["104", "105"]]
+    folds = [Fold(i + 1, str(i + 1), tuple(n for g in groups if g is not t for n in g), tuple(t))
+             for i, t in enumerate(groups)]  # fmt: skip
+    write_folds(tmp_path / "labels", folds, labels)
+    assert main(["check", str(tmp_path / "labels"), "--dataset", "mmi"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT VERIFIABLE" in out and out.endswith("\nok (subject independence not verifiable)\n")
+
+
 def test_make_folds_properties():
     names, labels, subjects = _toy()
     folds = make_folds(names, labels, subjects, k=5, seed=3)
