@@ -32,6 +32,7 @@ from training.config import (
     Config,
     DataConfig,
     check_choices,
+    file_sets,
     full_key,
     load_config,
     save_config,
@@ -142,17 +143,19 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, flag)
         if value is not None:
             set_value(cfg, key, value, f"--{flag.replace('_', '-')}")
-    if cfg.data.dataset == "folder" and cfg.data.root == DataConfig.root:
+    keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
+    root_given = args.data_root is not None or "data.root" in keys
+    if cfg.data.dataset == "folder" and cfg.data.root == DataConfig.root and not root_given:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
         )
-    if cfg.data.dataset != base.dataset and cfg.data.root == base.root:
+    named = config is not None and file_sets(config, "data", "dataset")  # its root: that set's
+    if cfg.data.dataset != base.dataset and named and not root_given:
         raise ValueError(
             f"--dataset {cfg.data.dataset}: {config} is a config for {base.dataset} data, whose "
             f"folder {base.root}/ it names; give --data-root DIR, your {cfg.data.dataset} "
             "dataset's folder"
         )
-    keys = [full_key(cfg, item.partition("=")[0]) for item in args.set]
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
         if "train.dmarker_weight" in keys and cfg.train.dmarker_weight != 0:
             raise ValueError(

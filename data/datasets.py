@@ -20,6 +20,7 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
+import filecmp
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class Video:
     width: int
     height: int
     n_frames: int = 0
+    assumed: bool = False  # some of fps, width, height are the kind's defaults (no sidecar)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ class SmileDataset:
     def dmarkers(self):
         """The D-Marker table (``DMarkerTable``): the one ``dmarkers_path`` names, else the
         ``dmarkers.npz`` under the root or the landmarks folder (None when there is none;
-        ValueError when both exist: which one describes these landmarks is not for us to guess)."""
+        ValueError when both exist and differ: which one describes these landmarks is not for us
+        to guess)."""
         if not self._dmarkers_read:
             path = self.dmarkers_path
             if path is not None and not path.is_file():
@@ -162,7 +165,7 @@ class SmileDataset:
             if path is None:
                 candidates = (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz")
                 found = {p.resolve(): p for p in candidates if p.is_file()}
-                if len(found) > 1:
+                if len(found) > 1 and not filecmp.cmp(*found.values(), shallow=False):
                     a, b = found.values()
                     raise ValueError(
                         f"two D-Marker tables, {a} and {b}: name the one made from "
@@ -225,11 +228,14 @@ class SmileDataset:
         changed = [
             v for v, i in rows.items() if tuple(table.fingerprints[i]) != fingerprint(v.file)
         ]
+        name_own = (
+            "name their own with --set data.dmarkers=FILE, or " if not self.dmarkers_path else ""
+        )
         if changed and len(changed) == len(rows) > 1:
             raise ValueError(
                 f"{path}: built from other landmark files than the {len(rows)} under "
-                f"{self.landmarks_dir} (another landmark folder's table, or all re-extracted "
-                f"since); name their own with --set data.dmarkers=FILE, or {fix}"
+                f"{self.landmarks_dir} (another landmark folder's table, or all re-extracted or "
+                f"copied since: a copy's files are newer); {name_own}{fix}"
             )
         if changed:
             raise ValueError(
@@ -245,8 +251,7 @@ class SmileDataset:
                 )
                 raise ValueError(
                     f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
-                    f"plays it at {v.fps:g} fps; {fix}{rate}"
-                    + ("" if meta_path(v.file).exists() else columns)
+                    f"plays it at {v.fps:g} fps; {fix}{rate}" + (columns if v.assumed else "")
                 )
         return table
 
@@ -279,7 +284,7 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
         except ValueError as e:
             refused.append((files[n], e))
             continue
-        if default and kind != "uva":
+        if default and kind != "uva":  # (UvA-NEMO's defaults are the dataset's own)
             assumed.append(files[n].name)
         videos[n] = Video(
             name=n,
@@ -290,6 +295,7 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
             width=width,
             height=height,
             n_frames=shapes[files[n]][0],
+            assumed=default,
         )
     if refused:
         others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])
@@ -299,8 +305,9 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
         d = DATASET_DEFAULTS[kind]
         warnings.warn(
             f"{len(assumed)} landmark file(s) without a sidecar (e.g. {', '.join(assumed[:3])}) "
-            f"take {kind}'s assumed {d.width}x{d.height} at {d.fps:g} fps; if their videos "
-            "differ, give labels.csv's fps,width,height columns (or re-extract)",
+            f"take {kind}'s assumed frame rate or size ({d.width}x{d.height} at {d.fps:g} fps) "
+            "where labels.csv gives none; if their videos differ, give labels.csv's "
+            "fps,width,height columns (or re-extract)",
             stacklevel=3,
         )
     return videos
@@ -392,11 +399,14 @@ def open_dataset(
         folds = made.folds
     problems = check_folds(folds, subjects, labels)
     if problems:
-        own = (  # a way forward: folds of its own, subject-independent by construction
-            f"move {folds_dir} away to have subject-independent folds generated there"
-            if folds_dir.resolve() == default_folds.resolve()
-            else f"leave out --folds to have subject-independent folds generated in {default_folds}"
-        )
+        if folds_dir.resolve() == default_folds.resolve():  # a way forward: folds of its own
+            own = f"move {folds_dir} away to have subject-independent folds generated there"
+        elif fold_dirs(default_folds):
+            own = f"leave out --folds to use the folds in {default_folds}"
+        else:
+            own = (
+                f"leave out --folds to have subject-independent folds generated in {default_folds}"
+            )
         raise ValueError(
             f"{folds_dir}: {'; '.join(problems)} (inspect with: python -m data.folds "
             f"check {folds_dir} --dataset {kind}; or {own})"

@@ -70,19 +70,22 @@ CLASS_NAMES = {0: "posed", 1: "spontaneous"}
 OWN = ("demo.json", "npy", "labels", "labels.csv", "latents.csv", "dmarkers.npz")
 
 
-def _prepare(out: Path, same: dict) -> None:
+def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
     """Make ``out`` ready: new, empty, or holding a demo set (complete or interrupted).
 
     The generator's own entries (:data:`OWN`) are removed; anything else is left alone, but a
     folder with other content and no ``demo.json`` is refused, and so is a set of other settings
-    (``same``: demo.json's seed, subjects, folds, parameters) with runs trained on it in
-    ``runs/``. ``demo.json`` is written last, so it marks a complete set.
+    (``same``: demo.json's generator, seed, subjects, folds, parameters; or a D-Marker table
+    built or not where the old set has one or none) with runs trained on it in ``runs/``.
+    ``demo.json`` is written last, so it marks a complete set.
     """
     check_folder(out, "--out")
     runs = out / "runs"
     if (out / "demo.json").is_file() and runs.is_dir() and any(runs.iterdir()):
         old = read_json(out / "demo.json", "delete it, or choose another --out")
-        if changed := [k for k, v in same.items() if not isinstance(old, dict) or old.get(k) != v]:
+        changed = [k for k, v in same.items() if not isinstance(old, dict) or old.get(k) != v]
+        changed += ["dmarkers"] if (out / "dmarkers.npz").exists() != dmarkers else []
+        if changed:
             raise ValueError(
                 f"{out}: {runs} holds runs trained on its demo set, which other settings "
                 f"({', '.join(changed)}) would replace; choose another --out, or move runs/ away"
@@ -227,9 +230,10 @@ def generate(
     out = Path(out)
     t0 = time.perf_counter()
     assets = load_assets(assets_path)
-    same = {"seed": seed, "subjects": subjects, "folds": folds, "parameters": params.to_dict()}
+    same = {"generator": f"data.demo {VERSION}", "seed": seed, "subjects": subjects}
+    same |= {"folds": folds, "parameters": params.to_dict()}
     same = json.loads(json.dumps(same))  # as demo.json holds it (lists for tuples)
-    _prepare(out, same)
+    _prepare(out, same, dmarkers)
     rows, stats = _write_videos(out, assets, params, subjects, seed)
 
     names = [r["video"] for r in rows]

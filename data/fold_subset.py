@@ -26,7 +26,8 @@ def subset_folds(src: Path, dst: Path, landmarks: Path) -> dict[str, list[str]]:
     into the new folder ``dst``; returns {fold folder name: its test videos dropped}.
 
     ValueError when ``dst`` exists and is not empty, when no video would be dropped (use ``src``
-    as it is) or when every one would (the wrong landmark folder)."""
+    as it is), when every one would (the wrong landmark folder) or when a fold would be left
+    without a test or training video."""
     folds, labels = read_fold_files(src)
     index = landmark_index(landmarks) if landmarks.is_dir() else {}
     if not index:
@@ -51,6 +52,12 @@ def subset_folds(src: Path, dst: Path, landmarks: Path) -> dict[str, list[str]]:
         )
         for f in folds
     ]
+    if empty := [f.name for f in kept if not f.test or not f.train]:
+        raise ValueError(
+            f"{src}: without the {len(gone)} video(s) that have no landmark file in {landmarks}, "
+            f"fold(s) {', '.join(empty)} would have no test or no training video left; extract "
+            "them, or make folds of your own"
+        )
     dropped = {f.name: sorted(gone.intersection(f.test)) for f in folds}
     meta = {
         "source": str(src.resolve()),

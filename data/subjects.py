@@ -347,10 +347,10 @@ def _own_subject(kind: str, name: str, root: Path | None) -> str | None:
             return uva_subject(name)
         if kind == "spos":
             return spos_subject(name)
-    except ValueError:
+        if kind == "mmi" and root is not None:
+            return mmi_session_subject(root, name)
+    except ValueError:  # no such name, or unreadable metadata: the labels.csv column decides
         return None
-    if kind == "mmi" and root is not None:
-        return mmi_session_subject(root, name)
     return None
 
 

@@ -204,6 +204,9 @@ def test_leak_raises(tmp_path):
     with pytest.raises(ValueError, match=re.escape(way)):
         open_dataset("folder", tmp_path, folds_dir=tmp_path / "published")
     assert len(open_dataset("folder", tmp_path, folds_k=3).folds) == 3  # as it says
+    way = f"or leave out --folds to use the folds in {tmp_path / 'labels'})"  # now there are some
+    with pytest.raises(ValueError, match=re.escape(way)):
+        open_dataset("folder", tmp_path, folds_dir=tmp_path / "published")
 
 
 def test_spos_exact_subject_tokens(tmp_path):
@@ -284,6 +287,9 @@ def test_labels_csv_may_group_a_kinds_subjects_never_split_one(tmp_path):
     write_csv(mmi / "labels.csv", [("2031", 1, 9), ("2032", 0, 1), ("2033", 1, 2), ("2034", 0, 2)])
     with pytest.raises(ValueError, match=r"are one person by the MMI session's subject id \(1\)"):
         open_dataset("mmi", mmi, folds_k=2)
+    (mmi / "Sessions" / "2031" / "session.xml").write_text("<broken")  # the column decides
+    write_csv(mmi / "labels.csv", [("2031", 1, 1), ("2032", 0, 1), ("2033", 1, 2), ("2034", 0, 2)])
+    assert open_dataset("mmi", mmi, folds_k=2).videos["2031"].subject == "1"
 
 
 def test_bbc_labels_from_source_folders(tmp_path):
@@ -319,14 +325,19 @@ def test_assumed_frame_rates_are_said(tmp_path):
         write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
     build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=30.0,
                         frame_size=(480, 270))  # fmt: skip
-    with pytest.warns(UserWarning, match=r"6 landmark file\(s\) without a sidecar \(e.g. Genuine"
-                      r".* take bbc's assumed 1280x720 at 25 fps; if their videos differ, give "
-                      r"labels.csv's fps,width,height columns"):  # fmt: skip
+    said = r"6 landmark file\(s\) without a sidecar \(e.g. Genuine.* take bbc's assumed frame "
+    said += r"rate or size \(1280x720 at 25 fps\) where labels.csv gives none; if their videos "
+    with pytest.warns(UserWarning, match=said + r"differ, give labels.csv's fps,width,height"):
         ds = open_dataset("bbc", tmp_path)
     told = r"at 30 fps but the dataset plays it at 25 fps; rebuild it: .* \(or, if its video is "
     with pytest.raises(ValueError, match=told + r"at 30 fps, give labels.csv's fps,width,height"):
         ds.dmarkers()
-    rows = [(n, int(n.startswith("G")), f"s{i}", 30, 480, 270) for i, n in enumerate(names)]
+    rows = [(n, int(n.startswith("G")), f"s{i}", 25, 480, 270) for i, n in enumerate(names)]
+    write_csv(tmp_path / "labels.csv", rows)  # columns given: a rebuild is the one fix
+    with pytest.raises(ValueError, match="plays it at 25 fps") as e:
+        open_dataset("bbc", tmp_path).dmarkers()
+    assert "labels.csv" not in str(e.value)
+    rows = [(*r[:3], 30, 480, 270) for r in rows]
     write_csv(tmp_path / "labels.csv", rows)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -413,10 +424,15 @@ def test_which_dmarker_table(tmp_path):
     silently preferred; data.dmarkers names the one; a table of another landmark folder is
     named as such, not as one changed file."""
     from data.dmarker_cache import build_dmarker_table
+    from data.dmarker_table import load_dmarker_table
 
     root = make_folder_dataset(tmp_path / "set", n_subjects=4, per_subject=2)
     build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
-    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")
+    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")  # a copy: no question
+    assert open_dataset("folder", root).dmarkers().path == root / "dmarkers.npz"
+    other = load_dmarker_table(root / "npy" / "dmarkers.npz")
+    other.features = other.features + 1.0  # another table, say of another eyelid measure
+    other.save(root / "npy" / "dmarkers.npz")
     with pytest.raises(ValueError, match=r"two D-Marker tables, .*set/dmarkers.npz and "):
         open_dataset("folder", root).dmarkers()
     chosen = root / "npy" / "dmarkers.npz"

@@ -233,6 +233,8 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
                        r"settings \(seed\) would replace; choose another --out"):  # fmt: skip
         generate(tmp_path / "a", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
     assert _files(tmp_path / "a") == fb  # refused before anything was removed
+    with pytest.raises(ValueError, match=r"other settings \(dmarkers\) would replace"):
+        generate(tmp_path / "a", subjects=3, seed=SEED, folds=3)  # a table the runs did not have
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
     assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
 

@@ -398,4 +398,8 @@ def test_subset_drops_videos_without_landmarks_and_says_so(tmp_path, capsys):
     assert "labels_extracted: exists and is not an empty folder" in capsys.readouterr().err
     assert main(["subset", str(dst), str(tmp_path / "again")]) == 2  # nothing to drop
     assert "every listed video has a landmark file" in capsys.readouterr().err
+    for n in groups[0]:  # fold 1 would test nothing
+        (tmp_path / "npy" / f"{n}.mp4.npy").unlink(missing_ok=True)
+    assert main(["subset", str(tmp_path), str(tmp_path / "again")]) == 2
+    assert "fold(s) 1 would have no test or no training video left" in capsys.readouterr().err
     assert not (tmp_path / "again").exists()

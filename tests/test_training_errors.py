@@ -18,6 +18,7 @@ from tiny_run import tiny_config
 import smile_point
 import training.loop as loop
 from data.datasets import open_dataset
+from data.dmarker_table import load_dmarker_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +83,25 @@ def test_another_datasets_config_needs_the_data_root(tmp_path, demo_root, capsys
     given = ["--data-root", str(tmp_path / "mine")]  # named: the dataset's own folder is read
     assert smile_point.main([*args, *given]) == 2
     assert f"no landmarks under {tmp_path / 'mine' / 'npy'}: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("config", "args"),
+    [
+        ("data:\n  root: mysmiles\n", ["--dataset", "folder"]),  # the config names no dataset
+        (None, ["--dataset", "folder", "--data-root", "demo_data"]),  # the folder given, as is
+        (None, ["--set", "data.dataset=folder", "--set", "data.root=demo_data"]),
+    ],
+)
+def test_a_dataset_folder_given_or_unclaimed_is_taken(tmp_path, config, args):
+    """The refusal above only where the config names another dataset and its folder was not
+    given: a config of one's own that names no dataset, or --data-root equal to the config's."""
+    path = REPO / "configs" / "demo.yaml"
+    if config:
+        path = tmp_path / "my.yaml"
+        path.write_text(config)
+    cfg = smile_point.build_config(smile_point.parse_args(["--config", str(path), *args]))
+    assert cfg.data.dataset == "folder" and cfg.data.root in ("mysmiles", "demo_data")
 
 
 def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
@@ -225,7 +245,9 @@ def test_the_dmarker_table_is_named_and_chosen(tmp_path, demo_root, capsys):
     shadowed by the root's: refused until data.dmarkers names one; the fold says which it read."""
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
-    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")
+    other = load_dmarker_table(root / "dmarkers.npz")
+    other.features = other.features + 1.0  # another table beside the landmarks
+    other.save(root / "npy" / "dmarkers.npz")
     args = ["--dataset", "demo", "--data-root", str(root), "--model", "dmarker-logreg"]
     args += ["--fold", "1", "--out", str(tmp_path / "run")]
     assert smile_point.main(args) == 2
@@ -236,3 +258,25 @@ def test_the_dmarker_table_is_named_and_chosen(tmp_path, demo_root, capsys):
     chosen = root / "npy" / "dmarkers.npz"
     assert smile_point.main([*args, "--set", f"data.dmarkers={chosen}"]) == 0
     assert f"; D-Markers from {chosen}" in capsys.readouterr().out
+
+
+def test_a_second_table_stops_no_run_that_does_not_need_it(tmp_path, demo_root, capsys):
+    """MeshSmileNet reads no table: a second one appearing does not stop its resume; a run
+    that reads one resumes once data.dmarkers names it (the setting may change between resumes:
+    the rows each fold learned from are checked by digest)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    msn = ["--config", cfg, "--model", "meshsmilenet", "--out", str(tmp_path / "m")]
+    base = ["--config", cfg, "--model", "dmarker-logreg", "--out", str(tmp_path / "b")]
+    assert smile_point.main([*msn, "--fold", "1"]) == 0
+    assert smile_point.main([*base, "--fold", "1"]) == 0
+    other = load_dmarker_table(root / "dmarkers.npz")
+    other.features = other.features + 1.0
+    other.save(root / "npy" / "dmarkers.npz")
+    assert smile_point.main([*msn, "--fold", "all", "--resume"]) == 0
+    assert smile_point.main([*base, "--fold", "all", "--resume"]) == 2
+    assert "two D-Marker tables" in capsys.readouterr().err
+    named = ["--set", f"data.dmarkers={root / 'dmarkers.npz'}"]
+    assert smile_point.main([*base, *named, "--fold", "all", "--resume"]) == 0
+    assert "fold 1: finished earlier, kept" in capsys.readouterr().out

@@ -120,6 +120,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def file_sets(path: str | Path, section: str, key: str) -> bool:
+    """The YAML config file ``path`` (already read by :func:`load_config`) sets section.key."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return isinstance(raw, dict) and isinstance(raw.get(section), dict) and key in raw[section]
+
+
 def load_config(path: str | Path | None, overrides: list[str] = (), checked: bool = True) -> Config:
     """Defaults <- YAML ``path`` <- ``key=value`` overrides, checked against the bounds of
     :func:`check_choices`; ``checked=False`` reads a finished run's config.yaml as it was written

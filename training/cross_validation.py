@@ -40,8 +40,9 @@ def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
     )
 
 
-#: Settings a run may change between its folds and resumes: where it runs, not what it computes.
-FREE = (("train", "device"), ("data", "num_workers"))
+#: Settings a run may change between its folds and resumes: where it runs, not what it computes
+#: (and which file holds the D-Marker table: the rows each fold learns from are checked by digest).
+FREE = (("train", "device"), ("data", "num_workers"), ("data", "dmarkers"))
 
 
 def _comparable(cfg: Config) -> dict:
@@ -49,13 +50,11 @@ def _comparable(cfg: Config) -> dict:
     without the free settings, and without the D-Marker weight of MeshSmileNet (no effect)."""
     d = to_dict(cfg)
     for section, key in FREE:
-        d[section].pop(key)
+        d[section].pop(key, None)  # (data.dmarkers: absent from configs of earlier versions)
     root = Path(d["data"]["root"])
     defaults = {"root": root, "folds": root / "labels", "landmarks": root / "npy"}
     for key, default in defaults.items():
         d["data"][key] = str(Path(d["data"][key] or default).resolve())
-    if d["data"].get("dmarkers"):
-        d["data"]["dmarkers"] = str(Path(d["data"]["dmarkers"]).resolve())
     if d["model"]["name"] == "meshsmilenet":
         d["train"].pop("dmarker_weight")
     return d
@@ -181,11 +180,14 @@ def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> 
     if not same_fold:
         return "its videos or labels"
     digest = dmarker_digest(cfg, dataset, [*split.train, *split.val, *split.test])
-    table = dataset.dmarkers()
     if "dmarker_digest" in result:
         return None if result["dmarker_digest"] == digest else "its D-Marker table"
-    rebuilt = digest and table.path and table.path.stat().st_mtime > test_json.stat().st_mtime
-    return "its D-Marker table" if rebuilt else None  # earlier versions: the table's time
+    if digest is None:  # a model that reads no table (MeshSmileNet), or none there
+        return None
+    path = dataset.dmarkers().path  # earlier versions: the table's time
+    return (
+        "its D-Marker table" if path and path.stat().st_mtime > test_json.stat().st_mtime else None
+    )
 
 
 def check_kept_folds(cfg: Config, folds, dataset: SmileDataset) -> None:
