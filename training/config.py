@@ -30,7 +30,8 @@ class DataConfig:
     root: str = "uva"  # dataset folder: landmarks in <root>/npy, folds in <root>/labels
     folds: str | None = None  # fold folder; default <root>/labels (generated if absent)
     landmarks: str | None = None  # landmark folder; default <root>/npy
-    # D-Marker table; default the dmarkers.npz under <root> or the landmark folder (both: refused)
+    # D-Marker table; default the dmarkers.npz under <root> or the landmark folder (two that
+    # differ: refused)
     dmarkers: str | None = None
     n_folds: int | None = (
         None  # folds generated when the dataset has no fold files (None: per kind)
