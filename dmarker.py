@@ -31,7 +31,7 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.files import atomic_write, print_names_as_given
+from data.files import atomic_write, print_names_as_given, run_cli
 from data.io import MIN_FPS, landmark_files
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
@@ -204,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -17,7 +17,7 @@ import sys
 from data.extract_batch import Settings, format_summary, run_batch, with_plot_default
 from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
-from data.files import print_names_as_given
+from data.files import print_names_as_given, run_cli
 from data.io import MIN_FPS
 from data.video_sources import DATASETS
 
@@ -143,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -25,7 +25,7 @@ from pathlib import Path
 from colorama import Fore, Style
 from colorama import init as colorama_init
 
-from data.files import atomic_write_json, check_folder, print_names_as_given
+from data.files import atomic_write_json, check_folder, print_names_as_given, run_cli
 from models.config import BASELINE, NAMES
 from training.classify import check_json_target, classify, format_verdicts, verdicts_json
 from training.config import (
@@ -321,4 +321,4 @@ def write_table(cfg, dataset, results) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -41,7 +41,7 @@ from data.demo_motion import (
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.dmarker_cache import build_dmarker_table
-from data.files import atomic_write_json, atomic_write_text, check_folder, read_json
+from data.files import atomic_write_json, atomic_write_text, check_folder, read_json, run_cli
 from data.io import save_landmarks, to_isotropic
 from training.report import brackets
 from training.significance import bootstrap_interval, per_subject
@@ -332,4 +332,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

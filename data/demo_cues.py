@@ -23,7 +23,7 @@ import numpy as np
 from data.dataset_fixes import demo_command
 from data.demo import cv_accuracy
 from data.demo_motion import CUES, LATENTS, ClassParams, MotionParams, cue_log_ratios
-from data.files import read_json
+from data.files import read_json, run_cli
 from data.folds import read_folds
 from training.config import load_config
 
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -34,6 +34,7 @@ from data.demo import cv_accuracy
 from data.demo_cues import motion_params, read_latents
 from data.demo_geometry import DemoAssets, load_assets
 from data.demo_motion import LATENTS, MotionParams, phase_curve, sufficient_statistics
+from data.files import run_cli
 from data.normalize import normalize_video
 
 FIELDS = ("smile_right", "smile_left", "duchenne_right", "duchenne_left", "blink")
@@ -152,4 +153,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

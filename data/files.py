@@ -157,6 +157,18 @@ def print_names_as_given() -> None:
         reconfigure(errors="surrogateescape")
 
 
+def run_cli(main: Callable[[], int]) -> None:
+    """``sys.exit(main())``; a reader that stopped early (``... | head``) ends it with status 1
+    and no BrokenPipeError traceback, as the Python docs advise for SIGPIPE."""
+    try:
+        code = main()
+        sys.stdout.flush()  # the flush at exit would fail outside this handler
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
+
+
 def json_text(obj: Any) -> str:
     """The JSON files' format: indented, UTF-8 as is, a final newline. Lone surrogates (file
     names that are not valid UTF-8) are written as ``\\u`` escapes, which UTF-8 can hold and

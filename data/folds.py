@@ -15,9 +15,7 @@ SRC DST`` (:mod:`data.fold_subset`).
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -332,10 +330,7 @@ def generate_folds(
 
 
 if __name__ == "__main__":  # python -m data.folds check DIR (data/fold_check.py)
+    from data.files import run_cli
     from data.fold_check import main
 
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # `... | head` stopped reading: as the Python docs advise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    run_cli(main)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import read_json
+from data.files import read_json, run_cli
 from models.config import BASELINE
 from training.config import load_config
 from training.cross_validation import config_differences, first_few
@@ -283,4 +283,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
