@@ -149,12 +149,15 @@ def build_config(args: argparse.Namespace) -> Config:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
         )
-    named = config is not None and file_sets(config, "data", "dataset")  # its root: that set's
-    if cfg.data.dataset != base.dataset and named and not root_given:
+    # the data folder is the config's (or the default) for another dataset, unless the config
+    # names a folder but no dataset (a config of one's own for a dataset given by --dataset)
+    own_root = config is not None and file_sets(config, "data", "root")
+    named = config is not None and file_sets(config, "data", "dataset")
+    if cfg.data.dataset != base.dataset and not root_given and (named or not own_root):
+        whose = f"{config} names it" if own_root else "the default"
         raise ValueError(
-            f"--dataset {cfg.data.dataset}: {config} is a config for {base.dataset} data, whose "
-            f"folder {base.root}/ it names; give --data-root DIR, your {cfg.data.dataset} "
-            "dataset's folder"
+            f"--dataset {cfg.data.dataset}: the data folder {base.root}/ is {base.dataset}'s "
+            f"({whose}); give --data-root DIR, your {cfg.data.dataset} dataset's folder"
         )
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
         if "train.dmarker_weight" in keys and cfg.train.dmarker_weight != 0:
@@ -255,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             check_same_run(run_config(out), cfg, out)
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
-        if args.resume:
-            check_kept_folds(cfg, folds, dataset)
+        # finished folds that stay (all on --resume; else the others): made on the data read now
+        every = range(1, len(dataset.folds) + 1)
+        check_kept_folds(cfg, [k for k in every if args.resume or k not in folds], dataset)
         trained = {n for k in folds for n in dataset.fold(k).train}  # the runs' training parts
         if cfg.model.name == BASELINE:  # it also scores the test parts from their D-Markers
             tested = {n for k in folds for n in dataset.fold(k).test}

@@ -81,7 +81,7 @@ class Video:
     width: int
     height: int
     n_frames: int = 0
-    assumed: bool = False  # some of fps, width, height are the kind's defaults (no sidecar)
+    assumed: tuple[str, ...] = ()  # those of fps, width, height that are the kind's defaults
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,8 @@ class SmileDataset:
                 )
                 raise ValueError(
                     f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
-                    f"plays it at {v.fps:g} fps; {fix}{rate}" + (columns if v.assumed else "")
+                    f"plays it at {v.fps:g} fps; {fix}{rate}"
+                    + (columns if "fps" in v.assumed else "")
                 )
         return table
 
@@ -278,13 +279,13 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
         try:
             if shapes[files[n]][0] == 0:
                 raise ValueError(f"{files[n]}: no frames; {fix}")
-            fps, width, height, default = video_frame_info(
+            fps, width, height, defaulted = video_frame_info(
                 kind, n, files[n], shapes[files[n]][0], table
             )
         except ValueError as e:
             refused.append((files[n], e))
             continue
-        if default and kind != "uva":  # (UvA-NEMO's defaults are the dataset's own)
+        if defaulted and kind != "uva":  # (UvA-NEMO's defaults are the dataset's own)
             assumed.append(files[n].name)
         videos[n] = Video(
             name=n,
@@ -295,7 +296,7 @@ def _read_videos(kind, names, files, labels, subjects, table, shapes, fix) -> di
             width=width,
             height=height,
             n_frames=shapes[files[n]][0],
-            assumed=default,
+            assumed=defaulted,
         )
     if refused:
         others = [f.name for f, _ in refused[1:4]] + (["..."] if len(refused) > 4 else [])

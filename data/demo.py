@@ -83,8 +83,10 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
     runs = out / "runs"
     if (out / "demo.json").is_file() and runs.is_dir() and any(runs.iterdir()):
         old = read_json(out / "demo.json", "delete it, or choose another --out")
-        changed = [k for k, v in same.items() if not isinstance(old, dict) or old.get(k) != v]
-        changed += ["dmarkers"] if (out / "dmarkers.npz").exists() != dmarkers else []
+        old = old if isinstance(old, dict) else {}
+        changed = [k for k, v in same.items() if old.get(k) != v]
+        had_table = bool({"dmarker_classifier_cv_accuracy", "dmarker_errors"} & old.keys())
+        changed += ["dmarkers"] if had_table != dmarkers else []
         if changed:
             raise ValueError(
                 f"{out}: {runs} holds runs trained on its demo set, which other settings "
@@ -94,8 +96,8 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
         foreign = sorted(e.name for e in out.iterdir() if e.name not in OWN)
         if foreign:
             raise ValueError(
-                f"{out} holds {', '.join(foreign[:3])} and no demo.json: "
-                "choose a new or empty --out"
+                f"{out} holds {', '.join(foreign[:3])} and no demo.json (an interrupted set, or "
+                "no demo folder): choose a new or empty --out, or move those away"
             )
     for name in OWN:  # demo.json first: an interrupted run leaves no completion marker
         entry = out / name

@@ -54,10 +54,10 @@ def frame_info(file: Path, sources: list[dict | None], kind: str, why: str, fix:
 
 def video_frame_info(
     kind: str, name: str, file: Path, rows: int, table: LabelsTable | None
-) -> tuple[float, int, int, bool]:
+) -> tuple[float, int, int, tuple[str, ...]]:
     """(fps, width, height, assumed): sidecar, then labels.csv columns, then DATASET_DEFAULTS
-    (``assumed``: some value came from there). The sidecar must count the file's ``rows`` and
-    hold a whole video."""
+    (``assumed``: the keys whose value came from there). The sidecar must count the file's
+    ``rows`` and hold a whole video."""
     meta = load_meta(file) or {}
     check_sidecar_rows(file, meta, rows)
     check_whole_video(file, meta)
@@ -70,5 +70,5 @@ def video_frame_info(
         "no sidecar .json and no such column in labels.csv",
         "re-extract with extract_landmarks.py or add fps,width,height to labels.csv",
     )
-    assumed = any(not (meta.get(k) or csv_meta.get(k)) for k in info)
+    assumed = tuple(k for k in info if not (meta.get(k) or csv_meta.get(k)))
     return float(info["fps"]), int(info["width"]), int(info["height"]), assumed

@@ -213,7 +213,7 @@ def mmi_session_subject(root: Path, session: str) -> str | None:
     if xml.exists():
         try:
             tree = ET.parse(xml)
-        except ET.ParseError as e:
+        except (ET.ParseError, OSError) as e:
             raise ValueError(f"{xml}: unreadable session metadata ({e})") from e
         for el in tree.iter():
             attrs = {k.lower(): v for k, v in el.attrib.items()}
@@ -222,6 +222,11 @@ def mmi_session_subject(root: Path, session: str) -> str | None:
             for key in ("subjectid", "subject_id", "subject"):
                 if attrs.get(key):
                     return _subject_id(attrs[key])
+    return mmi_video_subject(folder)
+
+
+def mmi_video_subject(folder: Path) -> str | None:
+    """Subject id of an MMI session from the ``S<nnn>-*`` name of a video in its folder."""
     if folder.is_dir():
         for video in sorted(folder.iterdir()):
             m = re.match(r"^S(\d+)-", video.name, re.IGNORECASE)
@@ -347,10 +352,13 @@ def _own_subject(kind: str, name: str, root: Path | None) -> str | None:
             return uva_subject(name)
         if kind == "spos":
             return spos_subject(name)
-        if kind == "mmi" and root is not None:
-            return mmi_session_subject(root, name)
-    except ValueError:  # no such name, or unreadable metadata: the labels.csv column decides
+    except ValueError:  # no such name: the labels.csv column decides
         return None
+    if kind == "mmi" and root is not None:
+        try:
+            return mmi_session_subject(root, name)
+        except (OSError, ValueError):  # unreadable session.xml: its video's name, if any
+            return mmi_video_subject(Path(root) / "Sessions" / name)
     return None
 
 

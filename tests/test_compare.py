@@ -286,6 +286,17 @@ def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
     assert main([str(runs[1])]) == 0  # a single run needs none
 
 
+def test_repeats_read_the_same_dmarker_table(tmp_path, capsys):
+    """data.dmarkers may change between a run's resumes (its folds' rows are checked by digest),
+    but two runs naming different tables are no repeats of one configuration."""
+    runs = [fake_run(tmp_path / f"r{i}", "dmarker-logreg", {1: RIGHT}, seed=i) for i in range(2)]
+    cfg = load_config(runs[1] / "config.yaml")
+    save_config(replace(cfg, data=replace(cfg.data, dmarkers="B.npz")), runs[1] / "config.yaml")
+    assert main([f"{runs[0]},{runs[1]}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{runs[1]}: not a repeat of {runs[0]} (data.dmarkers None -> " in err
+
+
 def test_runs_are_read_as_they_were_written(tmp_path, capsys):
     """A finished run's config.yaml is a record: a bound added to the config since (here
     data.test_stride <= data.window) does not make its repeats unreadable."""

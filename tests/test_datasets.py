@@ -287,9 +287,11 @@ def test_labels_csv_may_group_a_kinds_subjects_never_split_one(tmp_path):
     write_csv(mmi / "labels.csv", [("2031", 1, 9), ("2032", 0, 1), ("2033", 1, 2), ("2034", 0, 2)])
     with pytest.raises(ValueError, match=r"are one person by the MMI session's subject id \(1\)"):
         open_dataset("mmi", mmi, folds_k=2)
-    (mmi / "Sessions" / "2031" / "session.xml").write_text("<broken")  # the column decides
+    (mmi / "Sessions" / "2031" / "session.xml").write_text("<broken")  # then its video's name
+    with pytest.raises(ValueError, match=r"are one person by the MMI session's subject id \(1\)"):
+        open_dataset("mmi", mmi, folds_k=2)
     write_csv(mmi / "labels.csv", [("2031", 1, 1), ("2032", 0, 1), ("2033", 1, 2), ("2034", 0, 2)])
-    assert open_dataset("mmi", mmi, folds_k=2).videos["2031"].subject == "1"
+    assert open_dataset("mmi", mmi, folds_k=2).videos["2031"].subject == "1"  # the column's
 
 
 def test_bbc_labels_from_source_folders(tmp_path):

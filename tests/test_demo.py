@@ -237,6 +237,11 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
         generate(tmp_path / "a", subjects=3, seed=SEED, folds=3)  # a table the runs did not have
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
     assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
+    generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)  # demo.json records its table:
+    (tmp_path / "t" / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "t" / "dmarkers.npz").unlink()  # a lost table is made again, not refused
+    generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)
+    assert (tmp_path / "t" / "dmarkers.npz").is_file()
 
 
 # ------------------------------------------------------------------------------ classes

@@ -276,7 +276,7 @@ def test_finished_fold_is_kept_only_on_the_same_dmarkers(tmp_path, demo_root, mo
         assert smile_point.main([*args, "--resume"]) == 2
         err = capsys.readouterr().err
         assert "finished folds made on other data than the dataset holds now: fold_02 (its " in err
-        assert "D-Marker table) changed since" in err
+        assert "D-Marker rows differ from the table read now)" in err
         assert "delete" in err and len(err.strip().splitlines()) == 1
     assert test_json.read_text() == first
 
@@ -295,7 +295,7 @@ def test_finished_fold_is_kept_only_on_the_same_folds(tmp_path, demo_root, capsy
     (labels / "x").rename(labels / "2")
     assert smile_point.main(args) == 2
     err = capsys.readouterr().err
-    assert "fold_02 (its videos or labels) changed since" in err
+    assert "fold_02 (its videos or labels changed since)" in err
     (labels / "1").rename(labels / "x")
     (labels / "2").rename(labels / "1")
     (labels / "x").rename(labels / "2")
@@ -322,7 +322,8 @@ def test_finished_folds_of_earlier_versions(tmp_path, demo_root, capsys):
     os.utime(root / "dmarkers.npz", (later, later))
     assert smile_point.main([*args, "--fold", "all"]) == 2
     err = capsys.readouterr().err
-    assert "fold_01 (its D-Marker table), fold_02 (its D-Marker table), fold_03 (its" in err
+    rows = "its D-Marker rows differ from the table read now"
+    assert f"fold_01 ({rows}), fold_02 ({rows}), fold_03 ({rows})" in err
 
 
 def test_an_unreadable_checkpoint_fails_its_fold_and_the_others_still_run(

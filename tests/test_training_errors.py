@@ -77,7 +77,7 @@ def test_another_datasets_config_needs_the_data_root(tmp_path, demo_root, capsys
     args = ["--config", demo, *kind, "--fold", "1", "--out", str(tmp_path / "r")]
     assert smile_point.main(args) == 2
     err = capsys.readouterr().err
-    want = "configs/demo.yaml is a config for demo data, whose folder demo_data/ it names; give "
+    want = "the data folder demo_data/ is demo's (" + demo + " names it); give "
     assert want in err and "--data-root DIR" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
     given = ["--data-root", str(tmp_path / "mine")]  # named: the dataset's own folder is read
@@ -102,6 +102,17 @@ def test_a_dataset_folder_given_or_unclaimed_is_taken(tmp_path, config, args):
         path.write_text(config)
     cfg = smile_point.build_config(smile_point.parse_args(["--config", str(path), *args]))
     assert cfg.data.dataset == "folder" and cfg.data.root in ("mysmiles", "demo_data")
+
+
+def test_a_config_that_names_no_folder_leaves_the_default_to_its_dataset(tmp_path):
+    """A config of one's own without a data section: its folder is the default uva/, which
+    --dataset mmi must not read as MMI."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  epochs: 2\n")
+    with pytest.raises(ValueError, match=r"the data folder uva/ is uva's \(the default\); give "):
+        smile_point.build_config(
+            smile_point.parse_args(["--config", str(path), "--dataset", "mmi"])
+        )
 
 
 def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
@@ -263,7 +274,7 @@ def test_the_dmarker_table_is_named_and_chosen(tmp_path, demo_root, capsys):
 def test_a_second_table_stops_no_run_that_does_not_need_it(tmp_path, demo_root, capsys):
     """MeshSmileNet reads no table: a second one appearing does not stop its resume; a run
     that reads one resumes once data.dmarkers names it (the setting may change between resumes:
-    the rows each fold learned from are checked by digest)."""
+    the rows each fold learned from are checked by digest, also when a single fold is run)."""
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
     cfg = str(tiny_config(tmp_path, root, epochs=1))
@@ -280,3 +291,9 @@ def test_a_second_table_stops_no_run_that_does_not_need_it(tmp_path, demo_root, 
     named = ["--set", f"data.dmarkers={root / 'dmarkers.npz'}"]
     assert smile_point.main([*base, *named, "--fold", "all", "--resume"]) == 0
     assert "fold 1: finished earlier, kept" in capsys.readouterr().out
+    fresh = [*base[:-1], str(tmp_path / "b2")]  # a run's next fold, not a resume: its
+    assert smile_point.main([*fresh, *named, "--fold", "1"]) == 0  # finished folds stay as made
+    other = ["--set", f"data.dmarkers={root / 'npy' / 'dmarkers.npz'}"]
+    assert smile_point.main([*fresh, *other, "--fold", "2"]) == 2
+    rows = "its D-Marker rows differ from the table read now"
+    assert f"fold_01 ({rows}); delete it and resume" in capsys.readouterr().err

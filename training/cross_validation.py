@@ -40,9 +40,8 @@ def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
     )
 
 
-#: Settings a run may change between its folds and resumes: where it runs, not what it computes
-#: (and which file holds the D-Marker table: the rows each fold learns from are checked by digest).
-FREE = (("train", "device"), ("data", "num_workers"), ("data", "dmarkers"))
+#: Settings a run may change between its folds and resumes: where it runs, not what it computes.
+FREE = (("train", "device"), ("data", "num_workers"))
 
 
 def _comparable(cfg: Config) -> dict:
@@ -50,7 +49,7 @@ def _comparable(cfg: Config) -> dict:
     without the free settings, and without the D-Marker weight of MeshSmileNet (no effect)."""
     d = to_dict(cfg)
     for section, key in FREE:
-        d[section].pop(key, None)  # (data.dmarkers: absent from configs of earlier versions)
+        d[section].pop(key)
     root = Path(d["data"]["root"])
     defaults = {"root": root, "folds": root / "labels", "landmarks": root / "npy"}
     for key, default in defaults.items():
@@ -81,7 +80,9 @@ def first_few(items: list[str], n: int = 3) -> str:
 def check_same_run(saved: Config, cfg: Config, out_dir: Path) -> None:
     """A run folder holds one config: its folds and resumes use the one it started with (the
     device and the loader workers may change)."""
-    diff = config_differences(saved, cfg)
+    # which file holds the D-Marker table may change: every finished fold's rows are checked
+    # against the table read now (check_kept_folds), so no run mixes two tables
+    diff = config_differences(saved, cfg, ignore=[("data", "dmarkers")])
     if diff:
         raise ValueError(
             f"{out_dir} was started with another config ({first_few(diff)}): resume it with the "
@@ -178,15 +179,26 @@ def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> 
             val is None or sorted(val) == sorted(split.val)
         )
     if not same_fold:
-        return "its videos or labels"
+        return "its videos or labels changed since"
     digest = dmarker_digest(cfg, dataset, [*split.train, *split.val, *split.test])
     if "dmarker_digest" in result:
-        return None if result["dmarker_digest"] == digest else "its D-Marker table"
+        return (
+            None
+            if result["dmarker_digest"] == digest
+            else "its D-Marker rows differ from the table read now"
+        )
     if digest is None:  # a model that reads no table (MeshSmileNet), or none there
         return None
-    path = dataset.dmarkers().path  # earlier versions: the table's time
+    # earlier versions: the table named the same way, and not rebuilt since
+    fold_config = test_json.parent / "config.yaml"
+    saved = load_config(fold_config, checked=False).data.dmarkers if fold_config.exists() else None
+    named = [Path(p).resolve() if p else None for p in (saved, cfg.data.dmarkers)]
+    path = dataset.dmarkers().path
+    newer = path is not None and path.stat().st_mtime > test_json.stat().st_mtime
     return (
-        "its D-Marker table" if path and path.stat().st_mtime > test_json.stat().st_mtime else None
+        "its D-Marker rows differ from the table read now"
+        if newer or named[0] != named[1]
+        else None
     )
 
 
@@ -201,7 +213,7 @@ def check_kept_folds(cfg: Config, folds, dataset: SmileDataset) -> None:
         listed = ", ".join(f"{d.name} ({why})" for d, why in changed.items())
         raise ValueError(
             f"{Path(cfg.out)}: finished folds made on other data than the dataset holds now: "
-            f"{listed} changed since; delete {'them' if len(changed) > 1 else 'it'} and resume, "
+            f"{listed}; delete {'them' if len(changed) > 1 else 'it'} and resume, "
             "or train under a new --out"
         )
 
