@@ -50,8 +50,8 @@ from data.dmarker import (
 )
 from data.files import atomic_save_npz
 from data.io import meta_path
+from data.names import strip_video_ext
 from data.smile_phases import DEFAULT_PHASE_RULE
-from data.subjects import strip_video_ext
 
 CACHE_NAME = "dmarkers.npz"
 #: Bump when the D-Marker maths change: tables of another version are recomputed on rebuild.

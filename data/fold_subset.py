@@ -15,7 +15,7 @@ from pathlib import Path
 
 from data.files import atomic_write_dir, atomic_write_json
 from data.folds import Fold, read_fold_files, write_folds
-from data.subjects import landmark_index, match_names
+from data.names import landmark_index, match_names
 
 #: Written beside the subset's fold folders: what they were made from and what they leave out.
 SUBSET_META = "subset.json"

@@ -20,7 +20,8 @@ import numpy as np
 
 from data.folds import GENERATED_META
 from data.io import read_npy
-from data.subjects import LabelsTable, match_names, nfc, strip_video_ext
+from data.names import match_names, nfc, strip_video_ext
+from data.subjects import LabelsTable
 
 
 def source_names(table: LabelsTable | None, index: dict[str, Path | None]) -> list[str]:

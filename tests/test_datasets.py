@@ -466,7 +466,7 @@ def test_split_is_subject_independent(tmp_path):
 
 
 def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
-    from data.subjects import landmark_index, match_names
+    from data.names import landmark_index, match_names
 
     for n in ("a.mp4", "a.avi", "b", "b.mp4"):
         write_video(tmp_path, n, synth_video(2, 68, seed=name_seed(n)))

@@ -142,7 +142,7 @@ def test_check_folds_finds_leak_overlap_and_coverage():
     assert any("more than one test part" in p for p in problems)
     uncovered = [Fold(1, "1", ("a", "b", "c"), ("d",))]
     assert any("no test part" in p for p in check_folds(uncovered, subjects, labels))
-    # "d" and "d.mp4" name one landmark file (data.subjects.match_names): one video
+    # "d" and "d.mp4" name one landmark file (data.names.match_names): one video
     labels["d.mp4"], subjects["d.mp4"] = 0, "s3"
     twice = [Fold(1, "1", ("a", "b", "d.mp4"), ("c", "d")), Fold(2, "2", ("c",), ("a", "b"))]
     problems = check_folds(twice, subjects, labels)

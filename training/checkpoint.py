@@ -9,8 +9,11 @@ weights the optimizer moves) and "ema_updates"."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,25 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 def save_checkpoint(path: str | Path, **payload) -> None:
     """``torch.save`` a dict atomically (temp file + rename)."""
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def split_digest(labels: Mapping[str, int], parts: dict[str, list[str]]) -> str:
+    """SHA-256 of a fold's parts ({"train": names, "val": names, ...}) with the videos' labels."""
+    rows = sorted((p, n, labels[n]) for p, names in parts.items() for n in names)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def check_split(path: Path, ckpt: dict, split: str) -> None:
+    """ValueError when checkpoint ``path`` was trained or selected on other videos than
+    ``split`` (:func:`split_digest`): a file of another fold, or of this fold before its videos
+    changed; resuming it would test a model that may have learnt from the test subjects.
+    Earlier versions saved no digest."""
+    if ckpt.get("split_digest", split) != split:
+        raise ValueError(
+            f"{path}: a checkpoint of other training or validation videos than this fold's "
+            f"(another fold's file, or the dataset changed); delete {path.parent} and resume, "
+            "or train under a new --out"
+        )
 
 
 class CheckpointError(ValueError):

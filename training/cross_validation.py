@@ -18,10 +18,10 @@ from data.fold_check import training_part_problem
 from data.targets import table_digest
 from models.config import BASELINE
 from training.baseline import fit_baseline, score_baseline
-from training.checkpoint import CheckpointError
+from training.checkpoint import CheckpointError, split_digest
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
-from training.loop import DivergedError, fit, resolve_device, split_digest, uses_dmarkers
+from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
 from training.report import FOLD_RESULT_KEYS, what_validation_chose
 
 
@@ -154,7 +154,8 @@ def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str 
 
 def fold_digest(dataset: SmileDataset, split) -> str:
     """SHA-256 of the fold's training, validation and test videos with their labels."""
-    return split_digest(dataset, {"train": split.train, "val": split.val, "test": split.test})
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    return split_digest(dataset.labels, parts)
 
 
 #: The fix for an unreadable result of a finished fold.

@@ -7,9 +7,7 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import math
 import time
 from collections.abc import Callable
@@ -32,11 +30,13 @@ from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
 from models import SmileOutput, build_model, count_parameters
 from training.checkpoint import (
+    check_split,
     load_checkpoint,
     mend_best,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    split_digest,
 )
 from training.config import DEVICE, Config, to_dict
 from training.evaluate import autocast, batch_to, clip_config, predict, uses_amp
@@ -148,24 +148,6 @@ def _weights(model: torch.nn.Module, ema: AveragedModel | None) -> dict:
     }
 
 
-def split_digest(dataset: SmileDataset, parts: dict[str, list[str]]) -> str:
-    """SHA-256 of a fold's parts ({"train": names, "val": names, ...}) with the videos' labels."""
-    rows = sorted((p, n, dataset.videos[n].label) for p, names in parts.items() for n in names)
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def _check_split(path: Path, ckpt: dict, split: str) -> None:
-    """ValueError when checkpoint ``path`` was trained or selected on other videos than this fit
-    (a file of another fold, or of this fold before its videos changed: resuming it would test
-    a model that may have learnt from the test subjects). Earlier versions saved no digest."""
-    if ckpt.get("split_digest", split) != split:
-        raise ValueError(
-            f"{path}: a checkpoint of other training or validation videos than this fold's "
-            f"(another fold's file, or the dataset changed); delete {path.parent} and resume, "
-            "or train under a new --out"
-        )
-
-
 def _restore(
     last: Path, model, ema, optimizer, scheduler, device, digest: str | None, split: str
 ) -> dict:
@@ -173,7 +155,7 @@ def _restore(
     returns its selection state. ValueError when the D-Marker targets or the fold's training and
     validation videos changed since."""
     ckpt = load_checkpoint(last)
-    _check_split(last, ckpt, split)
+    check_split(last, ckpt, split)
     (ema.module if ema else model).load_state_dict(ckpt["model"])
     if ema:
         model.load_state_dict(ckpt["train_model"])
@@ -301,7 +283,7 @@ def fit(
     # of earlier versions recorded.
     targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
     digest = targets_digest(targets)  # a resumed fit must train on the same targets
-    split = split_digest(dataset, {"train": train, "val": val})  # ... and the same videos
+    split = split_digest(dataset.labels, {"train": train, "val": val})  # ... and the same videos
     train_set = TrainClips(
         dataset,
         train,
@@ -337,7 +319,7 @@ def fit(
         state = _restore(last, model, ema, optimizer, scheduler, device, digest, split)
         mend_best(out_dir, state)
         if (best := out_dir / "best.pt").exists():
-            _check_split(best, load_checkpoint(best), split)
+            check_split(best, load_checkpoint(best), split)
         log(f"resumed from {last} after epoch {state['epoch'] + 1}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
     rows = _read_metrics(out_dir / "metrics.csv", done)
