@@ -149,14 +149,18 @@ def build_config(args: argparse.Namespace) -> Config:
         raise ValueError(
             "--dataset folder: give --data-root DIR, your dataset's folder (npy/ and labels.csv)"
         )
-    # the data folder is the config's (or the default) for another dataset, unless the config
-    # names a folder but no dataset (a config of one's own for a dataset given by --dataset)
+    # whose data folder this is: the config's dataset's where it names both, the default uva/
+    # UvA-NEMO's; a folder named without a dataset is one's own for the dataset given
     own_root = config is not None and file_sets(config, "data", "root")
     named = config is not None and file_sets(config, "data", "dataset")
-    if cfg.data.dataset != base.dataset and not root_given and (named or not own_root):
+    if not own_root:
+        owner = DataConfig.dataset
+    else:
+        owner = base.dataset if named else cfg.data.dataset
+    if owner != cfg.data.dataset and not root_given:
         whose = f"{config} names it" if own_root else "the default"
         raise ValueError(
-            f"--dataset {cfg.data.dataset}: the data folder {base.root}/ is {base.dataset}'s "
+            f"--dataset {cfg.data.dataset}: the data folder {cfg.data.root}/ is {owner}'s "
             f"({whose}); give --data-root DIR, your {cfg.data.dataset} dataset's folder"
         )
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained
@@ -258,15 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             check_same_run(run_config(out), cfg, out)
         for k in folds:  # before anything is written: a refused run leaves the folder as it was
             check_fold(cfg, k, dataset, args.resume)
-        # finished folds that stay (all on --resume; else the others): made on the data read now
-        every = range(1, len(dataset.folds) + 1)
-        check_kept_folds(cfg, [k for k in every if args.resume or k not in folds], dataset)
         trained = {n for k in folds for n in dataset.fold(k).train}  # the runs' training parts
         if cfg.model.name == BASELINE:  # it also scores the test parts from their D-Markers
             tested = {n for k in folds for n in dataset.fold(k).test}
             dataset.require_dmarkers(BASELINE, sorted(trained | tested))
         elif uses_dmarkers(cfg):
             dataset.require_dmarkers(DMARKER_LOSS, sorted(trained))
+        # finished folds that stay (all on --resume; else the others): made on the data read now
+        every = range(1, len(dataset.folds) + 1)
+        check_kept_folds(cfg, [k for k in every if args.resume or k not in folds], dataset)
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,9 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
 
     The generator's own entries (:data:`OWN`) are removed; anything else is left alone, but a
     folder with other content and no ``demo.json`` is refused, and so is a set of other settings
-    (``same``: demo.json's generator, seed, subjects, folds, parameters; or a D-Marker table
-    built or not where the old set has one or none) with runs trained on it in ``runs/``.
+    (``same``: demo.json's generator, seed, subjects, folds, parameters; or one that would
+    delete its D-Marker table or replace one made otherwise) with runs trained on it in
+    ``runs/``.
     ``demo.json`` is written last, so it marks a complete set.
     """
     check_folder(out, "--out")
@@ -86,7 +87,10 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
         old = old if isinstance(old, dict) else {}
         changed = [k for k, v in same.items() if old.get(k) != v]
         had_table = bool({"dmarker_classifier_cv_accuracy", "dmarker_errors"} & old.keys())
-        changed += ["dmarkers"] if had_table != dmarkers else []
+        # a table the runs may have read is never deleted, nor one made otherwise replaced
+        changed += (
+            ["dmarkers"] if (out / "dmarkers.npz").exists() and not (dmarkers and had_table) else []
+        )
         if changed:
             raise ValueError(
                 f"{out}: {runs} holds runs trained on its demo set, which other settings "

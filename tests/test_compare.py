@@ -287,14 +287,21 @@ def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
 
 
 def test_repeats_read_the_same_dmarker_table(tmp_path, capsys):
-    """data.dmarkers may change between a run's resumes (its folds' rows are checked by digest),
-    but two runs naming different tables are no repeats of one configuration."""
+    """Repeats are compared by the D-Marker rows their folds learned from (test.json's
+    dmarker_digest), not by how data.dmarkers names the file."""
     runs = [fake_run(tmp_path / f"r{i}", "dmarker-logreg", {1: RIGHT}, seed=i) for i in range(2)]
     cfg = load_config(runs[1] / "config.yaml")
     save_config(replace(cfg, data=replace(cfg.data, dmarkers="B.npz")), runs[1] / "config.yaml")
+    for run, digest in zip(runs, ("aa", "aa"), strict=True):
+        result = json.loads((run / "fold_01" / "test.json").read_text())
+        atomic_write_json(run / "fold_01" / "test.json", {**result, "dmarker_digest": digest})
+    assert main([f"{runs[0]},{runs[1]}"]) == 0  # the same rows, however the file was named
+    assert "1 x 2 repeats" in capsys.readouterr().out
+    result = json.loads((runs[1] / "fold_01" / "test.json").read_text())
+    atomic_write_json(runs[1] / "fold_01" / "test.json", {**result, "dmarker_digest": "bb"})
     assert main([f"{runs[0]},{runs[1]}"]) == 2
     err = capsys.readouterr().err
-    assert f"{runs[1]}: not a repeat of {runs[0]} (data.dmarkers None -> " in err
+    assert f"{runs[1]}: not a repeat of {runs[0]} (another D-Marker table)" in err
 
 
 def test_runs_are_read_as_they_were_written(tmp_path, capsys):

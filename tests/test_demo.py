@@ -31,6 +31,7 @@ from data.demo_motion import (
 )
 from data.demo_render import fill_missing
 from data.demo_stats import MEASURES, measure_smile
+from data.dmarker_cache import build_dmarker_table
 from data.fold_check import check_folds
 from data.folds import read_folds
 from data.io import META_KEYS, load_landmarks, to_isotropic
@@ -233,10 +234,13 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
                        r"settings \(seed\) would replace; choose another --out"):  # fmt: skip
         generate(tmp_path / "a", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
     assert _files(tmp_path / "a") == fb  # refused before anything was removed
-    with pytest.raises(ValueError, match=r"other settings \(dmarkers\) would replace"):
-        generate(tmp_path / "a", subjects=3, seed=SEED, folds=3)  # a table the runs did not have
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
     assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
+    build_dmarker_table(tmp_path / "a" / "npy", output=tmp_path / "a" / "dmarkers.npz")  # by hand
+    for dmarkers in (False, True):  # deleted, or replaced by the generator's: the runs' table
+        with pytest.raises(ValueError, match=r"other settings \(dmarkers\) would replace"):
+            generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=dmarkers)
+    assert (tmp_path / "a" / "dmarkers.npz").is_file()
     generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)  # demo.json records its table:
     (tmp_path / "t" / "runs" / "r").mkdir(parents=True)
     (tmp_path / "t" / "dmarkers.npz").unlink()  # a lost table is made again, not refused

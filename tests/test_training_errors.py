@@ -104,15 +104,31 @@ def test_a_dataset_folder_given_or_unclaimed_is_taken(tmp_path, config, args):
     assert cfg.data.dataset == "folder" and cfg.data.root in ("mysmiles", "demo_data")
 
 
-def test_a_config_that_names_no_folder_leaves_the_default_to_its_dataset(tmp_path):
-    """A config of one's own without a data section: its folder is the default uva/, which
-    --dataset mmi must not read as MMI."""
+@pytest.mark.parametrize(
+    ("config", "args"),
+    [("train:\n  epochs: 2\n", ["--dataset", "mmi"]), ("data:\n  dataset: mmi\n", [])],
+)
+def test_a_config_that_names_no_folder_leaves_the_default_to_its_dataset(tmp_path, config, args):
+    """A config of one's own that names no folder (a dataset or not): its folder is the default
+    uva/, which must not be read as MMI."""
     path = tmp_path / "mine.yaml"
-    path.write_text("train:\n  epochs: 2\n")
+    path.write_text(config)
     with pytest.raises(ValueError, match=r"the data folder uva/ is uva's \(the default\); give "):
-        smile_point.build_config(
-            smile_point.parse_args(["--config", str(path), "--dataset", "mmi"])
-        )
+        smile_point.build_config(smile_point.parse_args(["--config", str(path), *args]))
+
+
+def test_a_missing_table_is_named_as_missing_when_a_run_goes_on(tmp_path, demo_root, capsys):
+    """The table fold 1 learned from was moved away: the next fold is told to build it (not
+    that fold 1's rows differ and it should be deleted)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    args = ["--config", cfg, "--model", "dmarker-logreg", "--out", str(tmp_path / "run")]
+    assert smile_point.main([*args, "--fold", "1"]) == 0
+    (root / "dmarkers.npz").rename(tmp_path / "elsewhere.npz")
+    assert smile_point.main([*args, "--fold", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "no dmarkers.npz under" in err and "build it with python dmarker.py" in err
 
 
 def test_bad_fold_and_override_are_errors(tmp_path, demo_root, capsys):
@@ -296,4 +312,4 @@ def test_a_second_table_stops_no_run_that_does_not_need_it(tmp_path, demo_root, 
     other = ["--set", f"data.dmarkers={root / 'npy' / 'dmarkers.npz'}"]
     assert smile_point.main([*fresh, *other, "--fold", "2"]) == 2
     rows = "its D-Marker rows differ from the table read now"
-    assert f"fold_01 ({rows}); delete it and resume" in capsys.readouterr().err
+    assert f"fold_01 ({rows}); delete it and run it again (--resume)" in capsys.readouterr().err

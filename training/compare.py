@@ -68,8 +68,14 @@ def load_run(path: Path) -> dict:
 
 
 #: What repeats of one configuration may differ in: the seed (which must differ) and where the
-#: data lie (the tested videos are compared instead).
-REPEAT_FREE = (("train", "seed"), ("data", "root"), ("data", "folds"), ("data", "landmarks"))
+#: data lie (the tested videos, and the D-Marker rows each fold read, are compared instead).
+REPEAT_FREE = (
+    ("train", "seed"),
+    ("data", "root"),
+    ("data", "folds"),
+    ("data", "landmarks"),
+    ("data", "dmarkers"),
+)
 
 
 def load_repeats(arg: str) -> dict:
@@ -102,6 +108,8 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
             )
         seeds[cfg.train.seed] = path
         why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
+        if not same_dmarkers(run, runs[0]):
+            why.append("another D-Marker table")
         if run["model"] != runs[0]["model"]:
             why.append(f"model {runs[0]['model']} -> {run['model']}")
         else:
@@ -117,6 +125,16 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
 PAIRED = ("accuracy", "auc")
 #: The pooled difference's cell where neither run keeps its videos' subjects.
 NO_SUBJECTS = "n/a (no subjects)"
+
+
+def same_dmarkers(run: dict, first: dict) -> bool:
+    """Whether both runs' folds learned from the same D-Marker rows, where both recorded them
+    (``dmarker_digest``: None for a model that reads none; absent in results of earlier
+    versions)."""
+    shared = run["folds"].keys() & first["folds"].keys()
+    pairs = [(run["folds"][k].get("dmarker_digest"), first["folds"][k].get("dmarker_digest"))
+             for k in shared]  # fmt: skip
+    return all(a == b for a, b in pairs if a is not None and b is not None)
 
 
 def same_videos(run: dict, first: dict) -> bool:

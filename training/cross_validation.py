@@ -204,7 +204,8 @@ def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> 
 
 
 def check_kept_folds(cfg: Config, folds, dataset: SmileDataset) -> None:
-    """Raise ValueError naming every finished fold of ``folds`` that --resume cannot keep."""
+    """Raise ValueError naming every finished fold of ``folds`` that a run cannot keep (made on
+    other data than the dataset and D-Marker table read now)."""
     changed = {}
     for k in folds:
         test_json = Path(cfg.out) / f"fold_{k:02d}" / "test.json"
@@ -214,8 +215,8 @@ def check_kept_folds(cfg: Config, folds, dataset: SmileDataset) -> None:
         listed = ", ".join(f"{d.name} ({why})" for d, why in changed.items())
         raise ValueError(
             f"{Path(cfg.out)}: finished folds made on other data than the dataset holds now: "
-            f"{listed}; delete {'them' if len(changed) > 1 else 'it'} and resume, "
-            "or train under a new --out"
+            f"{listed}; delete {'them' if len(changed) > 1 else 'it'} and run "
+            f"{'them' if len(changed) > 1 else 'it'} again (--resume), or train under a new --out"
         )
 
 
