@@ -160,7 +160,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if owner != cfg.data.dataset and not root_given:
         whose = f"{config} names it" if own_root else "the default"
         raise ValueError(
-            f"--dataset {cfg.data.dataset}: the data folder {cfg.data.root}/ is {owner}'s "
+            f"dataset {cfg.data.dataset}: the data folder {cfg.data.root}/ is {owner}'s "
             f"({whose}); give --data-root DIR, your {cfg.data.dataset} dataset's folder"
         )
     if cfg.model.name == "meshsmilenet":  # however named: its config.yaml says what it trained

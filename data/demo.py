@@ -74,27 +74,28 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
     """Make ``out`` ready: new, empty, or holding a demo set (complete or interrupted).
 
     The generator's own entries (:data:`OWN`) are removed; anything else is left alone, but a
-    folder with other content and no ``demo.json`` is refused, and so is a set of other settings
-    (``same``: demo.json's generator, seed, subjects, folds, parameters; or one that would
-    delete its D-Marker table or replace one made otherwise) with runs trained on it in
-    ``runs/``.
-    ``demo.json`` is written last, so it marks a complete set.
+    folder with other content and no ``demo.json`` is refused. Where ``runs/`` holds runs, so is
+    a set of other settings (``same``: demo.json's generator, seed, subjects, folds,
+    parameters), and one that would delete a D-Marker table the runs may have read or replace
+    one the generator did not make (``dmarkers.npz``, ``npy/dmarkers.npz``). ``demo.json`` is
+    written last, so it marks a complete set.
     """
     check_folder(out, "--out")
     runs = out / "runs"
     if (out / "demo.json").is_file() and runs.is_dir() and any(runs.iterdir()):
         old = read_json(out / "demo.json", "delete it, or choose another --out")
         old = old if isinstance(old, dict) else {}
-        changed = [k for k, v in same.items() if old.get(k) != v]
-        had_table = bool({"dmarker_classifier_cv_accuracy", "dmarker_errors"} & old.keys())
-        # a table the runs may have read is never deleted, nor one made otherwise replaced
-        changed += (
-            ["dmarkers"] if (out / "dmarkers.npz").exists() and not (dmarkers and had_table) else []
-        )
-        if changed:
+        if changed := [k for k, v in same.items() if old.get(k) != v]:
             raise ValueError(
                 f"{out}: {runs} holds runs trained on its demo set, which other settings "
                 f"({', '.join(changed)}) would replace; choose another --out, or move runs/ away"
+            )
+        made = dmarkers and bool({"dmarker_classifier_cv_accuracy", "dmarker_errors"} & old.keys())
+        tables = [out / "npy" / "dmarkers.npz"] + ([] if made else [out / "dmarkers.npz"])
+        if kept := [t for t in tables if t.exists()]:
+            raise ValueError(
+                f"{out}: {runs} holds runs that may have read {kept[0]}, which the generator did "
+                "not make (or would not make again) and would delete; move it or runs/ away"
             )
     if out.exists() and not (out / "demo.json").exists():
         foreign = sorted(e.name for e in out.iterdir() if e.name not in OWN)

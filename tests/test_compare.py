@@ -288,10 +288,13 @@ def test_repeats_differ_only_in_the_seed(tmp_path, capsys):
 
 def test_repeats_read_the_same_dmarker_table(tmp_path, capsys):
     """Repeats are compared by the D-Marker rows their folds learned from (test.json's
-    dmarker_digest), not by how data.dmarkers names the file."""
+    dmarker_digest), not by how data.dmarkers names the file; results of earlier versions,
+    without the record, by the file their configs name."""
     runs = [fake_run(tmp_path / f"r{i}", "dmarker-logreg", {1: RIGHT}, seed=i) for i in range(2)]
     cfg = load_config(runs[1] / "config.yaml")
     save_config(replace(cfg, data=replace(cfg.data, dmarkers="B.npz")), runs[1] / "config.yaml")
+    assert main([f"{runs[0]},{runs[1]}"]) == 2  # no digests: the named files differ
+    assert "not a repeat" in capsys.readouterr().err
     for run, digest in zip(runs, ("aa", "aa"), strict=True):
         result = json.loads((run / "fold_01" / "test.json").read_text())
         atomic_write_json(run / "fold_01" / "test.json", {**result, "dmarker_digest": digest})

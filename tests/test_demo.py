@@ -236,11 +236,13 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
     assert _files(tmp_path / "a") == fb  # refused before anything was removed
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
     assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
-    build_dmarker_table(tmp_path / "a" / "npy", output=tmp_path / "a" / "dmarkers.npz")  # by hand
-    for dmarkers in (False, True):  # deleted, or replaced by the generator's: the runs' table
-        with pytest.raises(ValueError, match=r"other settings \(dmarkers\) would replace"):
-            generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=dmarkers)
-    assert (tmp_path / "a" / "dmarkers.npz").is_file()
+    for table in ("dmarkers.npz", "npy/dmarkers.npz"):  # made by hand, where datasets read one
+        build_dmarker_table(tmp_path / "a" / "npy", output=tmp_path / "a" / table)
+        for dmarkers in (False, True):  # deleted, or replaced by the generator's: the runs' table
+            with pytest.raises(ValueError, match=rf"may have read .*a/{table}, which the gen"):
+                generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=dmarkers)
+        assert (tmp_path / "a" / table).is_file()
+        (tmp_path / "a" / table).unlink()
     generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)  # demo.json records its table:
     (tmp_path / "t" / "runs" / "r").mkdir(parents=True)
     (tmp_path / "t" / "dmarkers.npz").unlink()  # a lost table is made again, not refused

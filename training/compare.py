@@ -108,7 +108,7 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
             )
         seeds[cfg.train.seed] = path
         why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
-        if not same_dmarkers(run, runs[0]):
+        if not same_dmarkers(run, runs[0], cfg.data.dmarkers, configs[0].data.dmarkers):
             why.append("another D-Marker table")
         if run["model"] != runs[0]["model"]:
             why.append(f"model {runs[0]['model']} -> {run['model']}")
@@ -127,14 +127,16 @@ PAIRED = ("accuracy", "auc")
 NO_SUBJECTS = "n/a (no subjects)"
 
 
-def same_dmarkers(run: dict, first: dict) -> bool:
-    """Whether both runs' folds learned from the same D-Marker rows, where both recorded them
-    (``dmarker_digest``: None for a model that reads none; absent in results of earlier
-    versions)."""
+def same_dmarkers(run: dict, first: dict, named: str | None, first_named: str | None) -> bool:
+    """Whether both runs' folds learned from the same D-Marker rows (``dmarker_digest``, None
+    for a model that reads none); where a fold of either lacks the record (results of earlier
+    versions), whether their configs name the same table file (``named``: data.dmarkers)."""
     shared = run["folds"].keys() & first["folds"].keys()
-    pairs = [(run["folds"][k].get("dmarker_digest"), first["folds"][k].get("dmarker_digest"))
-             for k in shared]  # fmt: skip
-    return all(a == b for a, b in pairs if a is not None and b is not None)
+    if all("dmarker_digest" in r["folds"][k] for r in (run, first) for k in shared):
+        return all(run["folds"][k]["dmarker_digest"] == first["folds"][k]["dmarker_digest"]
+                   for k in shared)  # fmt: skip
+    paths = [Path(p).resolve() if p else None for p in (named, first_named)]
+    return paths[0] == paths[1]
 
 
 def same_videos(run: dict, first: dict) -> bool:
