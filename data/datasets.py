@@ -20,7 +20,6 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
-import filecmp
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data.dataset_fixes import landmark_fix, no_landmarks
+from data.dataset_tables import checked_table, find_table
 from data.fold_check import check_folds
 from data.folds import (
     GENERATED_META,
@@ -157,17 +157,14 @@ class SmileDataset:
                     f"{path}: no D-Marker table there (data.dmarkers); build it with "
                     f"{self.dmarker_command(path)}"
                 )
-            if path is None:
-                candidates = (self.root / "dmarkers.npz", self.landmarks_dir / "dmarkers.npz")
-                found = {p.resolve(): p for p in candidates if p.is_file()}
-                if len(found) > 1 and not filecmp.cmp(*found.values(), shallow=False):
-                    a, b = found.values()
-                    raise ValueError(
-                        f"two D-Marker tables, {a} and {b}: name the one made from "
-                        f"{self.landmarks_dir} with --set data.dmarkers=FILE, or delete the other"
-                    )
-                path = next(iter(found.values()), None)
-            self._dmarkers = self._checked_table(path) if path is not None else None
+            path = path or find_table(self.root, self.landmarks_dir)
+            self._dmarkers = None
+            if path is not None:
+                command = self.dmarker_command(path)
+                named = self.dmarkers_path is not None
+                self._dmarkers = checked_table(
+                    path, self.videos, self.landmarks_dir, command, named
+                )
             self._dmarkers_read = True
         return self._dmarkers
 
@@ -208,48 +205,6 @@ class SmileDataset:
             fps, width, height = bare.pop()
             command += f" --fps {fps:g} --frame-size {width}x{height}"
         return command
-
-    def _checked_table(self, path: Path):
-        """The table at ``path``, refused when it is stale: a video's landmark file or sidecar
-        changed since it was built, or it used another frame rate than the dataset does."""
-        from data.dmarker_table import fingerprint, load_dmarker_table
-
-        command = self.dmarker_command(path)
-        table = load_dmarker_table(path, command)
-        fix = f"rebuild it: {command}"
-        stems = {v: v.file.name[: -len(".npy")] for v in self.videos.values()}
-        # videos without a row are refused where a run needs their row (require_dmarkers)
-        rows = {v: table.index(s) for v, s in stems.items() if s in table}
-        changed = [
-            v for v, i in rows.items() if tuple(table.fingerprints[i]) != fingerprint(v.file)
-        ]
-        name_own = (
-            "name their own with --set data.dmarkers=FILE, or " if not self.dmarkers_path else ""
-        )
-        if changed and len(changed) == len(rows) > 1:
-            raise ValueError(
-                f"{path}: built from other landmark files than the {len(rows)} under "
-                f"{self.landmarks_dir} (another landmark folder's table, or all re-extracted or "
-                f"copied since: a copy's files are newer); {name_own}{fix}"
-            )
-        if changed:
-            raise ValueError(
-                f"{path}: {changed[0].file.name} changed since the table was built; {fix}"
-            )
-        for v, i in rows.items():
-            if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
-                rate = "" if "--fps" in command else f" --fps {v.fps:g}"
-                columns = (
-                    f" (or, if its video is at {table.fps[i]:g} fps, give labels.csv's "
-                    "fps,width,height columns: a file without a sidecar takes them, else the "
-                    "kind's default)"
-                )
-                raise ValueError(
-                    f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset "
-                    f"plays it at {v.fps:g} fps; {fix}{rate}"
-                    + (columns if "fps" in v.assumed else "")
-                )
-        return table
 
     def fold(self, n: int | str) -> Fold:
         """``--fold N``: the N-th fold folder in numeric order (1-based)."""
