@@ -122,3 +122,21 @@ def build_table_without(late: Path, output: Path) -> None:
         build_dmarker_table(late.parent, output=output)
         for f in Path(held).iterdir():
             f.rename(late.parent / f.name)
+
+
+def uva_subjects(npy_dir, n=3, fps=25.0):
+    """UvA-NEMO-named landmark files of subjects 001..n, one posed and one spontaneous each."""
+    for s in range(1, n + 1):
+        for kind in ("deliberate", "spontaneous"):
+            name = f"{s:03d}_{kind}_smile_1.mp4"
+            write_video(npy_dir, name, synth_video(5, 68, seed=name_seed(name)), fps=fps)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, except D-Marker tables (they store file
+    mtimes by design) and packed stores."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "dmarkers.npz" and ".packed" not in p.parts
+    }

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import warnings
 
 import numpy as np
 import pytest
-from landmark_synth import make_folder_dataset, name_seed, synth_video, write_csv, write_video
+from landmark_synth import (
+    make_folder_dataset,
+    name_seed,
+    synth_video,
+    uva_subjects,
+    write_csv,
+    write_video,
+)
 
 from data import folds as folds_module
 from data.datasets import open_dataset
@@ -26,14 +31,6 @@ def _write_folds(root, folds, labels):
         [Fold(i + 1, str(i + 1), tuple(tr), tuple(te)) for i, (tr, te) in enumerate(folds)],
         labels,
     )
-
-
-def _uva_subjects(npy_dir, n=3, fps=25.0):
-    """UvA-NEMO-named landmark files of subjects 001..n, one posed and one spontaneous each."""
-    for s in range(1, n + 1):
-        for kind in ("deliberate", "spontaneous"):
-            name = f"{s:03d}_{kind}_smile_1.mp4"
-            write_video(npy_dir, name, synth_video(5, 68, seed=name_seed(name)), fps=fps)
 
 
 def test_uva_published_folds_and_defaults(tmp_path, repo_root):
@@ -78,7 +75,7 @@ def test_uva_without_fold_files_makes_and_writes_folds(tmp_path):
 
 def test_a_quick_run_extraction_is_refused(tmp_path):
     """Landmarks extracted with --max-frames hold the start of a video: never a training video."""
-    _uva_subjects(tmp_path / "npy")
+    uva_subjects(tmp_path / "npy")
     quick = meta_path(tmp_path / "npy" / "002_spontaneous_smile_1.mp4.npy")
     quick.write_text(json.dumps({**json.loads(quick.read_text()), "max_frames": 5}))
     with pytest.raises(ValueError, match=r"002_spontaneous_smile_1.mp4.npy: a quick run .*without"):
@@ -95,7 +92,7 @@ def test_a_quick_run_extraction_is_refused(tmp_path):
 def test_a_sidecar_of_another_array_is_refused(tmp_path):
     """A sidecar left from another extraction (other frame count) would give the array another
     video's fps: the dataset names it, as --classify and dmarker.py do."""
-    _uva_subjects(tmp_path / "npy")
+    uva_subjects(tmp_path / "npy")
     stale = meta_path(tmp_path / "npy" / "003_deliberate_smile_1.mp4.npy")
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "n_frames": 9}))
     with pytest.raises(ValueError, match=r"003_deliberate_smile_1.mp4.json: describes another arr"):
@@ -105,7 +102,7 @@ def test_a_sidecar_of_another_array_is_refused(tmp_path):
 def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
     """Folds are written once every check has passed: a damaged landmark file leaves no fold
     folder (fixing it by removing the file would otherwise meet folds that list it)."""
-    _uva_subjects(tmp_path / "npy", n=6)
+    uva_subjects(tmp_path / "npy", n=6)
     empty = tmp_path / "npy" / "006_spontaneous_smile_1.mp4.npy"
     np.save(empty, np.zeros((0, 68, 3), np.float32))
     meta_path(empty).unlink()
@@ -122,7 +119,7 @@ def test_no_folds_are_generated_for_a_refused_dataset(tmp_path):
 def test_generated_folds_appear_whole(tmp_path, monkeypatch):
     """A write interrupted after some fold files leaves no fold folder behind (and no temp files);
     into a folder that holds other files the folds are moved in."""
-    _uva_subjects(tmp_path / "npy", n=6)
+    uva_subjects(tmp_path / "npy", n=6)
     real = folds_module.atomic_write_json
 
     def fail_on_meta(path, obj):
@@ -316,36 +313,6 @@ def test_bbc_labels_from_source_folders(tmp_path):
         open_dataset("bbc", tmp_path)
 
 
-def test_assumed_frame_rates_are_said(tmp_path):
-    """BBC files without a sidecar take an assumed 25 fps: training says so, and a D-Marker table
-    measured at the videos' real rate is told to give labels.csv's columns, not only to rebuild
-    at the assumed rate; with the columns both are content."""
-    from data.dmarker_cache import build_dmarker_table
-
-    names = [f"{c}smilecontent{i}.mp4" for c in ("Genuine", "posed") for i in range(3)]
-    for name in names:
-        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
-    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=30.0,
-                        frame_size=(480, 270))  # fmt: skip
-    said = r"6 landmark file\(s\) without a sidecar \(e.g. Genuine.* take bbc's assumed frame "
-    said += r"rate or size \(1280x720 at 25 fps\) where labels.csv gives none; if their videos "
-    with pytest.warns(UserWarning, match=said + r"differ, give labels.csv's fps,width,height"):
-        ds = open_dataset("bbc", tmp_path)
-    told = r"at 30 fps but the dataset plays it at 25 fps; rebuild it: .* \(or, if its video is "
-    with pytest.raises(ValueError, match=told + r"at 30 fps, give labels.csv's fps,width,height"):
-        ds.dmarkers()
-    rows = [(n, int(n.startswith("G")), f"s{i}", 25, 480, 270) for i, n in enumerate(names)]
-    write_csv(tmp_path / "labels.csv", rows)  # columns given: a rebuild is the one fix
-    with pytest.raises(ValueError, match="plays it at 25 fps") as e:
-        open_dataset("bbc", tmp_path).dmarkers()
-    assert "labels.csv" not in str(e.value)
-    rows = [(*r[:3], 30, 480, 270) for r in rows]
-    write_csv(tmp_path / "labels.csv", rows)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert open_dataset("bbc", tmp_path).dmarkers() is not None
-
-
 def test_two_videos_of_one_name_keep_their_extensions(tmp_path):
     """Without fold files or labels.csv the names come from the landmark files: x.mp4 and x.avi
     would both be "x", so they keep their extensions; the others lose theirs."""
@@ -377,82 +344,6 @@ def test_labels_csv_must_name_every_video(tmp_path):
     assert ds.subjects == {"Genuine a": "alice", "posed b": "alice", "posed c": "bob"}
 
 
-def test_folder_needs_frame_info(tmp_path):
-    for name in ("a.mp4", "b.mp4"):
-        write_video(tmp_path / "npy", name, synth_video(4, 68, seed=name_seed(name)), fps=None)
-    write_csv(tmp_path / "labels.csv", [("a.mp4", 1, "s1"), ("b.mp4", 0, "s2")])
-    with pytest.raises(ValueError, match=r"a.mp4.npy: no fps"):
-        open_dataset("folder", tmp_path)
-    write_csv(
-        tmp_path / "labels.csv",
-        [("a.mp4", 1, "s1", 30, 320, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
-    )
-    assert open_dataset("folder", tmp_path).videos["a.mp4"].fps == 30.0
-    for rate, width in ((1e-9, 320), (30, "inf"), ("inf", 320)):
-        write_csv(  # a rate or size no video has: refused as a sidecar's would be
-            tmp_path / "labels.csv",
-            [("a.mp4", 1, "s1", rate, width, 240), ("b.mp4", 0, "s2", 30, 320, 240)],
-        )
-        key, value = ("width", "inf") if width == "inf" else ("fps", f"{float(rate)!r}")
-        with pytest.raises(ValueError, match=rf"a.mp4.npy: {key} is {value}, not a finite number"):
-            open_dataset("folder", tmp_path)
-
-
-def test_demo_layout_with_dmarkers(tmp_path):
-    root = make_folder_dataset(tmp_path / "demo", n_subjects=4, per_subject=2)
-    (root / "demo.json").write_text("{}")
-    from data.dmarker_cache import build_dmarker_table
-    from data.dmarker_table import CACHE_VERSION
-
-    build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
-    ds = open_dataset("demo", root)
-    table = ds.dmarkers()
-    assert table is not None and table.features.shape == (8, 225)
-    assert "subj 0 clip 1.mp4" in table
-    assert open_dataset("folder", root).dmarkers() is not None
-    with np.load(root / "dmarkers.npz") as z:  # a table of the previous version
-        old = {**z, "version": np.int64(1)}
-    np.savez(root / "dmarkers.npz", **old)
-    fix = f"rebuild it with python dmarker.py --landmarks {root / 'npy'} --output {root}"
-    with pytest.raises(ValueError, match=rf"version 1, this code reads {CACHE_VERSION}\); {fix}"):
-        open_dataset("demo", root).dmarkers()
-    shutil.rmtree(root / "labels")
-    (root / "dmarkers.npz").unlink()
-    assert open_dataset("demo", root).dmarkers() is None
-
-
-def test_which_dmarker_table(tmp_path):
-    """Two candidate tables (under the root and beside the landmarks) are refused rather than one
-    silently preferred; data.dmarkers names the one; a table of another landmark folder is
-    named as such, not as one changed file."""
-    from data.dmarker_cache import build_dmarker_table
-    from data.dmarker_table import load_dmarker_table
-
-    root = make_folder_dataset(tmp_path / "set", n_subjects=4, per_subject=2)
-    build_dmarker_table(root / "npy", output=root / "dmarkers.npz")
-    shutil.copy2(root / "dmarkers.npz", root / "npy" / "dmarkers.npz")  # a copy: no question
-    assert open_dataset("folder", root).dmarkers().path == root / "dmarkers.npz"
-    other = load_dmarker_table(root / "npy" / "dmarkers.npz")
-    other.features = other.features + 1.0  # another table, say of another eyelid measure
-    other.save(root / "npy" / "dmarkers.npz")
-    with pytest.raises(ValueError, match=r"two D-Marker tables, .*set/dmarkers.npz and "):
-        open_dataset("folder", root).dmarkers()
-    chosen = root / "npy" / "dmarkers.npz"
-    assert open_dataset("folder", root, dmarkers_path=chosen).dmarkers().path == chosen
-    missing = root / "other.npz"
-    fix = "no D-Marker table there \\(data.dmarkers\\); build it with python dmarker.py"
-    with pytest.raises(FileNotFoundError, match=rf"other.npz: {fix} --landmarks "):
-        open_dataset("folder", root, dmarkers_path=missing).dmarkers()
-
-    (root / "npy" / "dmarkers.npz").unlink()
-    shutil.copytree(root / "npy", root / "npy_dlib")  # another extraction: other files
-    for f in (root / "npy_dlib").iterdir():
-        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
-    with pytest.raises(ValueError, match=r"dmarkers.npz: built from other landmark files than the "
-                       r"8 under .*npy_dlib \(another landmark folder's table"):  # fmt: skip
-        open_dataset("folder", root, landmarks_dir=root / "npy_dlib").dmarkers()
-
-
 def test_split_is_subject_independent(tmp_path):
     make_folder_dataset(tmp_path, n_subjects=8, per_subject=3)
     ds = open_dataset("folder", tmp_path, folds_k=4)
@@ -477,24 +368,3 @@ def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
     files = f"{tmp_path / 'a.avi.npy'}, {tmp_path / 'a.mp4.npy'}"
     with pytest.raises(ValueError, match=rf"several landmark files \({re.escape(files)}\); name"):
         match_names(["a"], index)
-
-
-def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
-    """Files without a sidecar (published UvA-NEMO landmarks) need --fps and --frame-size: the
-    rebuild command an outdated table gets carries the dataset's, and works as given."""
-    import shlex
-
-    import dmarker
-    from data.dmarker_cache import build_dmarker_table
-
-    _uva_subjects(tmp_path / "npy", fps=None)
-    table = build_dmarker_table(tmp_path / "npy", fps=50.0, frame_size=(1920, 1080))
-    with np.load(table.path) as z:
-        old = {**z, "version": np.int64(1)}
-    np.savez(table.path, **old)
-    with pytest.raises(ValueError, match="rebuild it with python dmarker.py") as e:
-        open_dataset("uva", tmp_path, folds_k=3).dmarkers()
-    command = str(e.value).split("rebuild it with ")[1]
-    assert command.endswith("--fps 50 --frame-size 1920x1080")
-    assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
-    assert len(open_dataset("uva", tmp_path).dmarkers()) == 6

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from landmark_synth import tree_bytes
 
-from data import demo, demo_cues
+from data import demo_cues
 from data.demo import generate
 from data.demo_cues import motion_params
 from data.demo_geometry import load_assets
@@ -31,7 +32,6 @@ from data.demo_motion import (
 )
 from data.demo_render import fill_missing
 from data.demo_stats import MEASURES, measure_smile
-from data.dmarker_cache import build_dmarker_table
 from data.fold_check import check_folds
 from data.folds import read_folds
 from data.io import META_KEYS, load_landmarks, to_isotropic
@@ -40,15 +40,6 @@ from data.mesh import MEDIAPIPE
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7
 NAME = re.compile(r"^s(\d{3})_(posed|spontaneous)_(\d+)$")
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    """Every generated file except the D-Marker cache (it stores file mtimes by design)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "dmarkers.npz" and ".packed" not in p.parts
-    }
 
 
 def _rows(root: Path, name: str) -> list[dict]:
@@ -217,37 +208,17 @@ def test_deterministic_and_seed_dependent(demo_set, tmp_path):
     a = generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)
     generate(tmp_path / "b", subjects=3, seed=SEED, folds=3, dmarkers=False)
     generate(tmp_path / "c", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
-    fa, fb, fc = (_files(tmp_path / k) for k in "abc")
+    fa, fb, fc = (tree_bytes(tmp_path / k) for k in "abc")
     assert fa == fb
     npy = [k for k in fa if k.endswith(".npy")]
     assert npy and all(fa[k] != fc.get(k) for k in npy)
     # a subject's videos depend on (seed, subject) only: the big set starts with the same files
-    big = _files(root)
+    big = tree_bytes(root)
     assert all(big[k] == fa[k] for k in npy)
     # rerunning into an existing demo folder replaces it exactly
     generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)
-    assert _files(tmp_path / "a") == fb
+    assert tree_bytes(tmp_path / "a") == fb
     assert a["videos"] == len(npy)
-    # ... unless runs trained on it lie in its runs/ and other settings would replace it
-    (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"a/runs holds runs trained on its demo set, which other "
-                       r"settings \(seed\) would replace; choose another --out"):  # fmt: skip
-        generate(tmp_path / "a", subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
-    assert _files(tmp_path / "a") == fb  # refused before anything was removed
-    generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
-    assert (tmp_path / "a" / "runs" / "demo-deepmarkernet-seed0").is_dir()
-    for table in ("dmarkers.npz", "npy/dmarkers.npz"):  # made by hand, where datasets read one
-        build_dmarker_table(tmp_path / "a" / "npy", output=tmp_path / "a" / table)
-        for dmarkers in (False, True):  # deleted, or replaced by the generator's: the runs' table
-            with pytest.raises(ValueError, match=rf"may have read .*a/{table}, which the gen"):
-                generate(tmp_path / "a", subjects=3, seed=SEED, folds=3, dmarkers=dmarkers)
-        assert (tmp_path / "a" / table).is_file()
-        (tmp_path / "a" / table).unlink()
-    generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)  # demo.json records its table:
-    (tmp_path / "t" / "runs" / "r").mkdir(parents=True)
-    (tmp_path / "t" / "dmarkers.npz").unlink()  # a lost table is made again, not refused
-    generate(tmp_path / "t", subjects=3, seed=SEED, folds=3)
-    assert (tmp_path / "t" / "dmarkers.npz").is_file()
 
 
 # ------------------------------------------------------------------------------ classes
@@ -318,49 +289,6 @@ def test_opens_as_a_demo_dataset(demo_set):
 
 
 # ------------------------------------------------------------------------------ errors
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--subjects", "1"], "--subjects 1"),
-        (["--folds", "1"], "--folds 1"),
-        (["--subjects", "3", "--folds", "2"], "--folds 2 needs at least 4 subjects"),
-    ],
-)
-def test_cli_bad_arguments(tmp_path, args, message):
-    res = subprocess.run(
-        [sys.executable, "-m", "data.demo", "--out", str(tmp_path / "x"), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr
-
-
-def test_cli_refuses_a_foreign_folder(tmp_path):
-    (tmp_path / "keep.txt").write_text("mine")
-    res = subprocess.run(
-        [sys.executable, "-m", "data.demo", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 1 and "demo.json" in res.stderr and "Traceback" not in res.stderr
-    assert (tmp_path / "keep.txt").read_text() == "mine"
-
-
-def test_cli_refuses_a_file_as_out(tmp_path, capsys):
-    """--out naming a file, or a path below one: one line saying it must be a folder."""
-    afile = tmp_path / "afile"
-    afile.write_text("mine")
-    for out in (afile, afile / "sub"):
-        assert demo.main(["--out", str(out)]) == 1
-        err = capsys.readouterr().err
-        assert f"--out {out}: " in err and "it must be a folder" in err and err.count("\n") == 1
-    assert afile.read_text() == "mine"
 
 
 def test_cue_report_finds_the_cue_a_run_uses(demo_set, tmp_path, capsys):

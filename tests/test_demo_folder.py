@@ -1,0 +1,89 @@
+"""Where ``python -m data.demo`` writes: bad arguments, a folder of other files, a file, and a
+rerun into a set that runs were trained on (replaced only as it was; no table made by hand lost)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from landmark_synth import tree_bytes
+
+from data import demo
+from data.demo import generate
+from data.dmarker_cache import build_dmarker_table
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 7
+
+
+def test_a_set_with_runs_is_replaced_only_as_it_was(tmp_path):
+    """Rerun into a demo folder, the set is replaced exactly; where runs/ holds runs, not by
+    other settings, and never deleting or replacing a table made by hand beside it."""
+    a = tmp_path / "a"
+    generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
+    first = tree_bytes(a)
+    (a / "runs" / "demo-deepmarkernet-seed0").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"a/runs holds runs trained on its demo set, which other "
+                       r"settings \(seed\) would replace; choose another --out"):  # fmt: skip
+        generate(a, subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
+    assert tree_bytes(a) == first  # refused before anything was removed
+    generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)  # the same set
+    assert tree_bytes(a) == first and (a / "runs" / "demo-deepmarkernet-seed0").is_dir()
+    for table in ("dmarkers.npz", "npy/dmarkers.npz"):  # made by hand, where datasets read one
+        build_dmarker_table(a / "npy", output=a / table)
+        for dmarkers in (False, True):  # deleted, or replaced by the generator's: the runs' table
+            with pytest.raises(ValueError, match=rf"may have read .*a/{table}, which the gen"):
+                generate(a, subjects=3, seed=SEED, folds=3, dmarkers=dmarkers)
+        assert (a / table).is_file()
+        (a / table).unlink()
+    t = tmp_path / "t"
+    generate(t, subjects=3, seed=SEED, folds=3)  # demo.json records its table:
+    (t / "runs" / "r").mkdir(parents=True)
+    (t / "dmarkers.npz").unlink()  # a lost table is made again, not refused
+    generate(t, subjects=3, seed=SEED, folds=3)
+    assert (t / "dmarkers.npz").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--subjects", "1"], "--subjects 1"),
+        (["--folds", "1"], "--folds 1"),
+        (["--subjects", "3", "--folds", "2"], "--folds 2 needs at least 4 subjects"),
+    ],
+)
+def test_cli_bad_arguments(tmp_path, args, message):
+    res = subprocess.run(
+        [sys.executable, "-m", "data.demo", "--out", str(tmp_path / "x"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    res = subprocess.run(
+        [sys.executable, "-m", "data.demo", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 1 and "demo.json" in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cli_refuses_a_file_as_out(tmp_path, capsys):
+    """--out naming a file, or a path below one: one line saying it must be a folder."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for out in (afile, afile / "sub"):
+        assert demo.main(["--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"--out {out}: " in err and "it must be a folder" in err and err.count("\n") == 1
+    assert afile.read_text() == "mine"
