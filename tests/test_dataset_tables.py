@@ -44,6 +44,13 @@ def test_assumed_frame_rates_are_said(tmp_path):
     with pytest.raises(ValueError, match="plays it at 25 fps") as e:
         open_dataset("bbc", tmp_path).dmarkers()
     assert "labels.csv" not in str(e.value)
+    only_fps = "video,label,subject,fps\n" + "".join(f"{r[0]},{r[1]},{r[2]},25\n" for r in rows)
+    (tmp_path / "labels.csv").write_text(only_fps)  # the size assumed (warned), the rate given
+    with pytest.warns(UserWarning, match="assumed frame rate or size"):
+        ds = open_dataset("bbc", tmp_path)
+    with pytest.raises(ValueError, match="plays it at 25 fps") as e:
+        ds.dmarkers()
+    assert "labels.csv" not in str(e.value)  # no hint to give the rate that labels.csv gives
     rows = [(*r[:3], 30, 480, 270) for r in rows]
     write_csv(tmp_path / "labels.csv", rows)
     with warnings.catch_warnings():
