@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -169,11 +170,23 @@ def run_cli(main: Callable[[], int]) -> None:
     sys.exit(code)
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` with every float that is NaN or infinite replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def json_text(obj: Any) -> str:
-    """The JSON files' format: indented, UTF-8 as is, a final newline. Lone surrogates (file
-    names that are not valid UTF-8) are written as ``\\u`` escapes, which UTF-8 can hold and
-    ``json.loads`` reads back as the same name."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    """The JSON files' format: indented, UTF-8 as is, a final newline; strict JSON, which jq, R
+    and JavaScript read: a NaN or infinite float (an undefined metric) is written as null. Lone
+    surrogates (file names that are not valid UTF-8) are written as ``\\u`` escapes, which UTF-8
+    can hold and ``json.loads`` reads back as the same name."""
+    text = json.dumps(_strict(obj), indent=2, ensure_ascii=False, allow_nan=False)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "\n"
 
 

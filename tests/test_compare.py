@@ -322,3 +322,23 @@ def test_runs_are_read_as_they_were_written(tmp_path, capsys):
         load_config(runs[0] / "config.yaml")  # as a config to train with: refused
     assert main([f"{runs[0]},{runs[1]}"]) == 0
     assert "2 x 2 repeats" in capsys.readouterr().out
+
+
+def test_one_more_right_call_in_every_fold_of_unequal_sizes_gets_no_t_test():
+    """229 videos in 5 folds: 46, 46, 46, 45, 46. One more right call in each fold differs by
+    1/46 or 1/45; the t-test on that near-zero spread would say "p < 0.001"."""
+    sizes = [46, 46, 46, 45, 46]
+
+    def run(extra: int) -> dict:
+        folds = {
+            k: {
+                "accuracy": (30 + extra) / n,
+                "auc": 0.9,
+                "videos": {f"v{k}_{i}": {"label": i % 2} for i in range(n)},
+            }
+            for k, n in enumerate(sizes, 1)
+        }
+        return {"name": f"run{extra}", "repeats": [{"folds": folds}]}
+
+    assert paired(run(1), run(0))["t_p"] == "n/a"
+    assert paired(run(1), run(0))["accuracy"].startswith("+0.022 +- 0.000")

@@ -96,6 +96,12 @@ def test_corrected_t_test_needs_two_fold_means_apart():
     # one more right call of 46 in every fold: alike up to rounding, not "p < 1e-50"
     one_more = np.array([[(c + 1) / 46 - c / 46 for c in range(38, 43)]])
     assert np.ptp(one_more) > 0 and np.isnan(corrected_t_p(one_more, 0.25))
+    # folds of 46 and 45 videos (229 in 5 folds): one more right call in each is alike in calls
+    sizes = np.array([46, 46, 46, 45, 46])
+    assert np.isnan(corrected_t_p(1 / sizes[None], 0.25, sizes))
+    assert corrected_t_p(1 / sizes[None], 0.25) < 1e-6  # what the spread of 1/46 - 1/45 gave
+    two = np.array([2, 1, 1, 1, 1])  # one fold gained two calls: a spread in calls, a test
+    assert corrected_t_p(two / sizes[None], 0.25, sizes) == corrected_t_p(two / sizes[None], 0.25)
     # a fold whose metric is undefined in every repeat (NaN AUC) is left out, in some only those
     with_nan = np.array([[0.1, np.nan, 0.3, 0.2], [0.3, np.nan, np.nan, 0.2]])
     assert corrected_t_p(with_nan, 0.5) == corrected_t_p(np.array([[0.2, 0.3, 0.2]]), 0.5)

@@ -18,6 +18,7 @@ import smile_point
 import training.loop
 from data.clips import TestWindows
 from data.datasets import open_dataset
+from data.files import atomic_write_json
 from models import build_model
 from models.smile_net import SmileOutput
 from training.checkpoint import load_checkpoint
@@ -25,7 +26,7 @@ from training.config import load_config
 from training.evaluate import clip_config, predict
 from training.loop import METRIC_COLUMNS, compute_loss, fit, resolve_device
 from training.metrics import best_threshold
-from training.report import write_results
+from training.report import read_fold_result, write_results
 from training.significance import bootstrap_interval
 
 
@@ -328,3 +329,25 @@ def test_undefined_f1_is_left_out_of_the_mean(tmp_path):
     assert "F1 mean over the 1 folds with a spontaneous video" in table
     assert "AUC mean over the 1 folds whose test part has both classes" in table
     assert "std: population standard deviation" in table
+    assert "| 2 | 2 | 3 | 0.500 | 1.000 | n/a | n/a |" in table
+
+
+def _refuse(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def test_undefined_metrics_are_strict_json_null_and_read_back_as_nan(tmp_path):
+    """jq, R and JavaScript refuse a bare NaN: an undefined AUC or F1 is written as null, and
+    the tables read it back as undefined (left out of the mean), not as an error."""
+    posed = {"c": {"label": 0, "probability": 0.1}, "d": {"label": 0, "probability": 0.2}}
+    result = dict(
+        n=2, best_epoch=3, threshold=0.5, accuracy=1.0, auc=math.nan, f1=math.nan, videos=posed
+    )
+    atomic_write_json(tmp_path / "test.json", result)
+    written = json.loads((tmp_path / "test.json").read_text(), parse_constant=_refuse)
+    assert written["auc"] is None and written["f1"] is None and written["accuracy"] == 1.0
+    back = read_fold_result(tmp_path / "test.json", "rerun it")
+    assert math.isnan(back["auc"]) and math.isnan(back["f1"]) and back["videos"] == posed
+    write_results(tmp_path, "demo", "x", {1: back}, "fixed", subjects={"c": "q", "d": "q"})
+    table = json.loads((tmp_path / "results.json").read_text(), parse_constant=_refuse)
+    assert table["folds"][0]["auc"] is None and table["summary"]["mean_std"]["auc"] is None

@@ -27,7 +27,7 @@ from data.files import read_json, run_cli
 from models.config import BASELINE
 from training.config import load_config
 from training.cross_validation import config_differences, first_few
-from training.report import FOLD_RESULT_KEYS, REPORTED, brackets, correct_calls, mean_std
+from training.report import REPORTED, brackets, correct_calls, mean_std, read_fold_result
 from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
 
 
@@ -57,7 +57,7 @@ def load_run(path: Path) -> dict:
                 f"{test}: listed in results.json but missing; rerun the run's --fold all command "
                 "with --resume"
             )
-        folds[k] = read_json(test, "delete that fold folder, --resume", FOLD_RESULT_KEYS)
+        folds[k] = read_fold_result(test, "delete that fold folder, --resume")
     return {
         "name": str(path),
         "model": table["model"],
@@ -201,7 +201,8 @@ def paired(config: dict, first: dict) -> dict[str, str]:
     for m, d in diffs.items():
         d = d[~np.isnan(d)]  # AUC undefined in a fold
         out[m] = f"{d.mean():+.3f} +- {d.std():.3f}" if d.size else "n/a"
-    p = corrected_t_p(diffs["accuracy"], held_out_ratio(first))
+    sizes = [len(f["videos"]) for _, f in sorted(first["repeats"][0]["folds"].items())]
+    p = corrected_t_p(diffs["accuracy"], held_out_ratio(first), np.array(sizes))
     out["t_p"] = "n/a" if np.isnan(p) else "p < 0.001" if p < 0.001 else f"p {p:.3f}"
     return out
 

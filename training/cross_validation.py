@@ -22,7 +22,7 @@ from training.checkpoint import CheckpointError, split_digest
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
 from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
-from training.report import FOLD_RESULT_KEYS, what_validation_chose
+from training.report import FOLD_RESULT_KEYS, read_fold_result, what_validation_chose
 
 
 def load_dataset(cfg: Config, save_folds: bool = True) -> SmileDataset:
@@ -229,7 +229,7 @@ def run_fold(
     if resume and (out_dir / "test.json").exists():
         check_kept_folds(cfg, [fold], dataset)
         print(f"fold {fold}: finished earlier, kept {out_dir / 'test.json'}")
-        return read_json(out_dir / "test.json", FOLD_FIX, FOLD_RESULT_KEYS)
+        return read_fold_result(out_dir / "test.json", FOLD_FIX)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     train, val = list(split.train), list(split.val)
 

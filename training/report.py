@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import atomic_write_json, atomic_write_text
+from data.files import atomic_write_json, atomic_write_text, read_json
 from models.config import BASELINE
 from training.metrics import auc
 from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject
@@ -16,6 +16,13 @@ from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject
 REPORTED = ("accuracy", "auc", "f1")
 #: What every fold's test.json holds and the tables read.
 FOLD_RESULT_KEYS = (*REPORTED, "threshold", "videos")
+
+
+def read_fold_result(path: Path, fix: str) -> dict:
+    """A fold's test.json (``fix``: what to do if it is unreadable); a metric undefined in the
+    fold, null in the file (strict JSON), is NaN here."""
+    result = read_json(path, fix, FOLD_RESULT_KEYS)
+    return {**result, **{m: math.nan for m in REPORTED if result[m] is None}}
 
 
 def fold_rows(results: dict[int, dict]) -> list[dict]:
@@ -136,7 +143,8 @@ def write_results(
         "|---:|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r['fold']} | {r['n']} | {r.get('C', r['best_epoch'])} | {r['threshold']:.3f} | "
-            f"{r['accuracy']:.3f} | {r['auc']:.3f} | {r['f1']:.3f} |"
+            + " | ".join(_cell(r[m]) for m in REPORTED)
+            + " |"
             for r in rows
         ),
         "| **mean +- std** | | | | "
@@ -145,7 +153,7 @@ def write_results(
         )
         + " |",
         f"| **pooled** | {pool['n']} | | | {pool['accuracy']:.3f} {brackets(interval)} | "
-        f"{pool['auc']:.3f} | |",
+        f"{_cell(pool['auc'])} | |",
         "",
         _capitalized(what_validation_chose(threshold_rule, model))
         + "; each test fold read once. std: population standard deviation over the folds. "
@@ -162,6 +170,11 @@ def write_results(
             lines.append(f"{m.upper()} mean over the {ms[m]['folds']} folds {why}.")
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     return summary
+
+
+def _cell(value: float) -> str:
+    """A metric in a table: three decimals, or n/a where it is undefined (NaN)."""
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def _capitalized(text: str) -> str:

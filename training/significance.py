@@ -71,7 +71,9 @@ def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
     return float(extreme.mean())
 
 
-def corrected_t_p(diffs: np.ndarray, test_over_train: float) -> float:
+def corrected_t_p(
+    diffs: np.ndarray, test_over_train: float, sizes: np.ndarray | None = None
+) -> float:
     """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003) of "no
     difference between two models" over k folds of one fixed partition.
 
@@ -82,12 +84,17 @@ def corrected_t_p(diffs: np.ndarray, test_over_train: float) -> float:
     them apart would make p smaller with every rerun. Retraining noise enters through the spread
     of the fold means. The training parts of the folds overlap, so the fold results are correlated
     and the plain t-test's variance term 1/k is too small: the correction adds test_over_train
-    (n_test / n_train). NaN with fewer than two folds or fold means all alike.
+    (n_test / n_train). NaN with fewer than two folds or fold means all alike: for accuracies,
+    given ``sizes`` (k,), the test videos per fold, alike in calls (one more right call in each
+    fold is a difference of 1/46 in one and 1/45 in another, whose near-zero spread would make t
+    huge), else alike up to rounding.
     """
     defined = ~np.isnan(diffs)  # an AUC undefined in a fold
     n = defined.sum(axis=0)
-    d = np.where(defined, diffs, 0.0).sum(axis=0)[n > 0] / n[n > 0]  # (k,) fold means
-    if d.size < 2 or np.ptp(d) <= 1e-9:  # differences of whole calls, alike up to rounding
+    kept = n > 0
+    d = np.where(defined, diffs, 0.0).sum(axis=0)[kept] / n[kept]  # (k,) fold means
+    calls = d if sizes is None else d * np.asarray(sizes)[kept]
+    if d.size < 2 or np.ptp(calls) <= 1e-9:
         return math.nan
     t = d.mean() / math.sqrt((1 / d.size + test_over_train) * d.var(ddof=1))
     return float(2 * stats.t.sf(abs(t), d.size - 1))
