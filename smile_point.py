@@ -25,6 +25,7 @@ from pathlib import Path
 from colorama import Fore, Style
 from colorama import init as colorama_init
 
+from data.claim import claimed_all
 from data.files import atomic_write_json, check_folder, print_names_as_given, run_cli
 from models.config import BASELINE, NAMES
 from training.classify import check_json_target, classify, format_verdicts, verdicts_json
@@ -38,15 +39,7 @@ from training.config import (
     save_config,
     set_value,
 )
-from training.cross_validation import (
-    check_fold,
-    check_kept_folds,
-    check_same_run,
-    load_dataset,
-    run_config,
-    run_folds,
-    run_started,
-)
+from training.cross_validation import check_folds, check_kept_folds, load_dataset, run_folds
 from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
 from training.report import brackets, write_results
@@ -258,10 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
         out = Path(cfg.out)
-        if run_started(out):  # another fold of the run, or a resume: one config per run
-            check_same_run(run_config(out), cfg, out)
-        for k in folds:  # before anything is written: a refused run leaves the folder as it was
-            check_fold(cfg, k, dataset, args.resume)
+        check_folds(cfg, folds, dataset, args.resume)
         trained = {n for k in folds for n in dataset.fold(k).train}  # the runs' training parts
         if cfg.model.name == BASELINE:  # it also scores the test parts from their D-Markers
             tested = {n for k in folds for n in dataset.fold(k).test}
@@ -273,15 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         check_kept_folds(cfg, [k for k in every if args.resume or k not in folds], dataset)
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
-        Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        save_config(cfg, Path(cfg.out) / "config.yaml")
-        dataset.save_folds()
-        results, failed = run_folds(cfg, folds, dataset, args.resume)
-        if failed:
-            report_failed(failed, len(folds))
-            return 1
-        if args.fold == "all":
-            write_table(cfg, dataset, results)
+        with claimed_all([(out / f".fold_{k:02d}.lock", f"fold {k} of {out}") for k in folds]):
+            check_folds(cfg, folds, dataset, args.resume)  # again: another job may have run them
+            save_config(cfg, out / "config.yaml")
+            dataset.save_folds()
+            results, failed = run_folds(cfg, folds, dataset, args.resume)
+            if failed:
+                report_failed(failed, len(folds))
+                return 1
+            if args.fold == "all":
+                write_table(cfg, dataset, results)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         print(f"{Fore.RED}error:{Style.RESET_ALL} {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.claim import claimed
 from data.demo_geometry import ASSET_PATH, DemoAssets, load_assets
 from data.demo_motion import (
     LATENTS,
@@ -41,7 +43,14 @@ from data.demo_motion import (
 from data.demo_render import Rendered, make_identity, render_video
 from data.demo_stats import MEASURES, measure_smile
 from data.dmarker_cache import build_dmarker_table
-from data.files import atomic_write_json, atomic_write_text, check_folder, read_json, run_cli
+from data.files import (
+    atomic_write_json,
+    atomic_write_text,
+    check_folder,
+    read_json,
+    run_cli,
+    temp_prefix,
+)
 from data.io import save_landmarks, to_isotropic
 from training.report import brackets
 from training.significance import bootstrap_interval, per_subject
@@ -68,22 +77,36 @@ CLASS_NAMES = {0: "posed", 1: "spontaneous"}
 
 
 OWN = ("demo.json", "npy", "labels", "labels.csv", "latents.csv", "dmarkers.npz")
+#: demo.json of the set being replaced, kept until the new one is whole: an interrupted
+#: regeneration still tells which settings the folder's runs were trained on.
+PENDING = "demo.pending.json"
+#: Held while a set is written (data.claim): two generators at once would mix their videos.
+LOCK = ".demo.lock"
+
+
+def _own(out: Path, name: str) -> bool:
+    """Whether ``name`` in ``out`` is the generator's: its entries, marker, lock, or the temp
+    file of one of them that a killed run left (data.files.temp_prefix)."""
+    mine = (*OWN, PENDING)
+    temp = name.endswith(".tmp") and any(name.startswith(temp_prefix(out / n)) for n in mine)
+    return name in (*mine, LOCK) or temp
 
 
 def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
     """Make ``out`` ready: new, empty, or holding a demo set (complete or interrupted).
 
-    The generator's own entries (:data:`OWN`) are removed; anything else is left alone, but a
-    folder with other content and no ``demo.json`` is refused. Where ``runs/`` holds runs, so is
-    a set of other settings (``same``: demo.json's generator, seed, subjects, folds,
-    parameters), and one that would delete a D-Marker table the runs may have read or replace
-    one the generator did not make (``dmarkers.npz``, ``npy/dmarkers.npz``). ``demo.json`` is
-    written last, so it marks a complete set.
+    The generator's own entries (:func:`_own`) are removed, ``demo.json`` kept as
+    :data:`PENDING`; anything else is left alone, but a folder with other content and neither
+    is refused. Where ``runs/`` holds runs, so is a set of other settings (``same``:
+    demo.json's generator, seed, subjects, folds, parameters), and one that would delete a
+    D-Marker table the runs may have read or replace one the generator did not make
+    (``dmarkers.npz``, ``npy/dmarkers.npz``). ``demo.json`` is written last, so it marks a
+    complete set.
     """
-    check_folder(out, "--out")
+    record = next((out / n for n in ("demo.json", PENDING) if (out / n).is_file()), None)
     runs = out / "runs"
-    if (out / "demo.json").is_file() and runs.is_dir() and any(runs.iterdir()):
-        old = read_json(out / "demo.json", "delete it, or choose another --out")
+    if record and runs.is_dir() and any(runs.iterdir()):
+        old = read_json(record, "delete it, or choose another --out")
         old = old if isinstance(old, dict) else {}
         if changed := [k for k, v in same.items() if old.get(k) != v]:
             raise ValueError(
@@ -97,19 +120,22 @@ def _prepare(out: Path, same: dict, dmarkers: bool) -> None:
                 f"{out}: {runs} holds runs that may have read {kept[0]}, which the generator did "
                 "not make (or would not make again) and would delete; move it or runs/ away"
             )
-    if out.exists() and not (out / "demo.json").exists():
-        foreign = sorted(e.name for e in out.iterdir() if e.name not in OWN)
+    if out.exists() and record is None:
+        foreign = sorted(e.name for e in out.iterdir() if not _own(out, e.name))
         if foreign:
             raise ValueError(
                 f"{out} holds {', '.join(foreign[:3])} and no demo.json (an interrupted set, or "
                 "no demo folder): choose a new or empty --out, or move those away"
             )
-    for name in OWN:  # demo.json first: an interrupted run leaves no completion marker
-        entry = out / name
+    if (out / "demo.json").is_file():  # first: an interrupted run leaves no completion marker
+        os.replace(out / "demo.json", out / PENDING)
+    for entry in out.iterdir():
+        if entry.name in (PENDING, LOCK) or not _own(out, entry.name):
+            continue
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
-            entry.unlink(missing_ok=True)
+            entry.unlink()
 
 
 def _csv(rows: list[dict]) -> str:
@@ -223,8 +249,6 @@ def generate(
     dmarkers: bool = True,
 ) -> dict:
     """Write the demo dataset into ``out``; returns the content of ``demo.json`` (+ seconds)."""
-    from data.folds import make_folds, write_folds
-
     if folds < 2:
         raise ValueError(f"--folds {folds}: need at least 2 folds")
     least = 4 if folds == 2 else folds  # the smallest n whose folds keep n - ceil(n / k) >= 2
@@ -240,6 +264,21 @@ def generate(
     same = {"generator": f"data.demo {VERSION}", "seed": seed, "subjects": subjects}
     same |= {"folds": folds, "parameters": params.to_dict()}
     same = json.loads(json.dumps(same))  # as demo.json holds it (lists for tuples)
+    check_folder(out, "--out")
+    with claimed(out / LOCK, f"the demo set {out}"):
+        summary = _generate(out, assets, params, same, dmarkers)
+        atomic_write_json(out / "demo.json", summary)
+        (out / PENDING).unlink(missing_ok=True)
+    return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _generate(
+    out: Path, assets: DemoAssets, params: MotionParams, same: dict, dmarkers: bool
+) -> dict:
+    """Everything of a demo set but ``demo.json``, whose content it returns."""
+    from data.folds import make_folds, write_folds
+
+    seed, subjects, folds = same["seed"], same["subjects"], same["folds"]
     _prepare(out, same, dmarkers)
     rows, stats = _write_videos(out, assets, params, subjects, seed)
 
@@ -285,8 +324,7 @@ def generate(
             feats = np.stack([dm.get(n) for n in names])
             acc = cv_accuracy(feats, y, names, fold_list, 0.01)
             summary["dmarker_classifier_cv_accuracy"] = round(acc, 6)
-    atomic_write_json(out / "demo.json", summary)
-    return {**summary, "seconds": round(time.perf_counter() - t0, 2)}
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out} holds no whole set; run the same command again")
+        return 130
     print(
         f"demo: {s['videos']} videos ({s['counts']['posed']} posed, {s['counts']['spontaneous']} "
         f"spontaneous) of {s['subjects']} subjects, {s['folds']} folds -> {args.out} "

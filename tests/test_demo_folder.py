@@ -11,8 +11,10 @@ import pytest
 from landmark_synth import tree_bytes
 
 from data import demo
+from data.claim import claimed
 from data.demo import generate
 from data.dmarker_cache import build_dmarker_table
+from data.files import temp_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7
@@ -87,3 +89,41 @@ def test_cli_refuses_a_file_as_out(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"--out {out}: " in err and "it must be a folder" in err and err.count("\n") == 1
     assert afile.read_text() == "mine"
+
+
+def test_an_interrupted_regeneration_is_rerun_and_its_litter_removed(tmp_path, monkeypatch, capsys):
+    """A set replaced in part when the generator was stopped: its rerun is not refused for
+    the runs/ beside it (demo.json, the record of the runs' settings, was kept as
+    demo.pending.json) and removes the temp files a kill left; other settings stay refused."""
+    a = tmp_path / "a"
+    generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
+    first = tree_bytes(a)
+    (a / "runs" / "demo-deepmarkernet-seed0").mkdir(parents=True)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(demo, "_write_videos", stopped)
+        assert demo.main(["--out", str(a), "--subjects", "3", "--seed", str(SEED), "--folds", "3",
+                          "--no-dmarkers"]) == 130  # fmt: skip
+    assert "interrupted: " in capsys.readouterr().out
+    assert not (a / "demo.json").exists() and (a / demo.PENDING).is_file()
+    litter = a / f"{temp_prefix(a / 'labels.csv')}k2j3h4g5.tmp"  # a kill's, mid-write
+    litter.write_text("video,la")
+    with pytest.raises(ValueError, match=r"other settings \(seed\) would replace"):
+        generate(a, subjects=3, seed=SEED + 1, folds=3, dmarkers=False)
+    generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
+    assert tree_bytes(a) == first and (a / "runs" / "demo-deepmarkernet-seed0").is_dir()
+    assert not litter.exists() and not (a / demo.PENDING).exists()
+
+
+def test_a_set_being_written_is_not_written_by_a_second_generator(tmp_path):
+    """Two generators at once in one folder left one seed's labels beside the other's videos."""
+    a = tmp_path / "a"
+    with claimed(a / demo.LOCK, f"the demo set {a}"):  # this process stands for the first
+        with pytest.raises(ValueError, match=rf"the demo set {a} is being written by pid \d+"):
+            generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
+    assert [p.name for p in a.iterdir()] == []
+    generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
+    assert (a / "demo.json").is_file() and not (a / demo.LOCK).exists()

@@ -123,6 +123,16 @@ def run_started(out: Path) -> bool:
     return any((d / f).exists() for d in out.glob("fold_*") for f in ("last.pt", "test.json"))
 
 
+def check_folds(cfg: Config, folds, dataset: SmileDataset, resume: bool) -> None:
+    """Before a run writes: one config per run folder (another fold of it, or a resume) and
+    each fold's folder free to write (:func:`check_fold`)."""
+    out = Path(cfg.out)
+    if run_started(out):
+        check_same_run(run_config(out), cfg, out)
+    for k in folds:
+        check_fold(cfg, k, dataset, resume)
+
+
 def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
     """The fold exists and its folder may be written: a new run never overwrites one, --resume
     continues only with the same config (the run's config.yaml is checked by the caller, with
