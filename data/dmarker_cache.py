@@ -61,7 +61,8 @@ def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float
         flag for flag, ok in (("--fps F", rate), ("--frame-size WxH", size)) if not ok
     )
     raise ValueError(
-        f"{npy}: no frame rate / frame size (sidecar {side} missing or incomplete); "
+        f"{npy}: no frame rate / frame size (sidecar {side} missing or incomplete); if "
+        "extract_landmarks.py made it and was stopped, run it again; for a published file, "
         f"pass {missing} (UvA-NEMO: --fps 50 --frame-size 1920x1080)"
     )
 

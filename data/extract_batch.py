@@ -91,11 +91,19 @@ def _whole_video(job: Job) -> bool:
     without sidecar)."""
     try:
         meta = load_meta(job.output)
-    except ValueError:  # an unreadable sidecar: nothing worth keeping
+        if meta is None:  # published, unless an extraction was killed before its sidecar's rename
+            left = job.output.parent.glob(f"{temp_prefix(meta_path(job.output))}*.tmp")
+            return job.output.exists() and next(left, None) is None
+        whole = all(k in meta for k in META_KEYS) and not cut_short(meta)
+        return whole and _holds(job.output, meta)  # not an array of a run killed between renames
+    except (OSError, ValueError):  # an unreadable sidecar or array: nothing worth keeping
         return False
-    if meta is None:
-        return job.output.exists()
-    return all(k in meta for k in META_KEYS) and not cut_short(meta)
+
+
+def _holds(output: Path, meta: dict) -> bool:
+    """Whether ``output`` is the float32 array its sidecar ``meta`` describes."""
+    arr = np.load(output, mmap_mode="r", allow_pickle=False)
+    return arr.dtype == np.float32 and arr.shape == (meta["n_frames"], meta["n_landmarks"], 3)
 
 
 def _same_settings(meta: dict, job: Job, settings: Settings) -> bool:
@@ -122,9 +130,7 @@ def _finished(job: Job, settings: Settings) -> dict | None:
         now = source.fingerprint()
         if not _same_source(meta, now):  # its exact size and mtime: a clock's skew is no change
             return None
-        arr = np.load(job.output, mmap_mode="r", allow_pickle=False)
-        shape = (meta["n_frames"], meta["n_landmarks"], 3)
-        return meta if arr.dtype == np.float32 and arr.shape == shape else None
+        return meta if _holds(job.output, meta) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

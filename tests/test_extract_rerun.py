@@ -254,3 +254,31 @@ def test_an_unwritable_output_fails_before_decoding(pyfeat_data, tmp_path, capsy
     assert "skipped" in rows["single_face.mp4"]  # complete: nothing to write
     assert "failed" in rows["again.mp4"]
     assert "again.mp4.npy: cannot be written (Permission denied)" in rows["again.mp4"]
+
+
+def test_a_quick_run_killed_between_its_two_renames_is_redone(pyfeat_data, tmp_path, capsys):
+    """A kill after the array's rename and before its sidecar's (SIGKILL, or SIGTERM to the
+    workers on Ctrl-C) left a 20-frame array alone, which the same --max-frames command then kept
+    as a published whole video for good; or a quick array beside the whole video's sidecar."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(pyfeat_data / "single_face.mp4", d)
+    npy = d / "npy" / "single_face.mp4.npy"
+
+    def run(*extra):
+        rc = run_cli(d, *extra)
+        return rc, summary_rows(capsys.readouterr().out)["single_face.mp4"]
+
+    assert "done" in run("--max-frames", 20)[1]
+    sidecar = meta_path(npy)
+    left = sidecar.parent / f"{temp_prefix(sidecar)}k2j3h4g5.tmp"  # as the kill leaves it
+    os.replace(sidecar, left)
+    rc, row = run("--max-frames", 20)
+    assert rc == 0 and "done" in row and load_meta(npy)["n_frames"] == 20
+    assert not left.exists()
+    quick = np.load(npy)
+    assert "done" in run()[1] and load_meta(npy)["n_frames"] == 72  # the whole video
+    np.save(npy, quick)  # killed after the array of a --max-frames 20 --overwrite
+    rc, row = run("--max-frames", 20)
+    assert "whole-video output kept" not in row and "done" in row
+    assert load_meta(npy)["n_frames"] == 20 == len(np.load(npy))
