@@ -294,7 +294,9 @@ class GeneratedFolds:
 
     def save(self, stacklevel: int = 1) -> None:
         """Write the folds with ``folds_meta.json`` into ``folds_dir`` at once; kept unsaved,
-        with a warning (at ``stacklevel`` above the caller), where it cannot be written."""
+        with a warning (at ``stacklevel`` above the caller), where it cannot be written. Folds
+        another run wrote there meanwhile are taken if they are these, else refused (ValueError):
+        this run would test on folds that its later resumes, reading those, do not have."""
 
         def write(tmp: Path) -> None:
             write_folds(tmp, self.folds, self.labels)
@@ -303,10 +305,21 @@ class GeneratedFolds:
         try:
             atomic_write_dir(self.folds_dir, write)  # a killed run leaves no partial fold set
         except OSError as e:
+            if fold_dirs(self.folds_dir):  # another run's, written since this one looked
+                if _parts(read_folds(self.folds_dir)) != _parts(self.folds):
+                    raise ValueError(
+                        f"{self.folds_dir}: another run generated other folds there meanwhile "
+                        "(another seed or data.n_folds); run again to use those"
+                    ) from None
+                return
             warnings.warn(
                 f"could not write generated folds to {self.folds_dir} ({e}); using them unsaved",
                 stacklevel=stacklevel + 1,
             )
+
+
+def _parts(folds: list[Fold]) -> list[tuple[frozenset, frozenset]]:
+    return [(frozenset(f.train), frozenset(f.test)) for f in folds]
 
 
 def generate_folds(

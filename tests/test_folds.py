@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from data.fold_check import check_folds
 from data.folds import (
     Fold,
+    generate_folds,
     make_folds,
     read_fold_files,
     read_folds,
@@ -359,3 +361,22 @@ def test_a_reader_gone_early_ends_a_cli_quietly(tmp_path, demo_root, command):
         os.close(write)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
+
+
+def test_folds_another_run_generated_meanwhile_are_taken_if_alike_else_refused(tmp_path):
+    """Two runs of a folder without folds, started together: the second's write failed and it
+    trained on its own folds, unsaved, while labels/ held the first's (its resume then refused)."""
+    names = [f"s{i}_{j}" for i in range(6) for j in range(2)]
+    labels = {n: int(n.endswith("_1")) for n in names}
+    subjects = {n: n.split("_")[0] for n in names}
+    mine = generate_folds(tmp_path / "labels", names, labels, subjects, "csv", 3, seed=0)
+    theirs = generate_folds(tmp_path / "labels", names, labels, subjects, "csv", 3, seed=1)
+    assert [f.test for f in mine.folds] != [f.test for f in theirs.folds]
+    theirs.save()  # the other run, first
+    with pytest.raises(ValueError, match="another run generated other folds there meanwhile"):
+        mine.save()
+    same = generate_folds(tmp_path / "labels", names, labels, subjects, "csv", 3, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # taken: no "using them unsaved"
+        same.save()
+    assert [f.test for f in read_folds(tmp_path / "labels")] == [f.test for f in theirs.folds]
