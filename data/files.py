@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -158,9 +159,16 @@ def print_names_as_given() -> None:
         reconfigure(errors="surrogateescape")
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(main: Callable[[], int]) -> None:
     """``sys.exit(main())``; a reader that stopped early (``... | head``) ends it with status 1
-    and no BrokenPipeError traceback, as the Python docs advise for SIGPIPE."""
+    and no BrokenPipeError traceback, as the Python docs advise for SIGPIPE. SIGTERM (``kill``,
+    ``timeout``, a cluster's ``scancel`` or preemption) stops it as Ctrl-C does: the command
+    says so, and what it holds is given back (temp files, fold and folder locks)."""
+    signal.signal(signal.SIGTERM, _stop)
     try:
         code = main()
         sys.stdout.flush()  # the flush at exit would fail outside this handler

@@ -3,8 +3,10 @@ rerun into a set that runs were trained on (replaced only as it was; no table ma
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,21 @@ def test_a_set_being_written_is_not_written_by_a_second_generator(tmp_path):
     assert [p.name for p in a.iterdir()] == []
     generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
     assert (a / "demo.json").is_file() and not (a / demo.LOCK).exists()
+
+
+def test_sigterm_stops_the_generator_as_ctrl_c_does(tmp_path):
+    """A cluster's scancel or preemption sends SIGTERM: the command says it was stopped and gives
+    its folder's lock back (it died at once, holding it, before)."""
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "data.demo", "--out", str(out), "--subjects", "40"]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not list(out.glob("npy/*.npy")) and time.time() < deadline:  # generating
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: " in stdout and "Traceback" not in stderr
+    assert not (out / demo.LOCK).exists() and not (out / "demo.json").exists()
