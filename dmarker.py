@@ -31,7 +31,7 @@ from data.dmarker import (
 )
 from data.dmarker_cache import build_dmarker_table
 from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
-from data.files import atomic_write, print_names_as_given, run_cli
+from data.files import atomic_write, print_names_as_given, run_cli, temp_prefix
 from data.io import MIN_FPS, landmark_files
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
 
@@ -177,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"D-Markers of {len(table)} videos -> {table.path} "
               f"(computed {computed}, reused {table.reused})")  # fmt: skip
+    own = temp_prefix(table.path) if table.path else None  # a killed dmarker.py's are its own
+    writing = [
+        t for t in Path(args.landmarks).glob(".*.tmp") if not own or not t.name.startswith(own)
+    ]
+    if writing:
+        print(
+            f"note: {args.landmarks} holds {len(writing)} temp file(s) of landmark files being "
+            "written (extract_landmarks.py running there, or stopped): the table has the files "
+            "finished so far; run dmarker.py again once the extraction has finished"
+        )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(table.status_counts().items()))
     if counts:
         print(f"status: {counts}")

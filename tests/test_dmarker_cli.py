@@ -14,6 +14,7 @@ from dmarker_synth import H, W, smile_video, three_videos, write_video
 
 import dmarker as cli
 from data.dmarker_table import load_dmarker_table
+from data.files import temp_prefix
 
 
 @pytest.fixture
@@ -133,3 +134,18 @@ def test_cli_as_a_script(dataset, repo_root):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "D-Markers of 3 videos" in run.stdout
+
+
+def test_a_folder_still_being_extracted_is_noted(dataset, capsys):
+    """dmarker.py run while extract_landmarks.py writes the folder made a table of the files
+    finished so far and said nothing; its own leftover temp file is no such sign."""
+    table = dataset / "dmarkers.npz"
+    (dataset / f"{temp_prefix(table)}k2j3h4g5.tmp").write_bytes(b"")  # a killed dmarker.py's
+    assert cli.main(["--landmarks", str(dataset), "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    (dataset / f"{temp_prefix(dataset / 'late.mp4.npy')}a1b2c3d4.tmp").write_bytes(b"\x93NUMPY")
+    assert cli.main(["--landmarks", str(dataset), "--quiet"]) == 0
+    assert (
+        f"note: {dataset} holds 1 temp file(s) of landmark files being written"
+        in capsys.readouterr().out
+    )
