@@ -19,13 +19,20 @@ def landmark_fix(kind: str, root: Path) -> str:
 
 def demo_command(root: Path) -> str:
     """The ``data.demo`` command that writes the demo at ``root`` again: the same seed, subjects
-    and folds as its ``demo.json`` records (the defaults when it has none)."""
+    and folds as its ``demo.json`` records, or that of the set an interrupted rerun was replacing
+    (the defaults when neither is there)."""
+    from data.demo import PENDING
+
     command = f"python -m data.demo --out {root}"
-    try:
-        made = json.loads((root / "demo.json").read_text())
-        return command + "".join(f" --{k} {int(made[k])}" for k in ("seed", "subjects", "folds"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return command
+    for record in ("demo.json", PENDING):
+        try:
+            made = json.loads((root / record).read_text())
+            return command + "".join(
+                f" --{k} {int(made[k])}" for k in ("seed", "subjects", "folds")
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return command
 
 
 def no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundError:
@@ -33,7 +40,14 @@ def no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErro
     such as ``uva/npy`` read from another folder looks like one that exists)."""
     root, landmarks_dir = root.absolute(), landmarks_dir.absolute()
     if kind == "demo":
+        from data.demo import LOCK
+
         build = demo_command(root)
+        if (root / LOCK).exists() and not (root / "demo.json").exists():
+            return FileNotFoundError(
+                f"the demo dataset at {root} is being written (or its generator was killed: "
+                f"{root / LOCK}); wait for it, or run {build}"
+            )
         if not (root / "demo.json").exists():
             return FileNotFoundError(f"no demo dataset at {root}: run {build}")
         where = f"a demo keeps them in {root / 'npy'}; rebuild it: {build}"

@@ -14,6 +14,7 @@ from landmark_synth import tree_bytes
 
 from data import demo
 from data.claim import claimed
+from data.dataset_fixes import no_landmarks
 from data.demo import generate
 from data.dmarker_cache import build_dmarker_table
 from data.files import temp_prefix
@@ -111,6 +112,10 @@ def test_an_interrupted_regeneration_is_rerun_and_its_litter_removed(tmp_path, m
                           "--no-dmarkers"]) == 130  # fmt: skip
     assert "interrupted: " in capsys.readouterr().out
     assert not (a / "demo.json").exists() and (a / demo.PENDING).is_file()
+    hint = str(no_landmarks("demo", a, a / "npy"))  # what training says meanwhile
+    assert hint.endswith(
+        f"run python -m data.demo --out {a.absolute()} --seed {SEED} --subjects 3 --folds 3"
+    )
     litter = a / f"{temp_prefix(a / 'labels.csv')}k2j3h4g5.tmp"  # a kill's, mid-write
     litter.write_text("video,la")
     with pytest.raises(ValueError, match=r"other settings \(seed\) would replace"):
@@ -124,6 +129,7 @@ def test_a_set_being_written_is_not_written_by_a_second_generator(tmp_path):
     """Two generators at once in one folder left one seed's labels beside the other's videos."""
     a = tmp_path / "a"
     with claimed(a / demo.LOCK, f"the demo set {a}"):  # this process stands for the first
+        assert "is being written (or its generator was killed" in str(no_landmarks("demo", a, a))
         with pytest.raises(ValueError, match=rf"the demo set {a} is being written by pid \d+"):
             generate(a, subjects=3, seed=SEED, folds=3, dmarkers=False)
     assert [p.name for p in a.iterdir()] == []
