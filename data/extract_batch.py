@@ -152,11 +152,10 @@ def plot_path(job: Job, plot: Path | None) -> Path | None:
     return plot if plot.suffix.lower() == ".png" else plot / f"{job.name}.png"
 
 
-def _clean_temp_files(job: Job) -> None:
-    """Remove temp files a killed run left for this output and its sidecar
-    (data.files.temp_prefix)."""
-    for target in (job.output, meta_path(job.output)):
-        for tmp in job.output.parent.glob(f"{temp_prefix(target)}*.tmp"):
+def _clean_temp_files(*targets: Path) -> None:
+    """Remove temp files a killed run left for these files (data.files.temp_prefix)."""
+    for target in targets:
+        for tmp in target.parent.glob(f"{temp_prefix(target)}*.tmp"):
             tmp.unlink(missing_ok=True)
 
 
@@ -172,7 +171,7 @@ def run_job(job: Job, settings: Settings, backend) -> JobResult:
         if reason is not None:
             _skip(job, settings, result, reason, png)
             return result
-        _clean_temp_files(job)
+        _clean_temp_files(job.output, meta_path(job.output))
         check_writable(job.output)  # before decoding the video, not after
         source = open_source(job.source, settings.frame_fps)
         ext = extract_video(
@@ -214,6 +213,7 @@ def _plot(
     """Draw the contact sheet of saved landmarks; a failure goes to ``result.sheet_error`` (the
     landmarks stay done)."""
     try:
+        _clean_temp_files(png)
         _draw(job, settings, landmarks, meta, png)
     except Exception as e:
         result.sheet_error = f"contact sheet not drawn: {_reason(e)}"

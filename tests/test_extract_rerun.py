@@ -282,3 +282,19 @@ def test_a_quick_run_killed_between_its_two_renames_is_redone(pyfeat_data, tmp_p
     rc, row = run("--max-frames", 20)
     assert "whole-video output kept" not in row and "done" in row
     assert load_meta(npy)["n_frames"] == 20 == len(np.load(npy))
+
+
+def test_a_contact_sheet_killed_mid_write_leaves_no_temp_file(pyfeat_data, tmp_path, capsys):
+    """Killed while drawing a sheet: the rerun skips the landmarks, draws the sheet and removes
+    the half-written one (1.3 MB a video, left for good before)."""
+    d = tmp_path / "videos"
+    d.mkdir()
+    shutil.copy(pyfeat_data / "single_face.mp4", d)
+    assert run_cli(d, "--max-frames", 8) == 0
+    png = d / "npy" / "single_face.mp4.png"
+    half = png.parent / f"{temp_prefix(png)}k2j3h4g5.tmp"
+    half.write_bytes(b"\x89PNG")
+    capsys.readouterr()
+    assert run_cli(d, "--max-frames", 8, "--plot") == 0
+    assert "skipped" in summary_rows(capsys.readouterr().out)["single_face.mp4"]
+    assert png.is_file() and not half.exists()
