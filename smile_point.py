@@ -265,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
         with claimed_all([(out / f".fold_{k:02d}.lock", f"fold {k} of {out}") for k in folds]):
             check_folds(cfg, folds, dataset, args.resume)  # again: another job may have run them
+            dataset.save_folds()  # first: refused where another run wrote other folds
             save_config(cfg, out / "config.yaml")
-            dataset.save_folds()
             results, failed = run_folds(cfg, folds, dataset, args.resume)
             if failed:
                 report_failed(failed, len(folds))

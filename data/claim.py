@@ -1,77 +1,89 @@
-"""One writer at a time: a job claims what it writes (a fold of a run, a demo folder) with a lock
-file made exclusively (``O_CREAT | O_EXCL``), holding its pid, host and start time, and removed
-when the job ends. Two jobs started at once on one fold (a requeued cluster job beside its first
-attempt, a sweep sharing an ``--out``) would otherwise write one folder with two configs.
+"""One writer at a time: a job claims what it writes (a fold of a run, a demo folder) by holding an
+exclusive lock (``fcntl.flock``) on a lock file, which also records its pid, host and start time
+for the refusal's message. Two jobs started at once on one fold (a requeued cluster job beside
+its first attempt, a sweep sharing an ``--out``) would otherwise write one folder with two
+configs.
 
-A lock whose owner is gone from this host (killed with SIGKILL) is taken over; one held by a live
-process, or by a process of another host (whose state cannot be seen from here), is refused,
-naming the owner and the file to delete if that job is gone.
+The kernel releases the lock when its process ends, however it ends (SIGKILL, a container's OOM
+kill, a node's lock lease running out on NFS), so no lock outlives its job and no pid has to be
+judged alive: a reused pid, another PID namespace or two jobs taking over one stale lock at once
+cannot fool it. The file is removed on release.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+#: flock's errors for a lock another job holds; others mean no locks on this file system.
+HELD = (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK)
 
-def _alive(pid: int) -> bool:
+
+def _record(fd: int) -> str:
+    """Who holds the lock file open at ``fd``, from its record."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        owner = json.loads(os.pread(fd, 4096, 0))
+        return f"pid {owner['pid']} on {owner['host']} since {owner['started']}"
+    except (OSError, ValueError, KeyError, TypeError):  # being written
+        return "another job"
 
 
-def _owner(lock: Path) -> dict | None:
-    """The lock's record, or None where it is unreadable (being written, or cut short)."""
-    try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-    return owner if isinstance(owner, dict) and {"pid", "host", "started"} <= owner.keys() else None
+def _lock(lock: Path, what: str) -> int | None:
+    """An open descriptor of ``lock`` holding its exclusive lock (held by the open file, so a
+    second claim in the same process is refused too), or None where the file system has no locks
+    (warned). ValueError when another claim holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            held = _record(fd) if e.errno in HELD else None
+            os.close(fd)
+            if held is None:
+                warnings.warn(
+                    f"{lock}: this file system takes no file locks ({e.strerror}); parallel jobs "
+                    f"on {what} are not kept apart",
+                    stacklevel=4,
+                )
+                return None
+            raise ValueError(
+                f"{what} is being written by {held} ({lock}); wait for that job to end"
+            ) from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)  # its holder removed it as we opened it: lock the file there now
 
 
 @contextmanager
 def claimed(lock: Path, what: str) -> Iterator[None]:
     """Hold the lock file ``lock`` while the block runs; ``what`` names the work in a refusal
     (ValueError: another job holds it)."""
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
     lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            break
-        except FileExistsError:
-            owner = _owner(lock)
-            if owner and owner["host"] == me["host"] and not _alive(owner["pid"]):
-                lock.unlink(missing_ok=True)  # its job was killed: take it over
-                continue
-            held = (
-                f"pid {owner['pid']} on {owner['host']} since {owner['started']}"
-                if owner
-                else "another job"
-            )
-            raise ValueError(
-                f"{what} is being written by {held} ({lock}); wait for that job, or, if it is "
-                f"no longer running, delete {lock}"
-            ) from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(me, f)
+    fd = _lock(lock, what)
+    if fd is None:
+        yield
+        return
     try:
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        me["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # while held: a job that opened it now finds it replaced
+        os.close(fd)
 
 
 @contextmanager

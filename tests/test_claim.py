@@ -1,9 +1,12 @@
 """One writer at a time (data.claim): a fold of a run and a demo folder are claimed by a lock
-file; a live owner's claim is refused by name, a killed owner's taken over."""
+held while its job lives; a second claim is refused by name."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,50 +16,64 @@ from tiny_run import tiny_config
 
 import smile_point
 from data.claim import claimed, claimed_all
+from data.folds import GeneratedFolds
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from data.claim import claimed
+with claimed(Path(sys.argv[1]), "fold 1 of run"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
 
 
-def dead_pid() -> int:
-    """The pid of a process that has ended."""
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
-                          capture_output=True, text=True)  # fmt: skip
-    return int(proc.stdout)
-
-
-def lock_of(pid: int, host: str | None = None) -> str:
-    host = host or socket.gethostname()
-    return json.dumps({"pid": pid, "host": host, "started": "2026-12-07 10:00:00"})
-
-
-def test_a_claim_is_exclusive_released_and_taken_over_from_a_killed_owner(tmp_path):
+def test_a_claim_is_exclusive_while_its_job_lives_and_no_longer(tmp_path, repo_root):
+    """The lock is the kernel's (flock): held by a live job, whatever its pid or host; gone with
+    it however it ended (SIGKILL too), so a lock file left on disk stops nobody."""
     lock = tmp_path / "run" / ".fold_01.lock"
     with claimed(lock, "fold 1 of run"):
         owner = json.loads(lock.read_text())
-        assert owner["host"] == socket.gethostname() and owner["pid"] > 0
-        with pytest.raises(ValueError, match=r"fold 1 of run is being written by pid \d+ on "):
+        assert owner["host"] == socket.gethostname() and owner["pid"] == os.getpid()
+        with pytest.raises(ValueError) as e:  # a second claim, even in this process
             with claimed(lock, "fold 1 of run"):
                 pass
+        assert str(e.value) == (
+            f"fold 1 of run is being written by pid {os.getpid()} on {owner['host']} since "
+            f"{owner['started']} ({lock}); wait for that job to end"
+        )
     assert not lock.exists()
-    lock.write_text(lock_of(dead_pid()))  # a job killed with SIGKILL left it
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], cwd=repo_root,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(ValueError, match=rf"being written by pid {holder.pid} on "):
+            with claimed(lock, "fold 1 of run"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no finally of its own runs
+        holder.wait()
+    assert lock.exists()  # left on disk, but held by nobody
     with claimed(lock, "fold 1 of run"):
-        assert json.loads(lock.read_text())["started"] != "2026-12-07 10:00:00"
-    lock.write_text(lock_of(dead_pid(), host="node17"))  # another host: its pid means nothing here
-    with pytest.raises(ValueError) as e:
-        with claimed(lock, "fold 1 of run"):
-            pass
-    assert str(e.value) == (
-        f"fold 1 of run is being written by pid {json.loads(lock.read_text())['pid']} on node17 "
-        f"since 2026-12-07 10:00:00 ({lock}); wait for that job, or, if it is no longer running, "
-        f"delete {lock}"
-    )
-    lock.write_text("")  # being written by its owner, or cut short: held all the same
-    with pytest.raises(ValueError, match="being written by another job"):
-        with claimed(lock, "fold 1 of run"):
-            pass
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    lock.write_text("")  # a record cut short: a file, no lock
+    with claimed(lock, "fold 1 of run"):
+        pass
     first = tmp_path / "a.lock"
-    with pytest.raises(ValueError):  # the second is held: the first is given back
+    with claimed(lock, "b"), pytest.raises(ValueError):  # the second is held: the first given back
         with claimed_all([(first, "a"), (lock, "b")]):
             pass
     assert not first.exists()
+
+
+def test_a_file_system_without_locks_is_warned_not_refused(tmp_path, monkeypatch):
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="takes no file locks .No locks available.; parallel jobs"):
+        with claimed(tmp_path / ".fold_01.lock", "fold 1 of run"):
+            pass
 
 
 def test_a_fold_another_job_is_training_is_refused(tmp_path, demo_root, capsys):
@@ -73,6 +90,50 @@ def test_a_fold_another_job_is_training_is_refused(tmp_path, demo_root, capsys):
         assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out),
                                  "--resume"]) == 2  # fmt: skip
         assert not (out / "fold_03").exists()  # refused before fold 1 was claimed and kept
-    (out / ".fold_03.lock").write_text(lock_of(dead_pid()))  # a killed job's
+    (out / ".fold_03.lock").write_text("{}")  # a killed job's file: no lock
     assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out), "--resume"]) == 0
     assert (out / "results.json").exists() and not list(out.glob(".*.lock"))
+
+
+def test_a_run_another_job_started_meanwhile_is_checked_again_once_held(
+    tmp_path, demo_root, monkeypatch, capsys
+):
+    """The checks ran before the locks were taken: a job of another config that finished a fold
+    of the run in between makes it a started run, which this config must not join."""
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
+    out = tmp_path / "run"
+    real = smile_point.claimed_all
+
+    def after_another_job(locks):
+        monkeypatch.setattr(smile_point, "claimed_all", real)
+        other = ["--config", cfg, "--epochs", "2", "--fold", "2", "--out", str(out)]
+        assert smile_point.main(other) == 0
+        capsys.readouterr()
+        return real(locks)
+
+    monkeypatch.setattr(smile_point, "claimed_all", after_another_job)
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 2
+    assert "was started with another config (train.epochs" in capsys.readouterr().err
+    assert not (out / "fold_01").exists()
+
+
+def test_a_run_refused_for_another_runs_folds_writes_no_config(
+    tmp_path, demo_root, monkeypatch, capsys
+):
+    """Folds generated by another run meanwhile refuse this one: before anything of it is
+    written (its config.yaml used to replace the run's first)."""
+    root = tmp_path / "nofolds"
+    root.mkdir()
+    for item in demo_root.iterdir():
+        if item.name != "labels":  # folds are generated
+            (root / item.name).symlink_to(item)
+
+    def theirs_first(self, stacklevel=1):
+        raise ValueError(f"{self.folds_dir}: another run generated other folds there meanwhile")
+
+    monkeypatch.setattr(GeneratedFolds, "save", theirs_first)
+    cfg = str(tiny_config(tmp_path, root, epochs=1))
+    out = tmp_path / "run"
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 2
+    assert "another run generated other folds there meanwhile" in capsys.readouterr().err
+    assert not (out / "config.yaml").exists()
