@@ -364,3 +364,28 @@ def test_meshsmilenet_runs_compare_without_the_dmarker_weight(tmp_path):
     now.train.lr = 1.0
     with pytest.raises(ValueError, match=r"another config \(train.lr 0.0005 -> 1.0\)"):
         check_same_run(saved, now, tmp_path)
+
+
+def test_sigterm_to_the_process_group_stops_training_as_ctrl_c_does(tmp_path, demo_root):
+    """timeout, scancel and preemption signal the whole group, DataLoader workers too: their
+    death by the signal made the run fail ("DataLoader worker is killed", exit 2) or print a
+    traceback, where Ctrl-C ends it with one line and --resume continues."""
+    cfg = tiny_config(tmp_path, demo_root, epochs=200)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "smile_point.py", "--config", str(cfg), "--fold", "1", "--out",
+           str(out), "--set", "data.num_workers=2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    metrics = out / "fold_01" / "metrics.csv"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            time.sleep(0.5)  # mid-epoch, workers running
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished epochs and folds are kept" in err
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    assert not list(out.glob(".*.lock"))

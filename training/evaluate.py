@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import signal
 from functools import cache
 from pathlib import Path
 
@@ -17,6 +18,13 @@ from models import build_model
 from training.checkpoint import load_checkpoint
 from training.config import Config
 from training.metrics import classification_metrics
+
+
+def leave_stop_to_main(worker_id: int) -> None:
+    """A DataLoader worker's start: SIGTERM ignored. ``timeout``, ``scancel`` and preemption
+    signal the whole process group; the main process stops as on Ctrl-C and ends its workers,
+    which, killed by the signal themselves, made it fail with "DataLoader worker is killed"."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def clip_config(cfg: Config) -> ClipConfig:
@@ -61,6 +69,7 @@ def predict(
         batch_size=cfg.train.batch_size * 2,
         shuffle=False,
         num_workers=cfg.data.num_workers,
+        worker_init_fn=leave_stop_to_main,
         pin_memory=device.type == "cuda",
     )
     probs, index = [], []

@@ -39,7 +39,7 @@ from training.checkpoint import (
     split_digest,
 )
 from training.config import DEVICE, Config, to_dict
-from training.evaluate import autocast, batch_to, clip_config, predict, uses_amp
+from training.evaluate import autocast, batch_to, clip_config, leave_stop_to_main, predict, uses_amp
 from training.metrics import best_threshold, classification_metrics, log_loss
 
 METRIC_COLUMNS = (
@@ -212,6 +212,7 @@ def _train_epoch(cfg: Config, model, ema, optimizer, train_set: TrainClips, epoc
         shuffle=True,
         generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch),
         num_workers=cfg.data.num_workers,
+        worker_init_fn=leave_stop_to_main,
         pin_memory=device.type == "cuda",  # so that the non-blocking copies do not block
     )
     model.train()
