@@ -351,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {args.out} holds no whole set; run the same command again")
+        print(
+            f"\ninterrupted: {args.out} holds no whole set; run the same command again",
+            file=sys.stderr,
+        )
         return 130
     print(
         f"demo: {s['videos']} videos ({s['counts']['posed']} posed, {s['counts']['spontaneous']} "

@@ -167,7 +167,8 @@ def run_cli(main: Callable[[], int]) -> None:
     """``sys.exit(main())``; a reader that stopped early (``... | head``) ends it with status 1
     and no BrokenPipeError traceback, as the Python docs advise for SIGPIPE. SIGTERM (``kill``,
     ``timeout``, a cluster's ``scancel`` or preemption) stops it as Ctrl-C does: the command
-    says so, and what it holds is given back (temp files, fold and folder locks)."""
+    says so, and what it holds is given back (temp files, fold and folder locks); a command
+    without words of its own for that ends with "interrupted" and status 130."""
     signal.signal(signal.SIGTERM, _stop)
     try:
         code = main()
@@ -175,6 +176,9 @@ def run_cli(main: Callable[[], int]) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from data.files import run_cli
 from data.fold_check import check_folds
 from data.folds import (
     Fold,
@@ -361,6 +362,18 @@ def test_a_reader_gone_early_ends_a_cli_quietly(tmp_path, demo_root, command):
         os.close(write)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
+
+
+def test_a_command_stopped_without_words_of_its_own_ends_in_one_line(capsys):
+    """Ctrl-C, or SIGTERM (timeout, scancel), in a command with no handler of its own (compare,
+    data.folds, data.demo_fit, data.demo_cues) printed a KeyboardInterrupt traceback."""
+
+    def main() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(main)
+    assert e.value.code == 130 and capsys.readouterr().err == "\ninterrupted\n"
 
 
 def test_folds_another_run_generated_meanwhile_are_taken_if_alike_else_refused(tmp_path):
