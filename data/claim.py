@@ -36,14 +36,14 @@ def _record(fd: int) -> str:
         return "another job"
 
 
-def _lock(lock: Path, what: str) -> int | None:
+def _lock(lock: Path, what: str, wait: bool) -> int | None:
     """An open descriptor of ``lock`` holding its exclusive lock (held by the open file, so a
     second claim in the same process is refused too), or None where the file system has no locks
     (warned). ValueError when another claim holds it."""
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             held = _record(fd) if e.errno in HELD else None
             os.close(fd)
@@ -67,11 +67,11 @@ def _lock(lock: Path, what: str) -> int | None:
 
 
 @contextmanager
-def claimed(lock: Path, what: str) -> Iterator[None]:
+def claimed(lock: Path, what: str, wait: bool = False) -> Iterator[None]:
     """Hold the lock file ``lock`` while the block runs; ``what`` names the work in a refusal
-    (ValueError: another job holds it)."""
+    (ValueError: another job holds it), or, with ``wait``, wait for it (locks held briefly)."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock(lock, what)
+    fd = _lock(lock, what, wait)
     if fd is None:
         yield
         return
@@ -84,6 +84,21 @@ def claimed(lock: Path, what: str) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)  # while held: a job that opened it now finds it replaced
         os.close(fd)
+
+
+def held(lock: Path) -> bool:
+    """Whether a claim holds ``lock`` now (one of this process's too)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in HELD
+    finally:
+        os.close(fd)  # and with it the lock, where this took it
+    return False
 
 
 @contextmanager

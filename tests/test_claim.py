@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tiny_run import tiny_config
@@ -17,6 +18,7 @@ from tiny_run import tiny_config
 import smile_point
 from data.claim import claimed, claimed_all
 from data.folds import GeneratedFolds
+from training.config import load_config, save_config
 
 HOLD = """
 import sys, time
@@ -78,14 +80,20 @@ def test_a_file_system_without_locks_is_warned_not_refused(tmp_path, monkeypatch
 
 def test_a_fold_another_job_is_training_is_refused(tmp_path, demo_root, capsys):
     """Two jobs started together on one fold (a requeued cluster job beside its first attempt,
-    a sweep sharing --out) passed every check until a checkpoint existed, then both wrote it."""
+    a sweep sharing --out) passed every check until a checkpoint existed, then both wrote it;
+    another fold of the run joins only with the config of the job training it."""
     cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
     out = tmp_path / "run"
     with claimed(out / ".fold_02.lock", "fold 2 of run"):  # this process stands for the other job
+        save_config(load_config(Path(cfg)), out / "config.yaml")  # which it saved on starting
         assert smile_point.main(["--config", cfg, "--fold", "2", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"fold 2 of {out} is being written by pid" in err and len(err.splitlines()) == 1
         assert not (out / "fold_02").exists()  # nothing written
+        other = ["--config", cfg, "--fold", "1", "--out", str(out), "--lr", "0.01"]
+        assert smile_point.main(other) == 2  # no fold finished yet: the job's config.yaml says
+        assert "was started with another config (train.lr" in capsys.readouterr().err
+        assert not (out / "fold_01").exists()
         assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 0
         assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out),
                                  "--resume"]) == 2  # fmt: skip
@@ -102,16 +110,16 @@ def test_a_run_another_job_started_meanwhile_is_checked_again_once_held(
     of the run in between makes it a started run, which this config must not join."""
     cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
     out = tmp_path / "run"
-    real = smile_point.claimed_all
+    real = smile_point.claimed  # the run's config lock, taken before the folds' locks
 
-    def after_another_job(locks):
-        monkeypatch.setattr(smile_point, "claimed_all", real)
+    def after_another_job(*args, **kwargs):
+        monkeypatch.setattr(smile_point, "claimed", real)
         other = ["--config", cfg, "--epochs", "2", "--fold", "2", "--out", str(out)]
         assert smile_point.main(other) == 0
         capsys.readouterr()
-        return real(locks)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(smile_point, "claimed_all", after_another_job)
+    monkeypatch.setattr(smile_point, "claimed", after_another_job)
     assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 2
     assert "was started with another config (train.epochs" in capsys.readouterr().err
     assert not (out / "fold_01").exists()

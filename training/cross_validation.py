@@ -123,11 +123,14 @@ def run_started(out: Path) -> bool:
     return any((d / f).exists() for d in out.glob("fold_*") for f in ("last.pt", "test.json"))
 
 
-def check_folds(cfg: Config, folds, dataset: SmileDataset, resume: bool) -> None:
-    """Before a run writes: one config per run folder (another fold of it, or a resume) and
-    each fold's folder free to write (:func:`check_fold`)."""
+def check_folds(
+    cfg: Config, folds, dataset: SmileDataset, resume: bool, shared: bool = False
+) -> None:
+    """Before a run writes: one config per run folder (another fold of it, or a resume; also
+    where ``shared``: another job is training folds of it) and each fold's folder free to write
+    (:func:`check_fold`)."""
     out = Path(cfg.out)
-    if run_started(out):
+    if shared or run_started(out):
         check_same_run(run_config(out), cfg, out)
     for k in folds:
         check_fold(cfg, k, dataset, resume)
