@@ -202,7 +202,7 @@ def paired(config: dict, first: dict) -> dict[str, str]:
         d = d[~np.isnan(d)]  # AUC undefined in a fold
         out[m] = f"{d.mean():+.3f} +- {d.std():.3f}" if d.size else "n/a"
     sizes = [len(f["videos"]) for _, f in sorted(first["repeats"][0]["folds"].items())]
-    p = corrected_t_p(diffs["accuracy"], held_out_ratio(first), np.array(sizes))
+    p = corrected_t_p(diffs["accuracy"], held_out_ratio(first), sizes)
     out["t_p"] = "n/a" if np.isnan(p) else "p < 0.001" if p < 0.001 else f"p {p:.3f}"
     return out
 

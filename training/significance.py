@@ -72,7 +72,7 @@ def sign_flip_p(diffs: np.ndarray, seed: int = SEED) -> float:
 
 
 def corrected_t_p(
-    diffs: np.ndarray, test_over_train: float, sizes: np.ndarray | None = None
+    diffs: np.ndarray, test_over_train: float, sizes: list[int] | None = None
 ) -> float:
     """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003) of "no
     difference between two models" over k folds of one fixed partition.
