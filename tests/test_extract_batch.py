@@ -128,7 +128,7 @@ def test_temp_cleanup_removes_this_outputs_temps_only(tmp_path):
     theirs = tmp_path / f"{temp_prefix(other)}k2j3h4g5.tmp"
     for tmp in (*mine, theirs):
         touch(tmp)
-    extract_batch._clean_temp_files(Job(tmp_path / "v.mp4", "clip [1].mp4", npy))
+    extract_batch._clean_temp_files(npy, meta_path(npy))
     assert not any(t.exists() for t in mine) and theirs.exists()
 
 
