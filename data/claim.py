@@ -5,9 +5,11 @@ its first attempt, a sweep sharing an ``--out``) would otherwise write one folde
 configs.
 
 The kernel releases the lock when its process ends, however it ends (SIGKILL, a container's OOM
-kill, a node's lock lease running out on NFS), so no lock outlives its job and no pid has to be
-judged alive: a reused pid, another PID namespace or two jobs taking over one stale lock at once
-cannot fool it. The file is removed on release.
+kill), so no pid has to be judged alive: a reused pid, another PID namespace or two jobs taking
+over one stale lock at once cannot fool it. Forked children (DataLoader workers) close their
+copies of the lock's descriptor, so the lock ends with its job, not with the last of them. Lock
+files stay on disk: a file nobody holds stops nobody, and one never removed cannot be replaced
+by a new file that a second job locks beside the first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from pathlib import Path
 #: flock's errors for a lock another job holds; others mean no locks on this file system.
 HELD = (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK)
 
+#: Descriptors of the locks this process holds, closed in its forked children.
+_HOLDING: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _HOLDING:  # the child's copies only: the parent's lock stays
+        os.close(fd)
+    _HOLDING.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
 
 def _record(fd: int) -> str:
     """Who holds the lock file open at ``fd``, from its record."""
@@ -40,30 +54,23 @@ def _lock(lock: Path, what: str, wait: bool) -> int | None:
     """An open descriptor of ``lock`` holding its exclusive lock (held by the open file, so a
     second claim in the same process is refused too), or None where the file system has no locks
     (warned). ValueError when another claim holds it."""
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            held = _record(fd) if e.errno in HELD else None
-            os.close(fd)
-            if held is None:
-                warnings.warn(
-                    f"{lock}: this file system takes no file locks ({e.strerror}); parallel jobs "
-                    f"on {what} are not kept apart",
-                    stacklevel=4,
-                )
-                return None
-            raise ValueError(
-                f"{what} is being written by {held} ({lock}); wait for that job to end"
-            ) from None
-        try:
-            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            return fd
-        os.close(fd)  # its holder removed it as we opened it: lock the file there now
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        held = _record(fd) if e.errno in HELD else None
+        os.close(fd)
+        if held is None:
+            warnings.warn(
+                f"{lock}: this file system takes no file locks ({e.strerror}); parallel jobs on "
+                f"{what} are not kept apart",
+                stacklevel=5,
+            )
+            return None
+        raise ValueError(
+            f"{what} is being written by {held} ({lock}); wait for that job to end"
+        ) from None
+    return fd
 
 
 @contextmanager
@@ -75,21 +82,26 @@ def claimed(lock: Path, what: str, wait: bool = False) -> Iterator[None]:
     if fd is None:
         yield
         return
+    owner = os.getpid()
+    _HOLDING.add(fd)
     try:
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        me = {"pid": owner, "host": socket.gethostname()}
         me["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         yield
     finally:
-        lock.unlink(missing_ok=True)  # while held: a job that opened it now finds it replaced
-        os.close(fd)
+        if os.getpid() == owner:  # not in a forked child, which closed its copy at the fork
+            _HOLDING.discard(fd)
+            os.close(fd)
 
 
 def held(lock: Path) -> bool:
-    """Whether a claim holds ``lock`` now (one of this process's too)."""
+    """Whether a claim holds ``lock`` now (one of this process's too). It takes the lock for an
+    instant where it is free, so a claim of ``lock`` at that instant would be refused: probe
+    only under a lock that such claims also take (smile_point.py's run-level config lock)."""
     try:
-        fd = os.open(lock, os.O_RDWR)
+        fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:

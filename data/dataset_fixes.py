@@ -40,13 +40,13 @@ def no_landmarks(kind: str, root: Path, landmarks_dir: Path) -> FileNotFoundErro
     such as ``uva/npy`` read from another folder looks like one that exists)."""
     root, landmarks_dir = root.absolute(), landmarks_dir.absolute()
     if kind == "demo":
+        from data.claim import held
         from data.demo import LOCK
 
         build = demo_command(root)
-        if (root / LOCK).exists() and not (root / "demo.json").exists():
+        if held(root / LOCK):
             return FileNotFoundError(
-                f"the demo dataset at {root} is being written (or its generator was killed: "
-                f"{root / LOCK}); wait for it, or run {build}"
+                f"the demo dataset at {root} is being written ({root / LOCK}); wait for it"
             )
         if not (root / "demo.json").exists():
             return FileNotFoundError(f"no demo dataset at {root}: run {build}")

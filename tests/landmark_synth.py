@@ -134,9 +134,12 @@ def uva_subjects(npy_dir, n=3, fps=25.0):
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` by relative path, except D-Marker tables (they store file
-    mtimes by design) and packed stores."""
+    mtimes by design), packed stores and lock files (their holder's record)."""
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "dmarkers.npz" and ".packed" not in p.parts
+        if p.is_file()
+        and p.name != "dmarkers.npz"
+        and p.suffix != ".lock"
+        and ".packed" not in p.parts
     }

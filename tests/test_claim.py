@@ -10,13 +10,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from tiny_run import tiny_config
 
 import smile_point
-from data.claim import claimed, claimed_all
+from data.claim import claimed, claimed_all, held
 from data.folds import GeneratedFolds
 from training.config import load_config, save_config
 
@@ -44,7 +45,7 @@ def test_a_claim_is_exclusive_while_its_job_lives_and_no_longer(tmp_path, repo_r
             f"fold 1 of run is being written by pid {os.getpid()} on {owner['host']} since "
             f"{owner['started']} ({lock}); wait for that job to end"
         )
-    assert not lock.exists()
+    assert lock.exists() and not held(lock)  # the file stays, the lock is given back
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], cwd=repo_root,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -55,7 +56,7 @@ def test_a_claim_is_exclusive_while_its_job_lives_and_no_longer(tmp_path, repo_r
     finally:
         holder.kill()  # SIGKILL: no finally of its own runs
         holder.wait()
-    assert lock.exists()  # left on disk, but held by nobody
+    assert held(lock) is False  # its file left on disk, held by nobody
     with claimed(lock, "fold 1 of run"):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     lock.write_text("")  # a record cut short: a file, no lock
@@ -65,7 +66,23 @@ def test_a_claim_is_exclusive_while_its_job_lives_and_no_longer(tmp_path, repo_r
     with claimed(lock, "b"), pytest.raises(ValueError):  # the second is held: the first given back
         with claimed_all([(first, "a"), (lock, "b")]):
             pass
-    assert not first.exists()
+    assert not held(first)
+
+
+def test_a_lock_ends_with_its_job_not_with_its_forked_children(tmp_path):
+    """DataLoader workers are forked while the fold's lock is held: their copies of its
+    descriptor kept the lock for seconds after the job was killed (until they noticed)."""
+    lock = tmp_path / ".fold_01.lock"
+    read, write = os.pipe()
+    with claimed(lock, "fold 1 of run"):
+        child = os.fork()
+        if child == 0:  # a worker outliving its parent a while, then leaving without unwinding
+            os.write(write, b"started")
+            time.sleep(3)
+            os._exit(0)
+        assert os.read(read, 7) == b"started" and held(lock)
+    assert not held(lock)  # given back at once, the child still running
+    os.waitpid(child, 0)
 
 
 def test_a_file_system_without_locks_is_warned_not_refused(tmp_path, monkeypatch):
@@ -100,7 +117,8 @@ def test_a_fold_another_job_is_training_is_refused(tmp_path, demo_root, capsys):
         assert not (out / "fold_03").exists()  # refused before fold 1 was claimed and kept
     (out / ".fold_03.lock").write_text("{}")  # a killed job's file: no lock
     assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(out), "--resume"]) == 0
-    assert (out / "results.json").exists() and not list(out.glob(".*.lock"))
+    assert (out / "results.json").exists()
+    assert not any(held(f) for f in out.glob(".*.lock"))
 
 
 def test_a_run_another_job_started_meanwhile_is_checked_again_once_held(
