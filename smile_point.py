@@ -20,13 +20,11 @@ import argparse
 import os
 import sys
 import warnings
-from contextlib import ExitStack
 from pathlib import Path
 
 from colorama import Fore, Style
 from colorama import init as colorama_init
 
-from data.claim import claimed, claimed_all, held
 from data.files import atomic_write_json, check_folder, print_names_as_given, run_cli
 from models.config import BASELINE, NAMES
 from training.classify import check_json_target, classify, format_verdicts, verdicts_json
@@ -37,10 +35,15 @@ from training.config import (
     file_sets,
     full_key,
     load_config,
-    save_config,
     set_value,
 )
-from training.cross_validation import check_folds, check_kept_folds, load_dataset, run_folds
+from training.cross_validation import (
+    check_folds,
+    check_kept_folds,
+    claimed_folds,
+    load_dataset,
+    run_folds,
+)
 from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
 from training.report import brackets, write_results
@@ -251,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"--fold {args.fold!r}: give a fold number 1..{len(dataset.folds)} or 'all'"
             )
         folds = range(1, len(dataset.folds) + 1) if args.fold == "all" else [int(args.fold)]
-        out = Path(cfg.out)
         check_folds(cfg, folds, dataset, args.resume)
         trained = {n for k in folds for n in dataset.fold(k).train}  # the runs' training parts
         if cfg.model.name == BASELINE:  # it also scores the test parts from their D-Markers
@@ -264,17 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         check_kept_folds(cfg, [k for k in every if args.resume or k not in folds], dataset)
         if cfg.model.name != BASELINE and resolve_device(cfg.train.device).type == "cpu":
             reuse_freed_memory()  # faster CPU training; the process keeps its peak memory
-        mine = [out / f".fold_{k:02d}.lock" for k in folds]
-        locks = [(lock, f"fold {k} of {out}") for k, lock in zip(folds, mine, strict=True)]
-        with ExitStack() as holding:
-            # the folds claimed, checked again and the config saved under the run's config lock:
-            # a job that holds folds of the run has saved its config.yaml
-            with claimed(out / ".config.lock", f"the config of {out}", wait=True):
-                holding.enter_context(claimed_all(locks))
-                others = [f for f in out.glob(".fold_*.lock") if f not in mine and held(f)]
-                check_folds(cfg, folds, dataset, args.resume, shared=bool(others))
-                dataset.save_folds()  # first: refused where another run wrote other folds
-                save_config(cfg, out / "config.yaml")
+        with claimed_folds(cfg, folds, dataset, args.resume):
             results, failed = run_folds(cfg, folds, dataset, args.resume)
             if failed:
                 report_failed(failed, len(folds))

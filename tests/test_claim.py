@@ -19,6 +19,7 @@ from tiny_run import tiny_config
 import smile_point
 from data.claim import claimed, claimed_all, held
 from data.folds import GeneratedFolds
+from training import cross_validation
 from training.config import load_config, save_config
 
 HOLD = """
@@ -128,16 +129,16 @@ def test_a_run_another_job_started_meanwhile_is_checked_again_once_held(
     of the run in between makes it a started run, which this config must not join."""
     cfg = str(tiny_config(tmp_path, demo_root, epochs=1))
     out = tmp_path / "run"
-    real = smile_point.claimed  # the run's config lock, taken before the folds' locks
+    real = cross_validation.claimed  # the run's config lock, taken before the folds' locks
 
     def after_another_job(*args, **kwargs):
-        monkeypatch.setattr(smile_point, "claimed", real)
+        monkeypatch.setattr(cross_validation, "claimed", real)
         other = ["--config", cfg, "--epochs", "2", "--fold", "2", "--out", str(out)]
         assert smile_point.main(other) == 0
         capsys.readouterr()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(smile_point, "claimed", after_another_job)
+    monkeypatch.setattr(cross_validation, "claimed", after_another_job)
     assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(out)]) == 2
     assert "was started with another config (train.epochs" in capsys.readouterr().err
     assert not (out / "fold_01").exists()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from colorama import Fore, Style
 
+from data.claim import claimed, claimed_all, held
 from data.datasets import SmileDataset, open_dataset
 from data.files import atomic_write_json, read_json
 from data.fold_check import training_part_problem
@@ -134,6 +137,26 @@ def check_folds(
         check_same_run(run_config(out), cfg, out)
     for k in folds:
         check_fold(cfg, k, dataset, resume)
+
+
+@contextmanager
+def claimed_folds(cfg: Config, folds, dataset: SmileDataset, resume: bool) -> Iterator[None]:
+    """Hold the run's ``folds`` for this job (data.claim) while the block trains them: claimed,
+    the folder checked again and the folds and config.yaml saved under the run's brief config
+    lock, so a job that holds folds of the run has always saved its config (another job's
+    config must then match)."""
+    out = Path(cfg.out)
+    mine = [out / f".fold_{k:02d}.lock" for k in folds]
+    with ExitStack() as holding:
+        with claimed(out / ".config.lock", f"the config of {out}", wait=True):
+            holding.enter_context(
+                claimed_all([(f, f"fold {k} of {out}") for k, f in zip(folds, mine, strict=True)])
+            )
+            others = [f for f in out.glob(".fold_*.lock") if f not in mine and held(f)]
+            check_folds(cfg, folds, dataset, resume, shared=bool(others))
+            dataset.save_folds()  # first: refused where another run wrote other folds
+            save_config(cfg, out / "config.yaml")
+        yield
 
 
 def check_fold(cfg: Config, fold: int, dataset: SmileDataset, resume: bool) -> Path:
