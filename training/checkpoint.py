@@ -5,32 +5,49 @@ score, epochs without improvement), "rng" (:func:`rng_state`), "config" (resolve
 standardised outputs back into descriptors; None without the D-Marker loss), "targets_digest"
 and "split_digest" (the D-Marker targets, and the training and validation videos with their
 labels, it was trained on: what --resume checks); with weight averaging also "train_model" (the
-weights the optimizer moves) and "ema_updates"."""
+weights the optimizer moves) and "ema_updates".
+
+Checkpoints hold only tensors, numbers, strings and containers of them, and are loaded with
+``weights_only=True``: loading one runs no code, whoever wrote it. Those of earlier versions (numpy
+arrays in "rng" and "dmarker_scaler") are refused until ``python -m training.checkpoint trust
+PATH`` rewrites them.
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import json
+import pickle
 import random
 import shutil
+import sys
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data.files import atomic_write
+from data.files import atomic_write, run_cli
 
 
 def rng_state(device: torch.device) -> dict:
     """The CPU, numpy and Python generators' states and, on CUDA, the training GPU's only (a
-    resume may see fewer GPUs; a CPU run never starts CUDA)."""
+    resume may see fewer GPUs; a CPU run never starts CUDA). numpy's key is kept as a tensor."""
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": np.random.get_state(),
+        "numpy": _tensor_key(np.random.get_state()),
         "python": random.getstate(),
     }
+
+
+def _tensor_key(state: tuple) -> tuple:
+    """numpy's legacy generator state with its uint32 key (624,) as an int64 tensor."""
+    name, key, *rest = state
+    return (name, torch.as_tensor(np.asarray(key, dtype=np.int64)), *rest)
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
@@ -39,7 +56,8 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and torch.is_tensor(state.get("cuda")):
         torch.cuda.set_rng_state(state["cuda"], device)
-    np.random.set_state(state["numpy"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), *rest))
     random.setstate(state["python"])
 
 
@@ -71,15 +89,26 @@ class CheckpointError(ValueError):
     """A fold's checkpoint cannot be read (``--fold all`` reports it and runs the other folds)."""
 
 
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint holding more than weights and numbers: loading it could run code."""
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Every tensor on the CPU: ``load_state_dict`` copies weights and optimizer state to the
-    device of the module they load into, and the RNG states must stay CPU byte tensors."""
+    device of the module they load into, and the RNG states must stay CPU byte tensors. Only
+    weights and numbers are unpickled (``weights_only``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint (train first, or drop --resume)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a pickle of anything: one line, whatever failed
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file: one line, whatever failed
+        if isinstance(e, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            raise UntrustedCheckpointError(  # what weights_only refuses in a whole file
+                f"{path}: holds more than weights and numbers, so loading it could run code (a "
+                "checkpoint of an earlier version of this toolkit, or not one of its files); if "
+                f"you trust where it came from, run python -m training.checkpoint trust {path}"
+            ) from e
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(e).__name__}); delete {path.parent} and "
             "resume (--resume runs that fold again)"
@@ -101,3 +130,64 @@ def mend_best(out_dir: Path, state: dict) -> None:
             "under a new --out"
         )
     atomic_write(best, lambda tmp: shutil.copyfile(out_dir / "last.pt", tmp))
+
+
+def _weights_only(path: Path, ckpt: dict) -> dict:
+    """Checkpoint ``path`` of an earlier version with its numpy arrays as tensors (ValueError
+    when anything else in it still needs more than weights-only loading)."""
+    ckpt = dict(ckpt)
+    if isinstance(ckpt.get("rng"), dict):
+        ckpt["rng"] = {**ckpt["rng"], "numpy": _tensor_key(ckpt["rng"]["numpy"])}
+    if isinstance(ckpt.get("dmarker_scaler"), dict):
+        ckpt["dmarker_scaler"] = {k: torch.as_tensor(v) for k, v in ckpt["dmarker_scaler"].items()}
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    try:
+        torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds objects no checkpoint of smile_point.py has") from e
+    return ckpt
+
+
+def trust(path: Path) -> bool:
+    """Rewrite checkpoint ``path`` of an earlier version as a weights-only file (atomically);
+    False when it already is one. ValueError (naming ``path``) when it cannot be."""
+    try:
+        load_checkpoint(path)
+        return False
+    except UntrustedCheckpointError:
+        pass
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # whatever the pickle raised
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
+    save_checkpoint(path, **_weights_only(path, ckpt))
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.checkpoint",
+        description="Checkpoints of earlier versions you trust, rewritten so that they load "
+        "as weights only (every .pt file under a folder given).",
+    )
+    p.add_argument("command", choices=["trust"])
+    p.add_argument("paths", nargs="+", type=Path, help="checkpoint files or run folders")
+    args = p.parse_args(argv)
+    failed = []
+    for q in args.paths:
+        files = sorted(q.rglob("*.pt")) if q.is_dir() else [q] if q.exists() else []
+        if not files:
+            failed.append(f"{q}: {'no .pt file in it' if q.is_dir() else 'no such file'}")
+        for f in files:
+            try:
+                print(f"{f}: {'rewritten' if trust(f) else 'already weights-only'}")
+            except (OSError, ValueError) as e:  # the rest are still done
+                failed.append(str(e).splitlines()[0])
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

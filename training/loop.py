@@ -365,7 +365,11 @@ def fit(
             "state": state,
             "config": to_dict(cfg),
             "n_landmarks": dataset.n_landmarks,
-            "dmarker_scaler": {"mean": scaler.mean, "std": scaler.std} if scaler else None,
+            "dmarker_scaler": (
+                {"mean": torch.from_numpy(scaler.mean), "std": torch.from_numpy(scaler.std)}
+                if scaler
+                else None
+            ),
             "targets_digest": digest,
             "split_digest": split,
             "rng": rng_state(device),

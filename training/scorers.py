@@ -13,7 +13,7 @@ import yaml
 from data.files import read_json
 from models import build_model
 from models.config import BASELINE
-from training.checkpoint import load_checkpoint
+from training.checkpoint import UntrustedCheckpointError, load_checkpoint
 from training.config import Config, from_dict
 from training.cross_validation import fold_folders
 
@@ -123,6 +123,8 @@ def load_scorer(path: Path, device: torch.device) -> Scorer:
         cfg = from_dict(ckpt["config"], str(path))
         model = build_model(cfg.model, ckpt["n_landmarks"])
         model.load_state_dict(ckpt["model"])
+    except UntrustedCheckpointError:
+        raise  # its own words name the fix
     except Exception as e:  # a pickle of anything: one line, whatever failed
         e = e.__cause__ or e  # what torch.load itself raised
         fix = (

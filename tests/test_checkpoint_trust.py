@@ -1,0 +1,106 @@
+"""Checkpoints load as weights only: a pickle that would run code is refused unrun, and a
+checkpoint of an earlier version (numpy arrays in it) is refused until ``python -m
+training.checkpoint trust`` rewrites it, after which it resumes to the uninterrupted result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_run import metric_rows, tiny_config
+
+import smile_point
+from data.datasets import open_dataset
+from training import checkpoint
+from training.checkpoint import UntrustedCheckpointError, load_checkpoint
+from training.config import load_config
+from training.loop import fit, resolve_device
+
+
+def _as_earlier_version(path: Path) -> None:
+    """Rewrite a checkpoint as versions before weights-only loading saved it."""
+    ckpt = load_checkpoint(path)
+    name, key, *rest = ckpt["rng"]["numpy"]
+    ckpt["rng"]["numpy"] = (name, key.numpy().astype(np.uint32), *rest)
+    ckpt["dmarker_scaler"] = {k: v.numpy() for k, v in ckpt["dmarker_scaler"].items()}
+    torch.save(ckpt, path)
+
+
+class _Runs:
+    """Unpickling it calls ``Path.touch`` on the file it names (any call a pickle may make)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path, capsys):
+    marker, path = tmp_path / "ran", tmp_path / "best.pt"
+    torch.save({"model": {}, "config": _Runs(marker)}, path)
+    with pytest.raises(UntrustedCheckpointError, match="training.checkpoint trust"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    rc = smile_point.main(["--classify", str(path), "--checkpoint", str(path)])
+    assert rc == 2 and not marker.exists()
+    assert "could run code" in capsys.readouterr().err
+
+
+def test_an_earlier_versions_checkpoint_resumes_once_trusted(tmp_path, demo_root, capsys):
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
+    fit_args = (cfg, dataset, list(split.train), list(split.val))
+    cpu = resolve_device("cpu")
+    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+
+    class Killed(Exception):
+        pass
+
+    lines = []
+
+    def dies_after_two_epochs(line):  # line 1: parameter count, then one per epoch
+        lines.append(line)
+        if len(lines) == 3:
+            raise Killed
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        fit(*fit_args, cut, cpu, log=dies_after_two_epochs)
+    for name in ("last.pt", "best.pt"):
+        _as_earlier_version(cut / name)
+    with pytest.raises(UntrustedCheckpointError, match=f"trust {cut / 'last.pt'}"):
+        fit(*fit_args, cut, cpu, resume=True, log=lambda line: None)
+
+    assert checkpoint.main(["trust", str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert f"{cut / 'best.pt'}: rewritten" in out and f"{cut / 'last.pt'}: rewritten" in out
+    assert checkpoint.main(["trust", str(cut / "last.pt")]) == 0
+    assert "already weights-only" in capsys.readouterr().out
+    assert fit(*fit_args, cut, cpu, resume=True, log=lambda line: None) == ref
+    assert metric_rows(cut) == metric_rows(tmp_path / "ref")
+
+
+def test_trust_leaves_foreign_files_as_they_are_and_reports_each(tmp_path, capsys):
+    foreign = tmp_path / "run" / "fold_01" / "best.pt"
+    foreign.parent.mkdir(parents=True)
+    torch.save({"model": {}, "extra": np.float64(1.0)}, foreign)
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(foreign.read_bytes()[:100])
+    before = foreign.read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    rc = checkpoint.main(["trust", str(tmp_path / "run"), str(damaged), str(empty), "nothing.pt"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and foreign.read_bytes() == before
+    assert err == [
+        f"error: {foreign}: holds objects no checkpoint of smile_point.py has",
+        f"error: {damaged}: not a readable checkpoint (RuntimeError); delete {tmp_path} and "
+        "resume (--resume runs that fold again)",
+        f"error: {empty}: no .pt file in it",
+        "error: nothing.pt: no such file",
+    ]
