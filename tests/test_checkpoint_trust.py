@@ -25,6 +25,7 @@ def _as_earlier_version(path: Path) -> None:
     name, key, *rest = ckpt["rng"]["numpy"]
     ckpt["rng"]["numpy"] = (name, key.numpy().astype(np.uint32), *rest)
     ckpt["dmarker_scaler"] = {k: v.numpy() for k, v in ckpt["dmarker_scaler"].items()}
+    ckpt["state"]["best_score"] = np.float64(ckpt["state"]["best_score"])
     torch.save(ckpt, path)
 
 
@@ -87,7 +88,7 @@ def test_an_earlier_versions_checkpoint_resumes_once_trusted(tmp_path, demo_root
 def test_trust_leaves_foreign_files_as_they_are_and_reports_each(tmp_path, capsys):
     foreign = tmp_path / "run" / "fold_01" / "best.pt"
     foreign.parent.mkdir(parents=True)
-    torch.save({"model": {}, "extra": np.float64(1.0)}, foreign)
+    torch.save({"model": {}, "extra": Path("x")}, foreign)
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(foreign.read_bytes()[:100])
     before = foreign.read_bytes()

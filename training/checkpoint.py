@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no checkpoint (train first, or drop --resume)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged file: one line, whatever failed
+    except Exception as e:  # one line, whatever failed
         if isinstance(e, pickle.UnpicklingError) and zipfile.is_zipfile(path):
             raise UntrustedCheckpointError(  # what weights_only refuses in a whole file
                 f"{path}: holds more than weights and numbers, so loading it could run code (a "
@@ -132,14 +132,27 @@ def mend_best(out_dir: Path, state: dict) -> None:
     atomic_write(best, lambda tmp: shutil.copyfile(out_dir / "last.pt", tmp))
 
 
-def _weights_only(path: Path, ckpt: dict) -> dict:
-    """Checkpoint ``path`` of an earlier version with its numpy arrays as tensors (ValueError
-    when anything else in it still needs more than weights-only loading)."""
-    ckpt = dict(ckpt)
+def _plain(obj):
+    """``obj`` with every numpy array a tensor and every numpy scalar a Python number."""
+    if isinstance(obj, np.ndarray):
+        return torch.as_tensor(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map(_plain, obj))
+    return obj
+
+
+def _weights_only(path: Path, ckpt) -> dict:
+    """Checkpoint ``path`` of an earlier version with its numpy values as tensors and numbers
+    (ValueError when anything else in it still needs more than weights-only loading)."""
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path}: not a checkpoint of smile_point.py")
     if isinstance(ckpt.get("rng"), dict):
-        ckpt["rng"] = {**ckpt["rng"], "numpy": _tensor_key(ckpt["rng"]["numpy"])}
-    if isinstance(ckpt.get("dmarker_scaler"), dict):
-        ckpt["dmarker_scaler"] = {k: torch.as_tensor(v) for k, v in ckpt["dmarker_scaler"].items()}
+        ckpt["rng"]["numpy"] = _tensor_key(ckpt["rng"]["numpy"])
+    ckpt = _plain(ckpt)
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     try:
