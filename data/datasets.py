@@ -338,8 +338,8 @@ def open_dataset(
     subjects, rule = subjects_for(kind, names, root=root, folds=folds, table=table, listed=listed)
     if rule.startswith(UNVERIFIABLE):
         warnings.warn(
-            f"{folds_dir}: subject independence cannot be checked ({rule}); add "
-            "Sessions/<id>/session.xml or a labels.csv subject column",
+            f"{folds_dir}: subject independence cannot be checked in full ({rule}); add "
+            f"{root}/Sessions/<id>/session.xml or a labels.csv subject column",
             stacklevel=2,
         )
     if folds is None:

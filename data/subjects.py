@@ -269,26 +269,37 @@ def subjects_for(
     if kind in ("bbc", "name"):
         return {n: n for n in names}, "every video its own subject"
     if kind == "mmi":
-        meta = {n: mmi_session_subject(root, n) for n in names} if root is not None else {}
-        if names and all(meta.get(n) for n in names):
-            return {n: f"S{meta[n]}" for n in names}, "MMI session metadata"
-        if folds:
-            out = {}
-            for fold in folds:
-                for n in fold.test:
-                    out.setdefault(n, f"group{fold.index}")
-            lacking = [n for n in names if n not in out]
-            if lacking:
-                raise ValueError(
-                    f"MMI sessions in no test fold, subject unknown: {lacking[:5]}; add them to a "
-                    "test fold, or give Sessions/<id>/session.xml or a labels.csv subject column"
-                )
-            return out, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
-        raise ValueError(
-            "MMI subjects unknown: no Sessions/<id>/session.xml and no fold files; "
-            "add a labels.csv with a subject column"
-        )
+        return _mmi_subjects(names, root, folds)
     raise ValueError(f"unknown dataset kind {kind!r}: use uva, bbc, mmi, spos, folder or demo")
+
+
+def _mmi_subjects(names: list[str], root: Path | None, folds) -> tuple[dict[str, str], str]:
+    """MMI: each session's subject from its metadata, else its test fold as a subject group (a
+    person seen in other folds cannot be recognised there, so that rule is :data:`UNVERIFIABLE`;
+    leaks between sessions with metadata are still seen)."""
+    meta = {n: mmi_session_subject(root, n) for n in names} if root is not None else {}
+    known = {n: f"S{meta[n]}" for n in names if meta.get(n)}
+    if len(known) == len(names):
+        return known, "MMI session metadata"
+    groups = {}
+    for fold in folds or []:
+        for n in fold.test:
+            groups.setdefault(n, f"group{fold.index}")
+    unknown = [n for n in names if n not in known]
+    where = f"{root}/Sessions/<id>" if root is not None else "Sessions/<id>"
+    if lacking := [n for n in unknown if n not in groups]:
+        raise ValueError(
+            f"MMI sessions without metadata in no test fold, subject unknown: "
+            f"{', '.join(lacking[:5])}; give them {where}/session.xml or an S<nnn>-*.avi video, "
+            "add them to a test fold, or give a labels.csv subject column"
+        )
+    if not known:
+        return groups, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
+    return {n: known.get(n) or groups[n] for n in names}, (
+        UNVERIFIABLE + f"MMI session metadata, and fold membership for the {len(unknown)} of "
+        f"{len(names)} sessions without it (e.g. {', '.join(unknown[:3])}: no "
+        f"{where}/session.xml nor S<nnn>-*.avi video)"
+    )
 
 
 #: How each kind with a rule of its own names a video's subject (for messages).

@@ -241,6 +241,13 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
         (folder / "session.xml").write_text(f'<session><subject id="{subject}"/></session>')
     with pytest.raises(ValueError, match=r"leak.*S7"):
         open_dataset("mmi", tmp_path)
+    xml = tmp_path / "Sessions" / "104" / "session.xml"
+    kept = xml.read_text()
+    xml.unlink()  # a session without metadata, not one of the leak's: the leak is still seen
+    with pytest.warns(UserWarning, match=r"fold membership for the 1 of 6 sessions .*\(e\.g\. 104"):
+        with pytest.raises(ValueError, match=r"leak.*S7"):
+            open_dataset("mmi", tmp_path)
+    xml.write_text(kept)
     for name in ("101", "102"):
         (tmp_path / "Sessions" / name / "session.xml").unlink()
         (tmp_path / "Sessions" / name / f"S00{name[-1]}-001.avi").touch()
