@@ -1,7 +1,7 @@
 """Compute the D-Markers (Duchenne-marker descriptors) of every landmark file in a folder.
 
     python dmarker.py --landmarks DIR [--output FILE] [--fps F] [--frame-size WxH]
-                      [--eyelid paper|vertical] [--phases longest|largest] [--force]
+                      [--labels CSV] [--eyelid paper|vertical] [--phases longest|largest] [--force]
                       [--plot VIDEO_NAME]
 
 Writes one table per dataset (default ``DIR/dmarkers.npz``, see ``data/dmarker_table.py``) with
@@ -34,6 +34,7 @@ from data.dmarker_table import CACHE_NAME, DMarkerTable, VideoNames, video_key
 from data.files import atomic_write, print_names_as_given, run_cli, temp_prefix
 from data.io import MIN_FPS, landmark_files
 from data.smile_phases import DEFAULT_PHASE_RULE, PHASE_RULES
+from data.subjects import read_labels_csv
 
 PHASE_COLOURS = {"onset": "tab:green", "apex": "tab:orange", "offset": "tab:purple"}
 
@@ -115,6 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="frame size in pixels for files without a sidecar, e.g. 1920x1080",
     )
     ap.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="a dataset's labels.csv: its fps,width,height columns give each file without a "
+        "sidecar its rate and size (before --fps and --frame-size), as training reads them",
+    )
+    ap.add_argument(
         "--eyelid",
         choices=EYELID_MODES,
         default=DEFAULT_EYELID,
@@ -161,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --plot: {e.args[0]}", file=sys.stderr)
             return 2
     try:
+        if args.labels and not args.labels.is_file():
+            raise ValueError(f"{args.labels}: no such file; --labels takes a dataset's labels.csv")
+        labels = read_labels_csv(args.labels) if args.labels else None
+        if labels is not None and not labels.meta:
+            raise ValueError(
+                f"{args.labels}: no fps, width or height in it; --labels takes a labels.csv "
+                "with those columns (video,label,subject,fps,width,height)"
+            )
         table = build_dmarker_table(
-            args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size,
+            args.landmarks, args.output, fps=args.fps, frame_size=args.frame_size, labels=labels,
             eyelid=args.eyelid, phase_rule=args.phases, force=args.force, progress=not args.quiet,
         )  # fmt: skip
     except (OSError, ValueError) as e:  # OSError: an unwritable --output, for one

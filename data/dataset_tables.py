@@ -29,7 +29,8 @@ def checked_table(
 ) -> DMarkerTable:
     """The table at ``path`` for ``videos`` ({name: data.datasets.Video}), refused when stale:
     built from other landmark files, a video's file or sidecar changed since, or measured at
-    another frame rate than the dataset plays. ``command`` rebuilds it; ``named``: the config
+    another frame rate or frame aspect ratio than the dataset's (the size itself cancels: every
+    distance is in the face's own units). ``command`` rebuilds it; ``named``: the config
     names the table (data.dmarkers), so naming another is no fix."""
     table = load_dmarker_table(path, command)
     fix = f"rebuild it: {command}"
@@ -48,7 +49,7 @@ def checked_table(
         raise ValueError(f"{path}: {changed[0].file.name} changed since the table was built; {fix}")
     for v, i in rows.items():
         if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
-            rate = "" if "--fps" in command else f" --fps {v.fps:g}"
+            rate = "" if "--fps" in command or "--labels" in command else f" --fps {v.fps:g}"
             columns = (
                 f" (or, if its video is at {table.fps[i]:g} fps, give labels.csv's "
                 "fps,width,height columns: a file without a sidecar takes them, else the kind's "
@@ -57,5 +58,11 @@ def checked_table(
             raise ValueError(
                 f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset plays it "
                 f"at {v.fps:g} fps; {fix}{rate}" + (columns if "fps" in v.assumed else "")
+            )
+        width, height = table.frame_size[i]
+        if abs(width / height - v.width / v.height) > 1e-6 * v.width / v.height:
+            raise ValueError(  # the landmarks' x and y in pixels: an other aspect, other distances
+                f"{path}: {v.name} was measured in a {width:g}x{height:g} frame but the dataset's "
+                f"is {v.width}x{v.height} (another aspect ratio, so other distances); {fix}"
             )
     return table

@@ -193,14 +193,14 @@ class SmileDataset:
         return table
 
     def dmarker_command(self, path: Path) -> str:
-        """The ``dmarker.py`` command that builds this dataset's table at ``path`` (with the
-        frame rate and size the dataset gives files that have no sidecar, when they share one)."""
+        """The ``dmarker.py`` command that builds this dataset's table at ``path`` with the frame
+        rate and size the dataset gives files that have no sidecar: labels.csv (``--labels``)
+        where it gives them, the values the others share (``--fps``, ``--frame-size``)."""
         command = f"python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
-        bare = {
-            (v.fps, v.width, v.height)
-            for v in self.videos.values()
-            if not meta_path(v.file).exists()
-        }
+        bare = [v for v in self.videos.values() if not meta_path(v.file).exists()]
+        if any(len(v.assumed) < 3 for v in bare):  # some value from labels.csv
+            command += f" --labels {self.root / 'labels.csv'}"
+        bare = {(v.fps, v.width, v.height) for v in bare if len(v.assumed) == 3}
         if len(bare) == 1:
             fps, width, height = bare.pop()
             command += f" --fps {fps:g} --frame-size {width}x{height}"

@@ -40,6 +40,7 @@ from data.io import (
 )
 from data.mirror import mirror_landmarks, mirror_permutation
 from data.smile_phases import DEFAULT_PHASE_RULE
+from data.subjects import LabelsTable
 
 
 def _known(meta: dict | None, fps, frame_size) -> tuple[float | None, tuple | None]:
@@ -63,7 +64,8 @@ def _rate_and_size(npy: Path, meta: dict | None, fps, frame_size) -> tuple[float
     raise ValueError(
         f"{npy}: no frame rate / frame size (sidecar {side} missing or incomplete); if "
         "extract_landmarks.py made it and was stopped, run it again; for a published file, "
-        f"pass {missing} (UvA-NEMO: --fps 50 --frame-size 1920x1080)"
+        f"pass {missing} (UvA-NEMO: --fps 50 --frame-size 1920x1080), or --labels with a "
+        "labels.csv giving its fps,width,height"
     )
 
 
@@ -86,6 +88,15 @@ def _compute(
     except ValueError as e:
         raise ValueError(f"{npy}: in its mirror image (left and right swapped): {e}") from e
     return res, mirrored, (rate, width, height)
+
+
+def _fallback(labels: LabelsTable | None, name: str, fps, frame_size) -> tuple:
+    """(fps, (width, height)) for file ``name`` without a sidecar: its ``labels`` row's columns,
+    else the arguments."""
+    row = labels.row(name) if labels is not None else None
+    meta = labels.meta.get(row, {}) if row is not None else {}
+    size = (meta["width"], meta["height"]) if meta.get("width") and meta.get("height") else None
+    return meta.get("fps") or fps, size or frame_size
 
 
 def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_size) -> int | None:
@@ -115,6 +126,7 @@ def build_dmarker_table(
     fps: float | None = None,
     frame_size: tuple[float, float] | None = None,
     *,
+    labels: LabelsTable | None = None,
     eyelid: str = DEFAULT_EYELID,
     phase_rule: str = DEFAULT_PHASE_RULE,
     force: bool = False,
@@ -122,7 +134,9 @@ def build_dmarker_table(
 ) -> DMarkerTable:
     """D-Markers of every ``*.npy`` in ``landmark_dir``, cached in ``output``.
 
-    fps and frame size (width, height) come from each file's sidecar, else from the arguments.
+    fps and frame size (width, height) come from each file's sidecar, else from its row of
+    ``labels`` (labels.csv's fps,width,height columns, as training reads them), else from the
+    arguments.
     Files that fail (unreadable, no rate/size, degenerate face) are listed in ``table.errors`` and
     left out; the others are still computed. The table is written (atomically) when anything
     changed (not when every file failed: ``table.path`` is then None and a previous table is
@@ -179,7 +193,8 @@ def build_dmarker_table(
         name, fp = video_key(npy.name), None
         try:
             fp = fingerprint(npy)
-            i = _reusable(old, name, npy, fp, fps, frame_size)
+            rate, size = _fallback(labels, name, fps, frame_size)
+            i = _reusable(old, name, npy, fp, rate, size)
             if i is not None:
                 reused += 1
                 used = (old.fps[i], *old.frame_size[i])
@@ -188,9 +203,7 @@ def build_dmarker_table(
             if not probed:  # the table will change: it must be writable before the work
                 check_writable(output)
                 probed = True
-            res, mirrored, used = _compute(
-                npy, fps, frame_size, eyelid=eyelid, phase_rule=phase_rule
-            )
+            res, mirrored, used = _compute(npy, rate, size, eyelid=eyelid, phase_rule=phase_rule)
             rows.append((name, res, mirrored, used, fp))
         except WriteError:
             raise

@@ -43,14 +43,14 @@ def test_assumed_frame_rates_are_said(tmp_path):
     write_csv(tmp_path / "labels.csv", rows)  # columns given: a rebuild is the one fix
     with pytest.raises(ValueError, match="plays it at 25 fps") as e:
         open_dataset("bbc", tmp_path).dmarkers()
-    assert "labels.csv" not in str(e.value)
+    assert "give labels.csv's" not in str(e.value) and "--labels" in str(e.value)
     only_fps = "video,label,subject,fps\n" + "".join(f"{r[0]},{r[1]},{r[2]},25\n" for r in rows)
     (tmp_path / "labels.csv").write_text(only_fps)  # the size assumed (warned), the rate given
     with pytest.warns(UserWarning, match="assumed frame rate or size"):
         ds = open_dataset("bbc", tmp_path)
     with pytest.raises(ValueError, match="plays it at 25 fps") as e:
         ds.dmarkers()
-    assert "labels.csv" not in str(e.value)  # no hint to give the rate that labels.csv gives
+    assert "give labels.csv's" not in str(e.value)  # no hint to give the rate it gives
     rows = [(*r[:3], 30, 480, 270) for r in rows]
     write_csv(tmp_path / "labels.csv", rows)
     with warnings.catch_warnings():
@@ -153,3 +153,42 @@ def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
     assert command.endswith("--fps 50 --frame-size 1920x1080")
     assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
     assert len(open_dataset("uva", tmp_path).dmarkers()) == 6
+
+
+def test_a_table_of_another_frame_shape_or_of_labels_csv_rates_is_rebuilt_as_told(tmp_path):
+    """A table measured in a frame of another aspect ratio than the dataset's (other distances)
+    is refused like one of another rate; rates that labels.csv gives per file go to dmarker.py
+    as --labels, so the rebuild the refusal names works as given (one --fps cannot)."""
+    import shlex
+
+    import dmarker
+    from data.dmarker_cache import build_dmarker_table
+
+    def rebuild(e) -> None:
+        command = str(e.value).split("rebuild it: ")[1]
+        assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
+
+    names = [f"{c}smilecontent{i}.mp4" for c in ("Genuine", "posed") for i in range(3)]
+    for name in names:
+        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
+    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=25.0,
+                        frame_size=(640, 480))  # fmt: skip
+    with pytest.warns(UserWarning, match="assumed frame rate or size"):
+        ds = open_dataset("bbc", tmp_path)
+    shape = r"Genuinesmilecontent0 was measured in a 640x480 frame but the dataset's is "
+    with pytest.raises(ValueError, match=shape + r"1280x720 \(another aspect ratio") as e:
+        ds.dmarkers()
+    rebuild(e)
+    assert len(ds.dmarkers()) == 6
+    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=25.0,
+                        frame_size=(2560, 1440))  # fmt: skip
+    assert len(ds.dmarkers()) == 6  # the same aspect ratio: the same D-Markers
+
+    rows = [(n, int(n.startswith("G")), f"s{i}", 24 + i % 2, 720, 576) for i, n in enumerate(names)]
+    write_csv(tmp_path / "labels.csv", rows)
+    ds = open_dataset("bbc", tmp_path)
+    with pytest.raises(ValueError, match="plays it at 24 fps; rebuild it: .* --labels ") as e:
+        ds.dmarkers()
+    rebuild(e)
+    table = ds.dmarkers()
+    assert [table.fps[table.index(n)] for n in names] == [24, 25, 24, 25, 24, 25]

@@ -29,9 +29,18 @@ def test_cli_reports_failures_at_the_end(dataset, capsys):
     assert "D-Markers of 3 videos" in out and "computed 3, reused 0" in out
     assert err.strip().splitlines()[0] == "failed (1):"
     assert "published.mp4" in err and "--frame-size" in err
-    args = ["--landmarks", str(dataset), "--fps", "25", "--frame-size", f"{W}x{H}", "--quiet"]
-    assert cli.main(args) == 0
+    csv = dataset.parent / "labels.csv"
+    assert cli.main(["--landmarks", str(dataset), "--labels", str(csv), "--quiet"]) == 2
+    assert f"error: {csv}: no such file; --labels takes" in capsys.readouterr().err
+    csv.write_text("video,label,subject\npublished.mp4,1,s1\n")
+    assert cli.main(["--landmarks", str(dataset), "--labels", str(csv), "--quiet"]) == 2
+    assert f"error: {csv}: no fps, width or height in it" in capsys.readouterr().err
+    csv.write_text(f"video,label,subject,fps,width,height\npublished.mp4,1,s1,25,{W},{H}\n")
+    assert cli.main(["--landmarks", str(dataset), "--labels", str(csv), "--quiet"]) == 0
     assert "computed 1, reused 3" in capsys.readouterr().out
+    args = ["--landmarks", str(dataset), "--fps", "25", "--frame-size", f"{W}x{H}", "--quiet"]
+    assert cli.main(args) == 0  # the same rate and size: reused
+    assert "computed 0, reused 4" in capsys.readouterr().out
 
 
 def test_cli_plot(dataset, capsys, monkeypatch):
