@@ -19,7 +19,7 @@ from data.extract_jobs import check_plot, check_targets, make_jobs
 from data.extraction import BACKENDS, check_backend
 from data.files import print_names_as_given, run_cli
 from data.io import MIN_FPS
-from data.video_sources import DATASETS
+from data.video_sources import DATASETS, missing_label_note
 
 
 def _positive(kind):
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished outputs are kept, rerun to resume", file=sys.stderr)
         return 130
     print(format_summary(results, output))
+    if note := missing_label_note(args.dataset, args.input):
+        print(f"note: {note}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -393,8 +393,14 @@ def labels_for(
             "source that is wrong (a fold file, a labels.csv row, or the video's folder or name)"
         )
     if lacking:
+        source = {
+            "bbc": f"BBC labels come from {root}/{{Genuine,posed}}/ (or a name starting with "
+            "Genuine or posed): give --data-root the folder that holds them, or ",
+            "spos": f"SPOS labels come from {root}/{{posed,spontaneous}}/happy/<clip>/: give "
+            "--data-root the folder that holds them, or ",
+        }.get(kind, "")
         raise ValueError(
-            f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; add fold files "
-            f"labels/<k>/{{train,test}}.json or {root / 'labels.csv'} (video,label,subject)"
+            f"{root}: no label for {len(lacking)} video(s), e.g. {lacking[:3]}; {source}add fold "
+            f"files labels/<k>/{{train,test}}.json or {root / 'labels.csv'} (video,label,subject)"
         )
     return out

@@ -142,6 +142,27 @@ def spos_clips(root: Path) -> list[tuple[Path, int]]:
     return found
 
 
+def missing_label_note(kind: str, root: str | os.PathLike) -> str | None:
+    """For BBC and SPOS, whose folders give the labels: a note when the videos of one label are
+    found and the other label's folder is not (misspelt, or elsewhere), else None."""
+    root = Path(root)
+    if kind == "bbc":
+        found = {label for _, label in bbc_folders(root)}
+        names, where = {1: "Genuine", 0: "posed"}, "{Genuine,posed}/"
+    elif kind == "spos":
+        found = {label for _, label in spos_clips(root)}
+        names, where = {1: "spontaneous", 0: "posed"}, "{posed,spontaneous}/happy/<clip>/"
+    else:
+        return None
+    if len(found) != 1:
+        return None
+    (have,) = found
+    return (
+        f"{root}: no {names[1 - have]} videos, only {names[have]} ones (expected {where}): "
+        f"only those are extracted; name the other label's folder {names[1 - have]}"
+    )
+
+
 def dataset_sources(kind: str, root: str | os.PathLike, output: Path) -> list[tuple]:
     """(source, output name[, error]) for every video of a dataset laid out as published."""
     root = Path(root)

@@ -222,6 +222,11 @@ def test_spos_exact_subject_tokens(tmp_path):
         assert len({ds.subjects[n] for n in f.test}) == 1
     yi = next(f for f in ds.folds if "yi_smile_1" in f.test)
     assert set(yi.test) == {"yi_smile_1", "yi_smile_2"}
+    elsewhere = tmp_path / "elsewhere"  # landmarks extracted away from the frame folders
+    shutil.copytree(tmp_path / "npy", elsewhere / "npy")
+    said = rf"no label for 14 video\(s\), .*; SPOS labels come from {elsewhere}/"
+    with pytest.raises(ValueError, match=said + r"{posed,spontaneous}/happy/<clip>/: give --data"):
+        open_dataset("spos", elsewhere)
 
 
 def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):

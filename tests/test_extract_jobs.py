@@ -202,3 +202,27 @@ def test_a_named_pipe_is_refused(tmp_path, capsys):
         assert run_cli(tmp_path / "v.mp4", *output) == 2
         assert f"{tmp_path / 'v.mp4'}: not a regular file or folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def test_one_labels_folder_missing_is_noted(tmp_path, capsys):
+    """BBC and SPOS take labels from their folders: when only one label's folder is found (the
+    other misspelt or elsewhere), its videos alone are extracted, and the note says so."""
+    from data.video_sources import missing_label_note
+
+    bbc = tmp_path / "bbc"
+    touch(bbc / "Spontaneous" / "g1.mp4")  # BBC calls it Genuine
+    touch(bbc / "posed" / "p1.mp4")
+    assert _names(make_jobs(bbc, "bbc")[0]) == ["p1.mp4"]
+    assert missing_label_note("bbc", bbc) == (
+        f"{bbc}: no Genuine videos, only posed ones (expected {{Genuine,posed}}/): only those are "
+        "extracted; name the other label's folder Genuine"
+    )
+    assert run_cli(bbc, "--dataset", "bbc") == 1  # the empty file fails, and the note follows
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"note: {bbc}: no Genuine videos")
+    (bbc / "Spontaneous").rename(bbc / "genuine")
+    assert missing_label_note("bbc", bbc) is None
+    spos = tmp_path / "spos"
+    touch(spos / "Spontanous" / "happy" / "ying_s2" / "img1.bmp")
+    touch(spos / "posed" / "happy" / "yi_p1" / "img1.bmp")
+    assert "no spontaneous videos, only posed ones" in missing_label_note("spos", spos)
+    assert missing_label_note("uva", spos) is None
