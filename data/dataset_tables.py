@@ -47,22 +47,22 @@ def checked_table(
         )
     if changed:
         raise ValueError(f"{path}: {changed[0].file.name} changed since the table was built; {fix}")
+    columns = (  # for a value that was the kind's default
+        " (or, if its video is as the table says, give labels.csv's fps,width,height columns: a "
+        "file without a sidecar takes them, else the kind's default)"
+    )
     for v, i in rows.items():
         if table.fps is not None and abs(float(table.fps[i]) - v.fps) > 1e-6 * v.fps:
             rate = "" if "--fps" in command or "--labels" in command else f" --fps {v.fps:g}"
-            columns = (
-                f" (or, if its video is at {table.fps[i]:g} fps, give labels.csv's "
-                "fps,width,height columns: a file without a sidecar takes them, else the kind's "
-                "default)"
-            )
             raise ValueError(
                 f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset plays it "
                 f"at {v.fps:g} fps; {fix}{rate}" + (columns if "fps" in v.assumed else "")
             )
         width, height = table.frame_size[i]
         if abs(width / height - v.width / v.height) > 1e-6 * v.width / v.height:
-            raise ValueError(  # the landmarks' x and y in pixels: an other aspect, other distances
+            raise ValueError(  # the landmarks' x and y in pixels: another aspect, other distances
                 f"{path}: {v.name} was measured in a {width:g}x{height:g} frame but the dataset's "
                 f"is {v.width}x{v.height} (another aspect ratio, so other distances); {fix}"
+                + (columns if {"width", "height"} & set(v.assumed) else "")
             )
     return table

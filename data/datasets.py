@@ -20,6 +20,7 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,17 +194,19 @@ class SmileDataset:
         return table
 
     def dmarker_command(self, path: Path) -> str:
-        """The ``dmarker.py`` command that builds this dataset's table at ``path`` with the frame
-        rate and size the dataset gives files that have no sidecar: labels.csv (``--labels``)
-        where it gives them, the values the others share (``--fps``, ``--frame-size``)."""
-        command = f"python dmarker.py --landmarks {self.landmarks_dir} --output {path}"
+        """The ``dmarker.py`` command that builds this dataset's table at ``path``, giving files
+        without a sidecar what training gives them: labels.csv's values (``--labels``), else the
+        kind's defaults (``--fps``, ``--frame-size``)."""
+        command = (
+            f"python dmarker.py --landmarks {shlex.quote(str(self.landmarks_dir))} "
+            f"--output {shlex.quote(str(path))}"
+        )
         bare = [v for v in self.videos.values() if not meta_path(v.file).exists()]
         if any(len(v.assumed) < 3 for v in bare):  # some value from labels.csv
-            command += f" --labels {self.root / 'labels.csv'}"
-        bare = {(v.fps, v.width, v.height) for v in bare if len(v.assumed) == 3}
-        if len(bare) == 1:
-            fps, width, height = bare.pop()
-            command += f" --fps {fps:g} --frame-size {width}x{height}"
+            command += f" --labels {shlex.quote(str(self.root / 'labels.csv'))}"
+        if any(v.assumed for v in bare):
+            d = DATASET_DEFAULTS[self.kind]
+            command += f" --fps {d.fps:g} --frame-size {d.width}x{d.height}"
         return command
 
     def fold(self, n: int | str) -> Fold:

@@ -91,12 +91,13 @@ def _compute(
 
 
 def _fallback(labels: LabelsTable | None, name: str, fps, frame_size) -> tuple:
-    """(fps, (width, height)) for file ``name`` without a sidecar: its ``labels`` row's columns,
-    else the arguments."""
+    """(fps, (width, height)) for file ``name`` without a sidecar: per value its ``labels``
+    row's column, else the argument (as training takes them)."""
     row = labels.row(name) if labels is not None else None
     meta = labels.meta.get(row, {}) if row is not None else {}
-    size = (meta["width"], meta["height"]) if meta.get("width") and meta.get("height") else None
-    return meta.get("fps") or fps, size or frame_size
+    width, height = frame_size or (None, None)
+    width, height = meta.get("width") or width, meta.get("height") or height
+    return meta.get("fps") or fps, ((width, height) if width and height else None)
 
 
 def _reusable(old: DMarkerTable | None, name: str, npy: Path, fp, fps, frame_size) -> int | None:

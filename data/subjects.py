@@ -18,6 +18,7 @@ Subject rules (a ``<root>/labels.csv`` with a ``subject`` column overrides them 
 from __future__ import annotations
 
 import csv
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 
 from data.names import nfc, strip_video_ext
-from data.video import is_video
+from data.video import is_video, natural_key
 from data.video_sources import bbc_folders, spos_clips
 
 #: The seven SPOS subjects (as the published SPOS protocol names them).
@@ -117,6 +118,10 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
                         meta[key] = float(value)
                     except ValueError:
                         raise ValueError(f"{where}: {key} {value!r} is not a number") from None
+                    if key != "fps" and math.isfinite(meta[key]) and not meta[key].is_integer():
+                        raise ValueError(
+                            f"{where}: {key} {value!r} is not a whole number of pixels"
+                        )
             if meta:
                 table.meta[name] = meta
     if not table.labels:
@@ -274,32 +279,53 @@ def subjects_for(
 
 
 def _mmi_subjects(names: list[str], root: Path | None, folds) -> tuple[dict[str, str], str]:
-    """MMI: each session's subject from its metadata, else its test fold as a subject group (a
-    person seen in other folds cannot be recognised there, so that rule is :data:`UNVERIFIABLE`;
-    leaks between sessions with metadata are still seen)."""
+    """MMI: each session's subject from its metadata. A session without it stands for one of
+    the people of its test fold, so that fold's people (their sessions in any fold) become one
+    subject group, ``group<k>`` (groups that share a person are one); the other people keep
+    their ``S<id>``, and leaks between them are still seen. Any session without metadata makes
+    the rule :data:`UNVERIFIABLE`."""
     meta = {n: mmi_session_subject(root, n) for n in names} if root is not None else {}
-    known = {n: f"S{meta[n]}" for n in names if meta.get(n)}
-    if len(known) == len(names):
-        return known, "MMI session metadata"
-    groups = {}
+    subject = {n: f"S{meta[n]}" for n in names if meta.get(n)}
+    if len(subject) == len(names):
+        return subject, "MMI session metadata"
+    unknown = [n for n in names if n not in subject]
+    test_fold = {}
     for fold in folds or []:
         for n in fold.test:
-            groups.setdefault(n, f"group{fold.index}")
-    unknown = [n for n in names if n not in known]
+            test_fold.setdefault(n, f"group{fold.index}")
     where = f"{root}/Sessions/<id>" if root is not None else "Sessions/<id>"
-    if lacking := [n for n in unknown if n not in groups]:
+    if lacking := [n for n in unknown if n not in test_fold]:
         raise ValueError(
             f"MMI sessions without metadata in no test fold, subject unknown: "
             f"{', '.join(lacking[:5])}; give them {where}/session.xml or an S<nnn>-*.avi video, "
             "add them to a test fold, or give a labels.csv subject column"
         )
-    if not known:
-        return groups, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
-    return {n: known.get(n) or groups[n] for n in names}, (
-        UNVERIFIABLE + f"MMI session metadata, and fold membership for the {len(unknown)} of "
-        f"{len(names)} sessions without it (e.g. {', '.join(unknown[:3])}: no "
-        f"{where}/session.xml nor S<nnn>-*.avi video)"
+    group = {}  # person or group -> the group it joins (union-find, smallest name as root)
+
+    def root_of(x: str) -> str:
+        while group.get(x, x) != x:
+            x = group[x]
+        return x
+
+    for fold in folds:
+        if any(n not in subject for n in fold.test):
+            for n in fold.test:
+                a = root_of(f"group{fold.index}")
+                b = root_of(subject.get(n, a))
+                group[max(a, b, key=_group_order)] = min(a, b, key=_group_order)
+    out = {n: root_of(subject.get(n) or test_fold[n]) for n in names}
+    if not subject:
+        return out, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
+    return out, (
+        UNVERIFIABLE + f"MMI session metadata, and fold membership for the people of test folds "
+        f"holding the {len(unknown)} of {len(names)} sessions without it (e.g. "
+        f"{', '.join(unknown[:3])}: no {where}/session.xml nor S<nnn>-*.avi video)"
     )
+
+
+def _group_order(name: str) -> tuple:
+    """Groups before people, then by number: the name a merged group goes by."""
+    return (not name.startswith("group"), natural_key(name))
 
 
 #: How each kind with a rule of its own names a video's subject (for messages).

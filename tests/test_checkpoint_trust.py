@@ -85,23 +85,39 @@ def test_an_earlier_versions_checkpoint_resumes_once_trusted(tmp_path, demo_root
     assert metric_rows(cut) == metric_rows(tmp_path / "ref")
 
 
-def test_trust_leaves_foreign_files_as_they_are_and_reports_each(tmp_path, capsys):
-    foreign = tmp_path / "run" / "fold_01" / "best.pt"
-    foreign.parent.mkdir(parents=True)
+def test_trust_takes_a_runs_checkpoints_only_and_reports_each_file(tmp_path, capsys):
+    """In a folder only best.pt and last.pt are unpickled (another .pt there could run code);
+    a file that is no checkpoint of smile_point.py, or holds what none has, is left as it was,
+    and the rest are still rewritten."""
+    run = tmp_path / "run"
+    (run / "fold_01" / "tb").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    torch.save({"model": {}, "x": _Runs(marker)}, run / "fold_01" / "tb" / "encoder.pt")
+    keys = dict.fromkeys(("optimizer", "scheduler", "state", "config"), {})
+    foreign = run / "fold_01" / "best.pt"
     torch.save({"model": {}, "extra": Path("x")}, foreign)
+    odd = run / "fold_01" / "last.pt"
+    torch.save({"model": {}, **keys, "names": np.array(["a", "b"])}, odd)
+    old = run / "fold_02" / "best.pt"
+    old.parent.mkdir()
+    torch.save({"model": {"w": torch.ones(2)}, **keys, "scale": np.float64(2.0)}, old)
+    with pytest.raises(UntrustedCheckpointError, match=f"trust {run}$"):  # the whole run
+        load_checkpoint(old)
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(foreign.read_bytes()[:100])
-    before = foreign.read_bytes()
+    before = {f: f.read_bytes() for f in (foreign, odd)}
     empty = tmp_path / "empty"
     empty.mkdir()
 
-    rc = checkpoint.main(["trust", str(tmp_path / "run"), str(damaged), str(empty), "nothing.pt"])
-    err = capsys.readouterr().err.splitlines()
-    assert rc == 2 and foreign.read_bytes() == before
-    assert err == [
-        f"error: {foreign}: holds objects no checkpoint of smile_point.py has",
-        f"error: {damaged}: not a readable checkpoint (RuntimeError); delete {tmp_path} and "
-        "resume (--resume runs that fold again)",
-        f"error: {empty}: no .pt file in it",
+    rc = checkpoint.main(["trust", str(run), str(damaged), str(empty), "nothing.pt"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and not marker.exists()
+    assert all(f.read_bytes() == b for f, b in before.items())
+    assert out == f"{old}: rewritten\n" and load_checkpoint(old)["scale"] == 2.0
+    assert err.splitlines() == [
+        f"error: {foreign}: not a checkpoint of smile_point.py; not rewritten",
+        f"error: {odd}: holds objects no checkpoint of smile_point.py has; not rewritten",
+        f"error: {damaged}: not a readable checkpoint (RuntimeError)",
+        f"error: {empty}: no best.pt or last.pt in it",
         "error: nothing.pt: no such file",
     ]

@@ -37,7 +37,7 @@ def test_assumed_frame_rates_are_said(tmp_path):
     with pytest.warns(UserWarning, match=said + r"differ, give labels.csv's fps,width,height"):
         ds = open_dataset("bbc", tmp_path)
     told = r"at 30 fps but the dataset plays it at 25 fps; rebuild it: .* \(or, if its video is "
-    with pytest.raises(ValueError, match=told + r"at 30 fps, give labels.csv's fps,width,height"):
+    with pytest.raises(ValueError, match=told + r"as the table says, give labels.csv's fps,width"):
         ds.dmarkers()
     rows = [(n, int(n.startswith("G")), f"s{i}", 25, 480, 270) for i, n in enumerate(names)]
     write_csv(tmp_path / "labels.csv", rows)  # columns given: a rebuild is the one fix
@@ -158,37 +158,49 @@ def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
 def test_a_table_of_another_frame_shape_or_of_labels_csv_rates_is_rebuilt_as_told(tmp_path):
     """A table measured in a frame of another aspect ratio than the dataset's (other distances)
     is refused like one of another rate; rates that labels.csv gives per file go to dmarker.py
-    as --labels, so the rebuild the refusal names works as given (one --fps cannot)."""
+    as --labels (the size it leaves out as the kind's default, as training takes it), so the
+    rebuild the refusal names works as given (one --fps cannot), also in a folder whose name
+    holds a space."""
     import shlex
 
     import dmarker
     from data.dmarker_cache import build_dmarker_table
 
     def rebuild(e) -> None:
-        command = str(e.value).split("rebuild it: ")[1]
+        command = str(e.value).split("rebuild it: ")[1].split(" (or, if its video")[0]
         assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
 
+    root = tmp_path / "bbc set"
     names = [f"{c}smilecontent{i}.mp4" for c in ("Genuine", "posed") for i in range(3)]
     for name in names:
-        write_video(tmp_path / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
-    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=25.0,
+        write_video(root / "npy", name, synth_video(8, 68, seed=name_seed(name)), fps=None)
+    build_dmarker_table(root / "npy", output=root / "dmarkers.npz", fps=25.0,
                         frame_size=(640, 480))  # fmt: skip
     with pytest.warns(UserWarning, match="assumed frame rate or size"):
-        ds = open_dataset("bbc", tmp_path)
+        ds = open_dataset("bbc", root)
     shape = r"Genuinesmilecontent0 was measured in a 640x480 frame but the dataset's is "
     with pytest.raises(ValueError, match=shape + r"1280x720 \(another aspect ratio") as e:
         ds.dmarkers()
+    assert "(or, if its video is as the table says, give labels.csv's" in str(e.value)  # assumed
     rebuild(e)
     assert len(ds.dmarkers()) == 6
-    build_dmarker_table(tmp_path / "npy", output=tmp_path / "dmarkers.npz", fps=25.0,
+    build_dmarker_table(root / "npy", output=root / "dmarkers.npz", fps=25.0,
                         frame_size=(2560, 1440))  # fmt: skip
     assert len(ds.dmarkers()) == 6  # the same aspect ratio: the same D-Markers
 
-    rows = [(n, int(n.startswith("G")), f"s{i}", 24 + i % 2, 720, 576) for i, n in enumerate(names)]
-    write_csv(tmp_path / "labels.csv", rows)
-    ds = open_dataset("bbc", tmp_path)
+    rows = [(n, int(n.startswith("G")), f"s{i}", 24 + i % 2) for i, n in enumerate(names)]
+    (root / "labels.csv").write_text(
+        "video,label,subject,fps\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    )
+    with pytest.warns(UserWarning, match="assumed frame rate or size"):  # the size
+        ds = open_dataset("bbc", root)
     with pytest.raises(ValueError, match="plays it at 24 fps; rebuild it: .* --labels ") as e:
         ds.dmarkers()
     rebuild(e)
     table = ds.dmarkers()
     assert [table.fps[table.index(n)] for n in names] == [24, 25, 24, 25, 24, 25]
+    assert table.frame_size.tolist() == [[1280, 720]] * 6
+
+    write_csv(root / "labels.csv", [(*r, 853.33, 480) for r in rows])
+    with pytest.raises(ValueError, match=r"line 2: width '853.33' is not a whole number of pixels"):
+        open_dataset("bbc", root)

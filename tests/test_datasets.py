@@ -23,6 +23,7 @@ from data.files import UMASK
 from data.folds import GENERATED_META, Fold, read_fold_files, write_folds
 from data.frame_info import DATASET_DEFAULTS
 from data.io import meta_path
+from data.subjects import subjects_for
 
 
 def _write_folds(root, folds, labels):
@@ -249,9 +250,14 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
     xml = tmp_path / "Sessions" / "104" / "session.xml"
     kept = xml.read_text()
     xml.unlink()  # a session without metadata, not one of the leak's: the leak is still seen
-    with pytest.warns(UserWarning, match=r"fold membership for the 1 of 6 sessions .*\(e\.g\. 104"):
+    with pytest.warns(UserWarning, match=r"test folds holding the 1 of 6 sessions .*\(e\.g\. 104"):
         with pytest.raises(ValueError, match=r"leak.*S7"):
             open_dataset("mmi", tmp_path)
+    # 104 is one of the people of its test fold: they are one group wherever their sessions are
+    subjects, _ = subjects_for(
+        "mmi", labels, root=tmp_path, folds=read_fold_files(tmp_path / "labels")[0]
+    )
+    assert subjects["104"] == subjects["105"] == "group3" and subjects["101"] == "S7"
     xml.write_text(kept)
     for name in ("101", "102"):
         (tmp_path / "Sessions" / name / "session.xml").unlink()

@@ -21,6 +21,7 @@ import io
 import json
 import pickle
 import random
+import re
 import shutil
 import sys
 import zipfile
@@ -31,6 +32,12 @@ import numpy as np
 import torch
 
 from data.files import atomic_write, run_cli
+
+#: The checkpoint files a run writes (in ``fold_NN`` folders): what ``trust`` takes in a folder.
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+#: Keys every checkpoint of smile_point.py holds.
+_KEYS = {"model", "optimizer", "scheduler", "state", "config"}
 
 
 def rng_state(device: torch.device) -> dict:
@@ -102,17 +109,32 @@ def load_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no checkpoint (train first, or drop --resume)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # one line, whatever failed
-        if isinstance(e, pickle.UnpicklingError) and zipfile.is_zipfile(path):
-            raise UntrustedCheckpointError(  # what weights_only refuses in a whole file
-                f"{path}: holds more than weights and numbers, so loading it could run code (a "
-                "checkpoint of an earlier version of this toolkit, or not one of its files); if "
-                f"you trust where it came from, run python -m training.checkpoint trust {path}"
-            ) from e
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(e).__name__}); delete {path.parent} and "
-            "resume (--resume runs that fold again)"
+    except pickle.UnpicklingError as e:
+        if not zipfile.is_zipfile(path):  # a damaged file
+            raise _unreadable(path, e) from e
+        raise UntrustedCheckpointError(  # what weights_only refuses in a whole file
+            f"{path}: holds more than weights and numbers, so loading it could run code (a "
+            "checkpoint of an earlier version of this toolkit, or not one of its files); if you "
+            f"trust where it came from, run python -m training.checkpoint trust {_trust_unit(path)}"
         ) from e
+    except Exception as e:  # one line, whatever failed
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable checkpoint ({type(e).__name__}); delete {path.parent} and "
+        "resume (--resume runs that fold again)"
+    )
+
+
+def _trust_unit(path: Path) -> Path:
+    """What to name to ``trust`` for checkpoint ``path``: its run folder where it is a fold's
+    (every fold's files are of one version), else the file itself."""
+    fold = path.parent
+    if path.name in CHECKPOINT_NAMES and re.fullmatch(r"fold_\d+", fold.name):
+        return fold.parent
+    return path
 
 
 def mend_best(out_dir: Path, state: dict) -> None:
@@ -133,65 +155,84 @@ def mend_best(out_dir: Path, state: dict) -> None:
 
 
 def _plain(obj):
-    """``obj`` with every numpy array a tensor and every numpy scalar a Python number."""
+    """``obj`` with every numpy array a tensor and every numpy scalar a Python number (dicts and
+    lists changed in place: a state dict keeps its type and metadata)."""
     if isinstance(obj, np.ndarray):
         return torch.as_tensor(obj)
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(map(_plain, obj))
+    if isinstance(obj, (dict, list)):
+        for k, v in obj.items() if isinstance(obj, dict) else enumerate(obj):
+            obj[k] = _plain(v)
+    if isinstance(obj, tuple):
+        return tuple(map(_plain, obj))
     return obj
 
 
 def _weights_only(path: Path, ckpt) -> dict:
     """Checkpoint ``path`` of an earlier version with its numpy values as tensors and numbers
     (ValueError when anything else in it still needs more than weights-only loading)."""
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{path}: not a checkpoint of smile_point.py")
-    if isinstance(ckpt.get("rng"), dict):
-        ckpt["rng"]["numpy"] = _tensor_key(ckpt["rng"]["numpy"])
-    ckpt = _plain(ckpt)
-    buf = io.BytesIO()
-    torch.save(ckpt, buf)
+    if not isinstance(ckpt, dict) or not _KEYS <= set(ckpt):
+        raise ValueError(f"{path}: not a checkpoint of smile_point.py; not rewritten")
     try:
+        if isinstance(ckpt.get("rng"), dict):
+            ckpt["rng"]["numpy"] = _tensor_key(ckpt["rng"]["numpy"])
+        ckpt = _plain(ckpt)
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)
         torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: holds objects no checkpoint of smile_point.py has") from e
+    except (pickle.UnpicklingError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{path}: holds objects no checkpoint of smile_point.py has; not rewritten"
+        ) from e
     return ckpt
 
 
 def trust(path: Path) -> bool:
-    """Rewrite checkpoint ``path`` of an earlier version as a weights-only file (atomically);
-    False when it already is one. ValueError (naming ``path``) when it cannot be."""
+    """Rewrite checkpoint ``path`` of an earlier version as a weights-only file (atomically; a
+    link's target); False when it already is one. ValueError (naming ``path``) when it cannot
+    be."""
     try:
         load_checkpoint(path)
         return False
     except UntrustedCheckpointError:
         pass
+    except CheckpointError as e:  # without the advice of a fold's resume
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e.__cause__).__name__})") from e
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # whatever the pickle raised
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
-    save_checkpoint(path, **_weights_only(path, ckpt))
+    save_checkpoint(path.resolve(), **_weights_only(path, ckpt))
     return True
+
+
+def _checkpoints(path: Path) -> list[Path]:
+    """``path`` itself, or the run's checkpoint files (:data:`CHECKPOINT_NAMES`) under it."""
+    if path.is_dir():
+        return sorted(f for name in CHECKPOINT_NAMES for f in path.rglob(name))
+    return [path] if path.exists() else []
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.checkpoint",
         description="Checkpoints of earlier versions you trust, rewritten so that they load "
-        "as weights only (every .pt file under a folder given).",
+        "as weights only.",
     )
     p.add_argument("command", choices=["trust"])
-    p.add_argument("paths", nargs="+", type=Path, help="checkpoint files or run folders")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="checkpoint files, or run folders (their best.pt and last.pt files)",
+    )
     args = p.parse_args(argv)
     failed = []
     for q in args.paths:
-        files = sorted(q.rglob("*.pt")) if q.is_dir() else [q] if q.exists() else []
+        files = _checkpoints(q)
         if not files:
-            failed.append(f"{q}: {'no .pt file in it' if q.is_dir() else 'no such file'}")
+            failed.append(f"{q}: {'no best.pt or last.pt in it' if q.is_dir() else 'no such file'}")
         for f in files:
             try:
                 print(f"{f}: {'rewritten' if trust(f) else 'already weights-only'}")
