@@ -4,6 +4,7 @@ file or a demo, and the error for a dataset without landmarks."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from data.store import DATASET_FILE_FIX
@@ -23,7 +24,7 @@ def demo_command(root: Path) -> str:
     (the defaults when neither is there)."""
     from data.demo import PENDING
 
-    command = f"python -m data.demo --out {root}"
+    command = f"python -m data.demo --out {shlex.quote(str(root))}"
     for record in ("demo.json", PENDING):
         try:
             made = json.loads((root / record).read_text())

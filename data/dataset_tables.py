@@ -25,13 +25,14 @@ def find_table(root: Path, landmarks_dir: Path) -> Path | None:
 
 
 def checked_table(
-    path: Path, videos: Mapping, landmarks_dir: Path, command: str, named: bool
+    path: Path, videos: Mapping, landmarks_dir: Path, command: str, named: bool, guessed: bool
 ) -> DMarkerTable:
     """The table at ``path`` for ``videos`` ({name: data.datasets.Video}), refused when stale:
     built from other landmark files, a video's file or sidecar changed since, or measured at
     another frame rate or frame aspect ratio than the dataset's (the size itself cancels: every
     distance is in the face's own units). ``command`` rebuilds it; ``named``: the config
-    names the table (data.dmarkers), so naming another is no fix."""
+    names the table (data.dmarkers), so naming another is no fix; ``guessed``: the kind's default
+    rate and size are guesses (not UvA-NEMO's), so a table of other values may be the right one."""
     table = load_dmarker_table(path, command)
     fix = f"rebuild it: {command}"
     stems = {v: v.file.name[: -len(".npy")] for v in videos.values()}
@@ -56,13 +57,14 @@ def checked_table(
             rate = "" if "--fps" in command or "--labels" in command else f" --fps {v.fps:g}"
             raise ValueError(
                 f"{path}: {v.name} was measured at {table.fps[i]:g} fps but the dataset plays it "
-                f"at {v.fps:g} fps; {fix}{rate}" + (columns if "fps" in v.assumed else "")
+                f"at {v.fps:g} fps; {fix}{rate}"
+                + (columns if guessed and "fps" in v.assumed else "")
             )
         width, height = table.frame_size[i]
         if abs(width / height - v.width / v.height) > 1e-6 * v.width / v.height:
             raise ValueError(  # the landmarks' x and y in pixels: another aspect, other distances
                 f"{path}: {v.name} was measured in a {width:g}x{height:g} frame but the dataset's "
                 f"is {v.width}x{v.height} (another aspect ratio, so other distances); {fix}"
-                + (columns if {"width", "height"} & set(v.assumed) else "")
+                + (columns if guessed and {"width", "height"} & set(v.assumed) else "")
             )
     return table

@@ -164,7 +164,7 @@ class SmileDataset:
                 command = self.dmarker_command(path)
                 named = self.dmarkers_path is not None
                 self._dmarkers = checked_table(
-                    path, self.videos, self.landmarks_dir, command, named
+                    path, self.videos, self.landmarks_dir, command, named, self.kind != "uva"
                 )
             self._dmarkers_read = True
         return self._dmarkers
@@ -363,7 +363,7 @@ def open_dataset(
             )
         raise ValueError(
             f"{folds_dir}: {'; '.join(problems)} (inspect with: python -m data.folds "
-            f"check {folds_dir} --dataset {kind}; or {own})"
+            f"check {shlex.quote(str(folds_dir))} --dataset {kind}; or {own})"
         )
 
     fix = landmark_fix(kind, root)

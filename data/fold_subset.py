@@ -11,6 +11,7 @@ Nothing else changes: each remaining video keeps its fold and its label.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from data.files import atomic_write_dir, atomic_write_json
@@ -85,5 +86,6 @@ def run_subset(src: Path, dst: Path, landmarks: Path) -> None:
     print(
         f"{dst}: the {len(dropped)} folds of {src} without {n} video(s) that have no landmark "
         f"file in {landmarks} (test folds {per_fold}; e.g. {', '.join(shown[:3])}); listed in "
-        f"{dst / SUBSET_META}. Vet it: python -m data.folds check {dst} --landmarks {landmarks}"
+        f"{dst / SUBSET_META}. Vet it: python -m data.folds check "
+        f"{shlex.quote(str(dst))} --landmarks {shlex.quote(str(landmarks))}"
     )

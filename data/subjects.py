@@ -10,8 +10,9 @@ Subject rules (a ``<root>/labels.csv`` with a ``subject`` column overrides them 
   a SPOS subject (:data:`SPOS_SUBJECTS`); exact token match, so ``yi`` never matches ``ying``.
 - ``mmi``: the subject id of the session metadata ``<root>/Sessions/<id>/session.xml`` (a
   ``<subject id=..>`` element or a ``subjectId``-like attribute), else the ``S<nnn>-`` prefix of the
-  session's video file; when neither exists, the fold membership: the published MMI folds hold one
-  subject group per test fold, so the subject is ``group<k>``, k = the test fold of the session.
+  session's video file; a session with neither is one of the people of its test fold (the
+  published MMI folds are subject-independent), so they, with their sessions in other folds, are
+  one subject group, ``group<k>``, k = that test fold's (groups sharing a person are one).
 - ``folder`` / ``demo``: the ``subject`` column of ``labels.csv``.
 """
 
@@ -122,6 +123,8 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
                         raise ValueError(
                             f"{where}: {key} {value!r} is not a whole number of pixels"
                         )
+            if len(meta.keys() & {"width", "height"}) == 1:
+                raise ValueError(f"{where}: a width without a height, or the reverse; give both")
             if meta:
                 table.meta[name] = meta
     if not table.labels:

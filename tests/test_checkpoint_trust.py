@@ -29,6 +29,16 @@ def _as_earlier_version(path: Path) -> None:
     torch.save(ckpt, path)
 
 
+class _Evaluates:
+    """Unpickled as ``eval(expression)``: a lambda, which cannot be saved again."""
+
+    def __init__(self, expression: str):
+        self.expression = expression
+
+    def __reduce__(self):
+        return eval, (self.expression,)
+
+
 class _Runs:
     """Unpickling it calls ``Path.touch`` on the file it names (any call a pickle may make)."""
 
@@ -89,7 +99,7 @@ def test_trust_takes_a_runs_checkpoints_only_and_reports_each_file(tmp_path, cap
     """In a folder only best.pt and last.pt are unpickled (another .pt there could run code);
     a file that is no checkpoint of smile_point.py, or holds what none has, is left as it was,
     and the rest are still rewritten."""
-    run = tmp_path / "run"
+    run = tmp_path / "my run"
     (run / "fold_01" / "tb").mkdir(parents=True)
     marker = tmp_path / "ran"
     torch.save({"model": {}, "x": _Runs(marker)}, run / "fold_01" / "tb" / "encoder.pt")
@@ -101,11 +111,15 @@ def test_trust_takes_a_runs_checkpoints_only_and_reports_each_file(tmp_path, cap
     old = run / "fold_02" / "best.pt"
     old.parent.mkdir()
     torch.save({"model": {"w": torch.ones(2)}, **keys, "scale": np.float64(2.0)}, old)
-    with pytest.raises(UntrustedCheckpointError, match=f"trust {run}$"):  # the whole run
+    with pytest.raises(UntrustedCheckpointError) as e:
         load_checkpoint(old)
+    assert str(e.value).endswith(f"trust '{run}'")  # the whole run, quoted for a shell
+    unsaveable = run / "fold_03" / "last.pt"
+    unsaveable.parent.mkdir()
+    torch.save({"model": {}, **keys, "f": _Evaluates("lambda: 1")}, unsaveable)
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(foreign.read_bytes()[:100])
-    before = {f: f.read_bytes() for f in (foreign, odd)}
+    before = {f: f.read_bytes() for f in (foreign, odd, unsaveable)}
     empty = tmp_path / "empty"
     empty.mkdir()
 
@@ -117,6 +131,7 @@ def test_trust_takes_a_runs_checkpoints_only_and_reports_each_file(tmp_path, cap
     assert err.splitlines() == [
         f"error: {foreign}: not a checkpoint of smile_point.py; not rewritten",
         f"error: {odd}: holds objects no checkpoint of smile_point.py has; not rewritten",
+        f"error: {unsaveable}: holds objects no checkpoint of smile_point.py has; not rewritten",
         f"error: {damaged}: not a readable checkpoint (RuntimeError)",
         f"error: {empty}: no best.pt or last.pt in it",
         "error: nothing.pt: no such file",

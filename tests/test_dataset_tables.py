@@ -151,6 +151,10 @@ def test_outdated_table_of_published_files_names_their_rate_and_size(tmp_path):
         open_dataset("uva", tmp_path, folds_k=3).dmarkers()
     command = str(e.value).split("rebuild it with ")[1]
     assert command.endswith("--fps 50 --frame-size 1920x1080")
+    build_dmarker_table(tmp_path / "npy", fps=25.0, frame_size=(1920, 1080))
+    with pytest.raises(ValueError, match="at 25 fps but the dataset plays it at 50") as e:
+        open_dataset("uva", tmp_path).dmarkers()
+    assert "labels.csv" not in str(e.value)  # UvA-NEMO's rate is no guess: the table is wrong
     assert dmarker.main([*shlex.split(command)[2:], "--quiet"]) == 0
     assert len(open_dataset("uva", tmp_path).dmarkers()) == 6
 
@@ -203,4 +207,7 @@ def test_a_table_of_another_frame_shape_or_of_labels_csv_rates_is_rebuilt_as_tol
 
     write_csv(root / "labels.csv", [(*r, 853.33, 480) for r in rows])
     with pytest.raises(ValueError, match=r"line 2: width '853.33' is not a whole number of pixels"):
+        open_dataset("bbc", root)
+    write_csv(root / "labels.csv", [(*r, 640, "") for r in rows])
+    with pytest.raises(ValueError, match=r"line 2: a width without a height, or the reverse"):
         open_dataset("bbc", root)

@@ -22,6 +22,7 @@ import json
 import pickle
 import random
 import re
+import shlex
 import shutil
 import sys
 import zipfile
@@ -115,7 +116,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise UntrustedCheckpointError(  # what weights_only refuses in a whole file
             f"{path}: holds more than weights and numbers, so loading it could run code (a "
             "checkpoint of an earlier version of this toolkit, or not one of its files); if you "
-            f"trust where it came from, run python -m training.checkpoint trust {_trust_unit(path)}"
+            f"trust where it came from, run python -m training.checkpoint trust "
+            f"{shlex.quote(str(_trust_unit(path)))}"
         ) from e
     except Exception as e:  # one line, whatever failed
         raise _unreadable(path, e) from e
@@ -181,7 +183,7 @@ def _weights_only(path: Path, ckpt) -> dict:
         buf = io.BytesIO()
         torch.save(ckpt, buf)
         torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
-    except (pickle.UnpicklingError, TypeError, ValueError) as e:
+    except Exception as e:  # whatever saving it or loading it as weights raised
         raise ValueError(
             f"{path}: holds objects no checkpoint of smile_point.py has; not rewritten"
         ) from e
