@@ -153,3 +153,13 @@ def test_sigterm_stops_the_generator_as_ctrl_c_does(tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted: " in stderr and "Traceback" not in stderr
     assert not held(out / demo.LOCK) and not (out / "demo.json").exists()
+
+
+def test_the_demo_hint_is_a_command_a_shell_runs(tmp_path):
+    """A folder name with a space stays one argument of the command training names."""
+    import shlex
+
+    from data.dataset_fixes import demo_command
+
+    root = tmp_path / "my demo"
+    assert shlex.split(demo_command(root))[3:5] == ["--out", str(root)]

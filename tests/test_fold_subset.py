@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -30,9 +31,12 @@ def test_subset_drops_videos_without_landmarks_and_says_so(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="2 listed video"):
         open_dataset("uva", tmp_path)
 
-    dst = tmp_path / "labels_extracted"
+    dst = tmp_path / "labels extracted"
     assert main(["subset", str(tmp_path), str(dst)]) == 0
     out = capsys.readouterr().out
+    vet = shlex.split(out.split("Vet it: ")[1])  # the command as printed, run in a shell
+    assert vet[:4] == ["python", "-m", "data.folds", "check"] and main(vet[3:]) == 0
+    assert capsys.readouterr().out.endswith("\nok\n")
     assert f"{dst}: the 3 folds of {tmp_path / 'labels'} without 2 video(s)" in out
     assert "(test folds 1: 1, 3: 1; e.g. 002_spontaneous_smile_1, 005_deliberate" in out
     new, new_labels = read_fold_files(dst)
@@ -47,7 +51,7 @@ def test_subset_drops_videos_without_landmarks_and_says_so(tmp_path, capsys):
     assert len(open_dataset("uva", tmp_path, folds_dir=dst)) == 10
 
     assert main(["subset", str(tmp_path), str(dst)]) == 2  # never into a folder that holds any
-    assert "labels_extracted: exists and is not an empty folder" in capsys.readouterr().err
+    assert "labels extracted: exists and is not an empty folder" in capsys.readouterr().err
     assert main(["subset", str(dst), str(tmp_path / "again")]) == 2  # nothing to drop
     assert "every listed video has a landmark file" in capsys.readouterr().err
     for n in groups[0]:  # fold 1 would test nothing
