@@ -284,7 +284,8 @@ def subjects_for(
 def _mmi_subjects(names: list[str], root: Path | None, folds) -> tuple[dict[str, str], str]:
     """MMI: each session's subject from its metadata. A session without it stands for one of
     the people of its test fold, so that fold's people (their sessions in any fold) become one
-    subject group, ``group<k>`` (groups that share a person are one); the other people keep
+    subject group, ``group<k>(S<id>+...)`` (groups that share a person are one; the name lists
+    its people with metadata, so a leak names them); the other people keep
     their ``S<id>``, and leaks between them are still seen. Any session without metadata makes
     the rule :data:`UNVERIFIABLE`."""
     meta = {n: mmi_session_subject(root, n) for n in names} if root is not None else {}
@@ -316,7 +317,15 @@ def _mmi_subjects(names: list[str], root: Path | None, folds) -> tuple[dict[str,
                 a = root_of(f"group{fold.index}")
                 b = root_of(subject.get(n, a))
                 group[max(a, b, key=_group_order)] = min(a, b, key=_group_order)
-    out = {n: root_of(subject.get(n) or test_fold[n]) for n in names}
+    people = {}  # a group's people with metadata, to name it by (a leak message shows them)
+    for person in set(subject.values()):
+        people.setdefault(root_of(person), []).append(person)
+    named = {
+        g: f"{g}({'+'.join(sorted(ps, key=natural_key))})"
+        for g, ps in people.items()
+        if g.startswith("group")
+    }
+    out = {n: named.get(g, g) for n in names for g in [root_of(subject.get(n) or test_fold[n])]}
     if not subject:
         return out, UNVERIFIABLE + "MMI fold membership (one subject group per test fold)"
     return out, (

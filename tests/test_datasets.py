@@ -257,8 +257,14 @@ def test_mmi_subjects_from_metadata_or_fold_membership(tmp_path):
     subjects, _ = subjects_for(
         "mmi", labels, root=tmp_path, folds=read_fold_files(tmp_path / "labels")[0]
     )
-    assert subjects["104"] == subjects["105"] == "group3" and subjects["101"] == "S7"
+    assert subjects["104"] == subjects["105"] == "group3(S5)" and subjects["101"] == "S7"
     xml.write_text(kept)
+    first = tmp_path / "Sessions" / "100" / "session.xml"  # now S7's own test fold is a group:
+    first.rename(first.with_suffix(".bak"))  # the leak is named by its group and the person
+    with pytest.warns(UserWarning, match="cannot be checked in full"):
+        with pytest.raises(ValueError, match=r"leak.*group1\(S7\)"):
+            open_dataset("mmi", tmp_path)
+    first.with_suffix(".bak").rename(first)
     for name in ("101", "102"):
         (tmp_path / "Sessions" / name / "session.xml").unlink()
         (tmp_path / "Sessions" / name / f"S00{name[-1]}-001.avi").touch()
