@@ -43,6 +43,7 @@ from data.folds import (
 )
 from data.frame_info import DATASET_DEFAULTS, video_frame_info
 from data.io import meta_path
+from data.mmi_subjects import UNVERIFIABLE
 from data.names import landmark_index
 from data.store import (
     FileStore,
@@ -51,7 +52,7 @@ from data.store import (
     landmark_store,
     npy_shape,
 )
-from data.subjects import UNVERIFIABLE, labels_for, read_labels_csv, subjects_for
+from data.subjects import labels_for, read_labels_csv, subjects_for
 from data.video_list import (
     check_generated,
     check_no_copies,

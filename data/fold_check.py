@@ -25,8 +25,9 @@ from pathlib import Path
 from data.fold_subset import run_subset
 from data.folds import Fold, fold_dirs, fold_files, read_fold_files, split_train_val
 from data.io import check_finite, read_npy
+from data.mmi_subjects import UNVERIFIABLE
 from data.names import nfc, strip_video_ext
-from data.subjects import UNVERIFIABLE, guess_kind, labels_for, read_labels_csv, subjects_for
+from data.subjects import guess_kind, labels_for, read_labels_csv, subjects_for
 
 
 def _short(items, n: int = 5) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_run import metric_rows, tiny_config
+from tiny_run import Killed, dies_at_line, metric_rows, tiny_config
 
 import smile_point
 from data.datasets import open_dataset
@@ -67,20 +67,9 @@ def test_an_earlier_versions_checkpoint_resumes_once_trusted(tmp_path, demo_root
     fit_args = (cfg, dataset, list(split.train), list(split.val))
     cpu = resolve_device("cpu")
     ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
-
-    class Killed(Exception):
-        pass
-
-    lines = []
-
-    def dies_after_two_epochs(line):  # line 1: parameter count, then one per epoch
-        lines.append(line)
-        if len(lines) == 3:
-            raise Killed
-
     cut = tmp_path / "cut"
-    with pytest.raises(Killed):
-        fit(*fit_args, cut, cpu, log=dies_after_two_epochs)
+    with pytest.raises(Killed):  # after two epochs
+        fit(*fit_args, cut, cpu, log=dies_at_line(3))
     for name in ("last.pt", "best.pt"):
         _as_earlier_version(cut / name)
     with pytest.raises(UntrustedCheckpointError, match=f"trust {cut / 'last.pt'}"):

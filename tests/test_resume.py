@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_run import metric_rows, tiny_config
+from tiny_run import Killed, dies_at_line, metric_rows, tiny_config
 
 import smile_point
 import training.loop as loop
@@ -80,19 +80,8 @@ def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
     fit_args = (cfg, dataset, list(split.train), list(split.val))
     cpu = resolve_device("cpu")
     ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
-
-    class Killed(Exception):
-        pass
-
-    lines = []
-
-    def dies_after_two_epochs(line):  # line 1: parameter count, then one per epoch
-        lines.append(line)
-        if len(lines) == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        fit(*fit_args, tmp_path / "cut", cpu, log=dies_after_two_epochs)
+    with pytest.raises(Killed):  # after two epochs
+        fit(*fit_args, tmp_path / "cut", cpu, log=dies_at_line(3))
     assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
     assert metric_rows(tmp_path / "cut") == metric_rows(tmp_path / "ref")
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=False) for r in ("ref", "cut"))
@@ -125,10 +114,6 @@ def test_a_kill_between_last_and_best_checkpoint_is_mended(tmp_path, demo_root, 
     cpu = resolve_device("cpu")
     ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
     assert ref["best_epoch"] > 1, "pick a seed whose best epoch is not the first"
-
-    class Killed(Exception):
-        pass
-
     real = loop.save_checkpoint
 
     def dies_writing_the_best(path, **payload):
@@ -183,24 +168,14 @@ def test_resume_refuses_changed_dmarker_targets(tmp_path, demo_root):
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
     cfg = load_config(tiny_config(tmp_path, root, epochs=4))
-
-    class Killed(Exception):
-        pass
-
     lines = []
 
     def fit_cut(resume):
         dataset = open_dataset("demo", root)
         split = dataset.split(1, seed=0)
         lines.clear()
-
-        def dies_after_two_epochs(line):
-            lines.append(line)
-            if len(lines) == 3:
-                raise Killed
-
         args = (cfg, dataset, list(split.train), list(split.val), tmp_path / "cut")
-        fit(*args, resolve_device("cpu"), resume=resume, log=dies_after_two_epochs)
+        fit(*args, resolve_device("cpu"), resume=resume, log=dies_at_line(3, lines))
 
     with pytest.raises(Killed):
         fit_cut(resume=False)
@@ -224,21 +199,11 @@ def test_resume_refuses_a_checkpoint_of_another_fold(tmp_path, demo_root):
     cfg.train.dmarker_weight = 0.0
     dataset = open_dataset("demo", demo_root)
 
-    class Killed(Exception):
-        pass
-
     def fit_cut(fold, out, resume):
         split = dataset.split(fold, seed=0)
-        lines = []
-
-        def dies_after_two_epochs(line):
-            lines.append(line)
-            if len(lines) == 3:
-                raise Killed
-
         with pytest.raises(Killed):
             fit(cfg, dataset, list(split.train), list(split.val), out, resolve_device("cpu"),
-                resume=resume, log=dies_after_two_epochs)  # fmt: skip
+                resume=resume, log=dies_at_line(3))  # fmt: skip
 
     fit_cut(1, tmp_path / "one", resume=False)
     fit_cut(1, tmp_path / "one", resume=True)  # its own fold resumes

@@ -38,6 +38,23 @@ def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
     return path
 
 
+class Killed(Exception):
+    """Raised by a test to stop a fit where a kill would."""
+
+
+def dies_at_line(n: int, lines: list[str] | None = None):
+    """A ``log`` for ``training.loop.fit`` that raises :class:`Killed` at its ``n``-th line
+    (line 1: the parameter count or the resume, then one per epoch), keeping them in ``lines``."""
+    lines = [] if lines is None else lines
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if len(lines) == n:
+            raise Killed
+
+    return log
+
+
 def metric_rows(fold_dir: Path) -> list[dict]:
     """metrics.csv without the wall-clock column."""
     with open(fold_dir / "metrics.csv") as f:
