@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_run import Killed, dies_at_line, metric_rows, tiny_config
+from tiny_run import Killed, dies_at_line, metric_rows, reference_fit
 
 import smile_point
-from data.datasets import open_dataset
 from training import checkpoint
 from training.checkpoint import UntrustedCheckpointError, load_checkpoint
-from training.config import load_config
-from training.loop import fit, resolve_device
+from training.loop import fit
 
 
 def _as_earlier_version(path: Path) -> None:
@@ -61,12 +59,7 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path, capsys):
 
 
 def test_an_earlier_versions_checkpoint_resumes_once_trusted(tmp_path, demo_root, capsys):
-    dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, seed=0)
-    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
-    fit_args = (cfg, dataset, list(split.train), list(split.val))
-    cpu = resolve_device("cpu")
-    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+    fit_args, cpu, ref = reference_fit(tmp_path, demo_root)
     cut = tmp_path / "cut"
     with pytest.raises(Killed):  # after two epochs
         fit(*fit_args, cut, cpu, log=dies_at_line(3))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_run import Killed, dies_at_line, metric_rows, tiny_config
+from tiny_run import Killed, dies_at_line, metric_rows, reference_fit, tiny_config
 
 import smile_point
 import training.loop as loop
@@ -74,12 +74,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, demo_root):
 def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
     """With train.ema_decay the checkpoints hold the average ("model", tested) beside the trained
     weights, and a fit stopped after a checkpoint resumes to the same average."""
-    dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, seed=0)
-    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4, ema_decay=0.8))
-    fit_args = (cfg, dataset, list(split.train), list(split.val))
-    cpu = resolve_device("cpu")
-    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+    fit_args, cpu, ref = reference_fit(tmp_path, demo_root, ema_decay=0.8)
+    cfg, dataset, _, val_names = fit_args
     with pytest.raises(Killed):  # after two epochs
         fit(*fit_args, tmp_path / "cut", cpu, log=dies_at_line(3))
     assert fit(*fit_args, tmp_path / "cut", cpu, resume=True, log=lambda line: None) == ref
@@ -92,13 +88,13 @@ def test_weight_average_is_tested_and_resumes_exactly(tmp_path, demo_root):
     averaged = {n for n, v in a["model"].items() if v.is_floating_point()}
     assert any(not torch.equal(a["model"][n], a["train_model"][n]) for n in averaged)
     # the last epoch's validation log-loss is that of the average, not of the trained weights
-    val = TestWindows(dataset, list(split.val), clip_config(cfg))
-    labels = np.array([dataset.videos[n].label for n in split.val])
+    val = TestWindows(dataset, val_names, clip_config(cfg))
+    labels = np.array([dataset.videos[n].label for n in val_names])
     logged = float(metric_rows(tmp_path / "ref")[-1]["val_bce"])
     for key, matches in (("model", True), ("train_model", False)):
         model = build_model(cfg.model, dataset.n_landmarks)
         model.load_state_dict(a[key])
-        p = np.clip(predict(cfg, model, val, len(split.val), cpu), 1e-6, 1 - 1e-6)
+        p = np.clip(predict(cfg, model, val, len(val_names), cpu), 1e-6, 1 - 1e-6)
         bce = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
         assert np.isclose(bce, logged, rtol=1e-5) == matches
 
@@ -107,12 +103,7 @@ def test_a_kill_between_last_and_best_checkpoint_is_mended(tmp_path, demo_root, 
     """Killed after last.pt recorded an improving epoch but before best.pt was written: resuming
     starts after that epoch, so best.pt must be mended from last.pt (else the fold tests the
     previous best while its records select this one)."""
-    dataset = open_dataset("demo", demo_root)
-    split = dataset.split(1, seed=0)
-    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
-    fit_args = (cfg, dataset, list(split.train), list(split.val))
-    cpu = resolve_device("cpu")
-    ref = fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+    fit_args, cpu, ref = reference_fit(tmp_path, demo_root)
     assert ref["best_epoch"] > 1, "pick a seed whose best epoch is not the first"
     real = loop.save_checkpoint
 

@@ -38,6 +38,22 @@ def tiny_config(tmp_path: Path, root: Path, epochs: int = 3, **train) -> Path:
     return path
 
 
+def reference_fit(tmp_path: Path, root: Path, **train) -> tuple[tuple, object, dict]:
+    """Fold 1 of the demo set at ``root`` under a 4-epoch tiny config (``train`` overrides): the
+    arguments ``fit`` takes before its output folder, the CPU device, and the summary of an
+    uninterrupted fit into ``tmp_path / "ref"``."""
+    from data.datasets import open_dataset
+    from training.config import load_config
+    from training.loop import fit, resolve_device
+
+    dataset = open_dataset("demo", root)
+    split = dataset.split(1, seed=0)
+    cfg = load_config(tiny_config(tmp_path, root, epochs=4, **train))
+    fit_args = (cfg, dataset, list(split.train), list(split.val))
+    cpu = resolve_device("cpu")
+    return fit_args, cpu, fit(*fit_args, tmp_path / "ref", cpu, log=lambda line: None)
+
+
 class Killed(Exception):
     """Raised by a test to stop a fit where a kill would."""
 
