@@ -58,6 +58,14 @@ def _tensor_key(state: tuple) -> tuple:
     return (name, torch.as_tensor(np.asarray(key, dtype=np.int64)), *rest)
 
 
+def scaler_tensors(scaler) -> dict | None:
+    """The D-Marker scaler's mean and std (``data.targets.DMarkerScaler``) as checkpoints keep
+    them: tensors (no copy); None without one."""
+    if scaler is None:
+        return None
+    return {"mean": torch.from_numpy(scaler.mean), "std": torch.from_numpy(scaler.std)}
+
+
 def set_rng_state(state: dict, device: torch.device) -> None:
     """Restore :func:`rng_state`; a CUDA state only onto a CUDA ``device``. Earlier versions
     saved a list, one state per visible GPU: skipped (each epoch reseeds every generator)."""

@@ -35,6 +35,7 @@ from training.checkpoint import (
     mend_best,
     rng_state,
     save_checkpoint,
+    scaler_tensors,
     set_rng_state,
     split_digest,
 )
@@ -365,11 +366,7 @@ def fit(
             "state": state,
             "config": to_dict(cfg),
             "n_landmarks": dataset.n_landmarks,
-            "dmarker_scaler": (
-                {"mean": torch.from_numpy(scaler.mean), "std": torch.from_numpy(scaler.std)}
-                if scaler
-                else None
-            ),
+            "dmarker_scaler": scaler_tensors(scaler),
             "targets_digest": digest,
             "split_digest": split,
             "rng": rng_state(device),
