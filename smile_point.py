@@ -43,6 +43,7 @@ from training.cross_validation import (
     claimed_folds,
     load_dataset,
     run_folds,
+    table_notes,
 )
 from training.loop import DMARKER_LOSS, resolve_device, uses_dmarkers
 from training.memory import reuse_freed_memory
@@ -301,6 +302,7 @@ def report_failed(failed: dict, n_folds: int) -> None:
 def write_table(cfg, dataset, results) -> None:
     """``--fold all``: results.json and results.md under the run folder, and their summary line."""
     folds_dir = cfg.data.folds or Path(cfg.data.root) / "labels"
+    base = Path(__file__).parent / "configs" / f"{cfg.data.dataset}.yaml"
     summary = write_results(
         Path(cfg.out),
         cfg.data.dataset,
@@ -309,6 +311,7 @@ def write_table(cfg, dataset, results) -> None:
         cfg.train.threshold,
         subjects={name: v.subject for name, v in dataset.videos.items()},
         folds_dir=str(folds_dir),
+        notes=table_notes(cfg, base if base.exists() else None),
     )
     acc, pool = summary["mean_std"]["accuracy"], summary["pooled"]
     print(

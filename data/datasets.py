@@ -20,6 +20,7 @@ labels.csv's fps,width,height columns (any kind), then the per-kind
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class SmileDataset:
         self.dmarkers_path = Path(dmarkers_path) if dmarkers_path is not None else None
         self._dmarkers = None
         self._dmarkers_read = False
+        self._hashes: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -146,6 +148,20 @@ class SmileDataset:
         """(T, V, 3) float32 isotropic pixels (x*W, y*H, z*W) of one video; a read-only view when
         packed (copy before writing). The only way training code reads landmark data."""
         return self.store.get(self.videos[name].file)
+
+    def landmark_digest(self, names) -> str:
+        """SHA-256 over ``names`` of their landmark arrays as training reads them (isotropic
+        pixels: the files' points and frame sizes), to tell runs of other landmark files apart;
+        each video is hashed once per dataset object."""
+        digest = hashlib.sha256()
+        for name in sorted(names):
+            if name not in self._hashes:
+                rows = np.ascontiguousarray(self.landmarks(name))
+                self._hashes[name] = hashlib.blake2b(
+                    repr(rows.shape).encode() + rows.tobytes(), digest_size=16
+                ).digest()
+            digest.update(name.encode() + b"\0" + self._hashes[name])
+        return digest.hexdigest()
 
     def dmarkers(self):
         """The D-Marker table (``DMarkerTable``): the one ``dmarkers_path`` names, else the
@@ -331,7 +347,8 @@ def open_dataset(
         check_generated(folds_dir, names, current, str(listing), index)
     listed = fold_files(folds_dir, folds or [])
     where = {n: str(table.path) for n in table.labels} if table is not None else {}
-    files = match_files(names, index, landmarks_dir, {**where, **listed})
+    own = folds_dir if folds is not None and not generated else None  # one's own or published
+    files = match_files(names, index, landmarks_dir, {**where, **listed}, own)
     if folds is not None and not generated:  # fold files of one's own or published
         where = f"the fold files of {folds_dir}"
         fix = "list them in a fold file to use them"

@@ -53,7 +53,7 @@ from data.files import (
 )
 from data.io import save_landmarks, to_isotropic
 from training.report import brackets
-from training.significance import bootstrap_interval, per_subject
+from training.significance import accuracy_interval, per_subject
 
 VERSION = "1"
 CEILING_NOTE = (
@@ -61,7 +61,7 @@ CEILING_NOTE = (
     "class-conditional latent distributions (200k Monte-Carlo draws): the best accuracy any "
     "per-video classifier can reach. Landmarks are a noisy view of the latents, so classifiers "
     "of landmarks stay below it. bayes_rule_accuracy_on_this_set: that optimal rule on this set's "
-    "own latents and labels, with its 95% interval by bootstrap over subjects "
+    "own latents and labels, with its 95% interval, subjects as clusters "
     "(bayes_rule_interval_on_this_set); bayes_rule_expected_on_this_set: its accuracy expected "
     "from the latents alone (the mean of max_c P(c | latents) over the set's videos), the ceiling "
     "of any per-video classifier on these videos were their labels drawn again; the two differ "
@@ -305,7 +305,7 @@ def _generate(
         "bayes_ceiling": round(bayes_ceiling(params, np.random.default_rng([seed, 10**6])), 4),
         # counts over this set: 6 decimals, so that 3 printed ones round as the exact fraction
         "bayes_rule_accuracy_on_this_set": round(float(np.mean(list(rule_right.values()))), 6),
-        "bayes_rule_interval_on_this_set": bootstrap_interval(*per_subject(rule_right, subject_of)),
+        "bayes_rule_interval_on_this_set": accuracy_interval(*per_subject(rule_right, subject_of)),
         "bayes_rule_expected_on_this_set": round(float(np.maximum(post, 1 - post).mean()), 4),
         "latent_classifier_cv_accuracy": round(
             cv_accuracy(sufficient_statistics(lat, params), y, names, fold_list, 1.0), 6

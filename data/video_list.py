@@ -12,6 +12,7 @@ and landmark files that ``labels.csv`` or the fold files leave out are reported
 from __future__ import annotations
 
 import hashlib
+import shlex
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -68,8 +69,10 @@ def match_files(
     index: dict[str, Path | None],
     landmarks_dir: Path,
     where: dict[str, str | Path],
+    folds_dir: Path | None = None,
 ) -> dict[str, Path]:
-    """The landmark file of each name; ``where``: name -> the file that lists it, for messages.
+    """The landmark file of each name; ``where``: name -> the file that lists it, for messages;
+    ``folds_dir``: the fold files (one's own or published) that list ``names``, if they do.
 
     FileNotFoundError for names without a file (with a file of another spelling when there is
     one: ``x.mp4`` for ``X.mp4``, ``a/x.mp4`` for ``x.mp4``); ValueError when two names match one
@@ -78,10 +81,20 @@ def match_files(
     files, missing = match_names(names, index)
     if missing:
         shown = [_missing(n, where, index) for n in missing[:10]]
+        if folds_dir is None:
+            fix = "remove them from labels.csv"
+        else:  # published folds are not edited by hand: a subset, which says what it left out
+            dst = folds_dir.with_name(f"{folds_dir.name}_extracted")
+            fix = (
+                "write the folds without them: python -m data.folds subset "
+                f"{shlex.quote(str(folds_dir))} {shlex.quote(str(dst))} --landmarks "
+                f"{shlex.quote(str(landmarks_dir))}, then train with --folds "
+                f"{shlex.quote(str(dst))} (not the published protocol: say so)"
+            )
         raise FileNotFoundError(
             f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "
             f"{', '.join(shown)}{' ...' if len(missing) > 10 else ''}; extract them "
-            "(extract_landmarks.py) or remove them from the fold files / labels.csv"
+            f"(extract_landmarks.py) or {fix}"
         )
     by_file: dict[Path, list[str]] = {}
     for n, f in files.items():

@@ -24,7 +24,9 @@ ATTENTIONS = ("alternate", "time", "landmarks")
 class ModelConfig:
     name: str = "deepmarkernet"  # deepmarkernet: class + D-Marker heads | meshsmilenet: class head
     point_encoder: str = "curvenet"  # curvenet | linear (ablation: per-point linear embedding)
-    attention: str = "alternate"  # alternate | time | landmarks (ablations: one axis only)
+    # alternate | time | landmarks (ablations: one axis only in the `depth` layers; the temporal
+    # layers attend over frames in every variant: temporal_depth=0 leaves them out)
+    attention: str = "alternate"
     in_channels: int = 3  # coordinates per landmark
     # BatchNorm over the v x c input coordinates of the real frames (as ST-GCN's data_bn), not in
     # the published model. Every face is mostly the mean face: without it the first layers see

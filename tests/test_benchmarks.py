@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import dmarker_bench, loader_bench, model_bench
+from benchmarks import dmarker_bench, interval_coverage, loader_bench, model_bench
 
 
 @pytest.mark.parametrize(
@@ -16,6 +16,7 @@ from benchmarks import dmarker_bench, loader_bench, model_bench
         (loader_bench.main, ["--batches", "0"], "--batches: at least 1"),
         (loader_bench.main, ["--workers", "0", "-1"], "--workers: 0 (in this process) or more"),
         (dmarker_bench.main, ["--videos", "0"], "--videos: at least 1"),
+        (interval_coverage.main, ["--subjects", "9"], "--subjects: at least 10"),
     ],
 )
 def test_unrunnable_sizes_are_usage_errors(main, args, message, capsys):
@@ -38,3 +39,12 @@ def test_model_bench_times_batch_2_once(capsys):
         torch.set_num_threads(threads)  # later tests compare runs in this process and others
     out = capsys.readouterr().out
     assert out.count("batch 2 x 2 frames x 68 landmarks") == 1 and "(published: ~12 s)" in out
+
+
+def test_interval_coverage_prints_a_row_per_case_and_size(capsys):
+    interval_coverage.main(["--sets", "3", "--subjects", "10", "12"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    cases = len(interval_coverage.ACCURACIES) + len(interval_coverage.RECALLED)
+    assert len(rows) == 2 * cases
+    shares = [float(x) for row in rows for x in row.strip("| ").split(" | ")[-2:]]
+    assert all(round(3 * share, 2) in (0, 1, 2, 3) for share in shares)  # of 3 sets

@@ -15,7 +15,7 @@ from training.compare import load_repeats, load_run, main, paired
 from training.config import load_config, save_config
 from training.metrics import classification_metrics
 from training.report import write_results
-from training.significance import bootstrap_interval, corrected_t_p, sign_flip_p
+from training.significance import corrected_t_p, difference_interval, sign_flip_p
 
 
 def fake_run(
@@ -148,7 +148,7 @@ def test_pooled_difference_by_subject(tmp_path, capsys):
     )
     assert main([str(first), str(other)]) == 0
     sums = np.array([-1.0] * 6 + [0.0] * 6)  # p1..p6, q1..q6
-    lo, hi = bootstrap_interval(sums, np.full(12, 2.0))
+    lo, hi = difference_interval(sums, np.full(12, 2.0))
     assert lo < -0.25 < hi < 0
     assert (
         capsys.readouterr()
@@ -198,8 +198,9 @@ def test_only_the_folds_results_json_lists_are_read(tmp_path, capsys):
 
 def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, capsys):
     """Two configurations of two repeats (other seeds) on the same two folds: the row's mean
-    +- std is over the 4 fold results, the differences pair repeat i with repeat i, the pooled
-    difference averages each video's over the pairs; a single run pairs with every repeat."""
+    +- std is over the 4 fold results, the differences pair repeat i with repeat i (in the order
+    of their seeds, however given), the pooled difference averages each video's over the pairs;
+    a single run pairs with every repeat."""
     dmn = [
         fake_run(tmp_path / "dmn0", "deepmarkernet", {1: RIGHT, 2: RIGHT}),
         fake_run(tmp_path / "dmn1", "deepmarkernet", {1: [0.1, 0.4, 0.2, 0.8], 2: RIGHT}, seed=1),
@@ -222,6 +223,8 @@ def test_repeats_are_paired_one_to_one_and_a_single_run_with_each(tmp_path, caps
     p = sign_flip_p(np.array([0.5, -1.0, 0.0, -0.5]))
     assert f"| -0.125 +- {diffs.std():.3f} |" in rows[3]
     assert rows[3].endswith(f"| -0.125 [n/a], p {p:.3f} | p {t_p:.3f} |")
+    swapped = load_repeats(",".join(map(str, msn[::-1])))  # paired by seed, not as given
+    assert [run["name"] for run in swapped["repeats"]] == [str(run) for run in msn]
     # the single run of the baseline against each repeat: +0 / +0 and +0.25 / +0
     assert f"| {logreg} | dmarker-logreg | demo | 2 | 1.000 +- 0.000 |" in rows[4]
     assert "| +0.062 +- 0.108 |" in rows[4]
@@ -290,7 +293,7 @@ def test_repeats_read_the_same_dmarker_table(tmp_path, capsys):
     """Repeats are compared by the D-Marker rows their folds learned from (test.json's
     dmarker_digest), not by how data.dmarkers names the file; results of earlier versions,
     without the record, by the file their configs name."""
-    runs = [fake_run(tmp_path / f"r{i}", "dmarker-logreg", {1: RIGHT}, seed=i) for i in range(2)]
+    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT}, seed=i) for i in range(2)]
     cfg = load_config(runs[1] / "config.yaml")
     save_config(replace(cfg, data=replace(cfg.data, dmarkers="B.npz")), runs[1] / "config.yaml")
     assert main([f"{runs[0]},{runs[1]}"]) == 2  # no digests: the named files differ
@@ -305,6 +308,44 @@ def test_repeats_read_the_same_dmarker_table(tmp_path, capsys):
     assert main([f"{runs[0]},{runs[1]}"]) == 2
     err = capsys.readouterr().err
     assert f"{runs[1]}: not a repeat of {runs[0]} (another D-Marker table)" in err
+
+
+def test_baseline_runs_are_no_repeats(tmp_path, capsys):
+    """The D-Marker baseline draws nothing at random: its runs with other seeds are one run
+    counted twice, refused as repeats (they were taken as "1 x 2 repeats")."""
+    runs = [fake_run(tmp_path / f"r{i}", "dmarker-logreg", {1: RIGHT}, seed=i) for i in range(2)]
+    assert main([f"{runs[0]},{runs[1]}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{runs[0]},{runs[1]}: dmarker-logreg runs cannot be repeats" in err
+    assert main([str(runs[0]), str(runs[1])]) == 0  # two single runs side by side
+
+
+def test_settings_that_differ_from_the_first_are_noted(tmp_path, capsys):
+    """An ablation's model name is the full model's: the settings that differ are noted under the
+    table (the model column cannot tell), the seed and data paths not."""
+    runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT}, seed=i) for i in range(2)]
+    cfg = load_config(runs[1] / "config.yaml")
+    save_config(replace(cfg, model=replace(cfg.model, attention="time")), runs[1] / "config.yaml")
+    assert main([str(runs[0]), str(runs[1])]) == 0
+    notes = [r for r in capsys.readouterr().out.splitlines() if r.startswith("note")]
+    assert notes == [
+        f"note: {runs[1]} differs from {runs[0]} in model.attention 'alternate' -> 'time'"
+    ]
+
+
+def test_repeats_learned_from_the_same_landmark_files(tmp_path, capsys):
+    """Repeats are refused where their networks learned from other landmark arrays (test.json's
+    landmark_digest: files extracted again, another landmark set), however data.landmarks
+    named the folder; runs without the record (earlier versions) are not checked."""
+    runs = [fake_run(tmp_path / f"r{i}", "meshsmilenet", {1: RIGHT}, seed=i) for i in range(2)]
+    assert main([f"{runs[0]},{runs[1]}"]) == 0  # no records
+    for run, digest in zip(runs, ("aa", "bb"), strict=True):
+        result = json.loads((run / "fold_01" / "test.json").read_text())
+        atomic_write_json(run / "fold_01" / "test.json", {**result, "landmark_digest": digest})
+    assert main([f"{runs[0]},{runs[1]}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{runs[1]}: not a repeat of {runs[0]} (other landmark files)" in err
+    assert main([str(runs[0]), str(runs[1])]) == 0  # two configurations may differ in it
 
 
 def test_runs_are_read_as_they_were_written(tmp_path, capsys):

@@ -294,6 +294,13 @@ def test_cli_check_refuses_what_training_refuses(tmp_path, capsys):
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"no landmark file in {tmp_path / 'npy'}: ghost ({fold2})" in out
+    labels, subset, npy = (tmp_path / x for x in ("labels", "labels_extracted", "npy"))
+    named = f"python -m data.folds subset {labels} {subset} --landmarks {npy}, then train with "
+    assert f"{named}--folds {subset} (not the published protocol: say so)" in out
+    assert main(["subset", str(labels), str(subset), "--landmarks", str(npy)]) == 0  # it works
+    assert "ghost" in (subset / "subset.json").read_text()
+    assert main(["check", str(subset), "--landmarks", str(npy)]) == 0
+    capsys.readouterr()
     fold2.write_text(
         json.dumps({k: v for k, v in json.loads(fold2.read_text()).items() if k != "ghost"})
     )

@@ -62,6 +62,22 @@ def test_forward_shapes(name, encoder, attention):
         assert out.dmarkers is None
 
 
+@pytest.mark.parametrize(("attention", "temporal_depth"), [("landmarks", 1), ("landmarks", 0)])
+def test_only_the_temporal_layers_tell_frame_order_under_landmark_attention(
+    attention, temporal_depth
+):
+    """`attention: landmarks` attends within frames in the space-time layers; the temporal layers
+    still attend over frames (with positions), so the call depends on the frames' order unless
+    `temporal_depth` is 0 (README: Models)."""
+    torch.manual_seed(0)
+    model = build_model(tiny(attention=attention, temporal_depth=temporal_depth), 68).eval()
+    x = clip(b=2, t=6)
+    shuffled = x[:, torch.tensor([3, 0, 5, 1, 4, 2])]
+    with torch.no_grad():
+        same = torch.allclose(model(x).logits, model(shuffled).logits, atol=1e-5)
+    assert same == (temporal_depth == 0)
+
+
 @pytest.mark.parametrize("n_landmarks", [478, 468, 68])
 def test_landmark_counts(n_landmarks):
     torch.manual_seed(0)

@@ -260,6 +260,54 @@ def test_finished_fold_is_kept_only_on_the_same_folds(tmp_path, demo_root, capsy
     assert "finished earlier, kept" in capsys.readouterr().out
 
 
+def changed_landmarks(root: Path, name: str, by: float = 0.01) -> None:
+    """Rewrite one demo video's landmark file with its points moved ``by`` (a frame's share)."""
+    npy = root / "npy" / f"{name}.npy"
+    time.sleep(0.01)  # a new modification time, whatever the file system's resolution
+    np.save(npy, np.load(npy) + by)
+
+
+def test_finished_fold_is_kept_only_on_the_same_landmarks(tmp_path, demo_root, capsys):
+    """A finished MeshSmileNet fold (no D-Marker table to tell) is not kept once the landmark
+    files it learned from changed (extracted again, replaced: its results would mix two
+    datasets), while a file written again with the same points is."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    args = ["--config", str(tiny_config(tmp_path, root, epochs=1)), "--model", "meshsmilenet"]
+    args += ["--fold", "2", "--out", str(tmp_path / "run"), "--resume"]
+    assert smile_point.main(args) == 0
+    split = open_dataset("demo", root).split(2, seed=0)
+    changed_landmarks(root, split.train[0], by=0.0)  # written again: a new file, the same points
+    assert smile_point.main(args) == 0
+    assert "finished earlier, kept" in capsys.readouterr().out
+    changed_landmarks(root, split.train[0])
+    assert smile_point.main(args) == 2
+    assert "fold_02 (its landmark files changed since)" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_of_other_landmark_files(tmp_path, demo_root):
+    """An unfinished fold resumed after its landmark files changed would train one model on two
+    datasets: refused, also for MeshSmileNet (no D-Marker targets to tell)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    cfg = load_config(tiny_config(tmp_path, root, epochs=4))
+    cfg.model.name = "meshsmilenet"
+    cfg.train.dmarker_weight = 0.0
+
+    def fit_cut(resume):
+        dataset = open_dataset("demo", root)
+        split = dataset.split(1, seed=0)
+        with pytest.raises(Killed):
+            fit(cfg, dataset, list(split.train), list(split.val), tmp_path / "cut",
+                resolve_device("cpu"), resume=resume, log=dies_at_line(3))  # fmt: skip
+        return split
+
+    split = fit_cut(resume=False)
+    changed_landmarks(root, split.val[0])
+    with pytest.raises(ValueError, match=r"cut/last.pt: a checkpoint of other landmark files "):
+        fit_cut(resume=True)
+
+
 def test_finished_folds_of_earlier_versions(tmp_path, demo_root, capsys):
     """A test.json without the digests (written before they existed) is kept while its test and
     validation videos match and its D-Marker table is older than it; a table rebuilt since is

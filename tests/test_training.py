@@ -8,6 +8,7 @@ import csv
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +24,14 @@ from models import build_model
 from models.smile_net import SmileOutput
 from training.checkpoint import load_checkpoint
 from training.config import load_config
+from training.cross_validation import table_notes
 from training.evaluate import clip_config, predict
 from training.loop import METRIC_COLUMNS, compute_loss, fit, resolve_device
 from training.metrics import best_threshold
 from training.report import read_fold_result, write_results
-from training.significance import bootstrap_interval
+from training.significance import accuracy_interval
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_fold_all_writes_every_output(tmp_path, demo_root):
@@ -50,7 +54,7 @@ def test_fold_all_writes_every_output(tmp_path, demo_root):
     assert results["summary"]["pooled"]["accuracy_interval"] is None  # 6 subjects: too few
     table = (out / "results.md").read_text()
     assert "mean +- std" in table and "pooled" in table
-    assert f"95% interval by bootstrap over the {n_subjects} subjects" in table
+    assert f"95% interval with the {n_subjects} subjects as clusters" in table
     assert f"{results['summary']['pooled']['accuracy']:.3f} [n/a] |" in table
     all_test = set()
     for k in (1, 2, 3):
@@ -295,7 +299,7 @@ def test_results_table_names_the_threshold_rule(tmp_path, rule, footer):
     # fold k: subject s<k> with a<k> (right) and b<k> (wrong), subject t<k> with c<k> (right)
     subjects = {f"{x}{k}": f"{'t' if x == 'c' else 's'}{k}" for k in folds for x in "abc"}
     summary = write_results(tmp_path, "demo", "deepmarkernet", folds, rule, subjects=subjects)
-    lo, hi = bootstrap_interval(np.array([1.0] * 10), np.array([2.0] * 5 + [1.0] * 5))
+    lo, hi = accuracy_interval(np.array([1.0] * 10), np.array([2.0] * 5 + [1.0] * 5))
     assert lo < 2 / 3 < hi
     assert summary["pooled"] == {
         "accuracy": pytest.approx(2 / 3),
@@ -351,3 +355,37 @@ def test_undefined_metrics_are_strict_json_null_and_read_back_as_nan(tmp_path):
     write_results(tmp_path, "demo", "x", {1: back}, "fixed", subjects={"c": "q", "d": "q"})
     table = json.loads((tmp_path / "results.json").read_text(), parse_constant=_refuse)
     assert table["folds"][0]["auc"] is None and table["summary"]["mean_std"]["auc"] is None
+
+
+def test_a_run_shorter_than_its_warm_up_says_so(tmp_path, demo_root, capsys):
+    """With train.epochs < train.warmup_epochs the learning rate never reaches train.lr (a quick
+    reproduction run would train with less than it asked for, silently)."""
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1, warmup_epochs=2))
+    assert smile_point.main(["--config", cfg, "--fold", "1", "--out", str(tmp_path / "r")]) == 0
+    note = "train.epochs 1 < train.warmup_epochs 2: the learning rate never reaches train.lr, "
+    assert f"{note}only 1/2 of it" in capsys.readouterr().out
+    args = ["--config", cfg, "--epochs", "2", "--fold", "1", "--out", str(tmp_path / "s")]
+    assert smile_point.main(args) == 0
+    assert "warmup_epochs" not in capsys.readouterr().out
+
+
+def test_table_notes_name_the_settings_and_a_fold_subset(tmp_path):
+    """results.md says what a run is beyond model and dataset: its settings other than its
+    dataset's config file (an ablation looks like the full model otherwise), and fold files made
+    by `data.folds subset` (not the published protocol)."""
+    demo = REPO / "configs" / "demo.yaml"
+    cfg = load_config(demo, ["model.attention=time", "train.seed=3", f"data.root={tmp_path}"])
+    assert table_notes(cfg, demo) == [
+        "Settings other than demo.yaml: model.attention 'alternate' -> 'time'."
+    ]
+    assert table_notes(load_config(demo, ["model.name=meshsmilenet"]), demo) == [
+        "Settings: demo.yaml."
+    ]
+    folds = tmp_path / "labels_extracted"
+    folds.mkdir()
+    atomic_write_json(folds / "subset.json", {"source": "/data/uva/labels", "dropped": ["a", "b"]})
+    cfg = load_config(demo, [f"data.folds={folds}"])
+    assert table_notes(cfg, demo)[1] == (
+        f"Folds: {folds} is /data/uva/labels without 2 video(s) that have no landmark file "
+        "(subset.json): not the protocol of /data/uva/labels."
+    )

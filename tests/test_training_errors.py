@@ -16,6 +16,7 @@ from landmark_synth import build_table_without
 from tiny_run import tiny_config
 
 import smile_point
+import training.evaluate as evaluate
 import training.loop as loop
 from data.datasets import open_dataset
 from data.dmarker_table import load_dmarker_table
@@ -161,6 +162,34 @@ def test_a_model_diverged_with_a_finite_training_loss_is_a_diverged_fold(
     assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "fold 3 failed: epoch 1: the validation output is not finite (diverged)" in err
+    assert "3 of 3 folds failed; no results table" in err
+
+
+@pytest.mark.parametrize("threshold", ["fixed", "val"])
+def test_a_checkpoint_giving_nan_after_its_validations_is_a_diverged_fold(
+    tmp_path, demo_root, capsys, monkeypatch, threshold
+):
+    """Finite at every validation, NaN where the selected checkpoint scores validation again
+    for the threshold, or the test fold: the fold is named as diverged with its videos (not an
+    sklearn error, nor a NaN threshold)."""
+    nan = lambda cfg, model, windows, n, device: np.full(n, np.nan)  # noqa: E731
+    calls = []
+
+    def nan_after_the_epoch(cfg, model, windows, n, device):  # 1 epoch: validated, then NaN
+        calls.append(n)
+        return (real if len(calls) % 2 else nan)(cfg, model, windows, n, device)
+
+    real = loop.predict
+    if threshold == "val":
+        monkeypatch.setattr(loop, "predict", nan_after_the_epoch)
+    else:
+        monkeypatch.setattr(evaluate, "predict", nan)
+    cfg = str(tiny_config(tmp_path, demo_root, epochs=1, threshold=threshold))
+    assert smile_point.main(["--config", cfg, "--fold", "all", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    part = "validation" if threshold == "val" else "test"
+    shown = f"fold 2 failed: the selected checkpoint gives no finite probability for {part} videos"
+    assert shown in err and "(diverged); train with a lower --lr" in err
     assert "3 of 3 folds failed; no results table" in err
 
 

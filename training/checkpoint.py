@@ -2,10 +2,10 @@
 (the weights validated and tested), "optimizer", "scheduler", "state" (epoch, best epoch and
 score, epochs without improvement), "rng" (:func:`rng_state`), "config" (resolved),
 "n_landmarks" (the model's input), "dmarker_scaler" (mean and std that turn the D-Marker head's
-standardised outputs back into descriptors; None without the D-Marker loss), "targets_digest"
-and "split_digest" (the D-Marker targets, and the training and validation videos with their
-labels, it was trained on: what --resume checks); with weight averaging also "train_model" (the
-weights the optimizer moves) and "ema_updates".
+standardised outputs back into descriptors; None without the D-Marker loss), "targets_digest",
+"split_digest" and "landmark_digest" (the D-Marker targets, the training and validation videos
+with their labels, and their landmark arrays, it was trained on: what --resume checks); with
+weight averaging also "train_model" (the weights the optimizer moves) and "ema_updates".
 
 Checkpoints hold only tensors, numbers, strings and containers of them, and are loaded with
 ``weights_only=True``: loading one runs no code, whoever wrote it. Those of earlier versions (numpy
@@ -88,17 +88,27 @@ def split_digest(labels: Mapping[str, int], parts: dict[str, list[str]]) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
-def check_split(path: Path, ckpt: dict, split: str) -> None:
-    """ValueError when checkpoint ``path`` was trained or selected on other videos than
-    ``split`` (:func:`split_digest`): a file of another fold, or of this fold before its videos
-    changed; resuming it would test a model that may have learnt from the test subjects.
-    Earlier versions saved no digest."""
-    if ckpt.get("split_digest", split) != split:
-        raise ValueError(
-            f"{path}: a checkpoint of other training or validation videos than this fold's "
-            f"(another fold's file, or the dataset changed); delete {path.parent} and resume, "
-            "or train under a new --out"
-        )
+#: What a checkpoint must have been trained on to be resumed: digest key -> what differs.
+TRAINED_ON = {
+    "split_digest": "other training or validation videos than this fold's (another fold's file, "
+    "or the dataset changed)",
+    "landmark_digest": "other landmark files than the dataset holds now (they were extracted "
+    "again, replaced, or are another landmark set)",
+}
+
+
+def check_same_data(path: Path, ckpt: dict, digests: dict[str, str]) -> None:
+    """ValueError when checkpoint ``path`` was trained or selected on other data than
+    ``digests`` ({key of :data:`TRAINED_ON`: digest}) describes: other videos (:func:`split_digest`;
+    a file of another fold, or of this fold before its videos changed: resuming it would test a
+    model that may have learnt from the test subjects) or other landmark arrays (resuming would
+    train one model on two datasets). Earlier versions saved fewer digests, or none."""
+    for key, digest in digests.items():
+        if ckpt.get(key, digest) != digest:
+            raise ValueError(
+                f"{path}: a checkpoint of {TRAINED_ON[key]}; delete {path.parent} and resume, "
+                "or train under a new --out"
+            )
 
 
 class CheckpointError(ValueError):

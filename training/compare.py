@@ -8,9 +8,10 @@ test.json``). Several run folders joined by commas are one configuration's repea
 on the same folds with other ``--seed`` values. A difference to the first configuration is the mean
 +- std over folds (and repeats) of (row - first) with the corrected resampled t-test's p-value over
 the folds (with repeats, retraining noise included); and the difference of pooled accuracy with its
-95% bootstrap interval and a sign-flip permutation p-value, both with subjects as the unit
-(training/significance.py). Repeat i is paired with repeat i (a single run with every repeat: right
-for the deterministic baseline; for a network a note asks for its repeats). Differences are shown
+95% interval and a sign-flip permutation p-value, both with subjects as the unit
+(training/significance.py). Repeat i is paired with repeat i, each configuration's in the order of
+their seeds (a single run with every repeat: right for the deterministic baseline, whose runs are
+never repeats; for a network a note asks for its repeats). Differences are shown
 only when both tested the same videos in every fold (same dataset and folds), since only then is the
 comparison paired.
 """
@@ -26,9 +27,9 @@ import numpy as np
 from data.files import read_json, run_cli
 from models.config import BASELINE
 from training.config import load_config
-from training.cross_validation import config_differences, first_few
+from training.cross_validation import UNLISTED, config_differences, first_few
 from training.report import REPORTED, brackets, correct_calls, mean_std, read_fold_result
-from training.significance import bootstrap_interval, corrected_t_p, per_subject, sign_flip_p
+from training.significance import corrected_t_p, difference_interval, per_subject, sign_flip_p
 
 
 def load_run(path: Path) -> dict:
@@ -85,14 +86,22 @@ def load_repeats(arg: str) -> dict:
         raise ValueError(f"{arg}: an empty folder name; join run folders with single commas")
     paths = [Path(p) for p in arg.split(",")]
     runs = [load_run(p) for p in paths]
-    if len(runs) > 1:
-        check_repeats(paths, runs)
+    if len(runs) > 1:  # in the order of their seeds: repeat i of two configurations pair up
+        seeds = check_repeats(paths, runs)
+        runs = [run for _, run in sorted(zip(seeds, runs, strict=True), key=lambda x: x[0])]
     return {"name": arg, "model": runs[0]["model"], "dataset": runs[0]["dataset"], "repeats": runs}
 
 
-def check_repeats(paths: list[Path], runs: list[dict]) -> None:
-    """ValueError (one line) unless the runs are repeats of the first: the same tested videos and
-    a config.yaml that differs only in :data:`REPEAT_FREE`, each with its own seed."""
+def check_repeats(paths: list[Path], runs: list[dict]) -> list[int]:
+    """The runs' seeds; ValueError (one line) unless the runs are repeats of the first: the same
+    tested videos and a config.yaml that differs only in :data:`REPEAT_FREE`, each with its own
+    seed; never runs of the D-Marker baseline, which no seed changes."""
+    if any(run["model"] == BASELINE for run in runs):
+        raise ValueError(
+            f"{','.join(map(str, paths))}: {BASELINE} runs cannot be repeats: its inner "
+            "cross-validation and fit draw nothing at random, so another --seed on the same folds "
+            "gives the same calls and would only count them twice; give one run"
+        )
     configs = []
     for path in paths:
         if not (path / "config.yaml").is_file():
@@ -110,6 +119,8 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
         why = [] if same_videos(run, runs[0]) else ["other folds or videos"]
         if not same_dmarkers(run, runs[0], cfg.data.dmarkers, configs[0].data.dmarkers):
             why.append("another D-Marker table")
+        if not same_landmarks(run, runs[0]):
+            why.append("other landmark files")
         if run["model"] != runs[0]["model"]:
             why.append(f"model {runs[0]['model']} -> {run['model']}")
         else:
@@ -119,6 +130,7 @@ def check_repeats(paths: list[Path], runs: list[dict]) -> None:
                 f"{run['name']}: not a repeat of {runs[0]['name']} ({first_few(why)}); repeats "
                 "differ only in --seed"
             )
+    return list(seeds)
 
 
 #: The metrics whose paired differences the table shows.
@@ -139,6 +151,16 @@ def same_dmarkers(run: dict, first: dict, named: str | None, first_named: str | 
     return paths[0] == paths[1]
 
 
+def same_landmarks(run: dict, first: dict) -> bool:
+    """Whether both runs' networks learned from the same landmark arrays in every fold both
+    recorded them (``landmark_digest``; results of earlier versions and the baseline have none)."""
+    digests = [
+        (run["folds"][k].get("landmark_digest"), first["folds"][k].get("landmark_digest"))
+        for k in run["folds"].keys() & first["folds"].keys()
+    ]
+    return all(a == b for a, b in digests if a is not None and b is not None)
+
+
 def same_videos(run: dict, first: dict) -> bool:
     """Whether both runs tested the same videos, with the same labels, in every fold (a paired
     comparison)."""
@@ -153,7 +175,9 @@ def same_videos(run: dict, first: dict) -> bool:
 
 
 def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
-    """(run of config, run of first): repeat i with repeat i, a single run with every repeat."""
+    """(run of config, run of first): repeat i with repeat i (each configuration's in the order
+    of their seeds: the same seed with the same seed where both used it), a single run with
+    every repeat."""
     a, b = config["repeats"], first["repeats"]
     if len(a) != len(b) and 1 not in (len(a), len(b)):
         raise ValueError(
@@ -161,6 +185,22 @@ def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
             "many (repeat i is paired with repeat i) or a single run"
         )
     return [(a[i % len(a)], b[i % len(b)]) for i in range(max(len(a), len(b)))]
+
+
+def settings_notes(configs: list[dict]) -> list[str]:
+    """A note per configuration whose settings (its config.yaml, as results.md lists them: an
+    ablation, --set overrides) differ from the first's beyond the model, which the table shows;
+    none for a run without config.yaml."""
+    files = [Path(c["repeats"][0]["name"]) / "config.yaml" for c in configs]
+    if not files[0].is_file():
+        return []
+    first = load_config(files[0], checked=False)
+    return [
+        f"note: {c['name']} differs from {configs[0]['name']} in {'; '.join(diff)}"
+        for c, file in zip(configs[1:], files[1:], strict=True)
+        if file.is_file()
+        and (diff := config_differences(first, load_config(file, checked=False), UNLISTED))
+    ]
 
 
 def single_run_notes(configs: list[dict]) -> list[str]:
@@ -237,7 +277,7 @@ def pooled_difference(config: dict, first: dict) -> str:
     sums, counts = per_subject(diffs, maps[0])
     p = sign_flip_p(sums)
     return (
-        f"{sums.sum() / counts.sum():+.3f} {brackets(bootstrap_interval(sums, counts), '+')}, "
+        f"{sums.sum() / counts.sum():+.3f} {brackets(difference_interval(sums, counts), '+')}, "
         + ("p < 0.001" if p < 0.001 else f"p {p:.3f}")
     )
 
@@ -291,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = compare_table(configs)
     print(table)
-    for note in single_run_notes(configs):
+    for note in [*single_run_notes(configs), *settings_notes(configs)]:
         print(note)
     old = [r["name"] for c in configs for r in c["repeats"] if r["subjects"] is None]
     if NO_SUBJECTS in table:

@@ -18,13 +18,15 @@ from data.claim import claimed, claimed_all, held
 from data.datasets import SmileDataset, open_dataset
 from data.files import atomic_write_json, read_json
 from data.fold_check import training_part_problem
+from data.fold_subset import SUBSET_META
 from data.targets import table_digest
 from models.config import BASELINE
 from training.baseline import fit_baseline, score_baseline
 from training.checkpoint import CheckpointError, split_digest
 from training.config import Config, load_config, save_config, to_dict
 from training.evaluate import test
-from training.loop import DivergedError, fit, resolve_device, uses_dmarkers
+from training.loop import fit, resolve_device, uses_dmarkers
+from training.metrics import DivergedError
 from training.report import FOLD_RESULT_KEYS, read_fold_result, what_validation_chose
 
 
@@ -73,6 +75,34 @@ def config_differences(old: Config, new: Config, ignore=()) -> list[str]:
         for k in b[s]
         if (s, k) not in ignore and a[s].get(k) != b[s][k]
     ]
+
+
+#: What a run's table does not list as its settings: where it runs, where its data lie, its seed
+#: and model (named in the table and the run folder).
+UNLISTED = (
+    *FREE,
+    ("train", "seed"),
+    ("model", "name"),
+    *(("data", key) for key in ("root", "folds", "landmarks", "dmarkers")),
+)
+
+
+def table_notes(cfg: Config, base: Path | None) -> list[str]:
+    """What ``results.md`` says a run is, beyond model and dataset: its settings other than the
+    config file ``base``'s (an ablation, ``--set`` overrides; None: the defaults), and fold files
+    that are a subset of others (``python -m data.folds subset``: not their protocol)."""
+    diff = config_differences(load_config(base), cfg, UNLISTED)
+    where = base.name if base is not None else "the defaults"
+    notes = [f"Settings other than {where}: {'; '.join(diff)}." if diff else f"Settings: {where}."]
+    folds = Path(cfg.data.folds or Path(cfg.data.root) / "labels")
+    if (folds / SUBSET_META).is_file():
+        fix = "make the subset again (python -m data.folds subset)"
+        meta = read_json(folds / SUBSET_META, fix, keys=("source", "dropped"))
+        notes.append(
+            f"Folds: {folds} is {meta['source']} without {len(meta['dropped'])} video(s) that "
+            f"have no landmark file ({SUBSET_META}): not the protocol of {meta['source']}."
+        )
+    return notes
 
 
 def first_few(items: list[str], n: int = 3) -> str:
@@ -188,6 +218,12 @@ def dmarker_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str 
     return table_digest(table, names) if table is not None else None
 
 
+def landmark_digest(cfg: Config, dataset: SmileDataset, names: list[str]) -> str | None:
+    """The digest of the landmark arrays a fold's network learns from and is tested on (None for
+    the baseline, which reads D-Markers only)."""
+    return None if cfg.model.name == BASELINE else dataset.landmark_digest(names)
+
+
 def fold_digest(dataset: SmileDataset, split) -> str:
     """SHA-256 of the fold's training, validation and test videos with their labels."""
     parts = {"train": split.train, "val": split.val, "test": split.test}
@@ -200,7 +236,8 @@ FOLD_FIX = "delete that fold folder and resume (--resume runs the fold again)"
 
 def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> str | None:
     """Why the finished fold whose result is ``test_json`` no longer matches the dataset (its
-    videos or labels, or the D-Marker rows it learned from, changed since), or None."""
+    videos or labels, its landmark arrays or the D-Marker rows it learned from changed since), or
+    None."""
     result = read_json(test_json, FOLD_FIX, FOLD_RESULT_KEYS)
     split = dataset.split(fold, cfg.data.val_fraction, cfg.train.seed)
     if "fold_digest" in result:
@@ -217,7 +254,10 @@ def _changed(cfg: Config, dataset: SmileDataset, fold: int, test_json: Path) -> 
         )
     if not same_fold:
         return "its videos or labels changed since"
-    digest = dmarker_digest(cfg, dataset, [*split.train, *split.val, *split.test])
+    everything = [*split.train, *split.val, *split.test]
+    if result.get("landmark_digest") not in (None, landmark_digest(cfg, dataset, everything)):
+        return "its landmark files changed since"
+    digest = dmarker_digest(cfg, dataset, everything)
     if "dmarker_digest" in result:
         return (
             None
@@ -293,6 +333,14 @@ def run_fold(
     folder = dataset.fold(fold).name  # the N-th folder in numeric order, named as it may be
     named = f"fold {fold}/{len(dataset.folds)}" + ("" if folder == str(fold) else f" ({folder}/)")
     print(f"{Fore.MAGENTA}{named}{Style.RESET_ALL}: videos {counts}")
+    t = cfg.train
+    if cfg.model.name != BASELINE and t.epochs < t.warmup_epochs:  # a quick run, likely
+        print(
+            f"{Fore.YELLOW}note{Style.RESET_ALL}: train.epochs {t.epochs} < train.warmup_epochs "
+            f"{t.warmup_epochs}: the learning rate never reaches train.lr, only "
+            f"{t.epochs}/{t.warmup_epochs} of it (--set train.warmup_epochs=N, below the epochs, "
+            "for the full schedule)"
+        )
     if cfg.model.name == BASELINE:
         fitted = fit_baseline(cfg, dataset, train + val, out_dir)
         result = score_baseline(dataset, list(split.test), fitted)
@@ -302,7 +350,9 @@ def run_fold(
         selection = fit(cfg, dataset, train, val, out_dir, device, resume=resume)
         result = test(cfg, dataset, list(split.test), out_dir, device, selection["threshold"])
         chosen = f"epoch {selection['best_epoch']}"
-    result["dmarker_digest"] = dmarker_digest(cfg, dataset, [*train, *val, *split.test])
+    everything = [*train, *val, *split.test]
+    result["dmarker_digest"] = dmarker_digest(cfg, dataset, everything)
+    result["landmark_digest"] = landmark_digest(cfg, dataset, everything)
     result["fold_digest"] = fold_digest(dataset, split)  # what --resume checks before keeping it
     atomic_write_json(out_dir / "test.json", result)
     print(

@@ -17,7 +17,7 @@ from data.datasets import SmileDataset
 from models import build_model
 from training.checkpoint import load_checkpoint
 from training.config import Config
-from training.metrics import classification_metrics
+from training.metrics import classification_metrics, finite
 
 
 def leave_stop_to_main(worker_id: int) -> None:
@@ -96,6 +96,7 @@ def test(
     model.load_state_dict(ckpt["model"])
     labels = np.array([dataset.videos[n].label for n in names])
     probs = predict(cfg, model, TestWindows(dataset, names, clip_config(cfg)), len(names), device)
+    probs = finite(probs, names, "test")
     return {
         **classification_metrics(labels, probs, threshold),
         "best_epoch": ckpt["state"]["best_epoch"],

@@ -30,7 +30,7 @@ from data.targets import DMarkerScaler, targets_digest
 from data.transforms import build_augment
 from models import SmileOutput, build_model, count_parameters
 from training.checkpoint import (
-    check_split,
+    check_same_data,
     load_checkpoint,
     mend_best,
     rng_state,
@@ -41,7 +41,7 @@ from training.checkpoint import (
 )
 from training.config import DEVICE, Config, to_dict
 from training.evaluate import autocast, batch_to, clip_config, leave_stop_to_main, predict, uses_amp
-from training.metrics import best_threshold, classification_metrics, log_loss
+from training.metrics import DivergedError, best_threshold, classification_metrics, finite, log_loss
 
 METRIC_COLUMNS = (
     "epoch",
@@ -55,10 +55,6 @@ METRIC_COLUMNS = (
     "seconds",
     "best",
 )
-
-
-class DivergedError(ValueError):
-    """The training loss of a fold stopped being finite."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,13 +146,13 @@ def _weights(model: torch.nn.Module, ema: AveragedModel | None) -> dict:
 
 
 def _restore(
-    last: Path, model, ema, optimizer, scheduler, device, digest: str | None, split: str
+    last: Path, model, ema, optimizer, scheduler, device, digest: str | None, trained_on: dict
 ) -> dict:
     """Load ``last.pt`` into the training objects (as :func:`_weights` saved them) and the RNGs;
     returns its selection state. ValueError when the D-Marker targets or the fold's training and
-    validation videos changed since."""
+    validation videos or their landmark arrays changed since."""
     ckpt = load_checkpoint(last)
-    check_split(last, ckpt, split)
+    check_same_data(last, ckpt, trained_on)
     (ema.module if ema else model).load_state_dict(ckpt["model"])
     if ema:
         model.load_state_dict(ckpt["train_model"])
@@ -285,7 +281,10 @@ def fit(
     # of earlier versions recorded.
     targets = scaler.targets(dataset.dmarkers(), train + val) if scaler else None
     digest = targets_digest(targets)  # a resumed fit must train on the same targets
-    split = split_digest(dataset.labels, {"train": train, "val": val})  # ... and the same videos
+    trained_on = {  # ... and the same videos and landmark arrays
+        "split_digest": split_digest(dataset.labels, {"train": train, "val": val}),
+        "landmark_digest": dataset.landmark_digest(train + val),
+    }
     train_set = TrainClips(
         dataset,
         train,
@@ -318,10 +317,10 @@ def fit(
     if not resume:
         (out_dir / "best.pt").unlink(missing_ok=True)  # never select a checkpoint of another run
     if resume and last.exists():
-        state = _restore(last, model, ema, optimizer, scheduler, device, digest, split)
+        state = _restore(last, model, ema, optimizer, scheduler, device, digest, trained_on)
         mend_best(out_dir, state)
         if (best := out_dir / "best.pt").exists():
-            check_split(best, load_checkpoint(best), split)
+            check_same_data(best, load_checkpoint(best), trained_on)
         log(f"resumed from {last} after epoch {state['epoch'] + 1}")
     done = state["epoch"] + 1  # epochs finished; rows and TensorBoard steps count from 1
     rows = _read_metrics(out_dir / "metrics.csv", done)
@@ -368,7 +367,7 @@ def fit(
             "n_landmarks": dataset.n_landmarks,
             "dmarker_scaler": scaler_tensors(scaler),
             "targets_digest": digest,
-            "split_digest": split,
+            **trained_on,
             "rng": rng_state(device),
         }
         rows.append(row)
@@ -386,7 +385,7 @@ def fit(
     if t.threshold == "val":  # validation scored as the test will be: windows every test_stride
         model.load_state_dict(load_checkpoint(out_dir / "best.pt")["model"])
         probs = predict(cfg, model, TestWindows(dataset, val, ccfg), len(val), device)
-        threshold = best_threshold(val_labels, probs)
+        threshold = best_threshold(val_labels, finite(probs, val, "validation"))
     summary = {
         "best_epoch": state["best_epoch"],
         "best_score": state["best_score"],

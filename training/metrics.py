@@ -6,6 +6,23 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 
+class DivergedError(ValueError):
+    """A fold's model stopped giving finite numbers: its training loss or outputs."""
+
+
+def finite(probs: np.ndarray, names: list[str], part: str) -> np.ndarray:
+    """``probs`` (n,) of the videos ``names`` (n,) as they are; DivergedError naming the videos
+    whose probability is not finite (a model whose weights diverged between its validations)."""
+    bad = [n for n, p in zip(names, probs, strict=True) if not np.isfinite(p)]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DivergedError(
+            f"the selected checkpoint gives no finite probability for {part} videos {shown} "
+            "(diverged); train with a lower --lr under a new --out (a run keeps one config)"
+        )
+    return probs
+
+
 def auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """ROC AUC; NaN when only one class is present."""
     labels = np.asarray(labels)

@@ -11,7 +11,7 @@ import numpy as np
 from data.files import atomic_write_json, atomic_write_text, read_json
 from models.config import BASELINE
 from training.metrics import auc
-from training.significance import MIN_SUBJECTS, bootstrap_interval, per_subject
+from training.significance import MIN_SUBJECTS, accuracy_interval, per_subject
 
 REPORTED = ("accuracy", "auc", "f1")
 #: What every fold's test.json holds and the tables read.
@@ -74,15 +74,15 @@ def correct_calls(results: dict[int, dict]) -> dict[str, int]:
 
 
 def pooled(results: dict[int, dict], subjects: dict[str, str]) -> dict:
-    """Accuracy over all test videos (each at its fold's threshold) with its 95% interval by
-    subject bootstrap (``subjects``: video -> subject; None with too few subjects), and the AUC of
-    the pooled probabilities (models of different folds: a rough figure)."""
+    """Accuracy over all test videos (each at its fold's threshold) with its 95% interval,
+    subjects as clusters (``subjects``: video -> subject; None with too few subjects), and the
+    AUC of the pooled probabilities (models of different folds: a rough figure)."""
     videos = tested_videos(results).values()
     labels, probs = (np.array([v[key] for v in videos]) for key in ("label", "probability"))
     sums, counts = per_subject(correct_calls(results), subjects)
     return {
         "accuracy": float(sums.sum() / counts.sum()),
-        "accuracy_interval": bootstrap_interval(sums, counts),
+        "accuracy_interval": accuracy_interval(sums, counts),
         "subjects": len(sums),
         "auc": auc(labels, probs),
         "n": len(videos),
@@ -111,13 +111,14 @@ def write_results(
     *,
     subjects: dict[str, str],
     folds_dir: str | None = None,
+    notes: list[str] = (),
 ) -> dict:
     """Write results.json and results.md under ``out``; returns the summary.
 
     ``threshold_rule``: ``train.threshold`` of the run (val: chosen on validation | fixed: 0.5);
     ``subjects``: video -> subject for the test videos (kept in results.json for
     ``training.compare``); ``folds_dir``: the fold folder, named in the title (a subset of folds
-    is another table).
+    is another table); ``notes``: lines on what the run is (its settings, a fold subset).
     """
     rows = fold_rows(results)
     subjects = {n: subjects[n] for n in sorted(tested_videos(results))}
@@ -128,6 +129,7 @@ def write_results(
             "dataset": dataset,
             "model": model,
             "folds_dir": folds_dir,
+            "notes": list(notes),
             "folds": rows,
             "summary": summary,
             "subjects": subjects,
@@ -158,8 +160,9 @@ def write_results(
         _capitalized(what_validation_chose(threshold_rule, model))
         + "; each test fold read once. std: population standard deviation over the folds. "
         "Pooled: all test videos together, each at its own fold's threshold; in brackets its 95% "
-        f"interval by bootstrap over the {pool['subjects']} subjects (a subject's videos drawn "
-        f"together; none below {MIN_SUBJECTS} subjects).",
+        f"interval with the {pool['subjects']} subjects as clusters (Wilson's interval, the "
+        f"videos counted by the subjects' design effect; none below {MIN_SUBJECTS} subjects).",
+        *notes,
     ]
     where = {
         "auc": "whose test part has both classes",
