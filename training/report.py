@@ -162,7 +162,6 @@ def write_results(
         "Pooled: all test videos together, each at its own fold's threshold; in brackets its 95% "
         f"interval with the {pool['subjects']} subjects as clusters (Wilson's interval, the "
         f"videos counted by the subjects' design effect; none below {MIN_SUBJECTS} subjects).",
-        *notes,
     ]
     where = {
         "auc": "whose test part has both classes",
@@ -171,6 +170,7 @@ def write_results(
     for m, why in where.items():
         if ms[m] and ms[m]["folds"] < len(rows):
             lines.append(f"{m.upper()} mean over the {ms[m]['folds']} folds {why}.")
+    lines += [line for note in notes for line in ("", note)]  # a paragraph each
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     return summary
 
