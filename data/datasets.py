@@ -151,14 +151,16 @@ class SmileDataset:
 
     def landmark_digest(self, names) -> str:
         """SHA-256 over ``names`` of their landmark arrays as training reads them (isotropic
-        pixels: the files' points and frame sizes), to tell runs of other landmark files apart;
-        each video is hashed once per dataset object."""
+        pixels: the files' points and frame sizes; and their frame rates, by which clips are
+        resampled), to tell runs of other landmark files apart; each video is hashed once per
+        dataset object."""
         digest = hashlib.sha256()
         for name in sorted(names):
             if name not in self._hashes:
                 rows = np.ascontiguousarray(self.landmarks(name))
+                read_as = repr((rows.shape, self.videos[name].fps)).encode()
                 self._hashes[name] = hashlib.blake2b(
-                    repr(rows.shape).encode() + rows.tobytes(), digest_size=16
+                    read_as + rows.tobytes(), digest_size=16
                 ).digest()
             digest.update(name.encode() + b"\0" + self._hashes[name])
         return digest.hexdigest()
@@ -347,8 +349,10 @@ def open_dataset(
         check_generated(folds_dir, names, current, str(listing), index)
     listed = fold_files(folds_dir, folds or [])
     where = {n: str(table.path) for n in table.labels} if table is not None else {}
-    own = folds_dir if folds is not None and not generated else None  # one's own or published
-    files = match_files(names, index, landmarks_dir, {**where, **listed}, own)
+    subset = None
+    if folds is not None and not generated:  # one's own or published: a subset, in the root
+        subset = (folds_dir, root / f"{folds_dir.resolve().name or 'labels'}_extracted")
+    files = match_files(names, index, landmarks_dir, {**where, **listed}, subset)
     if folds is not None and not generated:  # fold files of one's own or published
         where = f"the fold files of {folds_dir}"
         fix = "list them in a fold file to use them"

@@ -69,10 +69,11 @@ def match_files(
     index: dict[str, Path | None],
     landmarks_dir: Path,
     where: dict[str, str | Path],
-    folds_dir: Path | None = None,
+    subset: tuple[Path, Path] | None = None,
 ) -> dict[str, Path]:
     """The landmark file of each name; ``where``: name -> the file that lists it, for messages;
-    ``folds_dir``: the fold files (one's own or published) that list ``names``, if they do.
+    ``subset``: (the fold files, one's own or published, that list ``names``, if they do; the
+    folder a subset of them without the missing videos would go to).
 
     FileNotFoundError for names without a file (with a file of another spelling when there is
     one: ``x.mp4`` for ``X.mp4``, ``a/x.mp4`` for ``x.mp4``); ValueError when two names match one
@@ -81,15 +82,14 @@ def match_files(
     files, missing = match_names(names, index)
     if missing:
         shown = [_missing(n, where, index) for n in missing[:10]]
-        if folds_dir is None:
+        if subset is None:
             fix = "remove them from labels.csv"
         else:  # published folds are not edited by hand: a subset, which says what it left out
-            dst = folds_dir.with_name(f"{folds_dir.name}_extracted")
+            src, dst = (shlex.quote(str(p)) for p in subset)
             fix = (
-                "write the folds without them: python -m data.folds subset "
-                f"{shlex.quote(str(folds_dir))} {shlex.quote(str(dst))} --landmarks "
-                f"{shlex.quote(str(landmarks_dir))}, then train with --folds "
-                f"{shlex.quote(str(dst))} (not the published protocol: say so)"
+                f"write the folds without them: python -m data.folds subset {src} {dst} "
+                f"--landmarks {shlex.quote(str(landmarks_dir))}, then train with --folds {dst} "
+                "(not the published protocol: say so)"
             )
         raise FileNotFoundError(
             f"{len(missing)} listed video(s) have no landmark file in {landmarks_dir}: "

@@ -322,14 +322,27 @@ def test_baseline_runs_are_no_repeats(tmp_path, capsys):
 
 def test_settings_that_differ_from_the_first_are_noted(tmp_path, capsys):
     """An ablation's model name is the full model's: the settings that differ are noted under the
-    table (the model column cannot tell), the seed and data paths not."""
+    table (the model column cannot tell), the seed and data paths not, nor MeshSmileNet's absent
+    D-Marker weight, whichever comes first; so are other landmark files. A config.yaml that
+    cannot be read leaves its note out, not the table."""
     runs = [fake_run(tmp_path / f"r{i}", "deepmarkernet", {1: RIGHT}, seed=i) for i in range(2)]
     cfg = load_config(runs[1] / "config.yaml")
     save_config(replace(cfg, model=replace(cfg.model, attention="time")), runs[1] / "config.yaml")
+    msn = fake_run(tmp_path / "msn", "meshsmilenet", {1: RIGHT})
+    assert main([str(runs[0]), str(runs[1]), str(msn)]) == 0
+    assert main([str(msn), str(runs[0])]) == 0
+    notes = [r for r in capsys.readouterr().out.splitlines() if r.startswith("note")]
+    diff = "model.attention 'alternate' -> 'time'"
+    assert notes == [f"note: {runs[1]} differs from {runs[0]} in {diff}"]
+    for run, digest in zip(runs, ("aa", "bb"), strict=True):
+        result = json.loads((run / "fold_01" / "test.json").read_text())
+        atomic_write_json(run / "fold_01" / "test.json", {**result, "landmark_digest": digest})
+    (runs[1] / "config.yaml").write_text("extra_section: {}\n")
     assert main([str(runs[0]), str(runs[1])]) == 0
     notes = [r for r in capsys.readouterr().out.splitlines() if r.startswith("note")]
     assert notes == [
-        f"note: {runs[1]} differs from {runs[0]} in model.attention 'alternate' -> 'time'"
+        f"note: {runs[1]} learned from other landmark files than {runs[0]} (another extraction "
+        "or landmark set): its differences include theirs"
     ]
 
 

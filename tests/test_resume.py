@@ -308,6 +308,26 @@ def test_resume_refuses_a_checkpoint_of_other_landmark_files(tmp_path, demo_root
         fit_cut(resume=True)
 
 
+def test_a_checkpoint_without_a_landmark_digest_still_resumes(tmp_path, demo_root):
+    """Checkpoints of versions before the landmark digest resume (unchecked) and are then saved
+    with it."""
+    cfg = load_config(tiny_config(tmp_path, demo_root, epochs=4))
+    dataset = open_dataset("demo", demo_root)
+    split = dataset.split(1, seed=0)
+    args = (cfg, dataset, list(split.train), list(split.val), tmp_path / "cut")
+    with pytest.raises(Killed):
+        fit(*args, resolve_device("cpu"), log=dies_at_line(3))
+    for name in ("last.pt", "best.pt"):
+        old = torch.load(tmp_path / "cut" / name, weights_only=True)
+        del old["landmark_digest"]
+        save_checkpoint(tmp_path / "cut" / name, **old)
+    fit(*args, resolve_device("cpu"), resume=True, log=lambda line: None)
+    last = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert last["state"]["epoch"] == 3 and last["landmark_digest"] == dataset.landmark_digest(
+        list(split.train) + list(split.val)
+    )
+
+
 def test_finished_folds_of_earlier_versions(tmp_path, demo_root, capsys):
     """A test.json without the digests (written before they existed) is kept while its test and
     validation videos match and its D-Marker table is older than it; a table rebuilt since is

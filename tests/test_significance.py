@@ -38,11 +38,21 @@ def test_a_subject_counts_whole():
     assert spread == pytest.approx((0.739, 0.849), abs=0.002)
 
 
-def test_accuracy_interval_stays_in_zero_one_and_has_width_when_all_are_right():
-    lo, hi = accuracy_interval(np.full(12, 3.0), np.full(12, 3.0))
-    assert 0.85 < lo < hi == pytest.approx(1.0)
-    lo, hi = accuracy_interval(np.zeros(12), np.full(12, 3.0))
-    assert lo == pytest.approx(0.0) and 0 < hi < 0.15
+def test_intervals_hold_their_estimate_within_their_range():
+    """Wilson's bound where every call is right (or wrong), exactly: n / (n + z^2), not a hair
+    above 1 or below the estimate; over random sets, lo <= estimate <= hi within [0, 1]; a
+    difference stays within [-1, 1]."""
+    z = stats.t.ppf(0.975, 11)
+    assert accuracy_interval(np.full(12, 3.0), np.full(12, 3.0)) == (36 / (36 + z**2), 1.0)
+    assert accuracy_interval(np.zeros(12), np.full(12, 3.0)) == (0.0, 1 - 36 / (36 + z**2))
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        counts = rng.integers(1, 6, rng.integers(10, 30)).astype(float)
+        right = rng.binomial(counts.astype(int), rng.choice([0.0, 0.5, 0.9, 1.0])).astype(float)
+        lo, hi = accuracy_interval(right, counts)
+        assert 0 <= lo <= right.sum() / counts.sum() <= hi <= 1
+    lo, hi = difference_interval(np.array([1.0] * 9 + [0.0]), np.ones(10))
+    assert 0 < lo < 0.9 and hi == 1.0  # +- t * SE would reach 1.126
 
 
 def simulated_subjects(rng, n_subjects: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -381,6 +381,8 @@ def test_table_notes_name_the_settings_and_a_fold_subset(tmp_path):
     assert table_notes(load_config(demo, ["model.name=meshsmilenet"]), demo) == [
         "Settings: demo.yaml."
     ]
+    own = load_config(None, ["data.dataset=folder", f"data.root={tmp_path}"])  # no folder.yaml
+    assert table_notes(own, None) == ["Settings: the defaults."]
     folds = tmp_path / "labels_extracted"
     folds.mkdir()
     atomic_write_json(folds / "subset.json", {"source": "/data/uva/labels", "dropped": ["a", "b"]})

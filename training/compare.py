@@ -176,8 +176,8 @@ def same_videos(run: dict, first: dict) -> bool:
 
 def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
     """(run of config, run of first): repeat i with repeat i (each configuration's in the order
-    of their seeds: the same seed with the same seed where both used it), a single run with
-    every repeat."""
+    of their seeds: the same seed with the same seed where both used the same seeds), a single
+    run with every repeat."""
     a, b = config["repeats"], first["repeats"]
     if len(a) != len(b) and 1 not in (len(a), len(b)):
         raise ValueError(
@@ -189,18 +189,32 @@ def pairs(config: dict, first: dict) -> list[tuple[dict, dict]]:
 
 def settings_notes(configs: list[dict]) -> list[str]:
     """A note per configuration whose settings (its config.yaml, as results.md lists them: an
-    ablation, --set overrides) differ from the first's beyond the model, which the table shows;
-    none for a run without config.yaml."""
-    files = [Path(c["repeats"][0]["name"]) / "config.yaml" for c in configs]
-    if not files[0].is_file():
-        return []
-    first = load_config(files[0], checked=False)
-    return [
-        f"note: {c['name']} differs from {configs[0]['name']} in {'; '.join(diff)}"
-        for c, file in zip(configs[1:], files[1:], strict=True)
-        if file.is_file()
-        and (diff := config_differences(first, load_config(file, checked=False), UNLISTED))
-    ]
+    ablation, --set overrides) differ from the first's beyond the model, which the table shows
+    (none where a config.yaml is missing or unreadable), and per configuration whose networks
+    learned from other landmark arrays than the first's (``landmark_digest``)."""
+    settings = [_settings(Path(c["repeats"][0]["name"]) / "config.yaml") for c in configs]
+    notes = []
+    for c, cfg in zip(configs[1:], settings[1:], strict=True):
+        if None not in (settings[0], cfg) and (
+            diff := config_differences(settings[0], cfg, UNLISTED)
+        ):
+            notes.append(
+                f"note: {c['name']} differs from {configs[0]['name']} in {'; '.join(diff)}"
+            )
+        if not same_landmarks(c["repeats"][0], configs[0]["repeats"][0]):
+            notes.append(
+                f"note: {c['name']} learned from other landmark files than {configs[0]['name']} "
+                "(another extraction or landmark set): its differences include theirs"
+            )
+    return notes
+
+
+def _settings(file: Path):
+    """The config a run folder's config.yaml holds, or None where it has none it can read."""
+    try:
+        return load_config(file, checked=False)
+    except (OSError, ValueError):
+        return None
 
 
 def single_run_notes(configs: list[dict]) -> list[str]:

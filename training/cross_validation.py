@@ -68,6 +68,9 @@ def config_differences(old: Config, new: Config, ignore=()) -> list[str]:
     """One "section.key old -> new" per setting of :func:`_comparable` that differs, except the
     (section, key) pairs in ``ignore``."""
     a, b = _comparable(old), _comparable(new)
+    if "dmarker_weight" not in a["train"] or "dmarker_weight" not in b["train"]:
+        for d in (a, b):  # MeshSmileNet has none: beside it, neither side's counts
+            d["train"].pop("dmarker_weight", None)
     return [
         f"{s}.{k} {a[s].get(k)!r} -> {b[s][k]!r}"
         for s in b
@@ -83,6 +86,7 @@ UNLISTED = (
     *FREE,
     ("train", "seed"),
     ("model", "name"),
+    ("data", "dataset"),
     *(("data", key) for key in ("root", "folds", "landmarks", "dmarkers")),
 )
 
