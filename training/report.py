@@ -111,7 +111,7 @@ def write_results(
     *,
     subjects: dict[str, str],
     folds_dir: str | None = None,
-    notes: list[str] = (),
+    notes: tuple[str, ...] | list[str] = (),
 ) -> dict:
     """Write results.json and results.md under ``out``; returns the summary.
 
