@@ -392,21 +392,3 @@ def test_name_matching_prefers_exact_and_refuses_ambiguity(tmp_path):
     files = f"{tmp_path / 'a.avi.npy'}, {tmp_path / 'a.mp4.npy'}"
     with pytest.raises(ValueError, match=rf"several landmark files \({re.escape(files)}\); name"):
         match_names(["a"], index)
-
-
-def test_landmark_digest_is_what_training_reads(tmp_path, demo_root):
-    """The digest that resumes, kept folds and repeats compare: the same for the same points
-    read through the packed store or file by file, however the names are ordered; another for
-    a moved point or another frame rate (clips are resampled by it)."""
-    root = tmp_path / "demo"
-    shutil.copytree(demo_root, root)
-    names = sorted(open_dataset("demo", root).videos)
-    first = open_dataset("demo", root).landmark_digest(names)
-    assert open_dataset("demo", root, pack=False).landmark_digest(names[::-1]) == first
-    assert open_dataset("demo", root).landmark_digest(names[1:]) != first
-    sidecar = meta_path(root / "npy" / f"{names[0]}.npy")
-    meta = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps({**meta, "fps": meta["fps"] / 2}))
-    assert open_dataset("demo", root).landmark_digest(names) != first
-    sidecar.write_text(json.dumps(meta))
-    assert open_dataset("demo", root).landmark_digest(names) == first

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
 import subprocess
 import sys
 import warnings
@@ -402,23 +400,3 @@ def test_folds_another_run_generated_meanwhile_are_taken_if_alike_else_refused(t
         warnings.simplefilter("error")  # taken: no "using them unsaved"
         same.save()
     assert [f.test for f in read_folds(tmp_path / "labels")] == [f.test for f in theirs.folds]
-
-
-def test_missing_landmarks_of_published_folds_name_a_subset_in_the_dataset(tmp_path):
-    """Published fold files kept elsewhere (a shared, perhaps read-only folder): the subset the
-    refusal names goes into the dataset's own folder, not beside them."""
-    from landmark_synth import make_folder_dataset
-
-    from data.datasets import open_dataset
-
-    root = make_folder_dataset(tmp_path / "mine", n_subjects=4, per_subject=2)
-    open_dataset("folder", root, folds_k=2)  # generated folds, copied as "published" ones
-    shared = tmp_path / "shared" / "reference folds"
-    shutil.copytree(root / "labels", shared)
-    (shared / "folds_meta.json").unlink()
-    (root / "npy" / "subj 1 clip 1.mp4.npy").unlink()
-    with pytest.raises(FileNotFoundError) as refused:
-        open_dataset("folder", root, folds_dir=shared)
-    dst = shlex.quote(str(root / "reference folds_extracted"))
-    assert f"subset {shlex.quote(str(shared))} {dst} --landmarks " in str(refused.value)
-    assert f"then train with --folds {dst} (not the published protocol" in str(refused.value)
